@@ -1,0 +1,129 @@
+"""The inbox API (`/v1/*`, JWT-authenticated at the gateway): conversations, messages, send, preview."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from pydantic import ValidationError
+
+from parley.adapters.dynamo import InvalidCursor
+from parley.domain.ids import new_request_key
+from parley.domain.models import SendRequest
+from parley.services.inbox import NotFound, preview
+from parley.services.sending import SendRejected
+from parley.wiring import container
+
+logger = Logger(service="parley")
+app = APIGatewayHttpResolver()
+
+
+def _json(status: int, body: Any) -> Response[str]:
+    return Response(status, "application/json", json.dumps(body, default=str))
+
+
+def _caller() -> tuple[str, str]:
+    claims = app.current_event.request_context.authorizer.jwt_claim or {}
+    return str(claims.get("sub", "")), str(claims.get("team", "default"))
+
+
+def _limit() -> int:
+    raw = app.current_event.get_query_string_value("limit", "50") or "50"
+    if not raw.isdigit() or not 1 <= int(raw) <= 200:
+        raise ValueError("limit must be a whole number from 1 to 200")
+    return int(raw)
+
+
+def _body() -> dict[str, Any]:
+    try:
+        data = app.current_event.json_body
+    except (ValueError, TypeError) as exc:
+        raise ValueError("the body is not valid JSON") from exc
+    if not isinstance(data, dict):
+        raise ValueError("the body must be a JSON object")
+    return data
+
+
+@app.get("/v1/conversations")
+def list_conversations() -> Response[str]:
+    _, team = _caller()
+    cursor = app.current_event.get_query_string_value("cursor")
+    page = container().inbox.conversations(team, limit=_limit(), cursor=cursor)
+    return _json(
+        200, {"conversations": [c.model_dump(mode="json") for c in page.items], "cursor": page.cursor}
+    )
+
+
+@app.get("/v1/conversations/<number>/messages")
+def list_messages(number: str) -> Response[str]:
+    _, team = _caller()
+    cursor = app.current_event.get_query_string_value("cursor")
+    page = container().inbox.messages(number, team, limit=_limit(), cursor=cursor)
+    return _json(200, {"messages": [m.model_dump(mode="json") for m in page.items], "cursor": page.cursor})
+
+
+@app.get("/v1/messages/<message_id>")
+def get_message(message_id: str) -> Response[str]:
+    _, team = _caller()
+    return _json(200, container().inbox.message(message_id, team).model_dump(mode="json"))
+
+
+@app.post("/v1/messages")
+def send_messages() -> Response[str]:
+    user, team = _caller()
+    data = _body()
+    data.setdefault("idempotency_key", app.current_event.headers.get("idempotency-key"))
+    if data["idempotency_key"] is None:
+        data.pop("idempotency_key")
+    request = SendRequest.model_validate({**data, "requested_by": user or None})
+    messages = container().sender.submit(request, request.idempotency_key or new_request_key(), team=team)
+    return _json(202, {"messages": [m.model_dump(mode="json") for m in messages]})
+
+
+@app.post("/v1/messages/preview")
+def preview_message() -> Response[str]:
+    data = _body()
+    body = data.get("body")
+    if not isinstance(body, str):
+        raise ValueError("'body' is required and must be a string")
+    return _json(200, preview(body, smart_encoding=bool(data.get("smart_encoding", False))))
+
+
+@app.exception_handler(ValidationError)
+def invalid_request(exc: ValidationError) -> Response[str]:
+    errors = [
+        {
+            "field": ".".join(str(p) for p in e["loc"]) or "body",
+            "reason": e["msg"].removeprefix("Value error, "),
+        }
+        for e in exc.errors()
+    ]
+    return _json(400, {"error": "the request is not valid", "errors": errors})
+
+
+@app.exception_handler(SendRejected)
+def rejected(exc: SendRejected) -> Response[str]:
+    errors = [{"field": e.field, "reason": e.reason} for e in exc.errors]
+    return _json(400, {"error": "the request can't be sent", "errors": errors})
+
+
+@app.exception_handler(NotFound)
+def not_found(exc: NotFound) -> Response[str]:
+    return _json(404, {"error": str(exc)})
+
+
+@app.exception_handler(InvalidCursor)
+def bad_cursor(exc: InvalidCursor) -> Response[str]:
+    return _json(400, {"error": str(exc)})
+
+
+@app.exception_handler(ValueError)
+def bad_input(exc: ValueError) -> Response[str]:
+    return _json(400, {"error": str(exc)})
+
+
+@logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,0 +1,32 @@
+"""Retry queue consumer (backed-off attempts) and the frequent sweep (parked receipts, due messages)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from parley.wiring import container
+
+logger = Logger(service="parley")
+batch = BatchProcessor(event_type=EventType.SQS)
+
+
+def process(record: SQSRecord) -> None:
+    container().sender.deliver(json.loads(record.body)["message_id"])
+
+
+@logger.inject_lambda_context
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    if "Records" in event:
+        return process_partial_response(event=event, record_handler=process, processor=batch, context=context)
+    app = container()
+    result = {
+        "receipts_applied": app.processor.sweep_parked(),
+        "released": app.sender.release_due(app.messages.list_view("scheduled", limit=100, cursor=None).items),
+    }
+    logger.info("sweep finished", extra=result)
+    return result

@@ -1,0 +1,36 @@
+"""Send queue consumer: requests from the API, EventBridge `SendMessage` events and raw SQS messages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from pydantic import ValidationError
+
+from parley.services.sending import SendRejected, parse_send_record
+from parley.wiring import container
+
+logger = Logger(service="parley")
+batch = BatchProcessor(event_type=EventType.SQS)
+
+
+def process(record: SQSRecord) -> None:
+    app = container()
+    try:
+        job = parse_send_record(record.body, record.message_id)
+        if job.message_id is not None:
+            app.sender.deliver(job.message_id)
+        elif job.request is not None and job.request_key is not None:
+            logger.set_correlation_id(job.request_key)
+            app.sender.handle_request(job.request, job.request_key)
+    except (ValueError, ValidationError, SendRejected) as exc:
+        # Retrying can't fix a bad request: record it where people look, and consume it.
+        logger.error("send request rejected", extra={"reason": str(exc), "sqs_message_id": record.message_id})
+        app.events.publish("SendRequestRejected", {"reason": str(exc), "body": record.body[:2000]})
+
+
+@logger.inject_lambda_context
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return process_partial_response(event=event, record_handler=process, processor=batch, context=context)

@@ -1,0 +1,539 @@
+"""DynamoDB repositories (pynamodb). Every access pattern is a key or an index, never a Scan on a hot path."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from pynamodb.attributes import (
+    BooleanAttribute,
+    JSONAttribute,
+    NumberAttribute,
+    UnicodeAttribute,
+    UnicodeSetAttribute,
+)
+from pynamodb.connection import Connection
+from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.models import Model
+from pynamodb.transactions import TransactWrite
+
+from parley.config import Settings
+from parley.domain.ids import carrier_ref
+from parley.domain.models import (
+    ContactRecord,
+    Conversation,
+    Direction,
+    Message,
+    MessageStatus,
+    OurNumber,
+    StatusUpdate,
+    Template,
+)
+from parley.domain.status import view_for
+from parley.ports import ConflictError, ConversationDelta, DigestEntry, Page
+
+M = TypeVar("M", bound=Model)
+
+
+def iso(dt: datetime) -> str:
+    """Fixed-width UTC timestamps sort as strings, which is what the range keys rely on."""
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_iso(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+def encode_cursor(key: dict[str, Any] | None) -> str | None:
+    if not key:
+        return None
+    return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode()
+
+
+class InvalidCursor(ValueError):
+    """The cursor was not one we issued."""
+
+
+def decode_cursor(cursor: str | None) -> dict[str, Any] | None:
+    if not cursor:
+        return None
+    try:
+        value = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except (ValueError, TypeError) as exc:
+        raise InvalidCursor("cursor is not valid") from exc
+    if not isinstance(value, dict):
+        raise InvalidCursor("cursor is not valid")
+    return value
+
+
+class _ByConversation(GlobalSecondaryIndex["MessageItem"]):
+    class Meta:
+        index_name = "by-conversation"
+        projection = AllProjection()
+
+    customer_number = UnicodeAttribute(hash_key=True)
+    created_at = UnicodeAttribute(range_key=True)
+
+
+class _ByCarrierRef(GlobalSecondaryIndex["MessageItem"]):
+    class Meta:
+        index_name = "by-carrier-ref"
+        projection = AllProjection()
+
+    carrier_ref = UnicodeAttribute(hash_key=True)
+
+
+class _ByView(GlobalSecondaryIndex["MessageItem"]):
+    class Meta:
+        index_name = "by-view"
+        projection = AllProjection()
+
+    view = UnicodeAttribute(hash_key=True)
+    created_at = UnicodeAttribute(range_key=True)
+
+
+class _ByDay(GlobalSecondaryIndex["MessageItem"]):
+    class Meta:
+        index_name = "by-day"
+        projection = AllProjection()
+
+    day_shard = UnicodeAttribute(hash_key=True)
+    created_at = UnicodeAttribute(range_key=True)
+
+
+class MessageItem(Model):
+    class Meta:
+        table_name = "MessagesTable"
+
+    message_id = UnicodeAttribute(hash_key=True)
+    customer_number = UnicodeAttribute()
+    created_at = UnicodeAttribute()
+    carrier_ref = UnicodeAttribute(null=True)
+    view = UnicodeAttribute(null=True)
+    day_shard = UnicodeAttribute()
+    status = UnicodeAttribute()
+    version = NumberAttribute(default=0)
+    doc = JSONAttribute()  # the full Message; keys above are copies for the indexes
+
+    by_conversation = _ByConversation()
+    by_carrier_ref = _ByCarrierRef()
+    by_view = _ByView()
+    by_day = _ByDay()
+
+
+class _ByActivity(GlobalSecondaryIndex["ConversationItem"]):
+    class Meta:
+        index_name = "by-activity"
+        projection = AllProjection()
+
+    team = UnicodeAttribute(hash_key=True)
+    last_activity_at = UnicodeAttribute(range_key=True)
+
+
+class ConversationItem(Model):
+    class Meta:
+        table_name = "ConversationsTable"
+
+    customer_number = UnicodeAttribute(hash_key=True)
+    team = UnicodeAttribute(default="default")
+    last_activity_at = UnicodeAttribute()
+    last_message_id = UnicodeAttribute(null=True)
+    last_message_preview = UnicodeAttribute(default="")
+    last_direction = UnicodeAttribute(null=True)
+    last_our_number = UnicodeAttribute(null=True)
+    our_numbers = UnicodeSetAttribute(null=True)
+    unread_count = NumberAttribute(default=0)
+    message_count = NumberAttribute(default=0)
+    contact_id = UnicodeAttribute(null=True)
+    owner = UnicodeAttribute(null=True)
+    closed = BooleanAttribute(default=False)
+
+    by_activity = _ByActivity()
+
+
+class _ByPhone(GlobalSecondaryIndex["ContactItem"]):
+    class Meta:
+        index_name = "by-phone"
+        projection = AllProjection()
+
+    phone = UnicodeAttribute(hash_key=True)
+
+
+class ContactItem(Model):
+    class Meta:
+        table_name = "ContactsTable"
+
+    contact_id = UnicodeAttribute(hash_key=True)
+    phone = UnicodeAttribute()
+    doc = JSONAttribute()
+
+    by_phone = _ByPhone()
+
+
+class TemplateItem(Model):
+    class Meta:
+        table_name = "TemplatesTable"
+
+    template_id = UnicodeAttribute(hash_key=True)
+    doc = JSONAttribute()
+
+
+class NumberItem(Model):
+    class Meta:
+        table_name = "NumbersTable"
+
+    number = UnicodeAttribute(hash_key=True)
+    doc = JSONAttribute()
+
+
+class ReceiptItem(Model):
+    class Meta:
+        table_name = "ReceiptsTable"
+
+    carrier_ref = UnicodeAttribute(hash_key=True)
+    receipt_id = UnicodeAttribute(range_key=True)
+    doc = JSONAttribute()
+    expires_at = NumberAttribute(null=True)
+
+
+class DigestItem(Model):
+    class Meta:
+        table_name = "DigestsTable"
+
+    digest_key = UnicodeAttribute(hash_key=True)
+    crm_id = UnicodeAttribute()
+    content_hash = UnicodeAttribute()
+    version = NumberAttribute()
+    posted_at = UnicodeAttribute()
+    message_count = NumberAttribute()
+
+
+_TABLES: dict[type[Model], str] = {}
+
+
+def bind_tables(settings: Settings) -> None:
+    """Point the models at this stage's tables; called once by the composition root."""
+    names: dict[type[Model], str] = {
+        MessageItem: settings.messages_table,
+        ConversationItem: settings.conversations_table,
+        ContactItem: settings.contacts_table,
+        TemplateItem: settings.templates_table,
+        NumberItem: settings.numbers_table,
+        ReceiptItem: settings.receipts_table,
+        DigestItem: settings.digests_table,
+    }
+    for model, name in names.items():
+        model.Meta.table_name = name
+        model.Meta.region = settings.region
+        model._connection = None  # drop a connection cached for another table name
+    _TABLES.update(names)
+
+
+def day_of(at: datetime, tz_name: str) -> str:
+    from zoneinfo import ZoneInfo
+
+    return at.astimezone(ZoneInfo(tz_name)).date().isoformat()
+
+
+def shard_of(customer_number: str, shards: int) -> int:
+    """Spread one day's messages over several partitions; the digest fans out over the same shards."""
+    return sum(customer_number.encode()) % shards
+
+
+class DynamoMessages:
+    def __init__(self, settings: Settings) -> None:
+        self._tz = settings.org_timezone
+        self._shards = settings.digest_shards
+        self._region = settings.region
+
+    def _to_item(self, message: Message) -> MessageItem:
+        day = day_of(message.created_at, self._tz)
+        ref = carrier_ref(message.carrier, message.carrier_message_id) if message.carrier_message_id else None
+        return MessageItem(
+            message_id=message.message_id,
+            customer_number=message.customer_number,
+            created_at=iso(message.created_at),
+            carrier_ref=ref,
+            view=view_for(message.status),
+            day_shard=f"{day}#{shard_of(message.customer_number, self._shards)}",
+            status=message.status.value,
+            version=message.version,
+            doc=message.model_dump(mode="json"),
+        )
+
+    @staticmethod
+    def _from_item(item: MessageItem) -> Message:
+        return Message.model_validate(item.doc)
+
+    def get(self, message_id: str) -> Message | None:
+        try:
+            return self._from_item(MessageItem.get(message_id, consistent_read=True))
+        except MessageItem.DoesNotExist:
+            return None
+
+    def insert_with_conversation(self, message: Message, delta: ConversationDelta) -> bool:
+        item = self._to_item(message)
+        current = ConversationItem.get(delta.customer_number) if _exists(delta.customer_number) else None
+        at = iso(delta.at)
+        actions: list[Any] = [
+            ConversationItem.message_count.add(1),
+            ConversationItem.unread_count.add(delta.unread_increment),
+            ConversationItem.our_numbers.add({delta.our_number}),
+            ConversationItem.team.set(ConversationItem.team | delta.team),
+            ConversationItem.closed.set(False),
+        ]
+        if delta.owner:
+            actions.append(ConversationItem.owner.set(ConversationItem.owner | delta.owner))
+        if delta.contact_id:
+            actions.append(ConversationItem.contact_id.set(ConversationItem.contact_id | delta.contact_id))
+        if current is None or current.last_activity_at <= at:
+            actions += [
+                ConversationItem.last_activity_at.set(at),
+                ConversationItem.last_message_id.set(delta.message_id),
+                ConversationItem.last_message_preview.set(delta.preview[:160]),
+                ConversationItem.last_direction.set(delta.direction),
+                ConversationItem.last_our_number.set(delta.our_number),
+            ]
+        try:
+            with TransactWrite(connection=Connection(region=self._region)) as tx:
+                tx.save(item, condition=MessageItem.message_id.does_not_exist())
+                tx.update(ConversationItem(delta.customer_number), actions=actions)
+        except TransactWriteError as exc:
+            reasons = [r.code for r in (exc.cancellation_reasons or []) if r is not None]
+            if "ConditionalCheckFailed" in reasons:
+                return False
+            raise
+        return True
+
+    def update(self, message: Message, *, expected_version: int) -> Message:
+        stored = message.model_copy(update={"version": expected_version + 1, "updated_at": _now()})
+        item = self._to_item(stored)
+        try:
+            item.save(condition=MessageItem.version == expected_version)
+        except PutError as exc:
+            if exc.cause_response_code == "ConditionalCheckFailedException":
+                raise ConflictError(message.message_id) from exc
+            raise
+        return stored
+
+    def find_by_carrier_ref(self, carrier: str, carrier_message_id: str) -> Message | None:
+        for item in MessageItem.by_carrier_ref.query(carrier_ref(carrier, carrier_message_id), limit=1):
+            return self.get(item.message_id)  # re-read: the index is only eventually consistent
+        return None
+
+    def list_for_conversation(self, customer_number: str, *, limit: int, cursor: str | None) -> Page[Message]:
+        result = MessageItem.by_conversation.query(
+            customer_number,
+            scan_index_forward=False,
+            limit=limit,
+            last_evaluated_key=decode_cursor(cursor),
+        )
+        items = [self._from_item(i) for i in _take(result, limit)]
+        return Page(items, encode_cursor(result.last_evaluated_key))
+
+    def list_for_day(self, day: str, shard: int) -> Iterable[Message]:
+        for item in MessageItem.by_day.query(f"{day}#{shard}"):
+            yield self._from_item(item)
+
+    def list_view(self, view: str, *, limit: int, cursor: str | None) -> Page[Message]:
+        result = MessageItem.by_view.query(
+            view, scan_index_forward=False, limit=limit, last_evaluated_key=decode_cursor(cursor)
+        )
+        items = [self._from_item(i) for i in _take(result, limit)]
+        return Page(items, encode_cursor(result.last_evaluated_key))
+
+
+def _exists(customer_number: str) -> bool:
+    try:
+        ConversationItem.get(customer_number, attributes_to_get=["customer_number"])
+    except ConversationItem.DoesNotExist:
+        return False
+    return True
+
+
+def _take(result: Iterator[M], limit: int) -> list[M]:
+    out: list[M] = []
+    for item in result:
+        out.append(item)
+        if len(out) >= limit:
+            break
+    return out
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class DynamoConversations:
+    @staticmethod
+    def _from_item(item: ConversationItem) -> Conversation:
+        return Conversation(
+            customer_number=item.customer_number,
+            team=item.team,
+            last_activity_at=parse_iso(item.last_activity_at),
+            last_message_id=item.last_message_id,
+            last_message_preview=item.last_message_preview,
+            last_direction=Direction(item.last_direction) if item.last_direction else None,
+            last_our_number=item.last_our_number,
+            our_numbers=sorted(item.our_numbers or []),
+            unread_count=int(item.unread_count),
+            message_count=int(item.message_count),
+            contact_id=item.contact_id,
+            owner=item.owner,
+            closed=bool(item.closed),
+        )
+
+    def get(self, customer_number: str) -> Conversation | None:
+        try:
+            return self._from_item(ConversationItem.get(customer_number, consistent_read=True))
+        except ConversationItem.DoesNotExist:
+            return None
+
+    def list_recent(self, team: str, *, limit: int, cursor: str | None) -> Page[Conversation]:
+        result = ConversationItem.by_activity.query(
+            team, scan_index_forward=False, limit=limit, last_evaluated_key=decode_cursor(cursor)
+        )
+        items = [self._from_item(i) for i in _take(result, limit)]
+        return Page(items, encode_cursor(result.last_evaluated_key))
+
+    def mark_read(self, customer_number: str) -> None:
+        try:
+            ConversationItem(customer_number).update(
+                actions=[ConversationItem.unread_count.set(0)],
+                condition=ConversationItem.customer_number.exists(),
+            )
+        except UpdateError as exc:
+            if exc.cause_response_code != "ConditionalCheckFailedException":
+                raise
+
+
+class DynamoReceipts:
+    """Parked receipts expire after 30 days (TTL) as a backstop; the sweep applies them long before."""
+
+    RETENTION_SECONDS = 30 * 24 * 3600
+
+    @staticmethod
+    def _receipt_id(update: StatusUpdate) -> str:
+        return f"{iso(update.occurred_at)}#{update.status.value}"
+
+    def park(self, update: StatusUpdate) -> None:
+        ReceiptItem(
+            carrier_ref=carrier_ref(update.carrier, update.carrier_message_id),
+            receipt_id=self._receipt_id(update),
+            doc=update.model_dump(mode="json"),
+            expires_at=int(_now().timestamp()) + self.RETENTION_SECONDS,
+        ).save()
+
+    def parked_for(self, carrier: str, carrier_message_id: str) -> list[StatusUpdate]:
+        items = ReceiptItem.query(carrier_ref(carrier, carrier_message_id), consistent_read=True)
+        return [StatusUpdate.model_validate(i.doc) for i in items]
+
+    def remove(self, update: StatusUpdate) -> None:
+        ReceiptItem(
+            carrier_ref=carrier_ref(update.carrier, update.carrier_message_id),
+            receipt_id=self._receipt_id(update),
+        ).delete()
+
+    def all_parked(self, limit: int) -> list[StatusUpdate]:
+        # The parked set is tiny and off the hot path (the sweep), so a bounded Scan is acceptable here.
+        return [StatusUpdate.model_validate(i.doc) for i in ReceiptItem.scan(limit=limit)]
+
+
+class DynamoNumbers:
+    def get(self, number: str) -> OurNumber | None:
+        try:
+            return OurNumber.model_validate(NumberItem.get(number).doc)
+        except NumberItem.DoesNotExist:
+            return None
+
+    def default_for_team(self, team: str) -> OurNumber | None:
+        # Our numbers are a handful of rows; reading them all is cheaper than an index.
+        numbers = [OurNumber.model_validate(i.doc) for i in NumberItem.scan()]
+        team_numbers = [n for n in numbers if n.team == team] or numbers
+        defaults = [n for n in team_numbers if n.is_default] or team_numbers
+        return sorted(defaults, key=lambda n: n.number)[0] if defaults else None
+
+    def save(self, number: OurNumber) -> None:
+        NumberItem(number=number.number, doc=number.model_dump(mode="json")).save()
+
+    def all(self) -> list[OurNumber]:
+        return sorted((OurNumber.model_validate(i.doc) for i in NumberItem.scan()), key=lambda n: n.number)
+
+
+class DynamoContacts:
+    def get(self, contact_id: str) -> ContactRecord | None:
+        try:
+            return ContactRecord.model_validate(ContactItem.get(contact_id).doc)
+        except ContactItem.DoesNotExist:
+            return None
+
+    def find_by_phone(self, phone: str) -> list[ContactRecord]:
+        return [ContactRecord.model_validate(i.doc) for i in ContactItem.by_phone.query(phone)]
+
+    def save(self, contact: ContactRecord) -> None:
+        ContactItem(
+            contact_id=contact.contact_id, phone=contact.phone, doc=contact.model_dump(mode="json")
+        ).save()
+
+
+class DynamoTemplates:
+    def get(self, template_id: str) -> Template | None:
+        try:
+            return Template.model_validate(TemplateItem.get(template_id).doc)
+        except TemplateItem.DoesNotExist:
+            return None
+
+    def save(self, template: Template) -> None:
+        TemplateItem(template_id=template.template_id, doc=template.model_dump(mode="json")).save()
+
+
+class DynamoDigests:
+    def get(self, digest_key: str) -> DigestEntry | None:
+        try:
+            item = DigestItem.get(digest_key, consistent_read=True)
+        except DigestItem.DoesNotExist:
+            return None
+        return DigestEntry(
+            digest_key=item.digest_key,
+            crm_id=item.crm_id,
+            content_hash=item.content_hash,
+            version=int(item.version),
+            posted_at=parse_iso(item.posted_at),
+            message_count=int(item.message_count),
+        )
+
+    def save(self, entry: DigestEntry) -> None:
+        DigestItem(
+            digest_key=entry.digest_key,
+            crm_id=entry.crm_id,
+            content_hash=entry.content_hash,
+            version=entry.version,
+            posted_at=iso(entry.posted_at),
+            message_count=entry.message_count,
+        ).save()
+
+
+def create_all_tables() -> None:
+    """For tests on moto only; deployed tables come from template.yaml."""
+    for model in _TABLES:
+        if not model.exists():
+            model.create_table(billing_mode="PAY_PER_REQUEST", wait=True)
+
+
+__all__ = [
+    "DynamoContacts",
+    "DynamoConversations",
+    "DynamoDigests",
+    "DynamoMessages",
+    "DynamoNumbers",
+    "DynamoReceipts",
+    "DynamoTemplates",
+    "InvalidCursor",
+    "MessageStatus",
+    "bind_tables",
+    "create_all_tables",
+]

@@ -1,0 +1,534 @@
+"""Twilio Programmable Messaging: signature check, webhook parser, send call and error classes.
+
+Twilio signs the URL it called plus the form fields, has no replay protection and no idempotency
+for message creation, so this module is strict on signatures and careful to tell "Twilio never got
+it" (retry) from "Twilio may have it" (reconcile first, or the customer gets the text twice).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+from urllib.parse import parse_qs, quote, urlsplit
+
+import requests
+import urllib3.exceptions
+
+from parley.carriers.base import (
+    FailureKind,
+    OutboundText,
+    PayloadError,
+    SendAccepted,
+    SendFailed,
+    SendOutcome,
+    SignatureError,
+    WebhookAck,
+    WebhookKind,
+    WebhookRequest,
+)
+from parley.domain.models import InboundMessage, Media, MessageStatus, StatusUpdate
+from parley.domain.phone import InvalidPhoneNumber, mask, normalize_e164
+
+logger = logging.getLogger(__name__)
+
+SIGNATURE_HEADER: Final = "X-Twilio-Signature"
+SIGNATURE_SETTINGS_HEADER: Final = "X-Twilio-Webhooks-Signature-Settings"
+CONNECT_TIMEOUT_SECONDS: Final = 3.05  # just over a TCP retransmit window, as requests advises
+EMPTY_TWIML: Final = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
+_MAX_FORM_FIELDS: Final = 1000  # Twilio sends a few dozen; bounds the work a forged body can cause
+
+_HashFactory = Callable[[], Any]
+_ALGORITHMS: Final[dict[str, _HashFactory]] = {
+    "HMAC_SHA1": hashlib.sha1,
+    "HMAC_SHA256": hashlib.sha256,
+}
+_DEFAULT_PORTS: Final = {"https": "443", "http": "80"}
+
+STATUS_MAP: Final[dict[str, MessageStatus]] = {
+    "queued": MessageStatus.QUEUED,
+    "accepted": MessageStatus.ACCEPTED,
+    "scheduled": MessageStatus.SCHEDULED,
+    "sending": MessageStatus.SENDING,
+    "sent": MessageStatus.SENT,
+    "delivered": MessageStatus.DELIVERED,
+    "undelivered": MessageStatus.UNDELIVERED,
+    "failed": MessageStatus.FAILED,
+    "read": MessageStatus.READ,
+    "partially_delivered": MessageStatus.PARTIALLY_DELIVERED,
+    "canceled": MessageStatus.CANCELED,
+    "receiving": MessageStatus.RECEIVED,
+    "received": MessageStatus.RECEIVED,
+}
+
+_P, _T = FailureKind.PERMANENT, FailureKind.TRANSIENT
+# Twilio error code -> (class, words a salesperson understands). Sources: carriers.md section 1.4.
+ERROR_CODES: Final[dict[str, tuple[FailureKind, str]]] = {
+    "20003": (_P, "the carrier rejected our credentials (check the Twilio account settings)"),
+    "20429": (_T, "the carrier is rate limiting us; it will be retried"),
+    "21211": (_P, "the number is not a valid phone number"),
+    "21212": (_P, "our sending number is not valid for this account"),
+    "21408": (_P, "texting this country is not enabled on our account"),
+    "21602": (_P, "the message is empty"),
+    "21606": (_P, "our sending number can't send text messages"),
+    "21608": (_P, "the trial account can only text verified numbers"),
+    "21610": (_P, "the recipient has opted out (replied STOP)"),
+    "21612": (_P, "the carrier can't deliver texts between these two numbers"),
+    "21614": (_P, "the number is not a mobile number and can't receive texts"),
+    "21617": (_P, "the message is too long"),
+    "21635": (_P, "the number is a landline"),
+    "30003": (_T, "the recipient's phone is unreachable (switched off or out of coverage)"),
+    "30005": (_P, "the number is unknown or no longer in service"),
+    "30006": (_P, "the number is a landline or its carrier can't be reached"),
+    "30007": (_P, "the recipient's carrier blocked the message as spam"),
+    "30008": (_T, "the carrier reported an unknown delivery error"),
+}
+
+
+def classify_error(code: str | None, http_status: int | None) -> tuple[FailureKind, str]:
+    """Class and plain reason for a Twilio error, from an API response or a receipt's ErrorCode.
+
+    HTTP 429/20429 means Twilio did not process the request; a 5xx means it may have, and since
+    Twilio has no idempotency for messages the caller has to reconcile before trying again.
+    """
+    code = (code or "").strip() or None
+    if http_status == 429 or code == "20429":
+        return ERROR_CODES["20429"]
+    if http_status is not None and http_status >= 500:
+        return FailureKind.AMBIGUOUS, f"carrier server error (HTTP {http_status})"
+    if code is not None and code in ERROR_CODES:
+        return ERROR_CODES[code]
+    if http_status in (408, 425):
+        return FailureKind.TRANSIENT, f"the carrier timed out reading our request (HTTP {http_status})"
+    if http_status == 401:
+        return ERROR_CODES["20003"]
+    if http_status is not None:
+        detail = f"error {code}" if code else f"HTTP {http_status}"
+        return FailureKind.PERMANENT, f"carrier rejected the message ({detail})"
+    if code is not None:
+        return FailureKind.PERMANENT, f"the carrier could not deliver the message (error {code})"
+    return FailureKind.PERMANENT, "the carrier could not deliver the message"
+
+
+class TwilioLookupError(RuntimeError):
+    """A message lookup failed for a reason other than "no such message"; try again later."""
+
+
+class TwilioCarrier:
+    """The Twilio plugin. Holds the account credentials and one HTTP session.
+
+    `secondary_auth_tokens` are also accepted when verifying webhooks: during an Auth Token
+    rotation, and for the SharedKey secret of a Webhooks Rule (HMAC-SHA256 signatures).
+    """
+
+    name = "twilio"
+
+    def __init__(
+        self,
+        account_sid: str,
+        auth_token: str,
+        *,
+        api_base: str = "https://api.twilio.com",
+        timeout: float = 10.0,
+        session: requests.Session | None = None,
+        secondary_auth_tokens: tuple[str, ...] = (),
+    ) -> None:
+        self.account_sid = account_sid
+        self._auth_token = auth_token
+        self._secondary_auth_tokens = tuple(secondary_auth_tokens)
+        self.api_base = api_base.rstrip("/")
+        self.timeout = timeout
+        self._session = session if session is not None else requests.Session()
+
+    def __repr__(self) -> str:  # never show the token
+        return f"TwilioCarrier(account_sid={self.account_sid!r}, api_base={self.api_base!r})"
+
+    # -- webhooks -------------------------------------------------------------------------------
+
+    def verify(self, request: WebhookRequest) -> None:
+        """Raise SignatureError unless X-Twilio-Signature matches one of our tokens."""
+        signature = (request.header(SIGNATURE_HEADER) or "").strip()
+        if not signature:
+            raise SignatureError("missing X-Twilio-Signature header")
+        keys = [t for t in (self._auth_token, *self._secondary_auth_tokens) if t]
+        if not keys:
+            raise SignatureError("no Twilio auth token configured")
+        digest = _signature_algorithm(request.header(SIGNATURE_SETTINGS_HEADER))
+
+        query = parse_qs(urlsplit(request.url).query, keep_blank_values=True)
+        body_hash = query.get("bodySHA256")
+        params: dict[str, list[str]] = {}
+        if body_hash:
+            # JSON bodies: the signature covers the URL only; the URL carries the body's hash.
+            body_ok = hmac.compare_digest(
+                hashlib.sha256(request.body).hexdigest().encode(), body_hash[0].strip().lower().encode()
+            )
+        else:
+            if _content_type(request).endswith("json"):
+                raise SignatureError("JSON body without bodySHA256")
+            try:
+                params = _parse_form(request.body)
+            except ValueError as exc:
+                raise SignatureError("body is not form data") from exc
+            body_ok = True
+
+        signed_params = _param_string(params)
+        given = signature.encode()
+        matched = False
+        for key in keys:
+            for url in _url_variants(request.url):
+                mac = hmac.new(key.encode(), (url + signed_params).encode(), digest)
+                if hmac.compare_digest(base64.b64encode(mac.digest()), given):
+                    matched = True
+        if not matched:
+            raise SignatureError("signature does not match")
+        if not body_ok:
+            raise SignatureError("body does not match bodySHA256")
+
+    def parse(self, kind: WebhookKind, request: WebhookRequest) -> list[InboundMessage | StatusUpdate]:
+        """Turn a verified inbound-message or status webhook into one canonical event."""
+        fields = _request_fields(request)
+        raw = {name: values[0] for name, values in fields.items() if values}
+        sid = _first(raw, "MessageSid", "SmsMessageSid", "SmsSid")
+        if sid is None:
+            raise PayloadError("MessageSid is missing")
+        if kind == WebhookKind.MESSAGE:
+            return [self._inbound(sid, raw)]
+        if kind == WebhookKind.STATUS:
+            return [self._status(sid, raw)]
+        raise PayloadError(f"unsupported webhook kind {kind!r}")
+
+    def ack(self, kind: WebhookKind) -> WebhookAck:
+        """Empty TwiML for both kinds: a 2xx stops Twilio retrying, and it tells Twilio to send nothing."""
+        return WebhookAck(status_code=200, body=EMPTY_TWIML, content_type="text/xml")
+
+    def _inbound(self, sid: str, raw: dict[str, str]) -> InboundMessage:
+        from_number = _number(raw, "From")
+        to_number = _number(raw, "To")
+        return InboundMessage(
+            carrier=self.name,
+            carrier_message_id=sid,
+            from_number=from_number,
+            to_number=to_number,
+            body=raw.get("Body", ""),
+            media=_media(raw, sid),
+            segments=_int_or_none(raw.get("NumSegments")),
+            raw=raw,
+        )
+
+    def _status(self, sid: str, raw: dict[str, str]) -> StatusUpdate:
+        word = (_first(raw, "MessageStatus", "SmsStatus") or "").strip().lower()
+        if not word:
+            raise PayloadError("MessageStatus is missing")
+        status = STATUS_MAP.get(word)
+        if status is None:
+            raise PayloadError(f"unknown Twilio message status {word!r}")
+        return StatusUpdate(
+            carrier=self.name,
+            carrier_message_id=sid,
+            status=status,
+            carrier_status=word,
+            error_code=_first(raw, "ErrorCode"),
+            error_message=_first(raw, "ErrorMessage"),
+            raw=raw,
+        )
+
+    # -- sending ----------------------------------------------------------------------------------
+
+    def send(self, text: OutboundText) -> SendOutcome:
+        """POST one message; every carrier or network failure comes back as a classified SendFailed."""
+        form: list[tuple[str, str]] = [
+            ("To", text.to_number),
+            ("From", text.from_number),
+            ("Body", text.body),
+        ]
+        if text.status_callback_url:
+            form.append(("StatusCallback", text.status_callback_url))
+        form.extend(("MediaUrl", url) for url in text.media_urls)
+        try:
+            response = self._session.post(
+                self._url("Messages.json"),
+                data=form,
+                auth=(self.account_sid, self._auth_token),
+                timeout=(CONNECT_TIMEOUT_SECONDS, self.timeout),
+                allow_redirects=False,  # a redirected POST would silently become a GET
+            )
+        except requests.RequestException as exc:
+            outcome: SendOutcome = _network_failure(exc)
+        else:
+            outcome = _send_outcome(response)
+        _log_outcome(text, outcome)
+        return outcome
+
+    def fetch(self, carrier_message_id: str) -> SendAccepted | None:
+        """Look a message up to settle an ambiguous send or a parked receipt; None if Twilio has none.
+
+        The result's carrier_status may be a failure word (failed, undelivered): read it.
+        """
+        try:
+            response = self._session.get(
+                self._url(f"Messages/{quote(carrier_message_id, safe='')}.json"),
+                auth=(self.account_sid, self._auth_token),
+                timeout=(CONNECT_TIMEOUT_SECONDS, self.timeout),
+                allow_redirects=False,
+            )
+        except requests.RequestException as exc:
+            raise TwilioLookupError(f"message lookup failed: {type(exc).__name__}") from exc
+        if response.status_code == 404:
+            return None
+        accepted = _accepted(response) if response.status_code == 200 else None
+        if accepted is None:
+            raise TwilioLookupError(f"message lookup failed (HTTP {response.status_code})")
+        return accepted
+
+    def _url(self, resource: str) -> str:
+        return f"{self.api_base}/2010-04-01/Accounts/{quote(self.account_sid, safe='')}/{resource}"
+
+
+# -- signature helpers ------------------------------------------------------------------------------
+
+
+def _signature_algorithm(settings_header: str | None) -> _HashFactory:
+    """The hash named by X-Twilio-Webhooks-Signature-Settings; no header means HMAC-SHA1."""
+    algorithm = "HMAC_SHA1"
+    for part in (settings_header or "").split(","):
+        name, sep, value = part.partition("=")
+        if sep and name.strip().lower() == "algorithm" and value.strip():
+            algorithm = value.strip().upper()
+            break
+    digest = _ALGORITHMS.get(algorithm)
+    if digest is None:
+        raise SignatureError("unsupported signature algorithm")
+    return digest
+
+
+def _param_string(params: Mapping[str, list[str]]) -> str:
+    """Twilio's signed suffix: each name sorted, then each distinct value of it sorted, as name+value."""
+    return "".join(name + value for name in sorted(params) for value in sorted(set(params[name])))
+
+
+def _url_variants(url: str) -> list[str]:
+    """The URL as given plus the same URL with the default port added or removed.
+
+    Twilio signs with or without :443/:80 depending on the path through its platform; its own
+    validator accepts both. A non-default port is never dropped.
+    """
+    scheme_end = url.find("://")
+    if scheme_end < 0:
+        return [url]
+    default_port = _DEFAULT_PORTS.get(url[:scheme_end].lower())
+    if default_port is None:
+        return [url]
+    start = scheme_end + 3
+    end = min((i for i in (url.find(c, start) for c in "/?#") if i != -1), default=len(url))
+    netloc = url[start:end]
+    userinfo, at, hostport = netloc.rpartition("@")
+    prefix = userinfo + at
+    if hostport.startswith("["):  # IPv6 literal
+        close = hostport.find("]")
+        host, rest = hostport[: close + 1], hostport[close + 1 :]
+        port = rest[1:] if rest.startswith(":") else None
+    else:
+        host, sep, port_text = hostport.partition(":")
+        port = port_text if sep else None
+    if port is None:
+        other = f"{host}:{default_port}"
+    elif port == default_port:
+        other = host
+    else:
+        return [url]
+    return [url, url[:start] + prefix + other + url[end:]]
+
+
+# -- payload helpers --------------------------------------------------------------------------------
+
+
+def _content_type(request: WebhookRequest) -> str:
+    return (request.header("content-type") or "").split(";")[0].strip().lower()
+
+
+def _parse_form(body: bytes) -> dict[str, list[str]]:
+    """Form fields from the raw bytes, blank values kept (Twilio signs ToCity= too)."""
+    return parse_qs(
+        body.decode("utf-8"),
+        keep_blank_values=True,
+        encoding="utf-8",
+        errors="strict",
+        max_num_fields=_MAX_FORM_FIELDS,
+    )
+
+
+def _request_fields(request: WebhookRequest) -> dict[str, list[str]]:
+    """Fields of a form POST, a GET (Twilio's method is configurable) or a flat JSON object."""
+    content_type = _content_type(request)
+    try:
+        if request.method.upper() == "GET" and not request.body:
+            query = urlsplit(request.url).query
+            return parse_qs(query, keep_blank_values=True, max_num_fields=_MAX_FORM_FIELDS)
+        if content_type in ("", "application/x-www-form-urlencoded"):
+            return _parse_form(request.body)
+        if content_type == "application/json" or content_type.endswith("+json"):
+            return _json_fields(request.body)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError included
+        raise PayloadError(f"body is not valid {content_type or 'form data'}") from exc
+    raise PayloadError(f"unsupported content type {content_type!r}")
+
+
+def _json_fields(body: bytes) -> dict[str, list[str]]:
+    data = json.loads(body)
+    if not isinstance(data, dict):
+        raise PayloadError("JSON body is not an object")
+    fields: dict[str, list[str]] = {}
+    for name, value in data.items():
+        if isinstance(value, bool):
+            fields[name] = ["true" if value else "false"]
+        elif isinstance(value, str | int | float):
+            fields[name] = [str(value)]
+    return fields
+
+
+def _first(raw: Mapping[str, str], *names: str) -> str | None:
+    """The first of `names` present with a non-blank value (Twilio still sends legacy SmsSid etc.)."""
+    for name in names:
+        value = raw.get(name, "").strip()
+        if value:
+            return value
+    return None
+
+
+def _number(raw: Mapping[str, str], name: str) -> str:
+    value = raw.get(name, "").strip()
+    if not value:
+        raise PayloadError(f"{name} is missing")
+    try:
+        return normalize_e164(value, require_mobile=False)
+    except InvalidPhoneNumber as exc:
+        raise PayloadError(f"{name} is not a phone number: {exc}") from exc
+
+
+def _int_or_none(value: str | None) -> int | None:
+    """A count we only display: a malformed one must not cost us the customer's text."""
+    try:
+        return int(value) if value is not None and value.strip() else None
+    except ValueError:
+        return None
+
+
+def _media(raw: Mapping[str, str], sid: str) -> tuple[Media, ...]:
+    """MediaUrl0..N with MediaContentType0..N, found by key so a bogus NumMedia can't steer a loop."""
+    indexes = sorted(
+        int(name[8:])
+        for name in raw
+        if name.startswith("MediaUrl") and name[8:].isascii() and name[8:].isdigit() and raw[name]
+    )
+    media = tuple(
+        Media(url=raw[f"MediaUrl{i}"], content_type=raw.get(f"MediaContentType{i}") or None) for i in indexes
+    )
+    declared = _int_or_none(raw.get("NumMedia"))
+    if declared is not None and declared != len(media):
+        logger.warning("twilio %s: NumMedia=%s but %d media URLs", sid, declared, len(media))
+    return media
+
+
+# -- send helpers -----------------------------------------------------------------------------------
+
+
+def _accepted(response: requests.Response) -> SendAccepted | None:
+    data = _json_object(response)
+    sid = data.get("sid")
+    if not isinstance(sid, str) or not sid:
+        return None
+    status = data.get("status")
+    segments = _int_or_none(str(data.get("num_segments") or ""))
+    return SendAccepted(
+        carrier_message_id=sid,
+        carrier_status=status if isinstance(status, str) and status else "queued",
+        segments=segments or None,  # Twilio reports 0 until a Messaging Service has split it
+    )
+
+
+def _json_object(response: requests.Response) -> dict[str, Any]:
+    try:
+        data = response.json()
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _send_outcome(response: requests.Response) -> SendOutcome:
+    status = response.status_code
+    if 200 <= status < 300:
+        accepted = _accepted(response)
+        if accepted is not None:
+            return accepted
+        return SendFailed(
+            FailureKind.AMBIGUOUS, "the carrier accepted the request but returned no message id", None, status
+        )
+    if 300 <= status < 400:
+        reason = f"the carrier API redirected us (HTTP {status}); check the API base URL"
+        return SendFailed(FailureKind.PERMANENT, reason, None, status)
+    data = _json_object(response)
+    raw_code = data.get("code")
+    code = str(raw_code) if isinstance(raw_code, int | str) and str(raw_code) else None
+    kind, reason = classify_error(code, status)
+    message = next((data[k] for k in ("message", "detail", "title") if isinstance(data.get(k), str)), "")
+    if 400 <= status < 500 and kind is FailureKind.PERMANENT and code not in ERROR_CODES and message:
+        reason = f"carrier rejected the message: {message}"
+    return SendFailed(kind, reason, code, status)
+
+
+def _network_failure(exc: requests.RequestException) -> SendFailed:
+    """Connection never made → retry; anything after the request may have left → reconcile."""
+    if isinstance(exc, requests.ConnectTimeout) or _never_connected(exc):
+        return SendFailed(FailureKind.TRANSIENT, "could not reach the carrier; it will be retried")
+    if isinstance(exc, requests.ReadTimeout):
+        return SendFailed(
+            FailureKind.AMBIGUOUS, "the carrier did not answer in time; checking before any retry"
+        )
+    if isinstance(exc, requests.exceptions.InvalidURL | requests.exceptions.MissingSchema):
+        return SendFailed(FailureKind.PERMANENT, "the carrier API address is misconfigured")
+    return SendFailed(
+        FailureKind.AMBIGUOUS, "the connection to the carrier broke after sending; checking before any retry"
+    )
+
+
+def _never_connected(exc: BaseException) -> bool:
+    """True when urllib3 says the TCP connection was never established (refused, DNS, connect timeout)."""
+    seen: set[int] = set()
+    pending: list[object] = [exc]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen or not isinstance(current, BaseException):
+            continue
+        seen.add(id(current))
+        if isinstance(current, urllib3.exceptions.ConnectTimeoutError | urllib3.exceptions.ClosedPoolError):
+            return True  # NewConnectionError and NameResolutionError are ConnectTimeoutError subclasses
+        if isinstance(current, urllib3.exceptions.ProtocolError):
+            return False  # the connection existed and broke: the request may have gone out
+        pending.extend(current.args)
+        pending.extend((getattr(current, "reason", None), current.__cause__, current.__context__))
+    return False
+
+
+def _log_outcome(text: OutboundText, outcome: SendOutcome) -> None:
+    if isinstance(outcome, SendAccepted):
+        logger.info(
+            "twilio accepted %s to %s as %s (%s)",
+            text.message_id,
+            mask(text.to_number),
+            outcome.carrier_message_id,
+            outcome.carrier_status,
+        )
+    else:
+        logger.warning(
+            "twilio send %s to %s failed: %s, code=%s, http=%s",
+            text.message_id,
+            mask(text.to_number),
+            outcome.kind,
+            outcome.error_code,
+            outcome.http_status,
+        )

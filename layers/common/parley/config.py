@@ -1,0 +1,62 @@
+"""Settings, read once per cold start from the environment that template.yaml's Globals set."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every function sees the same names (set in Globals), so one process can host them all locally."""
+
+    model_config = SettingsConfigDict(env_prefix="PARLEY_", extra="ignore")
+
+    stage: str = "dev"
+    region: str = Field(default="us-east-1", validation_alias="AWS_REGION")
+
+    # tables
+    messages_table: str = "parley-messages"
+    conversations_table: str = "parley-conversations"
+    contacts_table: str = "parley-contacts"
+    templates_table: str = "parley-templates"
+    numbers_table: str = "parley-numbers"
+    receipts_table: str = "parley-receipts"
+    digests_table: str = "parley-digests"
+
+    # queues and bus
+    inbound_queue_url: str = ""
+    send_queue_url: str = ""
+    retry_queue_url: str = ""
+    event_bus_name: str = "parley"
+    media_bucket: str = ""
+
+    # webhooks: the exact public base URL carriers are configured with (signatures cover it)
+    public_base_url: str = ""
+    verify_mode: str = "enforce"  # enforce | log-only
+
+    # secrets: a parameter name in SSM, or a value set directly (local use, tests)
+    twilio_account_sid: str = ""
+    twilio_auth_token: str = ""
+    twilio_auth_token_param: str = ""
+    twilio_api_base: str = "https://api.twilio.com"
+    carrier_timeout_seconds: float = 10.0
+
+    crm_webhook_url: str = ""
+    crm_signing_secret: str = ""
+    crm_signing_secret_param: str = ""
+
+    # sending and retries
+    default_region: str = "US"
+    max_segments: int = 10
+    retry_max_attempts: int = 5
+    retry_base_seconds: float = 30.0
+    retry_max_delay_seconds: int = 900
+    digest_shards: int = 4
+    org_timezone: str = "UTC"
+
+
+@cache
+def get_settings() -> Settings:
+    return Settings()

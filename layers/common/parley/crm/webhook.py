@@ -1,0 +1,211 @@
+"""A CRM reached through Parley's signed JSON webhook: the generic adapter for the nightly digest.
+
+Protocol (version 1). One record per conversation per day, upserted by an external id we choose:
+
+    PUT {crm_base_url}/records/{external_id}        (external_id percent-encoded as one segment)
+    Content-Type: application/json
+    X-Parley-Timestamp: <unix seconds, decimal>
+    X-Parley-Signature: v1=<hex HMAC-SHA256(secret, f"{timestamp}.".encode() + raw_body)>
+
+    <JSON object: the record, whatever the caller gives>
+
+The receiver recomputes the signature over the exact bytes it received (never a re-serialised body),
+compares in constant time, and rejects timestamps more than 300 s from its clock, so a captured
+request cannot be replayed later. A signature header may carry several comma-separated ``v1=``
+values while a secret is being rotated; one match is enough.
+
+The CRM upserts by external id and answers ``200`` (updated, or unchanged) or ``201`` (created) with
+``{"id": "<crm record id>", "created": true|false, "version": n}``. Re-sending an identical body is a
+no-op that keeps the version, which is what makes a digest re-run harmless.
+
+Failures: 5xx, 429, timeouts and connection errors are transient (retry later); any other 4xx is
+permanent (fix the request or the configuration); a 2xx without a record id is a broken receiver,
+also not worth retrying blindly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+__all__ = [
+    "SIGNATURE_HEADER",
+    "TIMESTAMP_HEADER",
+    "CrmError",
+    "CrmUpsertResult",
+    "WebhookCrm",
+    "sign",
+    "verify",
+]
+
+logger = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "X-Parley-Signature"
+TIMESTAMP_HEADER = "X-Parley-Timestamp"
+SIGNATURE_VERSION = "v1"
+DEFAULT_TOLERANCE_SECONDS = 300
+
+
+@dataclass(frozen=True)
+class CrmUpsertResult:
+    crm_id: str
+    created: bool
+    version: int
+
+
+class CrmError(Exception):
+    """The CRM did not take the record; `transient` says whether retrying later can help."""
+
+    def __init__(self, reason: str, *, transient: bool, status_code: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.transient = transient
+        self.status_code = status_code
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """The full `X-Parley-Signature` value (``v1=<hex>``) for these exact body bytes."""
+    mac = hmac.new(secret.encode("utf-8"), timestamp.encode("ascii") + b"." + body, hashlib.sha256)
+    return f"{SIGNATURE_VERSION}={mac.hexdigest()}"
+
+
+def verify(
+    secret: str,
+    timestamp: str,
+    body: bytes,
+    signature: str,
+    *,
+    now: float | None = None,
+    tolerance: int = DEFAULT_TOLERANCE_SECONDS,
+) -> bool:
+    """True only for a fresh timestamp and a matching ``v1`` signature (constant-time compare)."""
+    if not timestamp or not timestamp.isascii() or not timestamp.isdigit():
+        return False
+    current = time.time() if now is None else now
+    if abs(current - int(timestamp)) > tolerance:
+        return False
+    expected = sign(secret, timestamp, body)
+    matched = False
+    for candidate in signature.split(","):
+        # no early exit: every candidate is compared, so timing says nothing about which matched
+        matched |= hmac.compare_digest(candidate.strip().encode("utf-8"), expected.encode("utf-8"))
+    return matched
+
+
+class WebhookCrm:
+    """Upserts digest records into any CRM that speaks the protocol above."""
+
+    name = "webhook"
+
+    def __init__(
+        self,
+        base_url: str,
+        secret: str,
+        *,
+        timeout: float = 10.0,
+        session: requests.Session | None = None,
+    ) -> None:
+        if not base_url:
+            raise ValueError("the CRM webhook needs a base URL")
+        if not secret:
+            raise ValueError("the CRM webhook needs a signing secret")
+        self._base_url = base_url.rstrip("/")
+        self._secret = secret
+        self._timeout = timeout
+        self._session = session or requests.Session()
+
+    def record_url(self, external_id: str) -> str:
+        return f"{self._base_url}/records/{quote(external_id, safe='')}"
+
+    def upsert(self, external_id: str, payload: dict[str, Any]) -> CrmUpsertResult:
+        """Create or update the record keyed by `external_id`; raise CrmError if the CRM didn't."""
+        if not external_id:
+            raise ValueError("external_id must not be empty")
+        # sorted keys and no spaces: the same record always serialises to the same bytes
+        body = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        timestamp = str(int(time.time()))
+        headers = {
+            "Content-Type": "application/json",
+            TIMESTAMP_HEADER: timestamp,
+            SIGNATURE_HEADER: sign(self._secret, timestamp, body),
+        }
+        url = self.record_url(external_id)
+        try:
+            response = self._session.put(
+                url, data=body, headers=headers, timeout=self._timeout, allow_redirects=False
+            )
+        except (requests.Timeout, requests.ConnectionError) as exc:
+            raise CrmError(f"CRM unreachable: {type(exc).__name__}: {exc}", transient=True) from exc
+        except requests.RequestException as exc:
+            raise CrmError(f"CRM request failed: {type(exc).__name__}: {exc}", transient=False) from exc
+
+        status = response.status_code
+        if status == 429 or status >= 500:
+            raise CrmError(f"CRM answered {status}: {_detail(response)}", transient=True, status_code=status)
+        if not 200 <= status < 300:
+            raise CrmError(
+                f"CRM rejected the record with {status}: {_detail(response)}",
+                transient=False,
+                status_code=status,
+            )
+        result = _parse_result(response)
+        logger.debug(
+            "crm upsert %s -> %s (created=%s, version=%d)",
+            external_id,
+            result.crm_id,
+            result.created,
+            result.version,
+        )
+        return result
+
+
+def _parse_result(response: requests.Response) -> CrmUpsertResult:
+    status = response.status_code
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise CrmError(
+            f"CRM answered {status} without a JSON object, so no record id",
+            transient=False,
+            status_code=status,
+        )
+    crm_id = data.get("id")
+    if not isinstance(crm_id, str | int) or isinstance(crm_id, bool) or crm_id == "":
+        raise CrmError(f"CRM answered {status} without a record id", transient=False, status_code=status)
+    created = data.get("created")
+    version = data.get("version", 0)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise CrmError(
+            f"CRM answered {status} with a non-integer version {version!r}",
+            transient=False,
+            status_code=status,
+        )
+    return CrmUpsertResult(
+        crm_id=str(crm_id),
+        created=created if isinstance(created, bool) else status == 201,
+        version=version,
+    )
+
+
+def _detail(response: requests.Response) -> str:
+    """A short, log-safe description of an error body."""
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        for key in ("reason", "error", "message"):
+            if isinstance(data.get(key), str):
+                return str(data[key])[:300]
+    text = response.text.strip()
+    return text[:300] if text else response.reason or "no body"

@@ -1,0 +1,227 @@
+"""Canonical events and records shared by every flow.
+
+Carrier payloads are parsed into these at the edge so the rest of Parley never sees a carrier's
+vocabulary; records are what the repositories store and the API returns.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from parley.domain.phone import normalize_e164
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Direction(StrEnum):
+    INBOUND = "inbound"
+    OUTBOUND = "outbound"
+
+
+class MessageStatus(StrEnum):
+    """Parley's one vocabulary for where a message is; carriers' words are mapped onto it."""
+
+    # outbound, before the carrier
+    QUEUED = "queued"
+    SCHEDULED = "scheduled"
+    HELD = "held"
+    SUPPRESSED = "suppressed"
+    SENDING = "sending"
+    RETRYING = "retrying"
+    # outbound, reported by the carrier
+    ACCEPTED = "accepted"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    PARTIALLY_DELIVERED = "partially_delivered"
+    UNDELIVERED = "undelivered"
+    FAILED = "failed"
+    READ = "read"
+    CANCELED = "canceled"
+    # inbound
+    RECEIVED = "received"
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Media(Frozen):
+    url: str
+    content_type: str | None = None
+
+
+class InboundMessage(Frozen):
+    """A text a customer sent to one of our numbers, as any carrier reports it."""
+
+    kind: Literal["inbound_message"] = "inbound_message"
+    carrier: str
+    carrier_message_id: str
+    from_number: str
+    to_number: str
+    body: str = ""
+    media: tuple[Media, ...] = ()
+    segments: int | None = None
+    received_at: datetime = Field(default_factory=utc_now)
+    raw: dict[str, Any] = Field(default_factory=dict)
+
+
+class StatusUpdate(Frozen):
+    """A delivery receipt: the carrier's word about one message we sent."""
+
+    kind: Literal["status_update"] = "status_update"
+    carrier: str
+    carrier_message_id: str
+    status: MessageStatus
+    carrier_status: str
+    error_code: str | None = None
+    error_message: str | None = None
+    occurred_at: datetime = Field(default_factory=utc_now)
+    raw: dict[str, Any] = Field(default_factory=dict)
+
+
+CarrierEvent = Annotated[InboundMessage | StatusUpdate, Field(discriminator="kind")]
+
+
+class CarrierEventEnvelope(BaseModel):
+    """What the webhook puts on the inbound queue: one parsed event plus its correlation id."""
+
+    event: CarrierEvent
+    correlation_id: str
+
+
+class SendRequest(BaseModel):
+    """One request to text one or more people; each recipient becomes its own message."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    to: list[str] = Field(min_length=1, max_length=100)
+    body: str | None = Field(default=None, max_length=1600)
+    template_id: str | None = None
+    merge_values: dict[str, str] = Field(default_factory=dict)
+    from_number: str | None = Field(default=None, alias="from")
+    send_at: datetime | None = None
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+    smart_encoding: bool = False
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    requested_by: str | None = None
+
+    @field_validator("to")
+    @classmethod
+    def _normalise_recipients(cls, values: list[str]) -> list[str]:
+        normalised = [normalize_e164(v) for v in values]
+        return list(dict.fromkeys(normalised))
+
+    @field_validator("from_number")
+    @classmethod
+    def _normalise_sender(cls, value: str | None) -> str | None:
+        return None if value is None else normalize_e164(value, require_mobile=False)
+
+    @model_validator(mode="after")
+    def _body_or_template(self) -> SendRequest:
+        if (self.body is None) == (self.template_id is None):
+            raise ValueError("give exactly one of 'body' or 'template_id'")
+        if self.body is not None and not self.body.strip():
+            raise ValueError("'body' must not be empty")
+        return self
+
+
+class StatusChange(BaseModel):
+    status: MessageStatus
+    at: datetime
+    source: str
+    detail: str | None = None
+
+
+class Attempt(BaseModel):
+    number: int
+    at: datetime
+    outcome: Literal["accepted", "transient", "ambiguous", "permanent", "reconciled"]
+    error_code: str | None = None
+    detail: str | None = None
+
+
+class Message(BaseModel):
+    """One text in one conversation, either direction."""
+
+    message_id: str
+    direction: Direction
+    customer_number: str
+    our_number: str
+    body: str
+    status: MessageStatus
+    carrier: str
+    carrier_message_id: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    encoding: str | None = None
+    segments: int | None = None
+    units: int | None = None
+    media: list[Media] = Field(default_factory=list)
+    error_code: str | None = None
+    error_reason: str | None = None
+    attempts: list[Attempt] = Field(default_factory=list)
+    history: list[StatusChange] = Field(default_factory=list)
+    request_id: str | None = None
+    requested_by: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    next_attempt_at: datetime | None = None
+    team: str = "default"
+    sender_reason: str | None = None
+    version: int = 0
+
+
+class Conversation(BaseModel):
+    """The one thread per customer number, whichever of our numbers was used."""
+
+    customer_number: str
+    team: str = "default"
+    last_activity_at: datetime
+    last_message_id: str | None = None
+    last_message_preview: str = ""
+    last_direction: Direction | None = None
+    last_our_number: str | None = None
+    our_numbers: list[str] = Field(default_factory=list)
+    unread_count: int = 0
+    message_count: int = 0
+    contact_id: str | None = None
+    owner: str | None = None
+    closed: bool = False
+
+
+class ContactRecord(BaseModel):
+    contact_id: str
+    name: str
+    phone: str
+    first_name: str | None = None
+    last_name: str | None = None
+    email: str | None = None
+    owner: str | None = None
+    team: str = "default"
+    record_type: Literal["contact", "account", "opportunity", "lead"] = "contact"
+    crm_id: str | None = None
+    fields: dict[str, str] = Field(default_factory=dict)
+
+
+class Template(BaseModel):
+    template_id: str
+    name: str
+    body: str
+    owner: str | None = None
+    shared: bool = True
+
+
+class OurNumber(BaseModel):
+    """One of our sender numbers and who it belongs to."""
+
+    number: str
+    carrier: str
+    owner: str | None = None
+    team: str = "default"
+    is_default: bool = False
+    capabilities: list[str] = Field(default_factory=lambda: ["sms"])

@@ -1,0 +1,60 @@
+"""The one-way status machine for outbound messages.
+
+Carriers retry and reorder receipts, so a receipt may only move a message forward: a late `sent`
+never overwrites `delivered`, and a repeated receipt changes nothing.
+"""
+
+from __future__ import annotations
+
+from parley.domain.models import MessageStatus as S
+
+# Higher rank = further along. Receipts only ever raise the rank.
+_RANK: dict[S, int] = {
+    S.QUEUED: 0,
+    S.SCHEDULED: 0,
+    S.HELD: 0,
+    S.RETRYING: 1,
+    S.SENDING: 1,
+    S.ACCEPTED: 2,
+    S.SENT: 3,
+    S.PARTIALLY_DELIVERED: 4,
+    S.DELIVERED: 5,
+    S.UNDELIVERED: 5,
+    S.FAILED: 5,
+    S.READ: 6,
+    S.SUPPRESSED: 9,
+    S.CANCELED: 9,
+    S.RECEIVED: 9,
+}
+
+FINAL = frozenset({S.DELIVERED, S.UNDELIVERED, S.FAILED, S.READ, S.SUPPRESSED, S.CANCELED, S.RECEIVED})
+
+# Statuses a person would call "on its way" (the Pending view).
+PENDING = frozenset({S.QUEUED, S.SENDING, S.RETRYING, S.HELD})
+
+
+def rank(status: S) -> int:
+    return _RANK[status]
+
+
+def receipt_advances(current: S, reported: S) -> bool:
+    """True when a carrier's receipt saying `reported` should replace `current`."""
+    if current in (S.SUPPRESSED, S.CANCELED, S.RECEIVED):
+        return False
+    if current in (S.DELIVERED, S.UNDELIVERED, S.FAILED):
+        # Only a read receipt can follow a delivery; nothing reopens a failure.
+        return current is S.DELIVERED and reported is S.READ
+    return _RANK[reported] > _RANK[current]
+
+
+def view_for(status: S) -> str | None:
+    """The sparse index partition a message appears under, if it belongs to a work view."""
+    if status in PENDING:
+        return "pending"
+    if status in (S.FAILED, S.UNDELIVERED):
+        return "failed"
+    if status is S.SCHEDULED:
+        return "scheduled"
+    if status is S.SUPPRESSED:
+        return "suppressed"
+    return None

@@ -1,0 +1,144 @@
+"""Ports: what the services need from the outside world, as structural Protocols.
+
+Adapters (DynamoDB, SQS, EventBridge, carriers, CRMs) implement these; unit tests use the
+in-memory fakes in tests/fakes.py, which mypy checks against the same Protocols.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Generic, Protocol, TypeVar
+
+from parley.domain.models import (
+    ContactRecord,
+    Conversation,
+    Message,
+    OurNumber,
+    StatusUpdate,
+    Template,
+)
+
+
+class ConflictError(Exception):
+    """A conditional write lost: the record changed (or already existed) since it was read."""
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: list[T]
+    cursor: str | None  # opaque; None when there is nothing more
+
+
+@dataclass(frozen=True)
+class ConversationDelta:
+    """How one message changes its conversation: applied atomically with the message insert."""
+
+    customer_number: str
+    team: str
+    our_number: str
+    at: datetime
+    message_id: str
+    preview: str
+    direction: str
+    unread_increment: int
+    owner: str | None = None
+    contact_id: str | None = None
+
+
+class MessageRepository(Protocol):
+    def get(self, message_id: str) -> Message | None: ...
+
+    def insert_with_conversation(self, message: Message, delta: ConversationDelta) -> bool:
+        """Store a new message and fold it into its conversation, atomically.
+
+        Returns False (and changes nothing) when the message already exists.
+        """
+        ...
+
+    def update(self, message: Message, *, expected_version: int) -> Message:
+        """Write `message` if its stored version is still `expected_version`; raise ConflictError if not."""
+        ...
+
+    def find_by_carrier_ref(self, carrier: str, carrier_message_id: str) -> Message | None: ...
+
+    def list_for_conversation(
+        self, customer_number: str, *, limit: int, cursor: str | None
+    ) -> Page[Message]: ...
+
+    def list_for_day(self, day: str, shard: int) -> Iterable[Message]: ...
+
+
+class ConversationRepository(Protocol):
+    def get(self, customer_number: str) -> Conversation | None: ...
+
+    def list_recent(self, team: str, *, limit: int, cursor: str | None) -> Page[Conversation]: ...
+
+
+class ReceiptRepository(Protocol):
+    """Receipts that arrived before we knew their message: parked, never dropped."""
+
+    def park(self, update: StatusUpdate) -> None: ...
+
+    def parked_for(self, carrier: str, carrier_message_id: str) -> list[StatusUpdate]: ...
+
+    def remove(self, update: StatusUpdate) -> None: ...
+
+    def all_parked(self, limit: int) -> list[StatusUpdate]: ...
+
+
+class NumberRepository(Protocol):
+    def get(self, number: str) -> OurNumber | None: ...
+
+    def default_for_team(self, team: str) -> OurNumber | None: ...
+
+    def save(self, number: OurNumber) -> None: ...
+
+
+class ContactRepository(Protocol):
+    def get(self, contact_id: str) -> ContactRecord | None: ...
+
+    def find_by_phone(self, phone: str) -> list[ContactRecord]: ...
+
+    def save(self, contact: ContactRecord) -> None: ...
+
+
+class TemplateRepository(Protocol):
+    def get(self, template_id: str) -> Template | None: ...
+
+    def save(self, template: Template) -> None: ...
+
+
+@dataclass(frozen=True)
+class DigestEntry:
+    digest_key: str
+    crm_id: str
+    content_hash: str
+    version: int
+    posted_at: datetime
+    message_count: int
+
+
+class DigestRepository(Protocol):
+    def get(self, digest_key: str) -> DigestEntry | None: ...
+
+    def save(self, entry: DigestEntry) -> None: ...
+
+
+class JobQueue(Protocol):
+    """A work queue (SQS); `delay_seconds` defers delivery, for backoff."""
+
+    def send(self, body: dict[str, Any], *, delay_seconds: int = 0) -> None: ...
+
+
+class EventPublisher(Protocol):
+    """Domain events for other services (EventBridge)."""
+
+    def publish(self, detail_type: str, detail: dict[str, Any]) -> None: ...
+
+
+Clock = Callable[[], datetime]

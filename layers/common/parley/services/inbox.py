@@ -1,0 +1,49 @@
+"""Read side of the inbox: conversations, their messages, one message, and the encoding preview."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from parley.domain.encoding import analyze
+from parley.domain.models import Conversation, Message
+from parley.ports import ConversationRepository, MessageRepository, Page
+
+
+class NotFound(LookupError):
+    """Absent, or not visible to the caller: the API says the same in both cases."""
+
+
+class InboxQueries:
+    def __init__(self, messages: MessageRepository, conversations: ConversationRepository) -> None:
+        self._messages = messages
+        self._conversations = conversations
+
+    def conversations(self, team: str, *, limit: int, cursor: str | None) -> Page[Conversation]:
+        return self._conversations.list_recent(team, limit=limit, cursor=cursor)
+
+    def conversation(self, customer_number: str, team: str) -> Conversation:
+        conversation = self._conversations.get(customer_number)
+        if conversation is None or conversation.team != team:
+            raise NotFound(f"no conversation with {customer_number}")
+        return conversation
+
+    def messages(self, customer_number: str, team: str, *, limit: int, cursor: str | None) -> Page[Message]:
+        self.conversation(customer_number, team)
+        return self._messages.list_for_conversation(customer_number, limit=limit, cursor=cursor)
+
+    def message(self, message_id: str, team: str) -> Message:
+        message = self._messages.get(message_id)
+        if message is None or message.team != team:
+            raise NotFound(f"no message with id {message_id}")
+        return message
+
+
+def preview(body: str, *, smart_encoding: bool = False) -> dict[str, Any]:
+    """What a text will cost before it is sent, computed exactly as the send path computes it."""
+    info = analyze(body, smart_encoding=smart_encoding)
+    result = asdict(info)
+    result["encoding"] = info.encoding.value
+    result["parts"] = list(info.parts)
+    result["non_gsm_characters"] = list(info.non_gsm_characters)
+    return result

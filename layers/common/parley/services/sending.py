@@ -1,0 +1,513 @@
+"""Send: one request in, one message per recipient, each delivered (or explained) exactly once.
+
+Every entry point (API, EventBridge, SQS) goes through `SendService.accept`, so the same rules
+apply whichever way a request arrives. Message ids derive from the request key and recipient,
+which makes a redelivered request a no-op instead of a second text.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from parley.carriers.base import (
+    Carrier,
+    FailureKind,
+    OutboundText,
+    SendAccepted,
+    SendFailed,
+)
+from parley.domain.encoding import SegmentInfo, analyze
+from parley.domain.ids import outbound_message_id
+from parley.domain.models import (
+    Attempt,
+    ContactRecord,
+    Direction,
+    Message,
+    MessageStatus,
+    OurNumber,
+    SendRequest,
+    StatusChange,
+)
+from parley.domain.phone import mask
+from parley.domain.retry import RetryPolicy
+from parley.domain.status import rank
+from parley.domain.templates import MissingMergeField, render
+from parley.ports import (
+    Clock,
+    ConflictError,
+    ContactRepository,
+    ConversationDelta,
+    ConversationRepository,
+    EventPublisher,
+    JobQueue,
+    MessageRepository,
+    NumberRepository,
+    TemplateRepository,
+)
+
+logger = logging.getLogger(__name__)
+
+# Anything still "sending" after this long lost its worker mid-call; the sweep reconciles it.
+STUCK_SENDING_AFTER = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class FieldError:
+    field: str
+    reason: str
+
+
+class SendRejected(ValueError):
+    """The request can't be sent as given; nothing was stored. Carries a reason per field."""
+
+    def __init__(self, errors: list[FieldError]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(f"{e.field}: {e.reason}" for e in errors))
+
+
+class SentLookup(Protocol):
+    """Optional carrier capability: find a text the carrier may have accepted before a timeout."""
+
+    def fetch(self, carrier_message_id: str) -> SendAccepted | None: ...
+
+
+@dataclass(frozen=True)
+class Draft:
+    """One recipient's message, fully decided but not yet stored."""
+
+    message_id: str
+    to: str
+    sender: OurNumber
+    sender_reason: str
+    text: str
+    info: SegmentInfo
+    contact: ContactRecord | None
+
+
+class SendService:
+    def __init__(
+        self,
+        *,
+        messages: MessageRepository,
+        conversations: ConversationRepository,
+        numbers: NumberRepository,
+        templates: TemplateRepository,
+        contacts: ContactRepository,
+        send_queue: JobQueue,
+        retry_queue: JobQueue,
+        carriers: Callable[[str], Carrier],
+        events: EventPublisher,
+        clock: Clock,
+        retry_policy: RetryPolicy,
+        max_segments: int,
+        status_callback_url: Callable[[str], str | None],
+        on_carrier_id: Callable[[str, str], object] | None = None,
+    ) -> None:
+        self._messages = messages
+        self._conversations = conversations
+        self._numbers = numbers
+        self._templates = templates
+        self._contacts = contacts
+        self._send_queue = send_queue
+        self._retry_queue = retry_queue
+        self._carriers = carriers
+        self._events = events
+        self._clock = clock
+        self._policy = retry_policy
+        self._max_segments = max_segments
+        self._status_callback_url = status_callback_url
+        self._on_carrier_id = on_carrier_id
+
+    # -- planning: pure decisions, no writes ---------------------------------------------------------
+
+    def plan(self, request: SendRequest, request_key: str, *, team: str = "default") -> list[Draft]:
+        """Decide sender, text and encoding for every recipient, or reject the whole request."""
+        errors: list[FieldError] = []
+        template_body = None
+        if request.template_id is not None:
+            template = self._templates.get(request.template_id)
+            if template is None:
+                errors.append(FieldError("template_id", f"no template with id '{request.template_id}'"))
+            else:
+                template_body = template.body
+        explicit = None
+        if request.from_number is not None:
+            explicit = self._numbers.get(request.from_number)
+            if explicit is None:
+                errors.append(FieldError("from", f"{request.from_number} is not one of our numbers"))
+        if errors:
+            raise SendRejected(errors)
+
+        drafts: list[Draft] = []
+        for to in request.to:
+            contacts = self._contacts.find_by_phone(to)
+            contact = contacts[0] if len(contacts) == 1 else None
+            text = request.body or ""
+            if template_body is not None:
+                try:
+                    text = render(template_body, _merge_values(contact, request.merge_values))
+                except MissingMergeField as exc:
+                    errors.append(FieldError("merge_values", f"{exc} (for {to})"))
+                    continue
+            info = analyze(text, smart_encoding=request.smart_encoding)
+            if info.segments > self._max_segments:
+                errors.append(
+                    FieldError(
+                        "body",
+                        f"the text needs {info.segments} segments; the limit is {self._max_segments}",
+                    )
+                )
+                continue
+            sender, reason = self._pick_sender(to, explicit, team)
+            if sender is None:
+                errors.append(FieldError("from", "no sender number is configured for this team"))
+                continue
+            drafts.append(
+                Draft(outbound_message_id(request_key, to), to, sender, reason, info.text, info, contact)
+            )
+        if errors:
+            raise SendRejected(errors)
+        return drafts
+
+    def _pick_sender(self, to: str, explicit: OurNumber | None, team: str) -> tuple[OurNumber | None, str]:
+        if explicit is not None:
+            return explicit, "requested"
+        conversation = self._conversations.get(to)
+        if conversation and conversation.last_our_number:
+            sticky = self._numbers.get(conversation.last_our_number)
+            if sticky is not None:
+                return sticky, "sticky: the number this customer last talked to"
+        default = self._numbers.default_for_team(team)
+        return default, "team default"
+
+    # -- accepting: store one message per recipient, idempotently --------------------------------
+
+    def accept(
+        self, request: SendRequest, request_key: str, *, team: str = "default"
+    ) -> list[tuple[Message, bool]]:
+        """Store the planned messages. Returns (message, created); created is False for a repeat."""
+        now = self._clock()
+        scheduled = request.send_at is not None and request.send_at > now
+        out: list[tuple[Message, bool]] = []
+        for draft in self.plan(request, request_key, team=team):
+            existing = self._messages.get(draft.message_id)
+            if existing is not None:
+                out.append((existing, False))
+                continue
+            status = MessageStatus.SCHEDULED if scheduled else MessageStatus.QUEUED
+            message = Message(
+                message_id=draft.message_id,
+                direction=Direction.OUTBOUND,
+                customer_number=draft.to,
+                our_number=draft.sender.number,
+                body=draft.text,
+                status=status,
+                carrier=draft.sender.carrier,
+                created_at=now,
+                updated_at=now,
+                encoding=draft.info.encoding.value,
+                segments=draft.info.segments,
+                units=draft.info.units,
+                history=[StatusChange(status=status, at=now, source="parley")],
+                request_id=request_key,
+                requested_by=request.requested_by,
+                metadata=request.metadata,
+                next_attempt_at=request.send_at if scheduled else None,
+                team=team,
+                sender_reason=draft.sender_reason,
+            )
+            delta = ConversationDelta(
+                customer_number=draft.to,
+                team=team,
+                our_number=draft.sender.number,
+                at=now,
+                message_id=message.message_id,
+                preview=draft.text,
+                direction=Direction.OUTBOUND.value,
+                unread_increment=0,
+                owner=draft.contact.owner if draft.contact else draft.sender.owner,
+                contact_id=draft.contact.contact_id if draft.contact else None,
+            )
+            created = self._messages.insert_with_conversation(message, delta)
+            if not created:  # a concurrent delivery of the same request won the race
+                stored = self._messages.get(draft.message_id)
+                out.append((stored or message, False))
+                continue
+            logger.info(
+                "message queued",
+                extra={
+                    "message_id": message.message_id,
+                    "to": mask(draft.to),
+                    "from": draft.sender.number,
+                    "sender_reason": draft.sender_reason,
+                    "segments": draft.info.segments,
+                    "encoding": draft.info.encoding.value,
+                },
+            )
+            out.append((message, True))
+        return out
+
+    def submit(self, request: SendRequest, request_key: str, *, team: str = "default") -> list[Message]:
+        """API entry point: store, then hand each new message to the send queue."""
+        results = self.accept(request, request_key, team=team)
+        for message, _created in results:
+            if message.status is MessageStatus.QUEUED:
+                self._send_queue.send({"message_id": message.message_id})
+        return [m for m, _ in results]
+
+    def handle_request(
+        self, request: SendRequest, request_key: str, *, team: str = "default"
+    ) -> list[Message]:
+        """Queue/EventBridge entry point: store and deliver in the same invocation."""
+        return [self.deliver(m.message_id) or m for m, _ in self.accept(request, request_key, team=team)]
+
+    # -- delivering --------------------------------------------------------------------------------
+
+    def deliver(self, message_id: str) -> Message | None:
+        """Try the carrier once. Safe to call twice: only a queued or retrying message is sent."""
+        message = self._messages.get(message_id)
+        if message is None:
+            logger.error("send job for an unknown message", extra={"message_id": message_id})
+            return None
+        if message.status not in (MessageStatus.QUEUED, MessageStatus.RETRYING):
+            logger.info(
+                "message is not waiting to be sent; nothing to do",
+                extra={"message_id": message_id, "status": message.status.value},
+            )
+            return message
+        last = message.attempts[-1] if message.attempts else None
+        carrier = self._carriers(message.carrier)
+        if last is not None and last.outcome == "ambiguous":
+            reconciled = self._reconcile(message, carrier)
+            if reconciled is not None:
+                return reconciled
+        try:
+            claimed = self._messages.update(
+                message.model_copy(
+                    update={
+                        "status": MessageStatus.SENDING,
+                        "history": [*message.history, _change(MessageStatus.SENDING, self._clock())],
+                    }
+                ),
+                expected_version=message.version,
+            )
+        except ConflictError:
+            logger.info("another worker claimed the message", extra={"message_id": message_id})
+            return self._messages.get(message_id)
+
+        outcome = carrier.send(
+            OutboundText(
+                message_id=claimed.message_id,
+                from_number=claimed.our_number,
+                to_number=claimed.customer_number,
+                body=claimed.body,
+                status_callback_url=self._status_callback_url(claimed.carrier),
+            )
+        )
+        if isinstance(outcome, SendAccepted):
+            return self._record_accepted(claimed, outcome, outcome="accepted")
+        return self._record_failure(claimed, outcome)
+
+    def _reconcile(self, message: Message, carrier: Carrier) -> Message | None:
+        """Before resending after an ambiguous outcome, ask the carrier whether it already has it."""
+        if message.carrier_message_id and hasattr(carrier, "fetch"):
+            found = carrier.fetch(message.carrier_message_id)
+            if found is not None:
+                return self._record_accepted(message, found, outcome="reconciled")
+        return None
+
+    def _record_accepted(self, message: Message, accepted: SendAccepted, *, outcome: str) -> Message:
+        now = self._clock()
+        attempt = Attempt(number=len(message.attempts) + 1, at=now, outcome=outcome)
+        stored = self._update(
+            message,
+            {
+                "status": MessageStatus.ACCEPTED,
+                "carrier_message_id": accepted.carrier_message_id,
+                "attempts": [*message.attempts, attempt],
+                "history": [*message.history, _change(MessageStatus.ACCEPTED, now, accepted.carrier_status)],
+                "next_attempt_at": None,
+                "segments": accepted.segments or message.segments,
+            },
+        )
+        logger.info(
+            "carrier accepted the message",
+            extra={"message_id": message.message_id, "carrier_message_id": accepted.carrier_message_id},
+        )
+        self._events.publish("MessageSent", _detail(stored))
+        if self._on_carrier_id is not None:
+            # Receipts that raced ahead of this write were parked; apply them now.
+            self._on_carrier_id(stored.carrier, accepted.carrier_message_id)
+        return self._messages.get(stored.message_id) or stored
+
+    def _record_failure(self, message: Message, failure: SendFailed) -> Message:
+        now = self._clock()
+        attempt = Attempt(
+            number=len(message.attempts) + 1,
+            at=now,
+            outcome=failure.kind.value,
+            error_code=failure.error_code,
+            detail=failure.reason,
+        )
+        attempts = [*message.attempts, attempt]
+        retryable = failure.kind in (FailureKind.TRANSIENT, FailureKind.AMBIGUOUS)
+        if retryable and self._policy.should_retry(len(attempts)):
+            delay = self._policy.delay_seconds(len(attempts))
+            stored = self._update(
+                message,
+                {
+                    "status": MessageStatus.RETRYING,
+                    "attempts": attempts,
+                    "history": [*message.history, _change(MessageStatus.RETRYING, now, failure.reason)],
+                    "next_attempt_at": now + timedelta(seconds=delay),
+                    "error_code": failure.error_code,
+                    "error_reason": failure.reason,
+                },
+            )
+            self._retry_queue.send({"message_id": message.message_id}, delay_seconds=delay)
+            logger.warning(
+                "transient carrier failure; retry scheduled",
+                extra={
+                    "message_id": message.message_id,
+                    "attempt": len(attempts),
+                    "delay_seconds": delay,
+                    "reason": failure.reason,
+                    "error_code": failure.error_code,
+                },
+            )
+            self._events.publish("MessageRetried", _detail(stored))
+            return stored
+        reason = failure.reason
+        if retryable:
+            reason = f"{failure.reason} (gave up after {len(attempts)} attempts)"
+        stored = self._update(
+            message,
+            {
+                "status": MessageStatus.FAILED,
+                "attempts": attempts,
+                "history": [*message.history, _change(MessageStatus.FAILED, now, reason)],
+                "next_attempt_at": None,
+                "error_code": failure.error_code,
+                "error_reason": reason,
+            },
+        )
+        logger.warning(
+            "message failed",
+            extra={"message_id": message.message_id, "reason": reason, "error_code": failure.error_code},
+        )
+        self._events.publish("MessageFailed", _detail(stored))
+        return stored
+
+    def _update(self, message: Message, changes: Mapping[str, Any]) -> Message:
+        """Write our own transition. On a conflict, re-read and re-apply without moving backwards."""
+        current = message
+        for _ in range(5):
+            update = dict(changes)
+            if current is not message:
+                new_entries = [h for h in changes.get("history", []) if h not in message.history]
+                update["history"] = [*current.history, *new_entries]
+                if "status" in update and rank(current.status) > rank(update["status"]):
+                    update["status"] = current.status
+            try:
+                return self._messages.update(
+                    current.model_copy(update=update), expected_version=current.version
+                )
+            except ConflictError:
+                fresh = self._messages.get(message.message_id)
+                if fresh is None:
+                    raise
+                current = fresh
+        raise ConflictError(message.message_id)
+
+    # -- the sweep ---------------------------------------------------------------------------------
+
+    def release_due(self, due: list[Message]) -> int:
+        """Hand scheduled or held messages whose time has come to the send queue."""
+        now = self._clock()
+        released = 0
+        for message in due:
+            if message.next_attempt_at is not None and message.next_attempt_at > now:
+                continue
+            try:
+                self._update(
+                    message,
+                    {
+                        "status": MessageStatus.QUEUED,
+                        "history": [*message.history, _change(MessageStatus.QUEUED, now, "due")],
+                    },
+                )
+            except ConflictError:
+                continue
+            self._send_queue.send({"message_id": message.message_id})
+            released += 1
+        return released
+
+
+def _merge_values(contact: ContactRecord | None, values: Mapping[str, str]) -> dict[str, str | None]:
+    merged: dict[str, str | None] = {}
+    if contact is not None:
+        merged.update(contact.fields)
+        merged.update(
+            {
+                "name": contact.name,
+                "first_name": contact.first_name,
+                "last_name": contact.last_name,
+                "email": contact.email,
+            }
+        )
+    merged.update(values)
+    return merged
+
+
+def _change(status: MessageStatus, at: datetime, detail: str | None = None) -> StatusChange:
+    return StatusChange(status=status, at=at, source="parley", detail=detail)
+
+
+def _detail(message: Message) -> dict[str, Any]:
+    return {
+        "message_id": message.message_id,
+        "status": message.status.value,
+        "customer_number": message.customer_number,
+        "our_number": message.our_number,
+        "carrier": message.carrier,
+        "carrier_message_id": message.carrier_message_id,
+        "error_code": message.error_code,
+        "error_reason": message.error_reason,
+        "attempts": len(message.attempts),
+        "metadata": message.metadata,
+    }
+
+
+@dataclass(frozen=True)
+class SendJob:
+    """What one send-queue record asks for: deliver a stored message, or accept a whole request."""
+
+    message_id: str | None = None
+    request: SendRequest | None = None
+    request_key: str | None = None
+
+
+def parse_send_record(body: str, record_id: str) -> SendJob:
+    """Read a send-queue record: a message job, an EventBridge `SendMessage` envelope, or a raw request.
+
+    The request key defaults to the EventBridge event id or the SQS message id, both stable across
+    redeliveries, so a request delivered twice still sends once.
+    """
+    import json
+
+    data = json.loads(body)
+    if not isinstance(data, dict):
+        raise ValueError("a send record must be a JSON object")
+    if set(data) == {"message_id"}:
+        return SendJob(message_id=str(data["message_id"]))
+    if "detail-type" in data and "detail" in data:
+        if data["detail-type"] != "SendMessage":
+            raise ValueError(f"unexpected event type {data['detail-type']!r}")
+        request = SendRequest.model_validate(data["detail"])
+        return SendJob(request=request, request_key=request.idempotency_key or f"eb:{data.get('id')}")
+    request = SendRequest.model_validate(data)
+    return SendJob(request=request, request_key=request.idempotency_key or f"sqs:{record_id}")
