@@ -54,8 +54,12 @@ validate: install $(SAM_VENV)/.installed
 	$(BIN)/cfn-lint template.yaml
 	$(SAM_VENV)/bin/sam validate --lint --region us-east-1
 
+# sam build needs python3.13 on PATH (the Lambda runtime); with pyenv, make that version visible.
+PY313 := $(shell command -v pyenv >/dev/null 2>&1 && pyenv versions --bare 2>/dev/null | grep -E '^3\.13(\.[0-9]+)?$$' | tail -1)
+
 build: $(SAM_VENV)/.installed
-	PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" $(SAM_VENV)/bin/sam build --build-dir .aws-sam/build
+	$(if $(PY313),PYENV_VERSION=$(PY313):$$(pyenv version-name 2>/dev/null),) PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" \
+		$(SAM_VENV)/bin/sam build --build-dir .aws-sam/build
 
 bench: install
 	$(BIN)/python -m bench

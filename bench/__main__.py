@@ -1,0 +1,264 @@
+"""Benchmarks: `make bench`.
+
+1. Cold import of each handler module, each in a fresh interpreter, as a ratio to a baseline
+   (importing boto3 and creating one client) measured in the same run, since absolute times on a
+   shared machine mean little.
+2. AWS calls per operation (webhook ack, processing one inbound text, one send), counted with a
+   botocore `before-call` event hook on every client, against moto in-process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import hmac
+import json
+import os
+import statistics
+import subprocess
+import sys
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+ROOT = Path(__file__).resolve().parent.parent
+
+HANDLERS = [
+    "functions.inbound.webhook",
+    "functions.inbound.processor",
+    "functions.send.app",
+    "functions.retry.app",
+    "functions.digest.app",
+    "functions.api.app",
+]
+
+BASELINE = "import boto3; boto3.client('sqs', region_name='us-east-1')"
+
+
+def _time_import(statement: str, runs: int) -> float:
+    """Median wall time of `statement` in fresh interpreters (the cold-start share we control)."""
+    code = f"import time; t = time.perf_counter(); {statement}; print(time.perf_counter() - t)"
+    env = {**os.environ, "AWS_DEFAULT_REGION": "us-east-1", "PYTHONDONTWRITEBYTECODE": "0"}
+    samples = []
+    for _ in range(runs):
+        out = subprocess.run(
+            [sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=ROOT, env=env
+        )
+        samples.append(float(out.stdout.strip().splitlines()[-1]))
+    return statistics.median(samples)
+
+
+def cold_imports(runs: int) -> list[tuple[str, float, float]]:
+    _time_import(BASELINE, 1)  # warm the OS file cache so the first row isn't penalised
+    baseline = _time_import(BASELINE, runs)
+    rows = [("baseline: boto3 + one client", baseline, 1.0)]
+    for module in HANDLERS:
+        seconds = _time_import(f"import {module}", runs)
+        rows.append((module, seconds, seconds / baseline))
+    return rows
+
+
+# -- AWS calls per operation --------------------------------------------------------------------
+
+
+class CallCounter:
+    """Counts API calls on every botocore client created after `install()` (boto3 and pynamodb)."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+
+    def install(self) -> None:
+        import botocore.session
+
+        original = botocore.session.Session.create_client
+        counter = self
+
+        def create_client(session: Any, *args: Any, **kwargs: Any) -> Any:
+            client = original(session, *args, **kwargs)
+            client.meta.events.register("before-call.*.*", counter._on_call)
+            return client
+
+        botocore.session.Session.create_client = create_client  # type: ignore[method-assign]
+
+    def _on_call(self, model: Any, **_: Any) -> None:
+        self.calls[f"{model.service_model.service_name}:{model.name}"] += 1
+
+    def take(self) -> Counter[str]:
+        taken, self.calls = self.calls, Counter()
+        return taken
+
+
+class _Context:
+    function_name = "bench"
+    memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench"
+    aws_request_id = "bench"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 30_000
+
+
+def aws_calls() -> list[tuple[str, Counter[str]]]:
+    counter = CallCounter()
+    counter.install()
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="bench",
+        AWS_SECRET_ACCESS_KEY="bench",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_REGION="us-east-1",
+        POWERTOOLS_LOG_LEVEL="ERROR",
+        POWERTOOLS_TRACE_DISABLED="true",
+    )
+    os.environ.pop("AWS_ENDPOINT_URL", None)
+    import boto3
+    from moto import mock_aws
+
+    with mock_aws():
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        urls = {n: sqs.create_queue(QueueName=f"bench-{n}")["QueueUrl"] for n in ("inbound", "send", "retry")}
+        boto3.client("events", region_name="us-east-1").create_event_bus(Name="parley-bench")
+        boto3.client("ssm", region_name="us-east-1").put_parameter(
+            Name="/parley/bench/twilio/auth-token", Value="bench-token", Type="SecureString"
+        )
+        os.environ.update(
+            PARLEY_INBOUND_QUEUE_URL=urls["inbound"],
+            PARLEY_SEND_QUEUE_URL=urls["send"],
+            PARLEY_RETRY_QUEUE_URL=urls["retry"],
+            PARLEY_EVENT_BUS_NAME="parley-bench",
+            PARLEY_TWILIO_ACCOUNT_SID="AC" + "0" * 32,
+            PARLEY_TWILIO_AUTH_TOKEN_PARAM="/parley/bench/twilio/auth-token",
+            PARLEY_PUBLIC_BASE_URL="https://bench.example",
+        )
+        from parley.adapters.dynamo import create_all_tables
+        from parley.carriers.base import OutboundText, SendAccepted
+        from parley.carriers.registry import register
+        from parley.carriers.twilio import TwilioCarrier
+        from parley.domain.models import OurNumber
+        from parley.wiring import container
+
+        class OfflineTwilio(TwilioCarrier):
+            """Real verification and parsing; the send is answered locally (we count AWS calls only)."""
+
+            def send(self, text: OutboundText) -> SendAccepted:
+                return SendAccepted("SM" + uuid.uuid4().hex, "queued", 1)
+
+        register(
+            "twilio",
+            lambda s: OfflineTwilio(s.twilio_account_sid, s.twilio_auth_token, api_base=s.twilio_api_base),
+        )
+        app = container()
+        create_all_tables()
+        app.numbers.save(OurNumber(number="+15005550006", carrier="twilio", is_default=True))
+        counter.take()
+
+        from functions.api import app as api
+        from functions.inbound import processor, webhook
+        from functions.send import app as send
+
+        rows: list[tuple[str, Counter[str]]] = []
+        for label in ("webhook ack (cold: reads the auth token)", "webhook ack (warm)"):
+            webhook.handler(_signed_webhook("bench-token"), _Context())
+            rows.append((label, counter.take()))
+
+        queued = sqs.receive_message(QueueUrl=urls["inbound"], MaxNumberOfMessages=10)["Messages"]
+        counter.take()
+        processor.handler(_sqs_event(queued[0]["Body"]), _Context())
+        rows.append(("process one inbound text", counter.take()))
+
+        api.handler(_api_send_event(), _Context())
+        rows.append(("POST /v1/messages (one recipient)", counter.take()))
+
+        jobs = sqs.receive_message(QueueUrl=urls["send"], MaxNumberOfMessages=10)["Messages"]
+        counter.take()
+        send.handler(_sqs_event(jobs[0]["Body"]), _Context())
+        rows.append(("send one queued text", counter.take()))
+    return rows
+
+
+def _signed_webhook(token: str) -> dict[str, Any]:
+    sid = "SM" + uuid.uuid4().hex
+    params = {
+        "MessageSid": sid,
+        "SmsSid": sid,
+        "AccountSid": "AC" + "0" * 32,
+        "From": "+14155550100",
+        "To": "+15005550006",
+        "Body": "Is my order ready?",
+        "NumMedia": "0",
+        "ToCity": "",
+    }
+    url = "https://bench.example/webhooks/twilio/messages"
+    payload = url + "".join(k + params[k] for k in sorted(params))
+    signature = base64.b64encode(hmac.new(token.encode(), payload.encode(), hashlib.sha1).digest()).decode()
+    return {
+        "version": "2.0",
+        "routeKey": "POST /webhooks/{carrier}/{kind}",
+        "rawPath": "/webhooks/twilio/messages",
+        "rawQueryString": "",
+        "headers": {"content-type": "application/x-www-form-urlencoded", "x-twilio-signature": signature},
+        "pathParameters": {"carrier": "twilio", "kind": "messages"},
+        "requestContext": {"requestId": uuid.uuid4().hex, "http": {"method": "POST"}},
+        "body": base64.b64encode(urlencode(params).encode()).decode(),
+        "isBase64Encoded": True,
+    }
+
+
+def _sqs_event(body: str) -> dict[str, Any]:
+    return {
+        "Records": [
+            {
+                "messageId": uuid.uuid4().hex,
+                "receiptHandle": "bench",
+                "body": body,
+                "attributes": {},
+                "messageAttributes": {},
+                "md5OfBody": hashlib.md5(body.encode()).hexdigest(),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:bench",
+                "awsRegion": "us-east-1",
+            }
+        ]
+    }
+
+
+def _api_send_event() -> dict[str, Any]:
+    return {
+        "version": "2.0",
+        "routeKey": "POST /v1/messages",
+        "rawPath": "/v1/messages",
+        "rawQueryString": "",
+        "headers": {"content-type": "application/json"},
+        "requestContext": {
+            "requestId": uuid.uuid4().hex,
+            "http": {"method": "POST", "path": "/v1/messages"},
+            "authorizer": {"jwt": {"claims": {"sub": "bench", "team": "default"}, "scopes": []}},
+            "stage": "$default",
+        },
+        "body": json.dumps({"to": ["+14155550100"], "body": "Yes, it's ready."}),
+        "isBase64Encoded": False,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="bench", description=__doc__)
+    parser.add_argument("--runs", type=int, default=5, help="fresh interpreters per import measurement")
+    args = parser.parse_args()
+
+    print(f"Cold import, median of {args.runs} fresh interpreters, as a ratio to the baseline\n")
+    print(f"{'module':<44} {'seconds':>8} {'ratio':>6}")
+    for name, seconds, ratio in cold_imports(args.runs):
+        print(f"{name:<44} {seconds:>8.3f} {ratio:>6.2f}")
+
+    print("\nAWS calls per operation (botocore before-call hook, moto in-process)\n")
+    print(f"{'operation':<44} {'calls':>5}  detail")
+    for label, calls in aws_calls():
+        detail = ", ".join(f"{k} x{v}" if v > 1 else k for k, v in sorted(calls.items()))
+        print(f"{label:<44} {sum(calls.values()):>5}  {detail}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
