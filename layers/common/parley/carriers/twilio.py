@@ -13,6 +13,8 @@ import hmac
 import json
 import logging
 from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any, Final
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -285,6 +287,40 @@ class TwilioCarrier:
             raise TwilioLookupError(f"message lookup failed (HTTP {response.status_code})")
         return accepted
 
+    def find_sent(self, text: OutboundText, since: datetime) -> SendAccepted | None:
+        """Find a text Twilio may have created before an ambiguous failure (a 5xx or a read timeout).
+
+        Twilio has no idempotency key for messages, so the only way to avoid a second text is to
+        look for one with the same recipient, sender and body created since the first attempt.
+        """
+        params = {"To": text.to_number, "From": text.from_number, "DateSent>": since.strftime("%Y-%m-%d")}
+        try:
+            response = self._session.get(
+                self._url("Messages.json"),
+                params={**params, "PageSize": "50"},
+                auth=(self.account_sid, self._auth_token),
+                timeout=(CONNECT_TIMEOUT_SECONDS, self.timeout),
+                allow_redirects=False,
+            )
+        except requests.RequestException as exc:
+            raise TwilioLookupError(f"message search failed: {type(exc).__name__}") from exc
+        if response.status_code != 200:
+            raise TwilioLookupError(f"message search failed (HTTP {response.status_code})")
+        listed = _json_object(response).get("messages")
+        for item in listed if isinstance(listed, list) else []:
+            if not isinstance(item, dict) or item.get("body") != text.body:
+                continue
+            if item.get("to") != text.to_number or item.get("from") != text.from_number:
+                continue
+            created = _rfc2822(item.get("date_created"))
+            if created is not None and created < since - timedelta(minutes=1):
+                continue
+            sid = item.get("sid")
+            if isinstance(sid, str) and sid:
+                status = item.get("status")
+                return SendAccepted(sid, status if isinstance(status, str) else "queued", None)
+        return None
+
     def _url(self, resource: str) -> str:
         return f"{self.api_base}/2010-04-01/Accounts/{quote(self.account_sid, safe='')}/{resource}"
 
@@ -432,6 +468,15 @@ def _media(raw: Mapping[str, str], sid: str) -> tuple[Media, ...]:
     if declared is not None and declared != len(media):
         logger.warning("twilio %s: NumMedia=%s but %d media URLs", sid, declared, len(media))
     return media
+
+
+def _rfc2822(value: object) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
 
 
 # -- send helpers -----------------------------------------------------------------------------------

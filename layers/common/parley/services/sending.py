@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from parley.carriers.base import (
     Carrier,
@@ -69,10 +69,11 @@ class SendRejected(ValueError):
         super().__init__("; ".join(f"{e.field}: {e.reason}" for e in errors))
 
 
+@runtime_checkable
 class SentLookup(Protocol):
     """Optional carrier capability: find a text the carrier may have accepted before a timeout."""
 
-    def fetch(self, carrier_message_id: str) -> SendAccepted | None: ...
+    def find_sent(self, text: OutboundText, since: datetime) -> SendAccepted | None: ...
 
 
 @dataclass(frozen=True)
@@ -299,26 +300,27 @@ class SendService:
             logger.info("another worker claimed the message", extra={"message_id": message_id})
             return self._messages.get(message_id)
 
-        outcome = carrier.send(
-            OutboundText(
-                message_id=claimed.message_id,
-                from_number=claimed.our_number,
-                to_number=claimed.customer_number,
-                body=claimed.body,
-                status_callback_url=self._status_callback_url(claimed.carrier),
-            )
-        )
+        outcome = carrier.send(_outbound(claimed, self._status_callback_url(claimed.carrier)))
         if isinstance(outcome, SendAccepted):
             return self._record_accepted(claimed, outcome, outcome="accepted")
         return self._record_failure(claimed, outcome)
 
     def _reconcile(self, message: Message, carrier: Carrier) -> Message | None:
-        """Before resending after an ambiguous outcome, ask the carrier whether it already has it."""
-        if message.carrier_message_id and hasattr(carrier, "fetch"):
-            found = carrier.fetch(message.carrier_message_id)
-            if found is not None:
-                return self._record_accepted(message, found, outcome="reconciled")
-        return None
+        """Before resending after an ambiguous outcome, ask the carrier whether it already has the text.
+
+        A lookup failure propagates: the job is retried later rather than risking a second text.
+        """
+        if not isinstance(carrier, SentLookup):
+            return None
+        since = message.attempts[0].at if message.attempts else message.created_at
+        found = carrier.find_sent(_outbound(message, None), since)
+        if found is None:
+            return None
+        logger.info(
+            "ambiguous send reconciled: the carrier already had the text",
+            extra={"message_id": message.message_id, "carrier_message_id": found.carrier_message_id},
+        )
+        return self._record_accepted(message, found, outcome="reconciled")
 
     def _record_accepted(self, message: Message, accepted: SendAccepted, *, outcome: str) -> Message:
         now = self._clock()
@@ -461,6 +463,16 @@ def _merge_values(contact: ContactRecord | None, values: Mapping[str, str]) -> d
         )
     merged.update(values)
     return merged
+
+
+def _outbound(message: Message, status_callback_url: str | None) -> OutboundText:
+    return OutboundText(
+        message_id=message.message_id,
+        from_number=message.our_number,
+        to_number=message.customer_number,
+        body=message.body,
+        status_callback_url=status_callback_url,
+    )
 
 
 def _change(status: MessageStatus, at: datetime, detail: str | None = None) -> StatusChange:

@@ -1,0 +1,195 @@
+"""The whole pipeline over HTTP, as a phone, Twilio and a client see it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+from urllib.parse import urlencode
+
+import requests
+from twilio.request_validator import RequestValidator
+
+from tests.e2e.conftest import AUTH_TOKEN, OUR_NUMBER, Stack, wait_until
+
+pytestmark = __import__("pytest").mark.e2e
+
+
+def _conversation(stack: Stack, number: str) -> dict[str, Any] | None:
+    response = stack.api("GET", "/v1/conversations", params={"limit": 200})
+    assert response.status_code == 200, response.text
+    return next((c for c in response.json()["conversations"] if c["customer_number"] == number), None)
+
+
+def _inbound_form(sid: str, from_number: str, body: str) -> dict[str, str]:
+    return {
+        "MessageSid": sid,
+        "SmsSid": sid,
+        "SmsMessageSid": sid,
+        "AccountSid": "AC" + "e2e0" * 8,
+        "From": from_number,
+        "To": OUR_NUMBER,
+        "Body": body,
+        "NumMedia": "0",
+        "NumSegments": "1",
+        "SmsStatus": "received",
+        "ApiVersion": "2010-04-01",
+        "ToCity": "",
+        "ToZip": "",
+        "FromCity": "SAN FRANCISCO",
+    }
+
+
+def _post_webhook(stack: Stack, form: dict[str, str], signature: str) -> requests.Response:
+    return requests.post(
+        stack.url("/webhooks/twilio/messages"),
+        data=urlencode(form),
+        headers={"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": signature},
+        timeout=10,
+    )
+
+
+def test_a_text_from_a_phone_becomes_an_unread_conversation_and_a_reply_is_delivered(stack: Stack) -> None:
+    customer = "+14155550100"
+    sim = stack.cli("sim", "sms", "--from", customer, "--to", OUR_NUMBER, "--body", "Is my order ready?")
+    assert sim.returncode == 0, sim.stderr
+
+    conversation = wait_until(lambda: _conversation(stack, customer))
+    assert conversation["unread_count"] == 1
+    assert conversation["last_message_preview"] == "Is my order ready?"
+    assert conversation["our_numbers"] == [OUR_NUMBER]
+
+    sent = stack.api("POST", "/v1/messages", json={"to": [customer], "body": "Yes, it's ready for pickup."})
+    assert sent.status_code == 202, sent.text
+    (message,) = sent.json()["messages"]
+    assert message["our_number"] == OUR_NUMBER  # sticky: the number the customer texted
+
+    delivered = stack.wait_status(message["message_id"], "delivered")
+    assert [h["status"] for h in delivered["history"]][-1] == "delivered"
+    assert "sent" in [h["status"] for h in delivered["history"]]
+    assert delivered["encoding"] == "GSM-7" and delivered["segments"] == 1
+    assert len(stack.sim_messages(customer)) == 1
+
+    thread = stack.api("GET", f"/v1/conversations/{customer}/messages").json()["messages"]
+    assert [m["direction"] for m in thread] == ["outbound", "inbound"]  # newest first
+
+
+def test_a_webhook_signed_by_the_twilio_sdk_is_accepted_and_stored_once(stack: Stack) -> None:
+    customer = "+14155550111"
+    form = _inbound_form("SM" + uuid.uuid4().hex, customer, "Hello from the SDK")
+    signature = RequestValidator(AUTH_TOKEN).compute_signature(stack.url("/webhooks/twilio/messages"), form)
+
+    responses = [_post_webhook(stack, form, signature) for _ in range(3)]
+
+    assert [r.status_code for r in responses] == [200, 200, 200]
+    assert "<Response" in responses[0].text
+    conversation = wait_until(lambda: _conversation(stack, customer))
+    messages = stack.api("GET", f"/v1/conversations/{customer}/messages").json()["messages"]
+    assert len(messages) == 1
+    assert conversation["message_count"] == 1 and conversation["unread_count"] == 1
+
+
+def test_forged_and_altered_webhooks_are_rejected_and_store_nothing(stack: Stack) -> None:
+    customer = "+14155550112"
+    form = _inbound_form("SM" + uuid.uuid4().hex, customer, "Send me your password")
+    good = RequestValidator(AUTH_TOKEN).compute_signature(stack.url("/webhooks/twilio/messages"), form)
+    forged = RequestValidator("not-the-token").compute_signature(stack.url("/webhooks/twilio/messages"), form)
+
+    assert _post_webhook(stack, form, forged).status_code == 403
+    assert _post_webhook(stack, {**form, "Body": "Send me your PIN"}, good).status_code == 403
+    assert _post_webhook(stack, form, "").status_code == 403
+
+    # A genuine webhook for another customer, sent afterwards, proves the queue was drained.
+    marker = "+14155550113"
+    marker_form = _inbound_form("SM" + uuid.uuid4().hex, marker, "marker")
+    signed = RequestValidator(AUTH_TOKEN).compute_signature(stack.url("/webhooks/twilio/messages"), marker_form)
+    assert _post_webhook(stack, marker_form, signed).status_code == 200
+    wait_until(lambda: _conversation(stack, marker))
+    assert _conversation(stack, customer) is None
+
+
+def test_two_carrier_500s_then_success_sends_one_text(stack: Stack) -> None:
+    customer = "+14155550120"
+    fault = requests.post(
+        stack.url("/_sim/twilio/_faults"), json={"kind": "500", "count": 2, "to": customer}, timeout=10
+    )
+    assert fault.status_code == 201, fault.text
+
+    sent = stack.api("POST", "/v1/messages", json={"to": [customer], "body": "Your table is ready"})
+    assert sent.status_code == 202, sent.text
+    message_id = sent.json()["messages"][0]["message_id"]
+
+    delivered = stack.wait_status(message_id, "delivered", timeout=40)
+    assert [a["outcome"] for a in delivered["attempts"]] == ["ambiguous", "ambiguous", "accepted"]
+    assert len(stack.sim_messages(customer)) == 1
+
+
+def test_a_send_to_an_invalid_number_fails_with_a_reason_and_is_not_retried(stack: Stack) -> None:
+    invalid = "+15005550001"  # Twilio's test number for "invalid 'To' number" (21211)
+    sent = stack.api("POST", "/v1/messages", json={"to": [invalid], "body": "Hello?"})
+    assert sent.status_code == 202, sent.text
+
+    failed = stack.wait_status(sent.json()["messages"][0]["message_id"], "failed")
+    assert failed["error_code"] == "21211"
+    assert "not a valid phone number" in failed["error_reason"]
+    assert len(failed["attempts"]) == 1
+    assert stack.sim_messages(invalid) == []
+
+
+def test_bad_requests_get_a_clear_4xx(stack: Stack) -> None:
+    no_token = requests.post(stack.url("/v1/messages"), json={"to": ["+14155550100"], "body": "x"}, timeout=10)
+    assert no_token.status_code == 401
+
+    bad_number = stack.api("POST", "/v1/messages", json={"to": ["12"], "body": "x"})
+    assert bad_number.status_code == 400
+    assert bad_number.json()["errors"][0]["field"].startswith("to")
+
+    not_json = stack.api("POST", "/v1/messages", data="{nope", headers={"Content-Type": "application/json"})
+    assert not_json.status_code == 400
+
+    missing_field = stack.api(
+        "POST", "/v1/messages", json={"to": ["+14155550199"], "template_id": "appointment"}
+    )
+    assert missing_field.status_code == 400
+    assert "date" in missing_field.json()["errors"][0]["reason"]
+
+    unknown_carrier = requests.post(stack.url("/webhooks/nope/messages"), data="a=b", timeout=10)
+    assert unknown_carrier.status_code == 404
+
+    huge = requests.post(
+        stack.url("/webhooks/twilio/messages"),
+        data="Body=" + "x" * 300_000,
+        headers={"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": "x"},
+        timeout=10,
+    )
+    assert huge.status_code == 413
+
+
+def test_preview_counts_encoding_and_segments(stack: Stack) -> None:
+    response = stack.api("POST", "/v1/messages/preview", json={"body": "Olá 😀 " * 12})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["encoding"] == "UCS-2"
+    assert body["segments"] == 2 and body["units"] == sum(body["parts"])
+
+
+def test_the_digest_posts_one_record_per_conversation_per_day_and_reruns_change_nothing(stack: Stack) -> None:
+    customer = "+14155550130"
+    assert stack.cli("sim", "sms", "--from", customer, "--to", OUR_NUMBER, "--body", "Digest me").returncode == 0
+    wait_until(lambda: _conversation(stack, customer))
+    day = dt.datetime.now(dt.UTC).date().isoformat()
+
+    first = stack.cli("digest", "--day", day)
+    assert first.returncode == 0, first.stderr
+    records = requests.get(stack.url("/_sim/crm/records"), timeout=10).json()["records"]
+    mine = [r for r in records if r["payload"]["customer_number"] == customer]
+    assert len(mine) == 1
+    assert [m["body"] for m in mine[0]["payload"]["messages"]] == ["Digest me"]
+
+    again = stack.cli("digest", "--day", day)
+    assert again.returncode == 0, again.stderr
+    records_after = requests.get(stack.url("/_sim/crm/records"), timeout=10).json()["records"]
+    assert len(records_after) == len(records)
+    assert {r["external_id"]: r["version"] for r in records_after} == {
+        r["external_id"]: r["version"] for r in records
+    }
