@@ -10,17 +10,19 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import logging
 import re
 import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode
 
 import pytest
-from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
+from twilio.request_validator import RequestValidator
 from werkzeug.datastructures import MultiDict
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
@@ -765,6 +767,45 @@ def test_fetch_failure_raises_rather_than_claiming_absence(fake_twilio: FakeTwil
     fake_twilio.json(500, "{}")
     with pytest.raises(TwilioLookupError, match="500"):
         TwilioCarrier(SID, TOKEN, api_base=fake_twilio.url).fetch("SM00")
+
+
+def _listed(body: str, *, to: str = TEXT.to_number, sid: str = "SM88", created: str = "") -> str:
+    created = created or "Sat, 28 Nov 2026 04:00:00 +0000"
+    item = {"sid": sid, "status": "sent", "to": to, "from": TEXT.from_number, "body": body}
+    return json.dumps({"messages": [{**item, "date_created": created}]})
+
+
+SINCE = datetime(2026, 11, 28, 3, 59, tzinfo=UTC)
+
+
+def test_find_sent_matches_recipient_sender_and_body(fake_twilio: FakeTwilio) -> None:
+    fake_twilio.json(200, _listed(TEXT.body))
+    found = TwilioCarrier(SID, TOKEN, api_base=fake_twilio.url).find_sent(TEXT, SINCE)
+    assert found == SendAccepted("SM88", "sent", None)
+    [seen] = fake_twilio.seen
+    assert (seen.method, seen.path) == ("GET", f"/2010-04-01/Accounts/{SID}/Messages.json")
+    assert "To=%2B14155551234" in seen.raw_uri and "From=%2B15005550006" in seen.raw_uri
+
+
+@pytest.mark.parametrize(
+    "listed",
+    [
+        _listed("a different text"),
+        _listed(TEXT.body, to="+14155550000"),
+        _listed(TEXT.body, created="Fri, 27 Nov 2026 10:00:00 +0000"),  # older than the first attempt
+        '{"messages": []}',
+    ],
+    ids=["other-body", "other-recipient", "too-old", "none"],
+)
+def test_find_sent_ignores_texts_that_are_not_this_one(fake_twilio: FakeTwilio, listed: str) -> None:
+    fake_twilio.json(200, listed)
+    assert TwilioCarrier(SID, TOKEN, api_base=fake_twilio.url).find_sent(TEXT, SINCE) is None
+
+
+def test_find_sent_failure_raises_rather_than_claiming_absence(fake_twilio: FakeTwilio) -> None:
+    fake_twilio.json(503, "{}")
+    with pytest.raises(TwilioLookupError, match="503"):
+        TwilioCarrier(SID, TOKEN, api_base=fake_twilio.url).find_sent(TEXT, SINCE)
 
 
 def test_fetch_quotes_the_sid_into_one_path_segment(fake_twilio: FakeTwilio) -> None:
