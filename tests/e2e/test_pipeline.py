@@ -102,7 +102,9 @@ def test_forged_and_altered_webhooks_are_rejected_and_store_nothing(stack: Stack
     # A genuine webhook for another customer, sent afterwards, proves the queue was drained.
     marker = "+14155550113"
     marker_form = _inbound_form("SM" + uuid.uuid4().hex, marker, "marker")
-    signed = RequestValidator(AUTH_TOKEN).compute_signature(stack.url("/webhooks/twilio/messages"), marker_form)
+    signed = RequestValidator(AUTH_TOKEN).compute_signature(
+        stack.url("/webhooks/twilio/messages"), marker_form
+    )
     assert _post_webhook(stack, marker_form, signed).status_code == 200
     wait_until(lambda: _conversation(stack, marker))
     assert _conversation(stack, customer) is None
@@ -137,7 +139,9 @@ def test_a_send_to_an_invalid_number_fails_with_a_reason_and_is_not_retried(stac
 
 
 def test_bad_requests_get_a_clear_4xx(stack: Stack) -> None:
-    no_token = requests.post(stack.url("/v1/messages"), json={"to": ["+14155550100"], "body": "x"}, timeout=10)
+    no_token = requests.post(
+        stack.url("/v1/messages"), json={"to": ["+14155550100"], "body": "x"}, timeout=10
+    )
     assert no_token.status_code == 401
 
     bad_number = stack.api("POST", "/v1/messages", json={"to": ["12"], "body": "x"})
@@ -175,7 +179,9 @@ def test_preview_counts_encoding_and_segments(stack: Stack) -> None:
 
 def test_the_digest_posts_one_record_per_conversation_per_day_and_reruns_change_nothing(stack: Stack) -> None:
     customer = "+14155550130"
-    assert stack.cli("sim", "sms", "--from", customer, "--to", OUR_NUMBER, "--body", "Digest me").returncode == 0
+    assert (
+        stack.cli("sim", "sms", "--from", customer, "--to", OUR_NUMBER, "--body", "Digest me").returncode == 0
+    )
     wait_until(lambda: _conversation(stack, customer))
     day = dt.datetime.now(dt.UTC).date().isoformat()
 

@@ -5,11 +5,33 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import boto3
+import botocore.session
+import pynamodb.connection.base
 import pytest
 from moto import mock_aws
 
 from parley.adapters.dynamo import bind_tables, create_all_tables
 from parley.config import Settings
+
+
+@pytest.fixture(scope="package", autouse=True)
+def _one_botocore_session() -> Iterator[None]:
+    """Share one botocore session among pynamodb's connections while these tests run.
+
+    pynamodb builds a session per connection, and each new session parses the DynamoDB service model
+    again (about 0.15 s); with seven tables per test that dominated the suite. The session is made on
+    first use, after moto is imported, so moto's hooks are in it. Behaviour is otherwise unchanged.
+    """
+    shared: list[botocore.session.Session] = []
+
+    def get_session() -> botocore.session.Session:
+        if not shared:
+            shared.append(botocore.session.get_session())
+        return shared[0]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pynamodb.connection.base, "get_session", get_session)
+        yield
 
 
 @pytest.fixture

@@ -58,14 +58,23 @@ class InvalidCursor(ValueError):
     """The cursor was not one we issued."""
 
 
-def decode_cursor(cursor: str | None) -> dict[str, Any] | None:
+def decode_cursor(cursor: str | None, partition: tuple[str, str], *keys: str) -> dict[str, Any] | None:
+    """The start key in `cursor`, if it is one this query could have issued (the same key names, all
+    strings, the same partition); anything else would reach DynamoDB and come back as a 500."""
     if not cursor:
         return None
     try:
         value = json.loads(base64.urlsafe_b64decode(cursor.encode()))
     except (ValueError, TypeError) as exc:
         raise InvalidCursor("cursor is not valid") from exc
-    if not isinstance(value, dict):
+    if (
+        not isinstance(value, dict)
+        or set(value) != {partition[0], *keys}
+        or not all(
+            isinstance(v, dict) and list(v) == ["S"] and isinstance(v["S"], str) for v in value.values()
+        )
+        or value[partition[0]] != {"S": partition[1]}
+    ):
         raise InvalidCursor("cursor is not valid")
     return value
 
@@ -249,6 +258,7 @@ class DynamoMessages:
         self._tz = settings.org_timezone
         self._shards = settings.digest_shards
         self._region = settings.region
+        self._connection = Connection(region=settings.region)  # reused: a new one re-reads botocore's model
 
     def _to_item(self, message: Message) -> MessageItem:
         day = day_of(message.created_at, self._tz)
@@ -299,7 +309,7 @@ class DynamoMessages:
                 ConversationItem.last_our_number.set(delta.our_number),
             ]
         try:
-            with TransactWrite(connection=Connection(region=self._region)) as tx:
+            with TransactWrite(connection=self._connection) as tx:
                 tx.save(item, condition=MessageItem.message_id.does_not_exist())
                 tx.update(ConversationItem(delta.customer_number), actions=actions)
         except TransactWriteError as exc:
@@ -330,7 +340,9 @@ class DynamoMessages:
             customer_number,
             scan_index_forward=False,
             limit=limit,
-            last_evaluated_key=decode_cursor(cursor),
+            last_evaluated_key=decode_cursor(
+                cursor, ("customer_number", customer_number), "message_id", "created_at"
+            ),
         )
         items = [self._from_item(i) for i in _take(result, limit)]
         return Page(items, encode_cursor(result.last_evaluated_key))
@@ -341,7 +353,10 @@ class DynamoMessages:
 
     def list_view(self, view: str, *, limit: int, cursor: str | None) -> Page[Message]:
         result = MessageItem.by_view.query(
-            view, scan_index_forward=False, limit=limit, last_evaluated_key=decode_cursor(cursor)
+            view,
+            scan_index_forward=False,
+            limit=limit,
+            last_evaluated_key=decode_cursor(cursor, ("view", view), "message_id", "created_at"),
         )
         items = [self._from_item(i) for i in _take(result, limit)]
         return Page(items, encode_cursor(result.last_evaluated_key))
@@ -395,7 +410,10 @@ class DynamoConversations:
 
     def list_recent(self, team: str, *, limit: int, cursor: str | None) -> Page[Conversation]:
         result = ConversationItem.by_activity.query(
-            team, scan_index_forward=False, limit=limit, last_evaluated_key=decode_cursor(cursor)
+            team,
+            scan_index_forward=False,
+            limit=limit,
+            last_evaluated_key=decode_cursor(cursor, ("team", team), "customer_number", "last_activity_at"),
         )
         items = [self._from_item(i) for i in _take(result, limit)]
         return Page(items, encode_cursor(result.last_evaluated_key))

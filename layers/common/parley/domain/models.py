@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from parley.domain.phone import normalize_e164
 
@@ -105,7 +105,7 @@ class SendRequest(BaseModel):
     template_id: str | None = None
     merge_values: dict[str, str] = Field(default_factory=dict)
     from_number: str | None = Field(default=None, alias="from")
-    send_at: datetime | None = None
+    send_at: AwareDatetime | None = None  # a naive time can't be compared with now (and means nothing)
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
     smart_encoding: bool = False
     metadata: dict[str, Any] = Field(default_factory=dict)

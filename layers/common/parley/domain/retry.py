@@ -17,6 +17,7 @@ class RetryPolicy:
 
     def delay_seconds(self, attempts_made: int, rng: random.Random | None = None) -> int:
         """Delay before attempt number `attempts_made + 1`; full jitter spreads a burst of failures."""
-        ceiling = min(float(self.max_delay_seconds), self.base_seconds * (2 ** max(attempts_made - 1, 0)))
+        exponent = min(max(attempts_made - 1, 0), 32)  # bounded: 2 ** 1024 no longer fits in a float
+        ceiling = min(float(self.max_delay_seconds), self.base_seconds * (2**exponent))
         jittered = (rng or random).uniform(ceiling / 2, ceiling)
         return max(1, min(self.max_delay_seconds, round(jittered)))

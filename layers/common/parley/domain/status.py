@@ -39,7 +39,7 @@ def rank(status: S) -> int:
 
 def receipt_advances(current: S, reported: S) -> bool:
     """True when a carrier's receipt saying `reported` should replace `current`."""
-    if current in (S.SUPPRESSED, S.CANCELED, S.RECEIVED):
+    if current in (S.SUPPRESSED, S.CANCELED, S.RECEIVED, S.READ):
         return False
     if current in (S.DELIVERED, S.UNDELIVERED, S.FAILED):
         # Only a read receipt can follow a delivery; nothing reopens a failure.

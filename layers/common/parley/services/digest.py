@@ -50,6 +50,10 @@ class DigestReport:
             "failed": self.failed,
         }
 
+    def log_fields(self) -> dict[str, Any]:
+        """The same figures under names that don't collide with LogRecord's own (`created`)."""
+        return {f"digest_{key}": value for key, value in self.as_dict().items()}
+
 
 def digest_key(customer_number: str, day: str) -> str:
     return f"{customer_number}#{day}"
@@ -89,7 +93,7 @@ class DigestService:
             for customer_number, messages in sorted(by_conversation.items()):
                 report.conversations += 1
                 self._post_one(customer_number, day_text, messages, report)
-        logger.info("digest finished", extra=report.as_dict())
+        logger.info("digest finished", extra=report.log_fields())
         return report
 
     def _post_one(

@@ -520,6 +520,7 @@ def parse_send_record(body: str, record_id: str) -> SendJob:
         if data["detail-type"] != "SendMessage":
             raise ValueError(f"unexpected event type {data['detail-type']!r}")
         request = SendRequest.model_validate(data["detail"])
-        return SendJob(request=request, request_key=request.idempotency_key or f"eb:{data.get('id')}")
+        event_key = f"eb:{data['id']}" if data.get("id") else f"sqs:{record_id}"
+        return SendJob(request=request, request_key=request.idempotency_key or event_key)
     request = SendRequest.model_validate(data)
     return SendJob(request=request, request_key=request.idempotency_key or f"sqs:{record_id}")

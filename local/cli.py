@@ -1,0 +1,250 @@
+"""`parley`: run the local stack and poke it (tokens, simulated inbound SMS, digest runs).
+
+Expected failures (bad arguments, the stack not running, an HTTP error) print one line starting with
+`parley: ` and exit non-zero; a traceback means a bug in Parley, not in how it was called.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import signal
+import sys
+import threading
+from datetime import date
+from pathlib import Path
+from types import FrameType
+from typing import Any, NoReturn
+
+import requests
+
+from local.auth import DEFAULT_TTL_SECONDS, DevTokenError, dev_jwt_secret, issue_dev_token
+
+log = logging.getLogger(__name__)
+
+
+class CliError(Exception):
+    """One line for stderr; `code` is the exit status."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but usage errors are one `parley: ...` line (exit 2) instead of a usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        where = self.prog.removeprefix("parley").strip()
+        raise CliError(f"{where}: {message}" if where else message, 2)
+
+
+def _default_base() -> str:
+    return f"http://127.0.0.1:{os.environ.get('PARLEY_PORT', '3000')}"
+
+
+def _find_template() -> Path:
+    candidates = [Path(__file__).resolve().parent.parent / "template.yaml", Path.cwd() / "template.yaml"]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise CliError(f"no template.yaml at {candidates[0].parent} or in the current directory")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="parley", description="Parley local tools (no Docker, no AWS account).")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p_local = sub.add_parser("local", help="run the whole stack locally (what `make dev` runs)")
+    p_local.add_argument("--port", type=int, default=None, help="HTTP port (default $PARLEY_PORT or 3000)")
+    p_local.add_argument("--host", default="127.0.0.1")
+    p_local.add_argument("--no-schedules", action="store_true", help="fire schedules only on demand")
+    p_local.add_argument("--no-seed", action="store_true", help="start with empty tables")
+    p_local.add_argument(
+        "--template", type=Path, default=None, help="default: template.yaml at the repo root"
+    )
+    p_local.add_argument("--verbose", "-v", action="store_true", help="debug logs (routes, each invocation)")
+
+    p_token = sub.add_parser("token", help="print a dev JWT for the local /v1 API")
+    p_token.add_argument("--user", required=True)
+    p_token.add_argument("--team", required=True)
+    p_token.add_argument("--ttl", type=int, default=DEFAULT_TTL_SECONDS, help="seconds (default 12 h)")
+
+    p_sim = sub.add_parser("sim", help="drive the simulators")
+    sim_sub = p_sim.add_subparsers(dest="sim_command", required=True, parser_class=_Parser)
+    p_sms = sim_sub.add_parser("sms", help="a customer texts one of our numbers (via the simulated Twilio)")
+    p_sms.add_argument("--from", dest="from_", required=True, metavar="NUMBER")
+    p_sms.add_argument("--to", required=True, metavar="OUR_NUMBER")
+    p_sms.add_argument("--body", required=True)
+    p_sms.add_argument("--repeat", type=int, default=1)
+    p_sms.add_argument(
+        "--url", default=None, help="local stack base URL (default http://127.0.0.1:$PARLEY_PORT)"
+    )
+
+    p_digest = sub.add_parser("digest", help="run the nightly CRM digest for one day, now")
+    p_digest.add_argument("--day", required=True, help="YYYY-MM-DD")
+    p_digest.add_argument("--url", default=None, help="local stack base URL")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command == "local":
+            return _cmd_local(args)
+        if args.command == "token":
+            return _cmd_token(args)
+        if args.command == "sim":
+            return _cmd_sim_sms(args)
+        if args.command == "digest":
+            return _cmd_digest(args)
+        raise CliError(f"unknown command {args.command}", 2)
+    except CliError as exc:
+        print(f"parley: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        return 130
+
+
+# -- commands
+
+
+def _cmd_token(args: argparse.Namespace) -> int:
+    try:
+        print(issue_dev_token(args.user, args.team, secret=dev_jwt_secret(), ttl_seconds=args.ttl))
+    except DevTokenError as exc:
+        raise CliError(str(exc), 2) from exc
+    return 0
+
+
+def _post(url: str, base: str, **kwargs: Any) -> requests.Response:
+    try:
+        response = requests.post(url, timeout=kwargs.pop("timeout", 30), **kwargs)
+    except requests.ConnectionError as exc:
+        raise CliError(f"can't reach the local stack at {base} — is `make dev` running?") from exc
+    except requests.Timeout as exc:
+        raise CliError(f"the local stack at {base} did not answer in time") from exc
+    if response.status_code >= 400:
+        raise CliError(f"{url} answered {response.status_code}: {_reason(response)}")
+    return response
+
+
+def _reason(response: requests.Response) -> str:
+    try:
+        payload = response.json()
+    except ValueError:
+        return response.text.strip().splitlines()[0][:200] if response.text.strip() else response.reason
+    if isinstance(payload, dict):
+        for key in ("message", "error", "errorMessage", "detail"):
+            if payload.get(key):
+                return str(payload[key])
+    return json.dumps(payload)[:200]
+
+
+def _cmd_sim_sms(args: argparse.Namespace) -> int:
+    if args.repeat < 1:
+        raise CliError("--repeat must be at least 1", 2)
+    base = (args.url or _default_base()).rstrip("/")
+    url = f"{base}/_sim/twilio/_inbound"
+    payload = {"from": args.from_, "to": args.to, "body": args.body, "repeat": args.repeat}
+    response = _post(url, base, json=payload)
+    try:
+        result: Any = response.json()
+    except ValueError as exc:
+        raise CliError(f"{url} answered {response.status_code} without JSON") from exc
+    result = result if isinstance(result, dict) else {}
+    sid = result.get("message_sid") or result.get("MessageSid") or "?"
+    codes = result.get("responses") or []
+    answered = ", ".join("no answer" if c is None else str(c) for c in codes) or "?"
+    print(f"{sid} webhook answered {answered}")
+    if not codes or any(c is None or int(c) >= 300 for c in codes):
+        raise CliError(f"our webhook did not accept {sid} (answered {answered}); see the `make dev` log")
+    return 0
+
+
+def _cmd_digest(args: argparse.Namespace) -> int:
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", args.day):
+        raise CliError(f"--day must be a date like 2024-05-31 (got {args.day!r})", 2)
+    try:
+        date.fromisoformat(args.day)
+    except ValueError as exc:
+        raise CliError(f"--day {args.day} is not a real date: {exc}", 2) from exc
+    base = (args.url or _default_base()).rstrip("/")
+    response = _post(f"{base}/_local/schedules/Nightly/fire", base, json={"day": args.day}, timeout=300)
+    try:
+        print(json.dumps(response.json(), indent=2, sort_keys=True))
+    except ValueError:
+        print(response.text)
+    return 0
+
+
+def _cmd_local(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    for noisy in ("botocore", "boto3", "urllib3", "samtranslator"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    from local.http_front import default_port
+    from local.runtime import LocalStack, LocalStackError
+    from local.template import TemplateError
+
+    template = args.template or _find_template()
+    port = args.port if args.port is not None else default_port()
+    stack = LocalStack(
+        template, port=port, host=args.host, auto_schedules=not args.no_schedules, seed=not args.no_seed
+    )
+    stopping = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("got %s, stopping", signal.Signals(signum).name)
+        stopping.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        try:
+            stack.start()
+        except (LocalStackError, TemplateError) as exc:
+            raise CliError(str(exc)) from exc
+        except Exception as exc:  # handler import errors, provisioning errors: one line, details in the log
+            log.debug("start failed", exc_info=True)
+            raise CliError(f"the local stack failed to start: {exc}") from exc
+        _print_banner(stack)
+        while not stopping.wait(0.5):
+            pass
+    finally:
+        stack.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0
+
+
+def _print_banner(stack: Any) -> None:
+    base = stack.base_url
+    token = issue_dev_token("dev", "default", secret=dev_jwt_secret())
+    lines = [
+        "",
+        "Parley is running locally (Ctrl-C to stop)",
+        f"  API               {base}/v1/...",
+        f"  carrier webhooks  {base}/webhooks/{{carrier}}/{{kind}}",
+        f"  simulated Twilio  {base}/_sim/twilio"
+        + ("" if "twilio" in stack.simulators else "  (not available)"),
+        f"  simulated CRM     {base}/_sim/crm" + ("" if "crm" in stack.simulators else "  (not available)"),
+        f"  health            {base}/_local/health",
+        f"  queues            {base}/_local/queues",
+        f"  moto (AWS)        {stack.endpoint_url}",
+        "",
+        "Dev token (user dev, team default, 12 h):",
+        f"  {token}",
+        f'  curl -H "Authorization: Bearer $TOKEN" {base}/v1/...',
+        "",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
