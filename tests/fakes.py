@@ -1,0 +1,529 @@
+"""In-memory fakes of every port in `parley.ports`, plus a scripted carrier, a recording CRM and a clock.
+
+The fakes mirror the DynamoDB adapters' observable semantics (atomic insert-or-nothing, how a
+message folds into its conversation, optimistic versions, receipt keys, day shards), so a service
+test against them says something about production. The assignments at the bottom make mypy check
+every fake against its Protocol: change a port and this module stops type-checking.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from parley.adapters.dynamo import day_of, iso, shard_of
+from parley.carriers.base import (
+    Carrier,
+    PayloadError,
+    SendAccepted,
+    SendOutcome,
+    SignatureError,
+    WebhookAck,
+    WebhookKind,
+    WebhookRequest,
+)
+from parley.carriers.base import OutboundText as OutboundText
+from parley.crm.registry import Crm
+from parley.crm.webhook import CrmError, CrmUpsertResult
+from parley.domain.ids import carrier_ref
+from parley.domain.models import (
+    ContactRecord,
+    Conversation,
+    Direction,
+    InboundMessage,
+    Message,
+    OurNumber,
+    StatusUpdate,
+    Template,
+)
+from parley.domain.retry import RetryPolicy
+from parley.ports import (
+    Clock,
+    ConflictError,
+    ContactRepository,
+    ConversationDelta,
+    ConversationRepository,
+    DigestEntry,
+    DigestRepository,
+    EventPublisher,
+    JobQueue,
+    MessageRepository,
+    NumberRepository,
+    Page,
+    ReceiptRepository,
+    TemplateRepository,
+)
+from parley.services.digest import DigestService
+from parley.services.inbound import InboundProcessor, WebhookIntake
+from parley.services.sending import SendService, SentLookup
+
+T0 = datetime(2024, 5, 6, 9, 0, tzinfo=UTC)
+
+
+# -- clock ------------------------------------------------------------------------------------------
+
+
+class SettableClock:
+    """A Clock that only moves when a test moves it."""
+
+    def __init__(self, start: datetime = T0) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def set(self, at: datetime) -> None:
+        self.now = at
+
+    def advance(self, delta: timedelta | None = None, **kwargs: float) -> datetime:
+        self.now = self.now + (delta if delta is not None else timedelta(**kwargs))
+        return self.now
+
+
+# -- paging -----------------------------------------------------------------------------------------
+
+
+def _encode_cursor(key: list[str]) -> str:
+    return json.dumps(key, separators=(",", ":"))
+
+
+def _page_after(
+    ordered: list[Any], key_of: Callable[[Any], list[str]], limit: int, cursor: str | None
+) -> tuple[list[Any], str | None]:
+    """Keyset paging over an already-ordered list: the page starts after the cursor's item."""
+    start = 0
+    if cursor:
+        after = json.loads(cursor)
+        keys = [key_of(item) for item in ordered]
+        start = keys.index(after) + 1 if after in keys else len(ordered)
+    items = ordered[start : start + limit]
+    more = start + limit < len(ordered)
+    return items, (_encode_cursor(key_of(items[-1])) if more and items else None)
+
+
+# -- repositories -----------------------------------------------------------------------------------
+
+
+class InMemoryConversations:
+    def __init__(self) -> None:
+        self.items: dict[str, Conversation] = {}
+
+    def get(self, customer_number: str) -> Conversation | None:
+        found = self.items.get(customer_number)
+        return found.model_copy(deep=True) if found else None
+
+    def list_recent(self, team: str, *, limit: int, cursor: str | None) -> Page[Conversation]:
+        ordered = sorted(
+            (c for c in self.items.values() if c.team == team),
+            key=lambda c: (c.last_activity_at, c.customer_number),
+            reverse=True,
+        )
+        items, next_cursor = _page_after(ordered, lambda c: [c.customer_number], limit, cursor)
+        return Page([c.model_copy(deep=True) for c in items], next_cursor)
+
+    def fold(self, delta: ConversationDelta) -> None:
+        """Apply one message's delta exactly as DynamoMessages.insert_with_conversation's update does."""
+        current = self.items.get(delta.customer_number)
+        if current is None:
+            conversation = Conversation(
+                customer_number=delta.customer_number,
+                team=delta.team,
+                last_activity_at=delta.at,
+                owner=delta.owner or None,
+                contact_id=delta.contact_id or None,
+            )
+        else:
+            conversation = current.model_copy(deep=True)
+            # if_not_exists(): the first owner / contact / team sticks
+            if delta.owner and conversation.owner is None:
+                conversation.owner = delta.owner
+            if delta.contact_id and conversation.contact_id is None:
+                conversation.contact_id = delta.contact_id
+        conversation.message_count += 1
+        conversation.unread_count += delta.unread_increment
+        conversation.our_numbers = sorted({*conversation.our_numbers, delta.our_number})
+        conversation.closed = False
+        if current is None or current.last_activity_at <= delta.at:
+            conversation.last_activity_at = delta.at
+            conversation.last_message_id = delta.message_id
+            conversation.last_message_preview = delta.preview[:160]
+            conversation.last_direction = Direction(delta.direction)
+            conversation.last_our_number = delta.our_number
+        self.items[delta.customer_number] = conversation
+
+
+class InMemoryMessages:
+    """Messages plus their conversations; `inject_conflicts(n)` makes the next n updates lose a race."""
+
+    def __init__(
+        self,
+        conversations: InMemoryConversations | None = None,
+        *,
+        clock: Clock | None = None,
+        org_timezone: str = "UTC",
+        shards: int = 4,
+    ) -> None:
+        self.conversations = conversations if conversations is not None else InMemoryConversations()
+        self.items: dict[str, Message] = {}
+        self.updates = 0
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._tz = org_timezone
+        self._shards = shards
+        self._conflicts = 0
+
+    def inject_conflicts(self, count: int) -> None:
+        self._conflicts = count
+
+    def get(self, message_id: str) -> Message | None:
+        found = self.items.get(message_id)
+        return found.model_copy(deep=True) if found else None
+
+    def insert_with_conversation(self, message: Message, delta: ConversationDelta) -> bool:
+        if message.message_id in self.items:
+            return False
+        self.items[message.message_id] = message.model_copy(deep=True)
+        self.conversations.fold(delta)
+        return True
+
+    def update(self, message: Message, *, expected_version: int) -> Message:
+        stored = self.items.get(message.message_id)
+        if self._conflicts > 0:
+            self._conflicts -= 1
+            raise ConflictError(f"{message.message_id}: injected conflict")
+        if stored is None or stored.version != expected_version:
+            raise ConflictError(message.message_id)
+        new = message.model_copy(update={"version": expected_version + 1, "updated_at": self._clock()})
+        self.items[message.message_id] = new.model_copy(deep=True)
+        self.updates += 1
+        return new
+
+    def find_by_carrier_ref(self, carrier: str, carrier_message_id: str) -> Message | None:
+        for message in self.items.values():
+            if message.carrier == carrier and message.carrier_message_id == carrier_message_id:
+                return message.model_copy(deep=True)
+        return None
+
+    def list_for_conversation(self, customer_number: str, *, limit: int, cursor: str | None) -> Page[Message]:
+        ordered = sorted(
+            (m for m in self.items.values() if m.customer_number == customer_number),
+            key=lambda m: (m.created_at, m.message_id),
+            reverse=True,
+        )
+        items, next_cursor = _page_after(ordered, lambda m: [m.message_id], limit, cursor)
+        return Page([m.model_copy(deep=True) for m in items], next_cursor)
+
+    def list_for_day(self, day: str, shard: int) -> Iterable[Message]:
+        return [
+            m.model_copy(deep=True)
+            for m in sorted(self.items.values(), key=lambda m: (m.created_at, m.message_id))
+            if day_of(m.created_at, self._tz) == day and shard_of(m.customer_number, self._shards) == shard
+        ]
+
+
+class InMemoryReceipts:
+    """Keyed like ReceiptsTable: (carrier ref, occurred_at#status); a repeat overwrites itself."""
+
+    def __init__(self) -> None:
+        self.items: dict[tuple[str, str], StatusUpdate] = {}
+
+    @staticmethod
+    def _key(update: StatusUpdate) -> tuple[str, str]:
+        return (
+            carrier_ref(update.carrier, update.carrier_message_id),
+            f"{iso(update.occurred_at)}#{update.status.value}",
+        )
+
+    def park(self, update: StatusUpdate) -> None:
+        self.items[self._key(update)] = update
+
+    def parked_for(self, carrier: str, carrier_message_id: str) -> list[StatusUpdate]:
+        ref = carrier_ref(carrier, carrier_message_id)
+        return [u for k, u in sorted(self.items.items()) if k[0] == ref]
+
+    def remove(self, update: StatusUpdate) -> None:
+        self.items.pop(self._key(update), None)
+
+    def all_parked(self, limit: int) -> list[StatusUpdate]:
+        return [u for _, u in sorted(self.items.items())][:limit]
+
+
+class InMemoryNumbers:
+    def __init__(self, *numbers: OurNumber) -> None:
+        self.items: dict[str, OurNumber] = {n.number: n for n in numbers}
+
+    def get(self, number: str) -> OurNumber | None:
+        return self.items.get(number)
+
+    def default_for_team(self, team: str) -> OurNumber | None:
+        # the same rule as DynamoNumbers: the team's default, else any of its numbers, else any number
+        numbers = list(self.items.values())
+        team_numbers = [n for n in numbers if n.team == team] or numbers
+        defaults = [n for n in team_numbers if n.is_default] or team_numbers
+        return sorted(defaults, key=lambda n: n.number)[0] if defaults else None
+
+    def save(self, number: OurNumber) -> None:
+        self.items[number.number] = number
+
+
+class InMemoryContacts:
+    def __init__(self, *contacts: ContactRecord) -> None:
+        self.items: dict[str, ContactRecord] = {c.contact_id: c for c in contacts}
+
+    def get(self, contact_id: str) -> ContactRecord | None:
+        return self.items.get(contact_id)
+
+    def find_by_phone(self, phone: str) -> list[ContactRecord]:
+        return [c for c in self.items.values() if c.phone == phone]
+
+    def save(self, contact: ContactRecord) -> None:
+        self.items[contact.contact_id] = contact
+
+
+class InMemoryTemplates:
+    def __init__(self, *templates: Template) -> None:
+        self.items: dict[str, Template] = {t.template_id: t for t in templates}
+
+    def get(self, template_id: str) -> Template | None:
+        return self.items.get(template_id)
+
+    def save(self, template: Template) -> None:
+        self.items[template.template_id] = template
+
+
+class InMemoryDigests:
+    def __init__(self) -> None:
+        self.items: dict[str, DigestEntry] = {}
+
+    def get(self, digest_key: str) -> DigestEntry | None:
+        return self.items.get(digest_key)
+
+    def save(self, entry: DigestEntry) -> None:
+        self.items[entry.digest_key] = entry
+
+
+# -- queues and events ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QueuedJob:
+    body: dict[str, Any]
+    delay_seconds: int
+
+
+class RecordingQueue:
+    def __init__(self) -> None:
+        self.jobs: list[QueuedJob] = []
+
+    def send(self, body: dict[str, Any], *, delay_seconds: int = 0) -> None:
+        self.jobs.append(QueuedJob(json.loads(json.dumps(body)), delay_seconds))
+
+    @property
+    def bodies(self) -> list[dict[str, Any]]:
+        return [j.body for j in self.jobs]
+
+    def take(self) -> list[QueuedJob]:
+        """Everything queued so far, emptying the queue (as a consumer would)."""
+        jobs, self.jobs = self.jobs, []
+        return jobs
+
+
+class RecordingPublisher:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict[str, Any]]] = []
+
+    def publish(self, detail_type: str, detail: dict[str, Any]) -> None:
+        self.events.append((detail_type, detail))
+
+    def of(self, detail_type: str) -> list[dict[str, Any]]:
+        return [d for t, d in self.events if t == detail_type]
+
+    @property
+    def types(self) -> list[str]:
+        return [t for t, _ in self.events]
+
+
+# -- carrier ----------------------------------------------------------------------------------------
+
+
+class FakeCarrier:
+    """Scripted outcomes per `send` call (then accepts with generated ids); records every text."""
+
+    def __init__(self, name: str = "fake", outcomes: Iterable[SendOutcome] = ()) -> None:
+        self.name = name
+        self.outcomes: deque[SendOutcome] = deque(outcomes)
+        self.sent: list[OutboundText] = []
+        self.signature_error: str | None = None  # set to make verify() raise SignatureError
+        self.payload_error: str | None = None  # set to make parse() raise PayloadError
+        self.events: list[InboundMessage | StatusUpdate] = []  # what parse() returns
+        self.ack_response = WebhookAck(status_code=200, body="<Response/>", content_type="text/xml")
+        self.verified: list[WebhookRequest] = []
+        self._counter = 0
+
+    def script(self, *outcomes: SendOutcome) -> None:
+        self.outcomes.extend(outcomes)
+
+    def verify(self, request: WebhookRequest) -> None:
+        self.verified.append(request)
+        if self.signature_error is not None:
+            raise SignatureError(self.signature_error)
+
+    def parse(self, kind: WebhookKind, request: WebhookRequest) -> list[InboundMessage | StatusUpdate]:
+        if self.payload_error is not None:
+            raise PayloadError(self.payload_error)
+        return list(self.events)
+
+    def ack(self, kind: WebhookKind) -> WebhookAck:
+        return self.ack_response
+
+    def send(self, text: OutboundText) -> SendOutcome:
+        self.sent.append(text)
+        if self.outcomes:
+            return self.outcomes.popleft()
+        self._counter += 1
+        return SendAccepted(carrier_message_id=f"FK{self._counter:06d}", carrier_status="queued")
+
+
+class FakeLookupCarrier(FakeCarrier):
+    """A carrier that can also search for a text it may already have (the SentLookup capability).
+
+    `known` holds what the carrier "has", keyed by recipient; `lookups` records each search.
+    """
+
+    def __init__(self, name: str = "fake", outcomes: Iterable[SendOutcome] = ()) -> None:
+        super().__init__(name, outcomes)
+        self.known: dict[str, SendAccepted] = {}
+        self.lookups: list[tuple[OutboundText, datetime]] = []
+        self.lookup_error: Exception | None = None  # set to make the search itself fail
+
+    def find_sent(self, text: OutboundText, since: datetime) -> SendAccepted | None:
+        self.lookups.append((text, since))
+        if self.lookup_error is not None:
+            raise self.lookup_error
+        return self.known.get(text.to_number)
+
+
+# -- CRM --------------------------------------------------------------------------------------------
+
+
+class FakeCrm:
+    """Upserts by external id like the webhook CRM protocol: an identical body keeps the version."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, dict[str, Any]] = {}
+        self.versions: dict[str, int] = {}
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.failing: dict[str, str] = {}  # external id -> reason
+
+    def fail(self, external_id: str, reason: str = "CRM answered 503: unavailable") -> None:
+        self.failing[external_id] = reason
+
+    def recover(self, external_id: str) -> None:
+        self.failing.pop(external_id, None)
+
+    def upsert(self, external_id: str, payload: dict[str, Any]) -> CrmUpsertResult:
+        self.calls.append((external_id, payload))
+        if external_id in self.failing:
+            raise CrmError(self.failing[external_id], transient=True, status_code=503)
+        created = external_id not in self.records
+        if created or self.records[external_id] != payload:
+            self.versions[external_id] = self.versions.get(external_id, 0) + 1
+        self.records[external_id] = json.loads(json.dumps(payload))
+        return CrmUpsertResult(
+            crm_id=f"crm-{external_id}", created=created, version=self.versions[external_id]
+        )
+
+
+# -- a whole world of fakes -------------------------------------------------------------------------
+
+
+@dataclass
+class World:
+    """Every fake, wired the way `parley.wiring.Container` wires the real adapters."""
+
+    clock: SettableClock = field(default_factory=SettableClock)
+    conversations: InMemoryConversations = field(default_factory=InMemoryConversations)
+    receipts: InMemoryReceipts = field(default_factory=InMemoryReceipts)
+    numbers: InMemoryNumbers = field(default_factory=InMemoryNumbers)
+    contacts: InMemoryContacts = field(default_factory=InMemoryContacts)
+    templates: InMemoryTemplates = field(default_factory=InMemoryTemplates)
+    digests: InMemoryDigests = field(default_factory=InMemoryDigests)
+    inbound_queue: RecordingQueue = field(default_factory=RecordingQueue)
+    send_queue: RecordingQueue = field(default_factory=RecordingQueue)
+    retry_queue: RecordingQueue = field(default_factory=RecordingQueue)
+    events: RecordingPublisher = field(default_factory=RecordingPublisher)
+    carrier: FakeCarrier = field(default_factory=FakeCarrier)
+    crm: FakeCrm = field(default_factory=FakeCrm)
+    shards: int = 4
+    messages: InMemoryMessages = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.messages = InMemoryMessages(self.conversations, clock=self.clock, shards=self.shards)
+
+    def carriers(self, name: str) -> Carrier:
+        if name != self.carrier.name:
+            raise LookupError(f"no carrier {name!r} in this world")
+        return self.carrier
+
+    def processor(self) -> InboundProcessor:
+        return InboundProcessor(
+            self.messages, self.receipts, self.numbers, self.contacts, self.events, self.clock
+        )
+
+    def intake(self, *, log_only: bool = False) -> WebhookIntake:
+        return WebhookIntake(self.inbound_queue, log_only=log_only)
+
+    def sender(
+        self,
+        *,
+        policy: RetryPolicy | None = None,
+        max_segments: int = 10,
+        apply_parked: bool = True,
+    ) -> SendService:
+        return SendService(
+            messages=self.messages,
+            conversations=self.conversations,
+            numbers=self.numbers,
+            templates=self.templates,
+            contacts=self.contacts,
+            send_queue=self.send_queue,
+            retry_queue=self.retry_queue,
+            carriers=self.carriers,
+            events=self.events,
+            clock=self.clock,
+            retry_policy=policy or RetryPolicy(),
+            max_segments=max_segments,
+            status_callback_url=lambda carrier: f"https://hooks.example.test/webhooks/{carrier}/status",
+            on_carrier_id=self.processor().apply_parked if apply_parked else None,
+        )
+
+    def digest(self) -> DigestService:
+        return DigestService(
+            messages=self.messages,
+            contacts=self.contacts,
+            digests=self.digests,
+            crm=self.crm,
+            shards=self.shards,
+            clock=self.clock,
+        )
+
+
+# -- keep the fakes honest: each must satisfy its Protocol -----------------------------------------
+
+_messages: MessageRepository = InMemoryMessages()
+_conversations: ConversationRepository = InMemoryConversations()
+_receipts: ReceiptRepository = InMemoryReceipts()
+_numbers: NumberRepository = InMemoryNumbers()
+_contacts: ContactRepository = InMemoryContacts()
+_templates: TemplateRepository = InMemoryTemplates()
+_digests: DigestRepository = InMemoryDigests()
+_queue: JobQueue = RecordingQueue()
+_publisher: EventPublisher = RecordingPublisher()
+_clock: Clock = SettableClock()
+_carrier: Carrier = FakeCarrier()
+_lookup_carrier: Carrier = FakeLookupCarrier()
+_lookup: SentLookup = FakeLookupCarrier()
+_crm: Crm = FakeCrm()

@@ -1,0 +1,456 @@
+"""The DynamoDB, SQS and EventBridge adapters against moto: the semantics the fakes promise, for real."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+import pytest
+
+from parley.adapters import aws
+from parley.adapters.aws import EventBridgePublisher, SqsQueue
+from parley.adapters.dynamo import (
+    DynamoContacts,
+    DynamoConversations,
+    DynamoDigests,
+    DynamoMessages,
+    DynamoNumbers,
+    DynamoReceipts,
+    DynamoTemplates,
+    InvalidCursor,
+    shard_of,
+)
+from parley.config import Settings
+from parley.domain.models import (
+    ContactRecord,
+    Direction,
+    Message,
+    MessageStatus,
+    OurNumber,
+    StatusUpdate,
+    Template,
+)
+from parley.ports import ConflictError, ConversationDelta, DigestEntry
+
+T0 = datetime(2024, 5, 6, 9, 0, tzinfo=UTC)
+OURS = "+15005550006"
+OURS_2 = "+15005550007"
+ANA = "+14155550100"
+BO = "+14155550101"
+
+
+@pytest.fixture(autouse=True)
+def fresh_clients() -> Iterator[None]:
+    aws.client.cache_clear()  # boto3 clients are cached per process; each test has its own moto account
+    yield
+    aws.client.cache_clear()
+
+
+@pytest.fixture
+def messages(aws_settings: Settings) -> DynamoMessages:
+    return DynamoMessages(aws_settings)
+
+
+@pytest.fixture
+def conversations(aws_settings: Settings) -> DynamoConversations:
+    return DynamoConversations()
+
+
+def msg(
+    message_id: str,
+    *,
+    customer: str = ANA,
+    at: datetime = T0,
+    direction: Direction = Direction.INBOUND,
+    ours: str = OURS,
+    sid: str | None = None,
+    status: MessageStatus = MessageStatus.RECEIVED,
+    team: str = "default",
+) -> Message:
+    return Message(
+        message_id=message_id,
+        direction=direction,
+        customer_number=customer,
+        our_number=ours,
+        body=f"body of {message_id}",
+        status=status,
+        carrier="twilio",
+        carrier_message_id=sid,
+        created_at=at,
+        updated_at=at,
+        team=team,
+    )
+
+
+def delta(
+    message: Message, *, unread: int = 1, team: str = "default", owner: str | None = None
+) -> ConversationDelta:
+    return ConversationDelta(
+        customer_number=message.customer_number,
+        team=team,
+        our_number=message.our_number,
+        at=message.created_at,
+        message_id=message.message_id,
+        preview=message.body,
+        direction=message.direction.value,
+        unread_increment=unread,
+        owner=owner,
+    )
+
+
+def insert(messages: DynamoMessages, message: Message, **kwargs: Any) -> bool:
+    return messages.insert_with_conversation(message, delta(message, **kwargs))
+
+
+# -- messages ---------------------------------------------------------------------------------------
+
+
+def test_insert_stores_the_message_and_starts_the_conversation(
+    messages: DynamoMessages, conversations: DynamoConversations
+) -> None:
+    assert insert(messages, msg("m1"), owner="ana-owner", team="sales") is True
+
+    stored = messages.get("m1")
+    assert stored == msg("m1")
+    conversation = conversations.get(ANA)
+    assert conversation is not None
+    assert (conversation.message_count, conversation.unread_count) == (1, 1)
+    assert (conversation.team, conversation.owner) == ("sales", "ana-owner")
+    assert conversation.our_numbers == [OURS]
+    assert conversation.last_message_id == "m1"
+    assert conversation.last_activity_at == T0
+    assert conversation.last_direction is Direction.INBOUND
+
+
+def test_a_second_insert_of_the_same_id_returns_false_and_changes_nothing(
+    messages: DynamoMessages, conversations: DynamoConversations
+) -> None:
+    insert(messages, msg("m1"))
+    before = conversations.get(ANA)
+
+    again = msg("m1", at=T0 + timedelta(minutes=5), ours=OURS_2)
+    assert insert(messages, again) is False
+
+    assert conversations.get(ANA) == before
+    stored = messages.get("m1")
+    assert stored is not None and stored.created_at == T0
+
+
+def test_the_same_customer_through_two_numbers_is_one_conversation(
+    messages: DynamoMessages, conversations: DynamoConversations
+) -> None:
+    insert(messages, msg("m1", ours=OURS))
+    insert(
+        messages, msg("m2", ours=OURS_2, at=T0 + timedelta(minutes=1), direction=Direction.OUTBOUND), unread=0
+    )
+
+    conversation = conversations.get(ANA)
+    assert conversation is not None
+    assert conversation.our_numbers == [OURS, OURS_2]
+    assert (conversation.message_count, conversation.unread_count) == (2, 1)
+    assert conversation.last_our_number == OURS_2
+    assert conversation.last_direction is Direction.OUTBOUND
+
+
+def test_the_first_owner_and_team_stick(messages: DynamoMessages, conversations: DynamoConversations) -> None:
+    insert(messages, msg("m1"), owner="first", team="sales")
+    insert(messages, msg("m2", at=T0 + timedelta(minutes=1)), owner="second", team="support")
+    conversation = conversations.get(ANA)
+    assert conversation is not None and (conversation.owner, conversation.team) == ("first", "sales")
+
+
+def test_an_older_message_arriving_later_does_not_move_activity_backwards(
+    messages: DynamoMessages, conversations: DynamoConversations
+) -> None:
+    insert(messages, msg("new", at=T0 + timedelta(hours=1)))
+    insert(messages, msg("old", at=T0))
+
+    conversation = conversations.get(ANA)
+    assert conversation is not None
+    assert conversation.last_activity_at == T0 + timedelta(hours=1)
+    assert conversation.last_message_id == "new"
+    assert conversation.message_count == 2  # it still counts
+
+
+def test_update_bumps_the_version_and_a_stale_version_conflicts(messages: DynamoMessages) -> None:
+    insert(messages, msg("m1", direction=Direction.OUTBOUND, status=MessageStatus.QUEUED))
+    current = messages.get("m1")
+    assert current is not None and current.version == 0
+
+    updated = messages.update(
+        current.model_copy(update={"status": MessageStatus.SENDING}), expected_version=0
+    )
+    assert updated.version == 1
+    stored = messages.get("m1")
+    assert stored is not None and (stored.status, stored.version) == (MessageStatus.SENDING, 1)
+
+    with pytest.raises(ConflictError):
+        messages.update(current.model_copy(update={"status": MessageStatus.FAILED}), expected_version=0)
+    stored = messages.get("m1")
+    assert stored is not None and stored.status is MessageStatus.SENDING
+
+
+def test_update_of_a_message_that_does_not_exist_conflicts(messages: DynamoMessages) -> None:
+    with pytest.raises(ConflictError):
+        messages.update(msg("ghost"), expected_version=0)
+    assert messages.get("ghost") is None
+
+
+def test_find_by_carrier_ref(messages: DynamoMessages) -> None:
+    insert(messages, msg("m1", sid="SM1"))
+    insert(messages, msg("m2", sid="SM2", customer=BO))
+
+    found = messages.find_by_carrier_ref("twilio", "SM2")
+    assert found is not None and found.message_id == "m2"
+    assert messages.find_by_carrier_ref("twilio", "SM3") is None
+    assert messages.find_by_carrier_ref("telnyx", "SM1") is None
+
+
+def test_a_carrier_id_recorded_by_an_update_becomes_findable(messages: DynamoMessages) -> None:
+    insert(messages, msg("m1", direction=Direction.OUTBOUND, status=MessageStatus.SENDING))
+    current = messages.get("m1")
+    assert current is not None
+    messages.update(current.model_copy(update={"carrier_message_id": "SM9"}), expected_version=0)
+    found = messages.find_by_carrier_ref("twilio", "SM9")
+    assert found is not None and found.message_id == "m1"
+
+
+def test_list_for_conversation_is_newest_first_with_working_cursors(messages: DynamoMessages) -> None:
+    ids = [f"m{i}" for i in range(7)]
+    for i, message_id in enumerate(ids):
+        insert(messages, msg(message_id, at=T0 + timedelta(minutes=i)))
+    insert(messages, msg("other", customer=BO))
+
+    seen: list[str] = []
+    cursor: str | None = None
+    pages = 0
+    while True:
+        page = messages.list_for_conversation(ANA, limit=3, cursor=cursor)
+        pages += 1
+        seen += [m.message_id for m in page.items]
+        cursor = page.cursor
+        if cursor is None or pages > 5:
+            break
+
+    assert pages == 3
+    assert seen == list(reversed(ids))
+
+
+def test_a_cursor_we_did_not_issue_is_rejected(messages: DynamoMessages) -> None:
+    with pytest.raises(InvalidCursor):
+        messages.list_for_conversation(ANA, limit=3, cursor="%%% not base64 json %%%")
+
+
+def test_a_cursor_for_another_conversation_is_rejected(messages: DynamoMessages) -> None:
+    for i in range(3):
+        insert(messages, msg(f"a{i}", at=T0 + timedelta(minutes=i)))
+        insert(messages, msg(f"b{i}", customer=BO, at=T0 + timedelta(minutes=i)))
+    page = messages.list_for_conversation(ANA, limit=1, cursor=None)
+    assert page.cursor is not None
+
+    with pytest.raises(InvalidCursor):
+        messages.list_for_conversation(BO, limit=1, cursor=page.cursor)
+
+
+def test_list_for_day_finds_the_days_messages_across_shards(aws_settings: Settings) -> None:
+    messages = DynamoMessages(aws_settings)
+    shards = aws_settings.digest_shards
+    customers = [f"+1415555010{i}" for i in range(6)]
+    assert len({shard_of(c, shards) for c in customers}) > 1
+    for i, customer in enumerate(customers):
+        insert(messages, msg(f"today-{i}", customer=customer, at=T0 + timedelta(minutes=i)))
+        insert(messages, msg(f"yesterday-{i}", customer=customer, at=T0 - timedelta(days=1)))
+
+    found = {m.message_id for s in range(shards) for m in messages.list_for_day("2024-05-06", s)}
+
+    assert found == {f"today-{i}" for i in range(6)}
+    for s in range(shards):
+        assert all(shard_of(m.customer_number, shards) == s for m in messages.list_for_day("2024-05-06", s))
+
+
+# -- conversations ----------------------------------------------------------------------------------
+
+
+def test_list_recent_orders_by_last_activity_and_pages(
+    messages: DynamoMessages, conversations: DynamoConversations
+) -> None:
+    customers = [f"+1415555011{i}" for i in range(5)]
+    for i, customer in enumerate(customers):
+        insert(messages, msg(f"m{i}", customer=customer, at=T0 + timedelta(minutes=i)))
+    # the oldest conversation gets a new text and jumps to the top
+    insert(messages, msg("late", customer=customers[0], at=T0 + timedelta(hours=1)))
+    insert(messages, msg("elsewhere", customer=BO), team="support")
+
+    first = conversations.list_recent("default", limit=2, cursor=None)
+    second = conversations.list_recent("default", limit=2, cursor=first.cursor)
+    third = conversations.list_recent("default", limit=2, cursor=second.cursor)
+
+    order = [c.customer_number for page in (first, second, third) for c in page.items]
+    assert order == [customers[0], customers[4], customers[3], customers[2], customers[1]]
+    assert third.cursor is None
+    assert [c.customer_number for c in conversations.list_recent("support", limit=10, cursor=None).items] == [
+        BO
+    ]
+
+
+def test_an_unknown_conversation_is_none(conversations: DynamoConversations) -> None:
+    assert conversations.get("+14155550999") is None
+
+
+# -- receipts, numbers, contacts, templates, digests ------------------------------------------------
+
+
+def receipt(sid: str, status: MessageStatus, seconds: int) -> StatusUpdate:
+    return StatusUpdate(
+        carrier="twilio",
+        carrier_message_id=sid,
+        status=status,
+        carrier_status=status.value,
+        occurred_at=T0 + timedelta(seconds=seconds),
+    )
+
+
+def test_receipts_park_list_and_remove(aws_settings: Settings) -> None:
+    receipts = DynamoReceipts()
+    delivered, sent = receipt("SM1", MessageStatus.DELIVERED, 5), receipt("SM1", MessageStatus.SENT, 2)
+    other = receipt("SM2", MessageStatus.FAILED, 1)
+    for update in (delivered, sent, other, sent):  # a repeat parks once
+        receipts.park(update)
+
+    assert receipts.parked_for("twilio", "SM1") == [sent, delivered]  # oldest first
+    assert len(receipts.all_parked(10)) == 3
+
+    receipts.remove(sent)
+
+    assert receipts.parked_for("twilio", "SM1") == [delivered]
+    assert receipts.parked_for("twilio", "SM2") == [other]
+    assert receipts.parked_for("twilio", "SM3") == []
+
+
+def test_numbers_default_for_team(aws_settings: Settings) -> None:
+    numbers = DynamoNumbers()
+    assert numbers.default_for_team("sales") is None
+    numbers.save(OurNumber(number="+15005550009", carrier="twilio", team="sales"))
+    numbers.save(OurNumber(number="+15005550008", carrier="twilio", team="sales", is_default=True))
+    numbers.save(OurNumber(number="+15005550001", carrier="twilio", team="support"))
+
+    sales = numbers.default_for_team("sales")
+    support = numbers.default_for_team("support")
+    assert sales is not None and sales.number == "+15005550008"
+    assert support is not None and support.number == "+15005550001"
+    got = numbers.get("+15005550009")
+    assert got is not None and got.team == "sales"
+    assert numbers.get("+15005550000") is None
+
+
+def test_contacts_by_phone(aws_settings: Settings) -> None:
+    contacts = DynamoContacts()
+    contacts.save(ContactRecord(contact_id="c1", name="Ana", phone=ANA, fields={"tier": "gold"}))
+    contacts.save(ContactRecord(contact_id="c2", name="Ana's office", phone=ANA))
+    contacts.save(ContactRecord(contact_id="c3", name="Bo", phone=BO))
+
+    assert sorted(c.contact_id for c in contacts.find_by_phone(ANA)) == ["c1", "c2"]
+    assert [c.contact_id for c in contacts.find_by_phone(BO)] == ["c3"]
+    assert contacts.find_by_phone("+14155550999") == []
+    got = contacts.get("c1")
+    assert got is not None and got.fields == {"tier": "gold"}
+
+
+def test_templates_save_and_get(aws_settings: Settings) -> None:
+    templates = DynamoTemplates()
+    template = Template(template_id="t1", name="Ready", body="Hi {{first_name}}")
+    templates.save(template)
+    assert templates.get("t1") == template
+    assert templates.get("t2") is None
+
+
+def test_digests_save_and_get(aws_settings: Settings) -> None:
+    digests = DynamoDigests()
+    entry = DigestEntry(
+        digest_key=f"{ANA}#2024-05-06",
+        crm_id="crm-1",
+        content_hash="abc",
+        version=1,
+        posted_at=T0,
+        message_count=3,
+    )
+    digests.save(entry)
+    assert digests.get(entry.digest_key) == entry
+    digests.save(DigestEntry(**{**entry.__dict__, "version": 2, "content_hash": "def"}))
+    again = digests.get(entry.digest_key)
+    assert again is not None and (again.version, again.content_hash) == (2, "def")
+    assert digests.get("nope") is None
+
+
+# -- SQS and EventBridge ----------------------------------------------------------------------------
+
+
+def queue_attributes(url: str) -> dict[str, int]:
+    attrs = boto3.client("sqs", region_name="us-east-1").get_queue_attributes(
+        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesDelayed"]
+    )["Attributes"]
+    return {k: int(v) for k, v in attrs.items()}
+
+
+def test_sqs_send_without_delay_is_visible_at_once(aws_settings: Settings) -> None:
+    SqsQueue(aws_settings.send_queue_url, "us-east-1").send({"message_id": "m1"})
+    received = boto3.client("sqs", region_name="us-east-1").receive_message(
+        QueueUrl=aws_settings.send_queue_url, MaxNumberOfMessages=10
+    )
+    assert [json.loads(m["Body"]) for m in received.get("Messages", [])] == [{"message_id": "m1"}]
+
+
+def test_sqs_send_with_delay_is_not_visible_yet(aws_settings: Settings) -> None:
+    SqsQueue(aws_settings.retry_queue_url, "us-east-1").send({"message_id": "m1"}, delay_seconds=120)
+
+    attrs = queue_attributes(aws_settings.retry_queue_url)
+    assert attrs["ApproximateNumberOfMessagesDelayed"] == 1
+    assert attrs["ApproximateNumberOfMessages"] == 0
+    received = boto3.client("sqs", region_name="us-east-1").receive_message(
+        QueueUrl=aws_settings.retry_queue_url, MaxNumberOfMessages=10
+    )
+    assert received.get("Messages", []) == []
+
+
+def test_sqs_delays_beyond_fifteen_minutes_are_clamped_not_refused(aws_settings: Settings) -> None:
+    SqsQueue(aws_settings.retry_queue_url, "us-east-1").send({"message_id": "m1"}, delay_seconds=5000)
+    assert queue_attributes(aws_settings.retry_queue_url)["ApproximateNumberOfMessagesDelayed"] == 1
+
+
+def test_a_queue_without_a_url_is_a_configuration_error() -> None:
+    with pytest.raises(ValueError):
+        SqsQueue("", "us-east-1")
+
+
+def test_eventbridge_publish_reaches_a_rule_target(aws_settings: Settings) -> None:
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    events = boto3.client("events", region_name="us-east-1")
+    url = sqs.create_queue(QueueName="listener")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(
+        Name="all-parley",
+        EventBusName=aws_settings.event_bus_name,
+        EventPattern=json.dumps({"source": ["parley"]}),
+    )
+    events.put_targets(
+        Rule="all-parley", EventBusName=aws_settings.event_bus_name, Targets=[{"Id": "q", "Arn": arn}]
+    )
+
+    EventBridgePublisher(aws_settings.event_bus_name, "us-east-1").publish(
+        "MessageDelivered", {"message_id": "m1", "at": T0}
+    )
+
+    received = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+    assert len(received) == 1
+    event = json.loads(received[0]["Body"])
+    assert event["source"] == "parley"
+    assert event["detail-type"] == "MessageDelivered"
+    assert event["detail"]["message_id"] == "m1"
+    assert event["detail"]["at"].startswith("2024-05-06")
+
+
+def test_a_publishing_failure_never_fails_the_caller(aws_settings: Settings) -> None:
+    EventBridgePublisher("no-such-bus", "us-east-1").publish("MessageSent", {"message_id": "m1"})

@@ -1,0 +1,565 @@
+"""The real Lambda handlers, driven with API Gateway v2 and SQS events against moto.
+
+The composition root is built from PARLEY_* variables pointing at the fixture's tables and queues,
+exactly as a deployed function builds it from template.yaml's Globals.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+import boto3
+import pytest
+
+from functions.api import app as api
+from functions.inbound import processor, webhook
+from functions.send import app as send_app
+from parley import wiring
+from parley.adapters import aws
+from parley.adapters.dynamo import DynamoConversations, DynamoMessages, DynamoNumbers, DynamoReceipts
+from parley.carriers.twilio import EMPTY_TWIML
+from parley.config import Settings
+from parley.domain.ids import inbound_message_id
+from parley.domain.models import MessageStatus, OurNumber
+
+REGION = "us-east-1"
+AUTH_TOKEN = "test-auth-token-0123456789"
+ACCOUNT_SID = "AC" + "0" * 32
+BASE_URL = "https://sms.example.test"
+OURS = "+15005550006"
+CUSTOMER = "+14155550100"
+
+
+@dataclass
+class LambdaContext:
+    function_name: str = "parley-test"
+    memory_limit_in_mb: int = 256
+    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:123456789012:function:parley-test"
+    aws_request_id: str = "00000000-0000-0000-0000-000000000000"
+
+
+CONTEXT = LambdaContext()
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    events_url: str  # an SQS queue subscribed to everything on the Parley bus
+
+    def queue_messages(self, url: str) -> list[dict[str, Any]]:
+        """Receive (and so hide) what is visible on a queue now."""
+        out: list[dict[str, Any]] = []
+        sqs = boto3.client("sqs", region_name=REGION)
+        while True:
+            batch = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+            if not batch:
+                return out
+            out += batch
+
+    def depth(self, url: str) -> int:
+        attrs = boto3.client("sqs", region_name=REGION).get_queue_attributes(
+            QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
+        )["Attributes"]
+        return int(attrs["ApproximateNumberOfMessages"])
+
+    def domain_events(self) -> list[str]:
+        return [json.loads(m["Body"])["detail-type"] for m in self.queue_messages(self.events_url)]
+
+
+@pytest.fixture
+def stack(aws_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    env = {
+        "AWS_REGION": REGION,
+        "PARLEY_MESSAGES_TABLE": aws_settings.messages_table,
+        "PARLEY_CONVERSATIONS_TABLE": aws_settings.conversations_table,
+        "PARLEY_CONTACTS_TABLE": aws_settings.contacts_table,
+        "PARLEY_TEMPLATES_TABLE": aws_settings.templates_table,
+        "PARLEY_NUMBERS_TABLE": aws_settings.numbers_table,
+        "PARLEY_RECEIPTS_TABLE": aws_settings.receipts_table,
+        "PARLEY_DIGESTS_TABLE": aws_settings.digests_table,
+        "PARLEY_INBOUND_QUEUE_URL": aws_settings.inbound_queue_url,
+        "PARLEY_SEND_QUEUE_URL": aws_settings.send_queue_url,
+        "PARLEY_RETRY_QUEUE_URL": aws_settings.retry_queue_url,
+        "PARLEY_EVENT_BUS_NAME": aws_settings.event_bus_name,
+        "PARLEY_TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "PARLEY_TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+        "PARLEY_PUBLIC_BASE_URL": BASE_URL,
+        "PARLEY_VERIFY_MODE": "enforce",
+        "PARLEY_TWILIO_API_BASE": "http://127.0.0.1:9",  # nothing listens: no test may reach Twilio
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    wiring.reset_container()
+    aws.client.cache_clear()
+
+    sqs = boto3.client("sqs", region_name=REGION)
+    events_url = sqs.create_queue(QueueName="domain-events")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=events_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    bus = boto3.client("events", region_name=REGION)
+    bus.put_rule(Name="all", EventBusName=aws_settings.event_bus_name, EventPattern='{"source": ["parley"]}')
+    bus.put_targets(Rule="all", EventBusName=aws_settings.event_bus_name, Targets=[{"Id": "q", "Arn": arn}])
+    DynamoNumbers().save(OurNumber(number=OURS, carrier="twilio", is_default=True))
+
+    yield Stack(aws_settings, events_url)
+
+    wiring.reset_container()
+    aws.client.cache_clear()
+
+
+# -- event builders ---------------------------------------------------------------------------------
+
+
+def http_event(
+    method: str,
+    path: str,
+    *,
+    body: str | bytes | None = None,
+    headers: dict[str, str] | None = None,
+    query: dict[str, str] | None = None,
+    claims: dict[str, str] | None = None,
+    path_parameters: dict[str, str] | None = None,
+    base64_body: bool = False,
+) -> dict[str, Any]:
+    """An API Gateway HTTP API (payload format 2.0) event."""
+    raw = body.encode() if isinstance(body, str) else body
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": urlencode(query or {}),
+        "headers": {"host": "sms.example.test", **(headers or {})},
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "api",
+            "domainName": "abc123.execute-api.us-east-1.amazonaws.com",
+            "domainPrefix": "abc123",
+            "http": {
+                "method": method,
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "203.0.113.9",
+                "userAgent": "pytest",
+            },
+            "requestId": "req-" + hashlib.sha1(f"{method}{path}{raw!r}".encode()).hexdigest()[:12],
+            "routeKey": "$default",
+            "stage": "$default",
+            "time": "06/May/2024:09:00:00 +0000",
+            "timeEpoch": 1714986000000,
+        },
+        "isBase64Encoded": base64_body,
+    }
+    if query:
+        event["queryStringParameters"] = query
+    if path_parameters:
+        event["pathParameters"] = path_parameters
+    if claims is not None:
+        event["requestContext"]["authorizer"] = {"jwt": {"claims": claims, "scopes": None}}
+    if raw is not None:
+        event["body"] = base64.b64encode(raw).decode() if base64_body else raw.decode()
+    return event
+
+
+def sqs_event(messages: list[dict[str, Any]], queue: str = "inbound") -> dict[str, Any]:
+    return {
+        "Records": [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": {
+                    "ApproximateReceiveCount": "1",
+                    "SentTimestamp": "1714986000000",
+                    "SenderId": "AIDA",
+                    "ApproximateFirstReceiveTimestamp": "1714986000000",
+                },
+                "messageAttributes": {},
+                "md5OfBody": m["MD5OfBody"],
+                "eventSource": "aws:sqs",
+                "eventSourceARN": f"arn:aws:sqs:{REGION}:123456789012:{queue}",
+                "awsRegion": REGION,
+            }
+            for m in messages
+        ]
+    }
+
+
+def twilio_signature(url: str, params: dict[str, str], token: str = AUTH_TOKEN) -> str:
+    """Twilio's scheme: base64 HMAC-SHA1 over the URL followed by each name+value, sorted by name."""
+    payload = url + "".join(name + params[name] for name in sorted(params))
+    return base64.b64encode(hmac.new(token.encode(), payload.encode(), hashlib.sha1).digest()).decode()
+
+
+def inbound_form(sid: str = "SM" + "a" * 32, body: str = "Is my order ready?") -> dict[str, str]:
+    return {
+        "MessageSid": sid,
+        "SmsMessageSid": sid,
+        "AccountSid": ACCOUNT_SID,
+        "From": CUSTOMER,
+        "To": OURS,
+        "Body": body,
+        "NumMedia": "0",
+        "NumSegments": "1",
+        "FromCity": "",
+        "ToCity": "",
+    }
+
+
+def webhook_event(
+    form: dict[str, str],
+    *,
+    carrier: str = "twilio",
+    kind: str = "messages",
+    signature: str | None = None,
+    base64_body: bool = False,
+) -> dict[str, Any]:
+    path = f"/webhooks/{carrier}/{kind}"
+    return http_event(
+        "POST",
+        path,
+        body=urlencode(form),
+        headers={
+            "content-type": "application/x-www-form-urlencoded",
+            "x-twilio-signature": signature or twilio_signature(BASE_URL + path, form),
+        },
+        path_parameters={"carrier": carrier, "kind": kind},
+        base64_body=base64_body,
+    )
+
+
+def call_webhook(event: dict[str, Any]) -> dict[str, Any]:
+    result: dict[str, Any] = webhook.handler(event, CONTEXT)
+    return result
+
+
+def call_api(event: dict[str, Any]) -> tuple[int, Any]:
+    result: dict[str, Any] = api.handler(event, CONTEXT)
+    body = result.get("body") or "null"
+    return int(result["statusCode"]), json.loads(body)
+
+
+CLAIMS = {"sub": "user-1", "team": "default"}
+
+
+def post_json(
+    path: str, payload: Any, *, claims: dict[str, str] = CLAIMS, headers: dict[str, str] | None = None
+) -> tuple[int, Any]:
+    body = payload if isinstance(payload, str) else json.dumps(payload)
+    headers = {"content-type": "application/json", **(headers or {})}
+    return call_api(http_event("POST", path, body=body, headers=headers, claims=claims))
+
+
+def get(
+    path: str, *, claims: dict[str, str] = CLAIMS, query: dict[str, str] | None = None
+) -> tuple[int, Any]:
+    return call_api(http_event("GET", path, claims=claims, query=query))
+
+
+# -- the webhook --------------------------------------------------------------------------------------
+
+
+def test_a_signed_webhook_is_acknowledged_with_twiml_and_queued(stack: Stack) -> None:
+    result = call_webhook(webhook_event(inbound_form()))
+
+    assert result["statusCode"] == 200
+    assert result["body"] == EMPTY_TWIML
+    assert result["headers"]["Content-Type"] == "text/xml"
+    (queued,) = stack.queue_messages(stack.settings.inbound_queue_url)
+    envelope = json.loads(queued["Body"])
+    assert envelope["event"]["carrier_message_id"] == "SM" + "a" * 32
+    assert envelope["event"]["from_number"] == CUSTOMER
+    assert envelope["correlation_id"]  # the API Gateway request id, for tracing
+
+
+def test_the_signature_helper_matches_twilios_published_example() -> None:
+    # https://www.twilio.com/docs/usage/security#validating-requests (the documented example values)
+    params = {
+        "CallSid": "CA1234567890ABCDE",
+        "Caller": "+12349013030",
+        "Digits": "1234",
+        "From": "+12349013030",
+        "To": "+18005551212",
+    }
+    url = "https://mycompany.com/myapp.php?foo=1&bar=2"
+    assert twilio_signature(url, params, token="12345") == "0/KCTR6DLpKmkAf8muzZqo1nDgQ="
+
+
+def test_a_forged_signature_is_403_and_nothing_is_queued(stack: Stack) -> None:
+    form = inbound_form()
+    forged = twilio_signature(BASE_URL + "/webhooks/twilio/messages", form, token="not-our-token")
+
+    result = call_webhook(webhook_event(form, signature=forged))
+
+    assert result["statusCode"] == 403
+    assert stack.depth(stack.settings.inbound_queue_url) == 0
+
+
+def test_a_body_altered_after_signing_is_403(stack: Stack) -> None:
+    form = inbound_form()
+    event = webhook_event(form)
+    event["body"] = urlencode({**form, "Body": "send me money"})
+    assert call_webhook(event)["statusCode"] == 403
+    assert stack.depth(stack.settings.inbound_queue_url) == 0
+
+
+def test_an_unknown_carrier_is_404(stack: Stack) -> None:
+    result = call_webhook(webhook_event(inbound_form(), carrier="acme"))
+    assert result["statusCode"] == 404
+    assert stack.depth(stack.settings.inbound_queue_url) == 0
+
+
+def test_an_unknown_kind_is_404(stack: Stack) -> None:
+    result = call_webhook(webhook_event(inbound_form(), kind="voice"))
+    assert result["statusCode"] == 404
+    assert stack.depth(stack.settings.inbound_queue_url) == 0
+
+
+def test_a_signed_form_without_a_message_sid_is_400(stack: Stack) -> None:
+    form = {k: v for k, v in inbound_form().items() if k not in ("MessageSid", "SmsMessageSid")}
+
+    result = call_webhook(webhook_event(form))
+
+    assert result["statusCode"] == 400
+    assert "MessageSid" in json.loads(result["body"])["error"]
+    assert stack.depth(stack.settings.inbound_queue_url) == 0
+
+
+def test_a_base64_encoded_body_verifies(stack: Stack) -> None:
+    result = call_webhook(webhook_event(inbound_form(body="Olá, está pronto? ✅"), base64_body=True))
+
+    assert result["statusCode"] == 200
+    (queued,) = stack.queue_messages(stack.settings.inbound_queue_url)
+    assert json.loads(queued["Body"])["event"]["body"] == "Olá, está pronto? ✅"
+
+
+def test_a_queued_webhook_becomes_one_message_in_one_conversation_even_if_processed_twice(
+    stack: Stack,
+) -> None:
+    call_webhook(webhook_event(inbound_form()))
+    queued = stack.queue_messages(stack.settings.inbound_queue_url)
+    assert len(queued) == 1
+
+    first = processor.handler(sqs_event(queued), CONTEXT)
+    second = processor.handler(sqs_event(queued), CONTEXT)  # SQS delivers at least once
+
+    assert first == second == {"batchItemFailures": []}
+    message_id = inbound_message_id("twilio", "SM" + "a" * 32)
+    stored = DynamoMessages(stack.settings).get(message_id)
+    assert stored is not None and stored.status is MessageStatus.RECEIVED
+    assert stored.body == "Is my order ready?"
+    conversation = DynamoConversations().get(CUSTOMER)
+    assert conversation is not None
+    assert (conversation.message_count, conversation.unread_count) == (1, 1)
+    assert conversation.our_numbers == [OURS]
+    assert stack.domain_events() == ["MessageReceived"]
+
+
+def test_the_same_webhook_posted_twice_by_the_carrier_is_still_one_message(stack: Stack) -> None:
+    call_webhook(webhook_event(inbound_form()))
+    call_webhook(webhook_event(inbound_form()))
+    queued = stack.queue_messages(stack.settings.inbound_queue_url)
+    assert len(queued) == 2
+
+    assert processor.handler(sqs_event(queued), CONTEXT) == {"batchItemFailures": []}
+
+    conversation = DynamoConversations().get(CUSTOMER)
+    assert conversation is not None and conversation.message_count == 1
+
+
+def test_a_status_webhook_for_a_message_we_do_not_know_yet_is_parked(stack: Stack) -> None:
+    form = {"MessageSid": "SM" + "b" * 32, "MessageStatus": "delivered", "AccountSid": ACCOUNT_SID}
+    assert call_webhook(webhook_event(form, kind="status"))["statusCode"] == 200
+    queued = stack.queue_messages(stack.settings.inbound_queue_url)
+
+    assert processor.handler(sqs_event(queued), CONTEXT) == {"batchItemFailures": []}
+
+    (parked,) = DynamoReceipts().parked_for("twilio", "SM" + "b" * 32)
+    assert parked.status is MessageStatus.DELIVERED
+
+
+# -- the inbox API ------------------------------------------------------------------------------------
+
+
+def test_post_messages_stores_queues_and_answers_202(stack: Stack) -> None:
+    status, body = post_json("/v1/messages", {"to": [CUSTOMER, "+14155550101"], "body": "Your order shipped"})
+
+    assert status == 202
+    ids = [m["message_id"] for m in body["messages"]]
+    assert len(ids) == 2
+    assert all(m["status"] == "queued" for m in body["messages"])
+    queued = stack.queue_messages(stack.settings.send_queue_url)
+    assert sorted(json.loads(m["Body"])["message_id"] for m in queued) == sorted(ids)
+    stored = DynamoMessages(stack.settings).get(ids[0])
+    assert stored is not None
+    assert (stored.requested_by, stored.our_number, stored.team) == ("user-1", OURS, "default")
+
+
+def test_post_messages_with_an_idempotency_key_header_gives_the_same_ids(stack: Stack) -> None:
+    payload = {"to": [CUSTOMER], "body": "once"}
+    _, first = post_json("/v1/messages", payload, headers={"idempotency-key": "k-1"})
+    _, second = post_json("/v1/messages", payload, headers={"idempotency-key": "k-1"})
+    assert [m["message_id"] for m in first["messages"]] == [m["message_id"] for m in second["messages"]]
+    conversation = DynamoConversations().get(CUSTOMER)
+    assert conversation is not None and conversation.message_count == 1
+
+
+def test_an_invalid_number_is_400_naming_the_field_and_the_reason(stack: Stack) -> None:
+    status, body = post_json("/v1/messages", {"to": ["12345"], "body": "hi"})
+
+    assert status == 400
+    (error,) = body["errors"]
+    assert error["field"] == "to"
+    assert "12345" in error["reason"]
+    assert stack.depth(stack.settings.send_queue_url) == 0
+
+
+def test_neither_body_nor_template_is_400(stack: Stack) -> None:
+    status, body = post_json("/v1/messages", {"to": [CUSTOMER]})
+    assert status == 400
+    assert any("exactly one of 'body' or 'template_id'" in e["reason"] for e in body["errors"])
+
+
+@pytest.mark.parametrize("raw", ["{not json", "", "[1, 2]", '"text"', "null"])
+def test_a_body_that_is_not_a_json_object_is_400(stack: Stack, raw: str) -> None:
+    status, body = post_json("/v1/messages", raw)
+    assert status == 400
+    assert "error" in body
+
+
+def test_an_unknown_field_is_400(stack: Stack) -> None:
+    status, body = post_json("/v1/messages", {"to": [CUSTOMER], "body": "hi", "priority": "high"})
+    assert status == 400
+    assert [e["field"] for e in body["errors"]] == ["priority"]
+
+
+def test_a_sender_that_is_not_ours_is_400_naming_from(stack: Stack) -> None:
+    status, body = post_json("/v1/messages", {"to": [CUSTOMER], "body": "hi", "from": "+15005550099"})
+    assert status == 400
+    assert [e["field"] for e in body["errors"]] == ["from"]
+
+
+def test_a_send_at_without_a_time_zone_is_400(stack: Stack) -> None:
+    status, body = post_json(
+        "/v1/messages", {"to": [CUSTOMER], "body": "hi", "send_at": "2030-01-01T09:00:00"}
+    )
+    assert status == 400
+    assert [e["field"] for e in body["errors"]] == ["send_at"]
+
+
+def test_get_conversations_lists_the_callers_team_only(stack: Stack) -> None:
+    post_json("/v1/messages", {"to": [CUSTOMER], "body": "hello"})
+
+    status, body = get("/v1/conversations")
+    other_status, other = get("/v1/conversations", claims={"sub": "u-2", "team": "support"})
+
+    assert status == 200
+    assert [c["customer_number"] for c in body["conversations"]] == [CUSTOMER]
+    assert body["conversations"][0]["last_message_preview"] == "hello"
+    assert (other_status, other["conversations"]) == (200, [])
+
+
+def test_get_conversation_messages(stack: Stack) -> None:
+    post_json("/v1/messages", {"to": [CUSTOMER], "body": "hello"})
+    status, body = get(f"/v1/conversations/{CUSTOMER}/messages")
+    assert status == 200
+    assert [m["body"] for m in body["messages"]] == ["hello"]
+
+
+@pytest.mark.parametrize("limit", ["0", "201", "abc", "-1", "1.5"])
+def test_a_bad_limit_is_400(stack: Stack, limit: str) -> None:
+    status, _ = get("/v1/conversations", query={"limit": limit})
+    assert status == 400
+
+
+def b64(value: Any) -> str:
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).decode()
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "not-a-cursor!",
+        b64([1, 2]),
+        b64({"team": 1}),
+        b64({"customer_number": "x"}),
+        b64({"customer_number": {"S": "+1"}}),
+        b64({"a": {"S": "b"}}),
+        b64({"customer_number": {"N": "1"}, "team": {"S": "default"}, "last_activity_at": {"S": "x"}}),
+    ],
+)
+def test_a_cursor_we_did_not_issue_is_400_not_500(stack: Stack, cursor: str) -> None:
+    for n in range(3):  # with data, so a bad start key would reach the query
+        post_json("/v1/messages", {"to": [f"+1415555011{n}"], "body": "hi"})
+    status, body = get("/v1/conversations", query={"cursor": cursor})
+    assert status == 400
+    assert body["error"] == "cursor is not valid"
+
+
+def test_conversation_pages_follow_the_cursor_and_it_only_works_for_its_own_team(stack: Stack) -> None:
+    numbers = [f"+1415555011{n}" for n in range(3)]
+    for number in numbers:
+        post_json("/v1/messages", {"to": [number], "body": "hi"})
+
+    _, first = get("/v1/conversations", query={"limit": "2"})
+    _, second = get("/v1/conversations", query={"limit": "2", "cursor": first["cursor"]})
+    other_status, _ = get(
+        "/v1/conversations", query={"cursor": first["cursor"]}, claims={"sub": "u-2", "team": "support"}
+    )
+
+    listed = [c["customer_number"] for page in (first, second) for c in page["conversations"]]
+    assert sorted(listed) == numbers
+    assert second["cursor"] is None
+    assert other_status == 400
+
+
+def test_get_an_unknown_message_is_404(stack: Stack) -> None:
+    status, body = get("/v1/messages/out_does_not_exist")
+    assert status == 404
+    assert "out_does_not_exist" in body["error"]
+
+
+def test_get_a_message_of_another_team_is_404(stack: Stack) -> None:
+    _, sent = post_json("/v1/messages", {"to": [CUSTOMER], "body": "hi"})
+    message_id = sent["messages"][0]["message_id"]
+
+    assert get(f"/v1/messages/{message_id}")[0] == 200
+    assert get(f"/v1/messages/{message_id}", claims={"sub": "u-2", "team": "support"})[0] == 404
+
+
+def test_preview_counts_encoding_and_segments(stack: Stack) -> None:
+    status, gsm = post_json("/v1/messages/preview", {"body": "x" * 161})
+    _, ucs = post_json("/v1/messages/preview", {"body": "Hi 😀"})
+
+    assert status == 200
+    assert (gsm["encoding"], gsm["segments"], gsm["parts"]) == ("GSM-7", 2, [153, 8])
+    assert (ucs["encoding"], ucs["segments"]) == ("UCS-2", 1)
+    assert ucs["non_gsm_characters"] == ["😀"]
+
+
+@pytest.mark.parametrize("payload", [{}, {"body": 5}, {"text": "hi"}])
+def test_preview_without_a_text_body_is_400(stack: Stack, payload: dict[str, Any]) -> None:
+    assert post_json("/v1/messages/preview", payload)[0] == 400
+
+
+def test_an_unknown_route_is_404(stack: Stack) -> None:
+    assert get("/v1/nothing-here")[0] == 404
+
+
+# -- the send queue ---------------------------------------------------------------------------------
+
+
+def test_a_bad_send_record_is_consumed_not_retried_forever(stack: Stack) -> None:
+    sqs = boto3.client("sqs", region_name=REGION)
+    sqs.send_message(QueueUrl=stack.settings.send_queue_url, MessageBody=json.dumps({"to": ["nope"]}))
+    records = stack.queue_messages(stack.settings.send_queue_url)
+
+    result = send_app.handler(sqs_event(records, queue="send"), CONTEXT)
+
+    assert result == {"batchItemFailures": []}
+    assert stack.domain_events() == ["SendRequestRejected"]

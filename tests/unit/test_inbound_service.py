@@ -1,0 +1,398 @@
+"""Inbound: webhooks verified before anything is queued; each carrier event stored once; receipts one-way."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import pytest
+
+from parley.carriers.base import PayloadError, SignatureError, WebhookKind, WebhookRequest
+from parley.domain.ids import inbound_message_id
+from parley.domain.models import (
+    CarrierEventEnvelope,
+    ContactRecord,
+    Direction,
+    InboundMessage,
+    Message,
+    MessageStatus,
+    OurNumber,
+    StatusChange,
+    StatusUpdate,
+)
+from parley.ports import ConflictError
+from parley.services.inbound import MAX_WEBHOOK_BYTES, WebhookTooLarge
+from tests.fakes import T0, World
+
+OURS_A = "+15005550006"
+OURS_B = "+15005550007"
+CUSTOMER = "+14155550100"
+OTHER = "+14155550199"
+
+
+@pytest.fixture(autouse=True)
+def log_everything(caplog: pytest.LogCaptureFixture) -> None:
+    """Log everything (Powertools puts the `parley` logger at INFO in the functions), so a log call
+    that can't be made - e.g. an `extra` key LogRecord reserves - fails here, not in Lambda."""
+    caplog.set_level(logging.DEBUG, logger="parley")
+
+
+@pytest.fixture
+def world() -> World:
+    w = World()
+    w.numbers.save(OurNumber(number=OURS_A, carrier="fake", team="sales", owner="ana", is_default=True))
+    w.numbers.save(OurNumber(number=OURS_B, carrier="fake", team="sales", owner="bo"))
+    return w
+
+
+def inbound(
+    sid: str = "SM1", *, frm: str = CUSTOMER, to: str = OURS_A, body: str = "hello", minutes: int = 0
+) -> InboundMessage:
+    return InboundMessage(
+        carrier="fake",
+        carrier_message_id=sid,
+        from_number=frm,
+        to_number=to,
+        body=body,
+        received_at=T0 + timedelta(minutes=minutes),
+    )
+
+
+def receipt(sid: str, status: MessageStatus, *, seconds: int = 0, code: str | None = None) -> StatusUpdate:
+    return StatusUpdate(
+        carrier="fake",
+        carrier_message_id=sid,
+        status=status,
+        carrier_status=status.value,
+        error_code=code,
+        error_message="unreachable" if code else None,
+        occurred_at=T0 + timedelta(seconds=seconds),
+    )
+
+
+def outbound(world: World, message_id: str, *, sid: str | None, status: MessageStatus) -> Message:
+    """An outbound message as the send path leaves it after the carrier accepted it."""
+    message = Message(
+        message_id=message_id,
+        direction=Direction.OUTBOUND,
+        customer_number=CUSTOMER,
+        our_number=OURS_A,
+        body="your order shipped",
+        status=status,
+        carrier="fake",
+        carrier_message_id=sid,
+        created_at=T0,
+        updated_at=T0,
+        history=[StatusChange(status=status, at=T0, source="parley")],
+    )
+    world.messages.items[message_id] = message
+    return message
+
+
+def statuses(message: Message | None) -> list[MessageStatus]:
+    assert message is not None
+    return [h.status for h in message.history]
+
+
+# -- storing inbound texts ------------------------------------------------------------------------
+
+
+def test_the_same_inbound_event_is_stored_once(world: World) -> None:
+    processor = world.processor()
+
+    first = processor.store_inbound(inbound("SM1"))
+    second = processor.store_inbound(inbound("SM1"))
+
+    assert first is not None
+    assert first.message_id == inbound_message_id("fake", "SM1")
+    assert second is None
+    assert len(world.messages.items) == 1
+    conversation = world.conversations.get(CUSTOMER)
+    assert conversation is not None
+    assert conversation.unread_count == 1
+    assert conversation.message_count == 1
+    assert world.events.types == ["MessageReceived"]
+
+
+def test_a_redelivered_envelope_through_handle_is_also_stored_once(world: World) -> None:
+    envelope = CarrierEventEnvelope(event=inbound("SM9"), correlation_id="req-1")
+    again = CarrierEventEnvelope.model_validate_json(envelope.model_dump_json())
+    processor = world.processor()
+
+    processor.handle(envelope)
+    processor.handle(again)
+
+    assert len(world.messages.items) == 1
+    conversation = world.conversations.get(CUSTOMER)
+    assert conversation is not None and conversation.message_count == 1
+
+
+def test_two_customers_get_two_conversations(world: World) -> None:
+    processor = world.processor()
+    processor.store_inbound(inbound("SM1", frm=CUSTOMER))
+    processor.store_inbound(inbound("SM2", frm=OTHER))
+
+    one, two = world.conversations.get(CUSTOMER), world.conversations.get(OTHER)
+    assert one is not None and two is not None
+    assert (one.message_count, two.message_count) == (1, 1)
+    assert one.last_message_id == inbound_message_id("fake", "SM1")
+    assert two.last_message_id == inbound_message_id("fake", "SM2")
+
+
+def test_one_customer_via_two_of_our_numbers_is_one_conversation(world: World) -> None:
+    processor = world.processor()
+    processor.store_inbound(inbound("SM1", to=OURS_A, body="first", minutes=0))
+    processor.store_inbound(inbound("SM2", to=OURS_B, body="second", minutes=1))
+
+    assert list(world.conversations.items) == [CUSTOMER]
+    conversation = world.conversations.get(CUSTOMER)
+    assert conversation is not None
+    assert conversation.our_numbers == [OURS_A, OURS_B]
+    assert conversation.message_count == 2
+    assert conversation.unread_count == 2
+    assert conversation.last_our_number == OURS_B  # the sticky sender follows the latest text
+    assert conversation.last_message_preview == "second"
+
+
+def test_the_conversation_takes_team_and_owner_from_our_number(world: World) -> None:
+    world.processor().store_inbound(inbound("SM1"))
+    conversation = world.conversations.get(CUSTOMER)
+    assert conversation is not None
+    assert (conversation.team, conversation.owner) == ("sales", "ana")
+
+
+def test_a_single_matching_contact_is_linked_and_its_owner_wins(world: World) -> None:
+    world.contacts.save(ContactRecord(contact_id="c1", name="Cy", phone=CUSTOMER, owner="cy-owner"))
+    world.processor().store_inbound(inbound("SM1"))
+    conversation = world.conversations.get(CUSTOMER)
+    assert conversation is not None
+    assert (conversation.contact_id, conversation.owner) == ("c1", "cy-owner")
+
+
+def test_an_ambiguous_contact_match_links_nobody(world: World) -> None:
+    world.contacts.save(ContactRecord(contact_id="c1", name="Cy", phone=CUSTOMER))
+    world.contacts.save(ContactRecord(contact_id="c2", name="Cy's wife", phone=CUSTOMER))
+    world.processor().store_inbound(inbound("SM1"))
+    conversation = world.conversations.get(CUSTOMER)
+    assert conversation is not None and conversation.contact_id is None
+
+
+def test_a_text_to_a_number_we_do_not_know_lands_in_the_default_team(world: World) -> None:
+    world.processor().store_inbound(inbound("SM1", to="+15005550009"))
+    conversation = world.conversations.get(CUSTOMER)
+    assert conversation is not None and conversation.team == "default"
+
+
+def test_message_received_event_describes_the_text(world: World) -> None:
+    stored = world.processor().store_inbound(inbound("SM1", body="is it ready?"))
+    assert stored is not None
+    (detail,) = world.events.of("MessageReceived")
+    assert detail["message_id"] == stored.message_id
+    assert detail["direction"] == "inbound"
+    assert detail["status"] == "received"
+    assert detail["customer_number"] == CUSTOMER
+
+
+# -- receipts -------------------------------------------------------------------------------------
+
+
+def test_receipts_move_a_message_forward_and_a_late_sent_does_not_regress(world: World) -> None:
+    outbound(world, "out_1", sid="SM100", status=MessageStatus.ACCEPTED)
+    processor = world.processor()
+
+    processor.apply_receipt(receipt("SM100", MessageStatus.SENT, seconds=1))
+    processor.apply_receipt(receipt("SM100", MessageStatus.DELIVERED, seconds=2))
+    processor.apply_receipt(receipt("SM100", MessageStatus.SENT, seconds=1))  # late duplicate
+
+    message = world.messages.get("out_1")
+    assert message is not None and message.status is MessageStatus.DELIVERED
+    assert statuses(message) == [MessageStatus.ACCEPTED, MessageStatus.SENT, MessageStatus.DELIVERED]
+    assert [d["message_id"] for d in world.events.of("MessageDelivered")] == ["out_1"]
+
+
+def test_a_repeated_receipt_writes_nothing_and_publishes_nothing(world: World) -> None:
+    outbound(world, "out_1", sid="SM100", status=MessageStatus.ACCEPTED)
+    processor = world.processor()
+    processor.apply_receipt(receipt("SM100", MessageStatus.DELIVERED))
+    writes = world.messages.updates
+
+    processor.apply_receipt(receipt("SM100", MessageStatus.DELIVERED))
+
+    assert world.messages.updates == writes
+    assert len(world.events.of("MessageDelivered")) == 1
+
+
+def test_a_failure_receipt_records_the_carrier_reason_and_publishes_failed(world: World) -> None:
+    outbound(world, "out_1", sid="SM100", status=MessageStatus.SENT)
+    world.processor().apply_receipt(receipt("SM100", MessageStatus.UNDELIVERED, code="30003"))
+
+    message = world.messages.get("out_1")
+    assert message is not None
+    assert (message.status, message.error_code, message.error_reason) == (
+        MessageStatus.UNDELIVERED,
+        "30003",
+        "unreachable",
+    )
+    assert [d["message_id"] for d in world.events.of("MessageFailed")] == ["out_1"]
+
+
+def test_a_receipt_survives_a_concurrent_writer(world: World) -> None:
+    outbound(world, "out_1", sid="SM100", status=MessageStatus.ACCEPTED)
+    world.messages.inject_conflicts(2)
+
+    world.processor().apply_receipt(receipt("SM100", MessageStatus.DELIVERED))
+
+    message = world.messages.get("out_1")
+    assert message is not None and message.status is MessageStatus.DELIVERED
+
+
+def test_a_message_that_never_stops_changing_raises_rather_than_dropping_the_receipt(world: World) -> None:
+    outbound(world, "out_1", sid="SM100", status=MessageStatus.ACCEPTED)
+    world.messages.inject_conflicts(100)
+
+    with pytest.raises(ConflictError):
+        world.processor().apply_receipt(receipt("SM100", MessageStatus.DELIVERED))
+
+
+def test_a_receipt_for_an_unknown_carrier_id_is_parked_not_dropped(world: World) -> None:
+    world.processor().apply_receipt(receipt("SM404", MessageStatus.DELIVERED))
+
+    assert [u.status for u in world.receipts.parked_for("fake", "SM404")] == [MessageStatus.DELIVERED]
+    assert world.messages.items == {}
+
+
+def test_parked_receipts_are_applied_oldest_first_once_the_id_is_known(world: World) -> None:
+    processor = world.processor()
+    # they arrive out of order, before the send recorded the carrier id
+    processor.apply_receipt(receipt("SM200", MessageStatus.DELIVERED, seconds=5))
+    processor.apply_receipt(receipt("SM200", MessageStatus.SENT, seconds=2))
+    outbound(world, "out_2", sid="SM200", status=MessageStatus.ACCEPTED)
+
+    applied = processor.apply_parked("fake", "SM200")
+
+    assert applied == 2
+    message = world.messages.get("out_2")
+    assert message is not None and message.status is MessageStatus.DELIVERED
+    # oldest first: `sent` was applied before `delivered`, so it is in the history
+    assert statuses(message) == [MessageStatus.ACCEPTED, MessageStatus.SENT, MessageStatus.DELIVERED]
+    assert world.receipts.parked_for("fake", "SM200") == []
+
+
+def test_apply_parked_for_a_still_unknown_id_keeps_the_receipts(world: World) -> None:
+    processor = world.processor()
+    processor.apply_receipt(receipt("SM300", MessageStatus.DELIVERED))
+
+    assert processor.apply_parked("fake", "SM300") == 0
+    assert len(world.receipts.parked_for("fake", "SM300")) == 1
+
+
+def test_sweep_applies_what_it_can_and_leaves_the_rest(world: World) -> None:
+    processor = world.processor()
+    processor.apply_receipt(receipt("SM1", MessageStatus.SENT, seconds=1))
+    processor.apply_receipt(receipt("SM1", MessageStatus.DELIVERED, seconds=2))
+    processor.apply_receipt(receipt("SM2", MessageStatus.DELIVERED, seconds=3))
+    outbound(world, "out_1", sid="SM1", status=MessageStatus.ACCEPTED)
+
+    applied = processor.sweep_parked()
+
+    assert applied == 2
+    message = world.messages.get("out_1")
+    assert message is not None and message.status is MessageStatus.DELIVERED
+    assert world.receipts.parked_for("fake", "SM1") == []
+    assert [u.carrier_message_id for u in world.receipts.all_parked(100)] == ["SM2"]
+
+
+def test_receipts_never_touch_an_inbound_message(world: World) -> None:
+    stored = world.processor().store_inbound(inbound("SM1"))
+    assert stored is not None
+
+    world.processor().apply_receipt(receipt("SM1", MessageStatus.DELIVERED))
+
+    message = world.messages.get(stored.message_id)
+    assert message is not None and message.status is MessageStatus.RECEIVED
+
+
+# -- the webhook intake ---------------------------------------------------------------------------
+
+
+def webhook(body: bytes = b"MessageSid=SM1") -> WebhookRequest:
+    return WebhookRequest(
+        method="POST",
+        url="https://hooks.example.test/webhooks/fake/messages",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+        body=body,
+    )
+
+
+def test_intake_verifies_parses_enqueues_and_acks(world: World) -> None:
+    world.carrier.events = [inbound("SM1")]
+
+    outcome = world.intake().accept(world.carrier, WebhookKind.MESSAGE, webhook(), "corr-1")
+
+    assert (outcome.events, outcome.verified) == (1, True)
+    assert outcome.ack == world.carrier.ack_response
+    (body,) = world.inbound_queue.bodies
+    envelope = CarrierEventEnvelope.model_validate(body)
+    assert envelope.correlation_id == "corr-1"
+    assert envelope.event == inbound("SM1")
+
+
+def test_a_forged_signature_is_rejected_and_nothing_is_enqueued(world: World) -> None:
+    world.carrier.events = [inbound("SM1")]
+    world.carrier.signature_error = "signature does not match"
+
+    with pytest.raises(SignatureError):
+        world.intake().accept(world.carrier, WebhookKind.MESSAGE, webhook(), "corr-1")
+
+    assert world.inbound_queue.jobs == []
+
+
+def test_log_only_mode_keeps_the_webhook_but_says_it_was_not_verified(world: World) -> None:
+    world.carrier.events = [inbound("SM1")]
+    world.carrier.signature_error = "signature does not match"
+
+    outcome = world.intake(log_only=True).accept(world.carrier, WebhookKind.MESSAGE, webhook(), "corr-1")
+
+    assert outcome.verified is False
+    assert len(world.inbound_queue.jobs) == 1
+
+
+def test_an_oversized_body_is_refused_before_verification_and_nothing_is_enqueued(world: World) -> None:
+    world.carrier.events = [inbound("SM1")]
+
+    with pytest.raises(WebhookTooLarge):
+        world.intake().accept(
+            world.carrier, WebhookKind.MESSAGE, webhook(b"x" * (MAX_WEBHOOK_BYTES + 1)), "corr-1"
+        )
+
+    assert world.inbound_queue.jobs == []
+    assert world.carrier.verified == []
+
+
+def test_a_body_exactly_at_the_limit_is_accepted(world: World) -> None:
+    world.carrier.events = [inbound("SM1")]
+    outcome = world.intake().accept(
+        world.carrier, WebhookKind.MESSAGE, webhook(b"x" * MAX_WEBHOOK_BYTES), "corr-1"
+    )
+    assert outcome.events == 1
+
+
+def test_an_unparseable_payload_enqueues_nothing(world: World) -> None:
+    world.carrier.payload_error = "MessageSid is missing"
+    with pytest.raises(PayloadError):
+        world.intake().accept(world.carrier, WebhookKind.MESSAGE, webhook(), "corr-1")
+    assert world.inbound_queue.jobs == []
+
+
+def test_intake_then_processor_end_to_end_publishes_received_and_delivered(world: World) -> None:
+    outbound(world, "out_1", sid="SM500", status=MessageStatus.SENT)
+    world.carrier.events = [inbound("SM1"), receipt("SM500", MessageStatus.DELIVERED)]
+
+    world.intake().accept(world.carrier, WebhookKind.MESSAGE, webhook(), "corr-1")
+    processor = world.processor()
+    for job in world.inbound_queue.take():
+        processor.handle(CarrierEventEnvelope.model_validate(job.body))
+
+    assert world.events.types == ["MessageReceived", "MessageDelivered"]
+    delivered = world.messages.get("out_1")
+    assert delivered is not None and delivered.status is MessageStatus.DELIVERED
