@@ -48,7 +48,7 @@ fmt: install
 	$(BIN)/ruff format .
 
 typecheck: install
-	$(BIN)/mypy layers/common/parley
+	$(BIN)/mypy layers/common/parley functions local bench tests/fakes.py
 
 validate: install $(SAM_VENV)/.installed
 	$(BIN)/cfn-lint template.yaml

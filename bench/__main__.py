@@ -81,7 +81,7 @@ class CallCounter:
             client.meta.events.register("before-call.*.*", counter._on_call)
             return client
 
-        botocore.session.Session.create_client = create_client  # type: ignore[method-assign]
+        botocore.session.Session.create_client = create_client
 
     def _on_call(self, model: Any, **_: Any) -> None:
         self.calls[f"{model.service_model.service_name}:{model.name}"] += 1

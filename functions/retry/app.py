@@ -7,6 +7,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from parley.wiring import container
@@ -20,13 +21,16 @@ def process(record: SQSRecord) -> None:
 
 
 @logger.inject_lambda_context
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+def handler(event: dict[str, Any], context: Any) -> PartialItemFailureResponse | dict[str, int]:
     if "Records" in event:
         return process_partial_response(event=event, record_handler=process, processor=batch, context=context)
     app = container()
     result = {
         "receipts_applied": app.processor.sweep_parked(),
         "released": app.sender.release_due(app.messages.list_view("scheduled", limit=100, cursor=None).items),
+        "recovered": app.sender.recover_stuck(
+            app.messages.list_view("pending", limit=100, cursor=None).items
+        ),
     }
     logger.info("sweep finished", extra=result)
     return result

@@ -626,3 +626,39 @@ def test_two_envelopes_without_an_event_id_are_not_the_same_request() -> None:
 def test_bad_records_raise(body: str) -> None:
     with pytest.raises(ValueError):
         parse_send_record(body, "sqs-1")
+
+
+def test_a_message_left_sending_by_a_stopped_worker_is_recovered_by_the_sweep(world: World) -> None:
+    sender = world.sender()
+    (stuck,) = sender.submit(req(ANA), "req-stuck")
+    (fresh,) = sender.submit(req(BO), "req-fresh")
+    for m in (stuck, fresh):
+        current = message(world, m.message_id)
+        world.messages.update(
+            current.model_copy(update={"status": MessageStatus.SENDING}), expected_version=current.version
+        )
+    world.clock.advance(minutes=6)
+    current = message(world, fresh.message_id)  # touched recently: still in its worker's hands
+    world.messages.update(current, expected_version=current.version)
+
+    pending = [message(world, stuck.message_id), message(world, fresh.message_id)]
+    assert sender.recover_stuck(pending) == 1
+
+    recovered = message(world, stuck.message_id)
+    assert recovered.status is MessageStatus.RETRYING
+    assert [a.outcome for a in recovered.attempts] == ["ambiguous"]
+    assert world.retry_queue.bodies == [{"message_id": stuck.message_id}]
+    assert message(world, fresh.message_id).status is MessageStatus.SENDING
+    assert world.carrier.sent == []  # nothing is resent before the carrier is asked
+
+
+def test_a_redelivered_request_does_not_cut_a_retry_backoff_short(world: World) -> None:
+    sender = world.sender()
+    world.carrier.script(TRANSIENT)
+    (first,) = sender.handle_request(req(ANA), "req-backoff")
+    assert first.status is MessageStatus.RETRYING
+
+    (again,) = sender.handle_request(req(ANA), "req-backoff")
+
+    assert again.status is MessageStatus.RETRYING
+    assert len(world.carrier.sent) == 1

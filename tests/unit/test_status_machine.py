@@ -110,3 +110,11 @@ def test_views_cover_the_work_lists() -> None:
     assert view_for(S.SUPPRESSED) == "suppressed"
     assert view_for(S.DELIVERED) is None
     assert view_for(S.RECEIVED) is None
+
+
+@pytest.mark.parametrize(
+    "reported",
+    [S.RECEIVED, S.SUPPRESSED, S.QUEUED, S.SCHEDULED],
+)
+def test_a_receipt_with_a_status_no_carrier_reports_for_a_sent_text_is_ignored(reported: S) -> None:
+    assert not receipt_advances(S.ACCEPTED, reported)

@@ -37,8 +37,26 @@ def rank(status: S) -> int:
     return _RANK[status]
 
 
+# What a carrier can say about a text we sent; anything else in a receipt is ignored.
+CARRIER_REPORTED = frozenset(
+    {
+        S.ACCEPTED,
+        S.SENDING,
+        S.SENT,
+        S.PARTIALLY_DELIVERED,
+        S.DELIVERED,
+        S.UNDELIVERED,
+        S.FAILED,
+        S.READ,
+        S.CANCELED,
+    }
+)
+
+
 def receipt_advances(current: S, reported: S) -> bool:
     """True when a carrier's receipt saying `reported` should replace `current`."""
+    if reported not in CARRIER_REPORTED:
+        return False
     if current in (S.SUPPRESSED, S.CANCELED, S.RECEIVED, S.READ):
         return False
     if current in (S.DELIVERED, S.UNDELIVERED, S.FAILED):

@@ -263,8 +263,15 @@ class SendService:
     def handle_request(
         self, request: SendRequest, request_key: str, *, team: str = "default"
     ) -> list[Message]:
-        """Queue/EventBridge entry point: store and deliver in the same invocation."""
-        return [self.deliver(m.message_id) or m for m, _ in self.accept(request, request_key, team=team)]
+        """Queue/EventBridge entry point: store and deliver in the same invocation.
+
+        A redelivered request finds its messages already stored; only those still queued are sent
+        (a retrying one waits for its backoff, a scheduled one for its time).
+        """
+        results = self.accept(request, request_key, team=team)
+        return [
+            (self.deliver(m.message_id) or m) if m.status is MessageStatus.QUEUED else m for m, _ in results
+        ]
 
     # -- delivering --------------------------------------------------------------------------------
 
@@ -426,6 +433,25 @@ class SendService:
         raise ConflictError(message.message_id)
 
     # -- the sweep ---------------------------------------------------------------------------------
+
+    def recover_stuck(self, pending: list[Message]) -> int:
+        """Messages left in `sending` by a worker that stopped mid-call: the carrier may have them.
+
+        Each becomes an ambiguous attempt and goes to the retry queue, where the carrier is asked
+        before anything is resent.
+        """
+        now = self._clock()
+        recovered = 0
+        for message in pending:
+            if message.status is not MessageStatus.SENDING or now - message.updated_at < STUCK_SENDING_AFTER:
+                continue
+            failure = SendFailed(FailureKind.AMBIGUOUS, "the send was interrupted; checking with the carrier")
+            try:
+                self._record_failure(message, failure)
+            except ConflictError:
+                continue
+            recovered += 1
+        return recovered
 
     def release_due(self, due: list[Message]) -> int:
         """Hand scheduled or held messages whose time has come to the send queue."""
