@@ -12,6 +12,7 @@ import hmac
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -20,14 +21,21 @@ import pytest
 
 from functions.api import app as api
 from functions.inbound import processor, webhook
+from functions.retry import app as retry_app
 from functions.send import app as send_app
 from parley import wiring
 from parley.adapters import aws
-from parley.adapters.dynamo import DynamoConversations, DynamoMessages, DynamoNumbers, DynamoReceipts
+from parley.adapters.dynamo import (
+    DynamoConversations,
+    DynamoMessages,
+    DynamoNumbers,
+    DynamoReceipts,
+    DynamoTemplates,
+)
 from parley.carriers.twilio import EMPTY_TWIML
 from parley.config import Settings
 from parley.domain.ids import inbound_message_id
-from parley.domain.models import MessageStatus, OurNumber
+from parley.domain.models import MessageStatus, OurNumber, SendRequest, Template
 
 REGION = "us-east-1"
 AUTH_TOKEN = "test-auth-token-0123456789"
@@ -563,3 +571,86 @@ def test_a_bad_send_record_is_consumed_not_retried_forever(stack: Stack) -> None
 
     assert result == {"batchItemFailures": []}
     assert stack.domain_events() == ["SendRequestRejected"]
+
+
+# -- the sample events in events/ ---------------------------------------------------------------------
+
+EVENTS = Path(__file__).resolve().parents[2] / "events"
+
+
+def sample(name: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads((EVENTS / name).read_text())
+    return loaded
+
+
+@pytest.fixture
+def sample_env(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Stack:
+    """The samples are signed for a deployed API's URL with the local stack's default auth token."""
+    monkeypatch.setenv("PARLEY_TWILIO_AUTH_TOKEN", "parley-local-auth-token")
+    monkeypatch.setenv("PARLEY_PUBLIC_BASE_URL", "https://abc123.execute-api.us-east-1.amazonaws.com")
+    wiring.reset_container()
+    DynamoTemplates().save(Template(template_id="welcome", name="Welcome", body="Hi {{first_name|there}}"))
+    return stack
+
+
+@pytest.mark.parametrize("name", ["webhook_twilio_inbound.json", "webhook_twilio_status.json"])
+def test_sample_webhooks_verify_and_are_acknowledged(sample_env: Stack, name: str) -> None:
+    result = call_webhook(sample(name))
+    assert result["statusCode"] == 200, result
+    assert sample_env.depth(sample_env.settings.inbound_queue_url) == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "handler_module"),
+    [
+        ("processor_inbound_message.json", processor),
+        ("send_eventbridge_send_message.json", send_app),
+        ("send_raw_request.json", send_app),
+        ("send_message_job.json", send_app),
+        ("retry_message_job.json", retry_app),
+    ],
+)
+def test_sample_queue_events_are_processed_without_failures(
+    sample_env: Stack, name: str, handler_module: Any
+) -> None:
+    result = handler_module.handler(sample(name), CONTEXT)
+    assert result == {"batchItemFailures": []}
+
+
+def test_the_sample_eventbridge_request_stores_one_message_per_recipient(sample_env: Stack) -> None:
+    send_app.handler(sample("send_eventbridge_send_message.json"), CONTEXT)
+    detail = sample("eventbridge_send_message.json")["detail"]
+    for number in detail["to"]:
+        (message,) = (
+            DynamoMessages(sample_env.settings).list_for_conversation(number, limit=5, cursor=None).items
+        )
+        assert message.body == "Hi there"
+
+
+@pytest.mark.parametrize(
+    ("name", "status"),
+    [
+        ("api_send_messages.json", 202),
+        ("api_preview.json", 200),
+        ("api_list_conversations.json", 200),
+        ("api_get_message.json", 404),  # the sample id is not stored
+    ],
+)
+def test_sample_api_events_get_their_documented_status(sample_env: Stack, name: str, status: int) -> None:
+    code, _ = call_api(sample(name))
+    assert code == status
+
+
+def test_the_sample_schedules_run(sample_env: Stack) -> None:
+    assert set(retry_app.handler(sample("retry_sweep_schedule.json"), CONTEXT)) == {
+        "receipts_applied",
+        "released",
+        "recovered",
+    }
+
+
+def test_the_published_send_request_schema_is_the_models_schema() -> None:
+    published = json.loads((EVENTS / "schemas" / "send-request.v1.schema.json").read_text())
+    current = SendRequest.model_json_schema(by_alias=True)
+    assert published["properties"] == current["properties"]
+    assert published.get("required") == current.get("required")
