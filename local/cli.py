@@ -181,13 +181,18 @@ def _cmd_digest(args: argparse.Namespace) -> int:
     return 0
 
 
+# Deploy-time parameters without defaults. Locally the front verifies dev tokens itself, so these
+# only need to be well-formed.
+LOCAL_PARAMETERS = {"JwtIssuer": "https://parley.local/dev", "JwtAudience": "parley"}
+
+
 def _cmd_local(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
-    for noisy in ("botocore", "boto3", "urllib3", "samtranslator"):
+    for noisy in ("botocore", "boto3", "urllib3", "samtranslator", "pynamodb"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     from local.http_front import default_port
     from local.runtime import LocalStack, LocalStackError
@@ -196,7 +201,12 @@ def _cmd_local(args: argparse.Namespace) -> int:
     template = args.template or _find_template()
     port = args.port if args.port is not None else default_port()
     stack = LocalStack(
-        template, port=port, host=args.host, auto_schedules=not args.no_schedules, seed=not args.no_seed
+        template,
+        port=port,
+        host=args.host,
+        auto_schedules=not args.no_schedules,
+        seed=not args.no_seed,
+        parameters=LOCAL_PARAMETERS,
     )
     stopping = threading.Event()
 
