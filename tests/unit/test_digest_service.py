@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from datetime import date, datetime, timedelta
 
 import pytest
@@ -18,13 +17,6 @@ BO = "+14155550101"
 DAY = T0.date()
 ANA_ID = external_id(ANA, DAY.isoformat())
 BO_ID = external_id(BO, DAY.isoformat())
-
-
-@pytest.fixture(autouse=True)
-def log_everything(caplog: pytest.LogCaptureFixture) -> None:
-    """Log everything (Powertools puts the `parley` logger at INFO in the functions), so a log call
-    that can't be made - e.g. an `extra` key LogRecord reserves - fails here, not in Lambda."""
-    caplog.set_level(logging.DEBUG, logger="parley")
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from datetime import timedelta
 
 import pytest
@@ -28,13 +27,6 @@ OURS_A = "+15005550006"
 OURS_B = "+15005550007"
 CUSTOMER = "+14155550100"
 OTHER = "+14155550199"
-
-
-@pytest.fixture(autouse=True)
-def log_everything(caplog: pytest.LogCaptureFixture) -> None:
-    """Log everything (Powertools puts the `parley` logger at INFO in the functions), so a log call
-    that can't be made - e.g. an `extra` key LogRecord reserves - fails here, not in Lambda."""
-    caplog.set_level(logging.DEBUG, logger="parley")
 
 
 @pytest.fixture

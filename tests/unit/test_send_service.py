@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from datetime import timedelta
 from typing import Any
 
@@ -43,13 +42,6 @@ def numbers(world: World) -> None:
     world.numbers.save(OurNumber(number=DEFAULT, carrier="fake", is_default=True, owner="desk"))
     world.numbers.save(OurNumber(number=SECOND, carrier="fake"))
     world.numbers.save(OurNumber(number=SUPPORT, carrier="fake", team="support"))
-
-
-@pytest.fixture(autouse=True)
-def log_everything(caplog: pytest.LogCaptureFixture) -> None:
-    """Log everything (Powertools puts the `parley` logger at INFO in the functions), so a log call
-    that can't be made - e.g. an `extra` key LogRecord reserves - fails here, not in Lambda."""
-    caplog.set_level(logging.DEBUG, logger="parley")
 
 
 @pytest.fixture
