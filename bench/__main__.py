@@ -147,9 +147,13 @@ def aws_calls() -> list[tuple[str, Counter[str]]]:
 
         register(
             "twilio",
-            lambda s: OfflineTwilio(s.twilio_account_sid, s.twilio_auth_token, api_base=s.twilio_api_base),
+            lambda c: OfflineTwilio(c.get("twilio_account_sid"), c.secret("twilio_auth_token")),
         )
+        from parley.wiring import reset_container
+
+        reset_container()
         app = container()
+        app.settings  # noqa: B018 - binds the models to this stage's tables
         create_all_tables()
         app.numbers.save(OurNumber(number="+15005550006", carrier="twilio", is_default=True))
         counter.take()
@@ -242,15 +246,114 @@ def _api_send_event() -> dict[str, Any]:
     }
 
 
+# -- webhook CPU per request ----------------------------------------------------------------------
+
+
+class _NullQueue:
+    def __init__(self) -> None:
+        self.sent = 0
+
+    def send(self, body: dict[str, Any], *, delay_seconds: int = 0) -> None:
+        json.dumps(body)  # what the SQS adapter does before the network call
+        self.sent += 1
+
+
+def webhook_cpu(requests_count: int) -> tuple[float, float]:
+    """CPU seconds per webhook (verify, parse, enqueue with SQS stubbed) and per stubbed botocore call.
+
+    Both run in this process, back to back, so the ratio holds on a noisy machine.
+    """
+    import time
+
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="bench",
+        AWS_SECRET_ACCESS_KEY="bench",
+        AWS_DEFAULT_REGION="us-east-1",
+        POWERTOOLS_LOG_LEVEL="WARNING",
+        PARLEY_TWILIO_ACCOUNT_SID="AC" + "0" * 32,
+        PARLEY_TWILIO_AUTH_TOKEN="bench-token",
+        PARLEY_PUBLIC_BASE_URL="https://bench.example",
+        PARLEY_INBOUND_QUEUE_URL="https://sqs.us-east-1.amazonaws.com/123456789012/bench",
+    )
+    from functions.inbound import webhook
+    from parley import wiring
+
+    wiring.reset_container()
+    app = wiring.container()
+    queue = _NullQueue()
+    app.intake._queue = queue  # the one AWS call, stubbed
+    events = [_signed_webhook("bench-token") for _ in range(requests_count)]
+    context = _Context()
+    webhook.handler(events[0], context)  # warm: carrier built, modules loaded
+    start = time.thread_time()
+    for event in events:
+        webhook.handler(event, context)
+    per_webhook = (time.thread_time() - start) / requests_count
+
+    per_call = _botocore_call_cpu(requests_count)
+    assert queue.sent == requests_count + 1
+    return per_webhook, per_call
+
+
+def _botocore_call_cpu(calls: int) -> float:
+    """CPU of one real botocore SQS SendMessage (serialise, sign, HTTP, parse) against a local stub server.
+
+    Measured with thread_time in the calling thread, so the server thread's work is not counted.
+    """
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import boto3
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            body = b'{"MessageId":"m-1","MD5OfMessageBody":"0"}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-amz-json-1.0")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            return None
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        sqs = boto3.client(
+            "sqs", region_name="us-east-1", endpoint_url=f"http://127.0.0.1:{server.server_address[1]}"
+        )
+        url = f"http://127.0.0.1:{server.server_address[1]}/123456789012/bench"
+        body = json.dumps({"event": {"body": "Is my order ready?"}})
+        sqs.send_message(QueueUrl=url, MessageBody=body)  # warm: model loaded, connection open
+        start = time.thread_time()
+        for _ in range(calls):
+            sqs.send_message(QueueUrl=url, MessageBody=body)
+        return (time.thread_time() - start) / calls
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="bench", description=__doc__)
     parser.add_argument("--runs", type=int, default=5, help="fresh interpreters per import measurement")
+    parser.add_argument("--requests", type=int, default=2000, help="webhooks per CPU measurement")
     args = parser.parse_args()
 
     print(f"Cold import, median of {args.runs} fresh interpreters, as a ratio to the baseline\n")
     print(f"{'module':<44} {'seconds':>8} {'ratio':>6}")
     for name, seconds, ratio in cold_imports(args.runs):
         print(f"{name:<44} {seconds:>8.3f} {ratio:>6.2f}")
+
+    per_webhook, per_call = webhook_cpu(args.requests)
+    print("\nWebhook CPU per request (verify, parse, enqueue; SQS stubbed) vs one botocore SQS call\n")
+    print(f"{'measure':<44} {'µs':>8} {'ratio':>6}")
+    print(f"{'baseline: one botocore SQS SendMessage':<44} {per_call * 1e6:>8.0f} {1.0:>6.2f}")
+    print(f"{'Twilio inbound webhook':<44} {per_webhook * 1e6:>8.0f} {per_webhook / per_call:>6.2f}")
 
     print("\nAWS calls per operation (botocore before-call hook, moto in-process)\n")
     print(f"{'operation':<44} {'calls':>5}  detail")

@@ -206,7 +206,7 @@ def _cmd_local(args: argparse.Namespace) -> int:
         host=args.host,
         auto_schedules=not args.no_schedules,
         seed=not args.no_seed,
-        parameters=LOCAL_PARAMETERS,
+        parameters=LOCAL_PARAMETERS if args.template is None else None,
     )
     stopping = threading.Event()
 

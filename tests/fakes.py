@@ -18,6 +18,8 @@ from typing import Any
 from parley.adapters.dynamo import day_of, iso, shard_of
 from parley.carriers.base import (
     Carrier,
+    FailureKind,
+    ParsedEvent,
     PayloadError,
     SendAccepted,
     SendOutcome,
@@ -31,16 +33,18 @@ from parley.crm.registry import Crm
 from parley.crm.webhook import CrmError, CrmUpsertResult
 from parley.domain.ids import carrier_ref
 from parley.domain.models import (
+    ConsentChange,
     ContactRecord,
     Conversation,
     Direction,
-    InboundMessage,
     Message,
+    OptOut,
     OurNumber,
     StatusUpdate,
     Template,
 )
 from parley.domain.retry import RetryPolicy
+from parley.edge import WebhookIntake
 from parley.ports import (
     Clock,
     ConflictError,
@@ -53,12 +57,12 @@ from parley.ports import (
     JobQueue,
     MessageRepository,
     NumberRepository,
+    OptOutRepository,
     Page,
-    ReceiptRepository,
     TemplateRepository,
 )
 from parley.services.digest import DigestService
-from parley.services.inbound import InboundProcessor, WebhookIntake
+from parley.services.inbound import InboundProcessor, ReceiptStore
 from parley.services.sending import SendService, SentLookup
 
 T0 = datetime(2024, 5, 6, 9, 0, tzinfo=UTC)
@@ -229,6 +233,7 @@ class InMemoryReceipts:
 
     def __init__(self) -> None:
         self.items: dict[tuple[str, str], StatusUpdate] = {}
+        self.part_items: dict[str, dict[int, dict[str, Any]]] = {}
 
     @staticmethod
     def _key(update: StatusUpdate) -> tuple[str, str]:
@@ -249,6 +254,37 @@ class InMemoryReceipts:
 
     def all_parked(self, limit: int) -> list[StatusUpdate]:
         return [u for _, u in sorted(self.items.items())][:limit]
+
+    def save_part(self, group: str, part: int, data: dict[str, Any]) -> None:
+        self.part_items.setdefault(group, {})[part] = json.loads(json.dumps(data))
+
+    def parts(self, group: str) -> dict[int, dict[str, Any]]:
+        return dict(self.part_items.get(group, {}))
+
+    def clear_parts(self, group: str, parts: Iterable[int]) -> None:
+        for part in parts:
+            self.part_items.get(group, {}).pop(part, None)
+
+
+class InMemoryOptOuts:
+    def __init__(self) -> None:
+        self.items: dict[str, OptOut] = {}
+
+    def get(self, customer_number: str) -> OptOut | None:
+        return self.items.get(customer_number)
+
+    def record(
+        self, customer_number: str, *, opted_out: bool, source: str, at: datetime, detail: str | None
+    ) -> OptOut:
+        current = self.items.get(customer_number) or OptOut(
+            customer_number=customer_number, opted_out=opted_out, updated_at=at
+        )
+        change = ConsentChange(opted_out=opted_out, at=at, source=source, detail=detail)
+        updated = current.model_copy(
+            update={"opted_out": opted_out, "updated_at": at, "history": [*current.history, change]}
+        )
+        self.items[customer_number] = updated
+        return updated
 
 
 class InMemoryNumbers:
@@ -358,7 +394,7 @@ class FakeCarrier:
         self.sent: list[OutboundText] = []
         self.signature_error: str | None = None  # set to make verify() raise SignatureError
         self.payload_error: str | None = None  # set to make parse() raise PayloadError
-        self.events: list[InboundMessage | StatusUpdate] = []  # what parse() returns
+        self.events: list[ParsedEvent] = []  # what parse() returns
         self.ack_response = WebhookAck(status_code=200, body="<Response/>", content_type="text/xml")
         self.verified: list[WebhookRequest] = []
         self._counter = 0
@@ -371,7 +407,10 @@ class FakeCarrier:
         if self.signature_error is not None:
             raise SignatureError(self.signature_error)
 
-    def parse(self, kind: WebhookKind, request: WebhookRequest) -> list[InboundMessage | StatusUpdate]:
+    def classify(self, error_code: str | None, http_status: int | None) -> tuple[FailureKind, str]:
+        return FailureKind.PERMANENT, f"fake error {error_code}"
+
+    def parse(self, kind: WebhookKind, request: WebhookRequest) -> list[ParsedEvent]:
         if self.payload_error is not None:
             raise PayloadError(self.payload_error)
         return list(self.events)
@@ -447,6 +486,7 @@ class World:
     clock: SettableClock = field(default_factory=SettableClock)
     conversations: InMemoryConversations = field(default_factory=InMemoryConversations)
     receipts: InMemoryReceipts = field(default_factory=InMemoryReceipts)
+    opt_outs: InMemoryOptOuts = field(default_factory=InMemoryOptOuts)
     numbers: InMemoryNumbers = field(default_factory=InMemoryNumbers)
     contacts: InMemoryContacts = field(default_factory=InMemoryContacts)
     templates: InMemoryTemplates = field(default_factory=InMemoryTemplates)
@@ -470,7 +510,13 @@ class World:
 
     def processor(self) -> InboundProcessor:
         return InboundProcessor(
-            self.messages, self.receipts, self.numbers, self.contacts, self.events, self.clock
+            self.messages,
+            self.receipts,
+            self.numbers,
+            self.contacts,
+            self.events,
+            self.clock,
+            opt_outs=self.opt_outs,
         )
 
     def intake(self, *, log_only: bool = False) -> WebhookIntake:
@@ -498,6 +544,7 @@ class World:
             max_segments=max_segments,
             status_callback_url=lambda carrier: f"https://hooks.example.test/webhooks/{carrier}/status",
             on_carrier_id=self.processor().apply_parked if apply_parked else None,
+            opt_outs=self.opt_outs,
         )
 
     def digest(self) -> DigestService:
@@ -515,7 +562,8 @@ class World:
 
 _messages: MessageRepository = InMemoryMessages()
 _conversations: ConversationRepository = InMemoryConversations()
-_receipts: ReceiptRepository = InMemoryReceipts()
+_receipts: ReceiptStore = InMemoryReceipts()
+_opt_outs: OptOutRepository = InMemoryOptOuts()
 _numbers: NumberRepository = InMemoryNumbers()
 _contacts: ContactRepository = InMemoryContacts()
 _templates: TemplateRepository = InMemoryTemplates()

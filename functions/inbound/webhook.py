@@ -13,7 +13,7 @@ from aws_lambda_powertools import Logger
 from parley.apigw import error, response, webhook_request
 from parley.carriers.base import PayloadError, SignatureError, WebhookKind
 from parley.carriers.registry import UnknownCarrier
-from parley.services.inbound import WebhookTooLarge
+from parley.edge import WebhookTooLarge
 from parley.wiring import container
 
 logger = Logger(service="parley")
@@ -28,7 +28,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         carrier = app.carrier(params.get("carrier", ""))
     except (ValueError, UnknownCarrier) as exc:
         return error(404, f"no webhook at this path: {exc}")
-    request = webhook_request(event, app.settings.public_base_url)
+    request = webhook_request(event, app.public_base_url)
     try:
         outcome = app.intake.accept(carrier, kind, request, logger.get_correlation_id() or "")
     except WebhookTooLarge as exc:

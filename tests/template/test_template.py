@@ -34,6 +34,7 @@ TABLES = {
     "NumbersTable",
     "ReceiptsTable",
     "DigestsTable",
+    "OptOutsTable",
 }
 FUNCTIONS = {
     "WebhookFunction",

@@ -6,7 +6,16 @@ from datetime import timedelta
 
 import pytest
 
-from parley.carriers.base import PayloadError, SignatureError, WebhookKind, WebhookRequest
+from parley.carriers.base import (
+    ParsedEvent,
+    ParsedInbound,
+    ParsedMedia,
+    ParsedStatus,
+    PayloadError,
+    SignatureError,
+    WebhookKind,
+    WebhookRequest,
+)
 from parley.domain.ids import inbound_message_id
 from parley.domain.models import (
     CarrierEventEnvelope,
@@ -19,8 +28,8 @@ from parley.domain.models import (
     StatusChange,
     StatusUpdate,
 )
+from parley.edge import MAX_WEBHOOK_BYTES, WebhookTooLarge
 from parley.ports import ConflictError
-from parley.services.inbound import MAX_WEBHOOK_BYTES, WebhookTooLarge
 from tests.fakes import T0, World
 
 OURS_A = "+15005550006"
@@ -60,6 +69,15 @@ def receipt(sid: str, status: MessageStatus, *, seconds: int = 0, code: str | No
         error_message="unreachable" if code else None,
         occurred_at=T0 + timedelta(seconds=seconds),
     )
+
+
+def wire(event: InboundMessage | StatusUpdate) -> ParsedEvent:
+    """The same event as a carrier plugin hands it to the webhook intake."""
+    data = event.model_dump()
+    if isinstance(event, InboundMessage):
+        data["media"] = tuple(ParsedMedia(**m) for m in data["media"])
+        return ParsedInbound(**data)
+    return ParsedStatus(**data)
 
 
 def outbound(world: World, message_id: str, *, sid: str | None, status: MessageStatus) -> Message:
@@ -317,9 +335,9 @@ def webhook(body: bytes = b"MessageSid=SM1") -> WebhookRequest:
 
 
 def test_intake_verifies_parses_enqueues_and_acks(world: World) -> None:
-    world.carrier.events = [inbound("SM1")]
+    world.carrier.events = [wire(inbound("SM1"))]
 
-    outcome = world.intake().accept(world.carrier, WebhookKind.MESSAGE, webhook(), "corr-1")
+    outcome = world.intake().accept(world.carrier, WebhookKind.MESSAGES, webhook(), "corr-1")
 
     assert (outcome.events, outcome.verified) == (1, True)
     assert outcome.ack == world.carrier.ack_response
@@ -330,31 +348,31 @@ def test_intake_verifies_parses_enqueues_and_acks(world: World) -> None:
 
 
 def test_a_forged_signature_is_rejected_and_nothing_is_enqueued(world: World) -> None:
-    world.carrier.events = [inbound("SM1")]
+    world.carrier.events = [wire(inbound("SM1"))]
     world.carrier.signature_error = "signature does not match"
 
     with pytest.raises(SignatureError):
-        world.intake().accept(world.carrier, WebhookKind.MESSAGE, webhook(), "corr-1")
+        world.intake().accept(world.carrier, WebhookKind.MESSAGES, webhook(), "corr-1")
 
     assert world.inbound_queue.jobs == []
 
 
 def test_log_only_mode_keeps_the_webhook_but_says_it_was_not_verified(world: World) -> None:
-    world.carrier.events = [inbound("SM1")]
+    world.carrier.events = [wire(inbound("SM1"))]
     world.carrier.signature_error = "signature does not match"
 
-    outcome = world.intake(log_only=True).accept(world.carrier, WebhookKind.MESSAGE, webhook(), "corr-1")
+    outcome = world.intake(log_only=True).accept(world.carrier, WebhookKind.MESSAGES, webhook(), "corr-1")
 
     assert outcome.verified is False
     assert len(world.inbound_queue.jobs) == 1
 
 
 def test_an_oversized_body_is_refused_before_verification_and_nothing_is_enqueued(world: World) -> None:
-    world.carrier.events = [inbound("SM1")]
+    world.carrier.events = [wire(inbound("SM1"))]
 
     with pytest.raises(WebhookTooLarge):
         world.intake().accept(
-            world.carrier, WebhookKind.MESSAGE, webhook(b"x" * (MAX_WEBHOOK_BYTES + 1)), "corr-1"
+            world.carrier, WebhookKind.MESSAGES, webhook(b"x" * (MAX_WEBHOOK_BYTES + 1)), "corr-1"
         )
 
     assert world.inbound_queue.jobs == []
@@ -362,9 +380,9 @@ def test_an_oversized_body_is_refused_before_verification_and_nothing_is_enqueue
 
 
 def test_a_body_exactly_at_the_limit_is_accepted(world: World) -> None:
-    world.carrier.events = [inbound("SM1")]
+    world.carrier.events = [wire(inbound("SM1"))]
     outcome = world.intake().accept(
-        world.carrier, WebhookKind.MESSAGE, webhook(b"x" * MAX_WEBHOOK_BYTES), "corr-1"
+        world.carrier, WebhookKind.MESSAGES, webhook(b"x" * MAX_WEBHOOK_BYTES), "corr-1"
     )
     assert outcome.events == 1
 
@@ -372,15 +390,15 @@ def test_a_body_exactly_at_the_limit_is_accepted(world: World) -> None:
 def test_an_unparseable_payload_enqueues_nothing(world: World) -> None:
     world.carrier.payload_error = "MessageSid is missing"
     with pytest.raises(PayloadError):
-        world.intake().accept(world.carrier, WebhookKind.MESSAGE, webhook(), "corr-1")
+        world.intake().accept(world.carrier, WebhookKind.MESSAGES, webhook(), "corr-1")
     assert world.inbound_queue.jobs == []
 
 
 def test_intake_then_processor_end_to_end_publishes_received_and_delivered(world: World) -> None:
     outbound(world, "out_1", sid="SM500", status=MessageStatus.SENT)
-    world.carrier.events = [inbound("SM1"), receipt("SM500", MessageStatus.DELIVERED)]
+    world.carrier.events = [wire(inbound("SM1")), wire(receipt("SM500", MessageStatus.DELIVERED))]
 
-    world.intake().accept(world.carrier, WebhookKind.MESSAGE, webhook(), "corr-1")
+    world.intake().accept(world.carrier, WebhookKind.MESSAGES, webhook(), "corr-1")
     processor = world.processor()
     for job in world.inbound_queue.take():
         processor.handle(CarrierEventEnvelope.model_validate(job.body))

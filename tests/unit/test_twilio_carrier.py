@@ -30,6 +30,9 @@ from werkzeug.wrappers import Request, Response
 from parley.carriers.base import (
     FailureKind,
     OutboundText,
+    ParsedInbound,
+    ParsedMedia,
+    ParsedStatus,
     PayloadError,
     SendAccepted,
     SendFailed,
@@ -37,11 +40,11 @@ from parley.carriers.base import (
     WebhookKind,
     WebhookRequest,
 )
+from parley.carriers.config import CarrierConfig
 from parley.carriers.registry import UnknownCarrier, build_carrier, known_carriers
 from parley.carriers.twilio import TwilioCarrier, TwilioLookupError, classify_error
-from parley.config import Settings
-from parley.domain.models import InboundMessage, Media, MessageStatus, StatusUpdate
 from parley.domain.phone import mask
+from parley.domain.vocabulary import MessageStatus
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -299,15 +302,15 @@ def test_header_lookup_ignores_case() -> None:
 # -- parsing ----------------------------------------------------------------------------------------
 
 
-def parse_one(kind: WebhookKind, body: str, content_type: str = FORM) -> InboundMessage | StatusUpdate:
+def parse_one(kind: WebhookKind, body: str, content_type: str = FORM) -> ParsedInbound | ParsedStatus:
     events = carrier().parse(kind, webhook(INBOUND_URL, body, "unused", content_type=content_type))
     assert len(events) == 1
     return events[0]
 
 
 def test_parse_inbound_sms() -> None:
-    event = parse_one(WebhookKind.MESSAGE, INBOUND_SMS)
-    assert isinstance(event, InboundMessage)
+    event = parse_one(WebhookKind.MESSAGES, INBOUND_SMS)
+    assert isinstance(event, ParsedInbound)
     assert event.carrier == "twilio"
     assert event.carrier_message_id == "SM11111111111111111111111111111111"
     assert event.from_number == "+14155551234"
@@ -320,20 +323,20 @@ def test_parse_inbound_sms() -> None:
 
 
 def test_parse_mms_with_two_media() -> None:
-    event = parse_one(WebhookKind.MESSAGE, INBOUND_MMS)
-    assert isinstance(event, InboundMessage)
+    event = parse_one(WebhookKind.MESSAGES, INBOUND_MMS)
+    assert isinstance(event, ParsedInbound)
     assert event.carrier_message_id == "MM33333333333333333333333333333333"
     assert event.body == ""
     assert event.media == (
-        Media(url=f"{MEDIA_BASE}/ME44444444444444444444444444444444", content_type="image/jpeg"),
-        Media(url=f"{MEDIA_BASE}/ME55555555555555555555555555555555", content_type="image/png"),
+        ParsedMedia(url=f"{MEDIA_BASE}/ME44444444444444444444444444444444", content_type="image/jpeg"),
+        ParsedMedia(url=f"{MEDIA_BASE}/ME55555555555555555555555555555555", content_type="image/png"),
     )
 
 
 def test_parse_falls_back_to_legacy_sms_sid() -> None:
     body = "SmsSid=SM7&From=%2B14155551234&To=%2B15005550006&Body=yes"
-    event = parse_one(WebhookKind.MESSAGE, body)
-    assert isinstance(event, InboundMessage)
+    event = parse_one(WebhookKind.MESSAGES, body)
+    assert isinstance(event, ParsedInbound)
     assert event.carrier_message_id == "SM7"
 
 
@@ -358,7 +361,7 @@ STATUS_WORDS = [
 def test_parse_every_status_word(word: str, expected: MessageStatus) -> None:
     body = urlencode({"MessageSid": "SM9", "MessageStatus": word, "SmsStatus": word})
     event = parse_one(WebhookKind.STATUS, body)
-    assert isinstance(event, StatusUpdate)
+    assert isinstance(event, ParsedStatus)
     assert event.status is expected
     assert event.carrier_status == word
     assert event.carrier_message_id == "SM9"
@@ -375,7 +378,7 @@ def test_status_words_cover_the_sdk_vocabulary() -> None:
 
 def test_parse_status_carries_error_code_and_message() -> None:
     event = parse_one(WebhookKind.STATUS, STATUS_UNDELIVERED + "&ErrorMessage=Unreachable+destination")
-    assert isinstance(event, StatusUpdate)
+    assert isinstance(event, ParsedStatus)
     assert event.status is MessageStatus.UNDELIVERED
     assert event.error_code == "30003"
     assert event.error_message == "Unreachable destination"
@@ -393,7 +396,7 @@ def test_status_without_status_word_is_a_payload_error() -> None:
         parse_one(WebhookKind.STATUS, "MessageSid=SM9")
 
 
-@pytest.mark.parametrize("kind", [WebhookKind.MESSAGE, WebhookKind.STATUS])
+@pytest.mark.parametrize("kind", [WebhookKind.MESSAGES, WebhookKind.STATUS])
 def test_missing_message_sid_is_a_payload_error(kind: WebhookKind) -> None:
     body = "From=%2B14155551234&To=%2B15005550006&Body=hi&MessageStatus=sent"
     with pytest.raises(PayloadError, match="MessageSid"):
@@ -405,37 +408,51 @@ def test_missing_number_is_a_payload_error(missing: str) -> None:
     fields = {"MessageSid": "SM1", "From": "+14155551234", "To": "+15005550006", "Body": "hi"}
     del fields[missing]
     with pytest.raises(PayloadError, match=missing):
-        parse_one(WebhookKind.MESSAGE, urlencode(fields))
+        parse_one(WebhookKind.MESSAGES, urlencode(fields))
 
 
-def test_bad_number_is_a_payload_error() -> None:
-    body = urlencode({"MessageSid": "SM1", "From": "+1415", "To": "+15005550006", "Body": "hi"})
-    with pytest.raises(PayloadError, match="From"):
-        parse_one(WebhookKind.MESSAGE, body)
+def test_numbers_are_passed_as_twilio_wrote_them() -> None:
+    # E.164 normalisation happens in the processor, off the webhook's ack path; a channel address
+    # such as whatsapp:+1... or a short code must not cost us the message.
+    body = urlencode({"MessageSid": "SM1", "From": "whatsapp:+14155551234", "To": "12345"})
+    event = parse_one(WebhookKind.MESSAGES, body)
+    assert isinstance(event, ParsedInbound)
+    assert (event.from_number, event.to_number) == ("whatsapp:+14155551234", "12345")
 
 
-def test_numbers_are_normalised_to_e164() -> None:
-    body = urlencode({"MessageSid": "SM1", "From": "(415) 555-1234", "To": "+1 500 555 0006"})
-    event = parse_one(WebhookKind.MESSAGE, body)
-    assert isinstance(event, InboundMessage)
-    assert (event.from_number, event.to_number) == ("+14155551234", "+15005550006")
+def test_an_events_url_tells_inbound_from_receipts_by_the_status_word() -> None:
+    inbound = parse_one(WebhookKind.EVENTS, urlencode({"MessageSid": "SM1", "From": "+1", "To": "+2"}))
+    receipt = parse_one(WebhookKind.EVENTS, urlencode({"MessageSid": "SM1", "MessageStatus": "delivered"}))
+    assert isinstance(inbound, ParsedInbound) and isinstance(receipt, ParsedStatus)
+
+
+def test_opt_out_signals_are_carried() -> None:
+    stop = parse_one(
+        WebhookKind.MESSAGES,
+        urlencode({"MessageSid": "SM1", "From": "+1", "To": "+2", "Body": "STOP", "OptOutType": "STOP"}),
+    )
+    receipt = parse_one(
+        WebhookKind.STATUS, urlencode({"MessageSid": "SM1", "MessageStatus": "failed", "ErrorCode": "21610"})
+    )
+    assert isinstance(stop, ParsedInbound) and stop.opt_out == "STOP"
+    assert isinstance(receipt, ParsedStatus) and receipt.opted_out
 
 
 def test_non_form_body_is_a_payload_error() -> None:
     with pytest.raises(PayloadError, match="content type"):
-        parse_one(WebhookKind.MESSAGE, "<xml/>", content_type="text/xml")
+        parse_one(WebhookKind.MESSAGES, "<xml/>", content_type="text/xml")
 
 
 def test_malformed_json_is_a_payload_error() -> None:
     with pytest.raises(PayloadError):
-        parse_one(WebhookKind.MESSAGE, "{not json", content_type="application/json")
+        parse_one(WebhookKind.MESSAGES, "{not json", content_type="application/json")
 
 
 def test_json_status_body_is_parsed() -> None:
     event = parse_one(
         WebhookKind.STATUS, '{"MessageSid": "SM5", "MessageStatus": "sent"}', "application/json"
     )
-    assert isinstance(event, StatusUpdate)
+    assert isinstance(event, ParsedStatus)
     assert (event.carrier_message_id, event.status) == ("SM5", MessageStatus.SENT)
 
 
@@ -658,7 +675,9 @@ def test_send_failures_are_classified(
 ) -> None:
     fake_twilio.json(status, payload)
     outcome = send_via(fake_twilio)
-    assert outcome == SendFailed(kind=kind, reason=reason, error_code=code, http_status=status)
+    assert outcome == SendFailed(
+        kind=kind, reason=reason, error_code=code, http_status=status, opted_out=code == "21610"
+    )
     assert len(fake_twilio.seen) == 1  # never retried inside send: the retry function owns that
 
 
@@ -846,13 +865,15 @@ def test_classify_receipt_error_codes(code: str | None, kind: FailureKind, words
 
 
 def test_registry_builds_twilio_from_settings() -> None:
-    settings = Settings(
-        twilio_account_sid="AC42",
-        twilio_auth_token="tok-42",
-        twilio_api_base="http://127.0.0.1:9/",
-        carrier_timeout_seconds=2.5,
+    config = CarrierConfig(
+        {
+            "PARLEY_TWILIO_ACCOUNT_SID": "AC42",
+            "PARLEY_TWILIO_AUTH_TOKEN": "tok-42",
+            "PARLEY_TWILIO_API_BASE": "http://127.0.0.1:9/",
+            "PARLEY_CARRIER_TIMEOUT_SECONDS": "2.5",
+        }
     )
-    built = build_carrier("twilio", settings)
+    built = build_carrier("twilio", config)
     assert isinstance(built, TwilioCarrier)
     assert (built.account_sid, built.api_base, built.timeout) == ("AC42", "http://127.0.0.1:9", 2.5)
     signature = sdk_sign("tok-42", INBOUND_URL, INBOUND_SMS)
@@ -862,6 +883,6 @@ def test_registry_builds_twilio_from_settings() -> None:
 
 def test_registry_rejects_unknown_carrier() -> None:
     with pytest.raises(UnknownCarrier, match="carrier-pigeon") as caught:
-        build_carrier("carrier-pigeon", Settings())
+        build_carrier("carrier-pigeon", CarrierConfig({}))
     assert isinstance(caught.value, ValueError)
     assert "twilio" in str(caught.value)

@@ -24,6 +24,7 @@ class Settings(BaseSettings):
     numbers_table: str = "parley-numbers"
     receipts_table: str = "parley-receipts"
     digests_table: str = "parley-digests"
+    opt_outs_table: str = "parley-opt-outs"
 
     # queues and bus
     inbound_queue_url: str = ""

@@ -9,16 +9,18 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
-from parley.domain.models import (
-    ContactRecord,
-    Conversation,
-    Message,
-    OurNumber,
-    StatusUpdate,
-    Template,
-)
+if TYPE_CHECKING:
+    from parley.domain.models import (
+        ContactRecord,
+        Conversation,
+        Message,
+        OptOut,
+        OurNumber,
+        StatusUpdate,
+        Template,
+    )
 
 
 class ConflictError(Exception):
@@ -89,6 +91,26 @@ class ReceiptRepository(Protocol):
     def remove(self, update: StatusUpdate) -> None: ...
 
     def all_parked(self, limit: int) -> list[StatusUpdate]: ...
+
+
+class PartStore(Protocol):
+    """Pieces that arrive separately and count only together (a long text delivered in parts)."""
+
+    def save_part(self, group: str, part: int, data: dict[str, Any]) -> None: ...
+
+    def parts(self, group: str) -> dict[int, dict[str, Any]]: ...
+
+    def clear_parts(self, group: str, parts: Iterable[int]) -> None: ...
+
+
+class OptOutRepository(Protocol):
+    def get(self, customer_number: str) -> OptOut | None: ...
+
+    def record(
+        self, customer_number: str, *, opted_out: bool, source: str, at: datetime, detail: str | None
+    ) -> OptOut:
+        """Append to the consent trail and set the current state; returns the new record."""
+        ...
 
 
 class NumberRepository(Protocol):

@@ -1,149 +1,205 @@
 """The composition root: the one place that chooses adapters. Handlers ask it for services.
 
-Everything is built lazily and once per cold start, so a handler pays only for what it uses
-(the webhook path builds a carrier and a queue, nothing else).
+Everything is built lazily and once per cold start, and the heavy modules (pydantic settings,
+pynamodb, the services) are imported only when first needed: the webhook touches `carrier()` and
+`intake`, which need the standard library and boto3 alone.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from functools import cached_property
+from typing import TYPE_CHECKING
 
-from parley.adapters.aws import EventBridgePublisher, SqsQueue, read_secret
-from parley.adapters.dynamo import (
-    DynamoContacts,
-    DynamoConversations,
-    DynamoDigests,
-    DynamoMessages,
-    DynamoNumbers,
-    DynamoReceipts,
-    DynamoTemplates,
-    bind_tables,
-)
+from parley.adapters.aws import SqsQueue
 from parley.carriers.base import Carrier
+from parley.carriers.config import CarrierConfig
 from parley.carriers.registry import build_carrier
-from parley.config import Settings, get_settings
-from parley.crm.registry import build_crm
-from parley.domain.retry import RetryPolicy
-from parley.services.digest import DigestService
-from parley.services.inbound import InboundProcessor, WebhookIntake
-from parley.services.inbox import InboxQueries
-from parley.services.sending import SendService
+from parley.edge import WebhookIntake
+
+if TYPE_CHECKING:
+    from parley.adapters.aws import EventBridgePublisher
+    from parley.adapters.dynamo import (
+        DynamoContacts,
+        DynamoConversations,
+        DynamoMessages,
+        DynamoNumbers,
+        DynamoOptOuts,
+        DynamoReceipts,
+        DynamoTemplates,
+    )
+    from parley.config import Settings
+    from parley.services.digest import DigestService
+    from parley.services.inbound import InboundProcessor
+    from parley.services.inbox import InboxQueries
+    from parley.services.sending import SendService
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def resolve_secrets(settings: Settings) -> Settings:
-    """Fill secret values from SSM where only a parameter name is configured (deployed stacks)."""
-    updates: dict[str, str] = {}
-    if not settings.twilio_auth_token and settings.twilio_auth_token_param:
-        updates["twilio_auth_token"] = read_secret(settings.twilio_auth_token_param, settings.region)
-    if not settings.crm_signing_secret and settings.crm_signing_secret_param:
-        updates["crm_signing_secret"] = read_secret(settings.crm_signing_secret_param, settings.region)
-    return settings.model_copy(update=updates) if updates else settings
-
-
 class Container:
     """Holds the adapters and services for one process."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        bind_tables(settings)
+    def __init__(self, settings: Settings | None = None, env: CarrierConfig | None = None) -> None:
+        self._given_settings = settings
+        self.env = env or CarrierConfig()
         self._carriers: dict[str, Carrier] = {}
-        self._secrets: Settings | None = None
 
-    # -- adapters --
-    @property
-    def secrets(self) -> Settings:
-        if self._secrets is None:
-            self._secrets = resolve_secrets(self.settings)
-        return self._secrets
+    # -- configuration --
+    @cached_property
+    def settings(self) -> Settings:
+        from parley.adapters.dynamo import bind_tables
+        from parley.config import get_settings
 
+        settings = self._given_settings or get_settings()
+        bind_tables(settings)
+        return settings
+
+    def resolved_settings(self) -> Settings:
+        """Settings with secrets filled from SSM where only a parameter name is configured."""
+        settings = self.settings
+        updates = {}
+        if not settings.crm_signing_secret and settings.crm_signing_secret_param:
+            updates["crm_signing_secret"] = self.env.secret("crm_signing_secret")
+        return settings.model_copy(update=updates) if updates else settings
+
+    # -- the webhook path (light) --
     def carrier(self, name: str) -> Carrier:
-        if name not in self._carriers:
-            self._carriers[name] = build_carrier(name, self.secrets)
-        return self._carriers[name]
+        key = name.strip().lower()
+        if key not in self._carriers:
+            self._carriers[key] = build_carrier(key, self.env)
+        return self._carriers[key]
 
     @cached_property
+    def intake(self) -> WebhookIntake:
+        queue = SqsQueue(self.env.get("inbound_queue_url"), self.env.region)
+        return WebhookIntake(queue, log_only=self.env.verify_log_only)
+
+    @property
+    def public_base_url(self) -> str:
+        return self.env.get("public_base_url")
+
+    def status_callback_url(self, carrier: str) -> str | None:
+        base = self.public_base_url.rstrip("/")
+        return f"{base}/webhooks/{carrier}/status" if base else None
+
+    # -- adapters --
+    @cached_property
     def messages(self) -> DynamoMessages:
+        from parley.adapters.dynamo import DynamoMessages
+
         return DynamoMessages(self.settings)
 
     @cached_property
     def conversations(self) -> DynamoConversations:
+        from parley.adapters.dynamo import DynamoConversations
+
+        self.settings  # noqa: B018 - binds the tables
         return DynamoConversations()
 
     @cached_property
     def numbers(self) -> DynamoNumbers:
+        from parley.adapters.dynamo import DynamoNumbers
+
+        self.settings  # noqa: B018
         return DynamoNumbers()
 
     @cached_property
     def contacts(self) -> DynamoContacts:
+        from parley.adapters.dynamo import DynamoContacts
+
+        self.settings  # noqa: B018
         return DynamoContacts()
 
     @cached_property
     def templates(self) -> DynamoTemplates:
+        from parley.adapters.dynamo import DynamoTemplates
+
+        self.settings  # noqa: B018
         return DynamoTemplates()
 
     @cached_property
     def receipts(self) -> DynamoReceipts:
+        from parley.adapters.dynamo import DynamoReceipts
+
+        self.settings  # noqa: B018
         return DynamoReceipts()
 
     @cached_property
-    def events(self) -> EventBridgePublisher:
-        return EventBridgePublisher(self.settings.event_bus_name, self.settings.region)
+    def opt_outs(self) -> DynamoOptOuts:
+        from parley.adapters.dynamo import DynamoOptOuts
 
-    def status_callback_url(self, carrier: str) -> str | None:
-        base = self.settings.public_base_url.rstrip("/")
-        return f"{base}/webhooks/{carrier}/status" if base else None
+        self.settings  # noqa: B018
+        return DynamoOptOuts()
+
+    @cached_property
+    def events(self) -> EventBridgePublisher:
+        from parley.adapters.aws import EventBridgePublisher
+
+        return EventBridgePublisher(self.settings.event_bus_name, self.settings.region)
 
     # -- services --
     @cached_property
-    def intake(self) -> WebhookIntake:
-        queue = SqsQueue(self.settings.inbound_queue_url, self.settings.region)
-        return WebhookIntake(queue, log_only=self.settings.verify_mode == "log-only")
-
-    @cached_property
     def processor(self) -> InboundProcessor:
+        from parley.services.inbound import InboundProcessor
+
         return InboundProcessor(
-            self.messages, self.receipts, self.numbers, self.contacts, self.events, utc_now
+            self.messages,
+            self.receipts,
+            self.numbers,
+            self.contacts,
+            self.events,
+            utc_now,
+            opt_outs=self.opt_outs,
         )
 
     @cached_property
     def sender(self) -> SendService:
+        from parley.domain.retry import RetryPolicy
+        from parley.services.sending import SendService
+
+        settings = self.settings
         return SendService(
             messages=self.messages,
             conversations=self.conversations,
             numbers=self.numbers,
             templates=self.templates,
             contacts=self.contacts,
-            send_queue=SqsQueue(self.settings.send_queue_url, self.settings.region),
-            retry_queue=SqsQueue(self.settings.retry_queue_url, self.settings.region),
+            send_queue=SqsQueue(settings.send_queue_url, settings.region),
+            retry_queue=SqsQueue(settings.retry_queue_url, settings.region),
             carriers=self.carrier,
             events=self.events,
             clock=utc_now,
             retry_policy=RetryPolicy(
-                max_attempts=self.settings.retry_max_attempts,
-                base_seconds=self.settings.retry_base_seconds,
-                max_delay_seconds=self.settings.retry_max_delay_seconds,
+                max_attempts=settings.retry_max_attempts,
+                base_seconds=settings.retry_base_seconds,
+                max_delay_seconds=settings.retry_max_delay_seconds,
             ),
-            max_segments=self.settings.max_segments,
+            max_segments=settings.max_segments,
             status_callback_url=self.status_callback_url,
             on_carrier_id=self.processor.apply_parked,
+            opt_outs=self.opt_outs,
         )
 
     @cached_property
     def inbox(self) -> InboxQueries:
+        from parley.services.inbox import InboxQueries
+
         return InboxQueries(self.messages, self.conversations)
 
     @cached_property
     def digest(self) -> DigestService:
+        from parley.adapters.dynamo import DynamoDigests
+        from parley.crm.registry import build_crm
+        from parley.services.digest import DigestService
+
         return DigestService(
             messages=self.messages,
             contacts=self.contacts,
             digests=DynamoDigests(),
-            crm=build_crm("webhook", self.secrets),
+            crm=build_crm("webhook", self.resolved_settings()),
             shards=self.settings.digest_shards,
             clock=utc_now,
         )
@@ -156,7 +212,7 @@ def container() -> Container:
     """The process-wide container, built on first use from the environment."""
     global _container
     if _container is None:
-        _container = Container(get_settings())
+        _container = Container()
     return _container
 
 
@@ -164,4 +220,6 @@ def reset_container() -> None:
     """Forget the container and settings (tests and the local runtime change the environment)."""
     global _container
     _container = None
+    from parley.config import get_settings
+
     get_settings.cache_clear()

@@ -24,11 +24,13 @@ from pynamodb.transactions import TransactWrite
 from parley.config import Settings
 from parley.domain.ids import carrier_ref
 from parley.domain.models import (
+    ConsentChange,
     ContactRecord,
     Conversation,
     Direction,
     Message,
     MessageStatus,
+    OptOut,
     OurNumber,
     StatusUpdate,
     Template,
@@ -209,6 +211,16 @@ class ReceiptItem(Model):
     expires_at = NumberAttribute(null=True)
 
 
+class OptOutItem(Model):
+    class Meta:
+        table_name = "OptOutsTable"
+
+    customer_number = UnicodeAttribute(hash_key=True)
+    opted_out = BooleanAttribute()
+    version = NumberAttribute(default=0)
+    doc = JSONAttribute()
+
+
 class DigestItem(Model):
     class Meta:
         table_name = "DigestsTable"
@@ -234,6 +246,7 @@ def bind_tables(settings: Settings) -> None:
         NumberItem: settings.numbers_table,
         ReceiptItem: settings.receipts_table,
         DigestItem: settings.digests_table,
+        OptOutItem: settings.opt_outs_table,
     }
     for model, name in names.items():
         model.Meta.table_name = name
@@ -458,7 +471,67 @@ class DynamoReceipts:
 
     def all_parked(self, limit: int) -> list[StatusUpdate]:
         # The parked set is tiny and off the hot path (the sweep), so a bounded Scan is acceptable here.
-        return [StatusUpdate.model_validate(i.doc) for i in ReceiptItem.scan(limit=limit)]
+        items = ReceiptItem.scan(~ReceiptItem.carrier_ref.startswith(_PARTS), limit=limit)
+        return [StatusUpdate.model_validate(i.doc) for i in items]
+
+    # Parts of a long inbound text share the table, under their own key prefix.
+    def save_part(self, group: str, part: int, data: dict[str, Any]) -> None:
+        ReceiptItem(
+            carrier_ref=_PARTS + group,
+            receipt_id=f"{part:05d}",
+            doc=data,
+            expires_at=int(_now().timestamp()) + self.RETENTION_SECONDS,
+        ).save()
+
+    def parts(self, group: str) -> dict[int, dict[str, Any]]:
+        return {int(i.receipt_id): i.doc for i in ReceiptItem.query(_PARTS + group, consistent_read=True)}
+
+    def clear_parts(self, group: str, parts: Iterable[int]) -> None:
+        for part in parts:
+            ReceiptItem(carrier_ref=_PARTS + group, receipt_id=f"{part:05d}").delete()
+
+
+_PARTS = "parts#"
+
+
+class DynamoOptOuts:
+    def get(self, customer_number: str) -> OptOut | None:
+        try:
+            return OptOut.model_validate(OptOutItem.get(customer_number, consistent_read=True).doc)
+        except OptOutItem.DoesNotExist:
+            return None
+
+    def record(
+        self, customer_number: str, *, opted_out: bool, source: str, at: datetime, detail: str | None
+    ) -> OptOut:
+        change = ConsentChange(opted_out=opted_out, at=at, source=source, detail=detail)
+        for _ in range(5):
+            try:
+                item = OptOutItem.get(customer_number, consistent_read=True)
+                current = OptOut.model_validate(item.doc)
+                version = int(item.version)
+            except OptOutItem.DoesNotExist:
+                current = OptOut(customer_number=customer_number, opted_out=opted_out, updated_at=at)
+                version = -1
+            updated = current.model_copy(
+                update={"opted_out": opted_out, "updated_at": at, "history": [*current.history, change]}
+            )
+            condition = (
+                OptOutItem.customer_number.does_not_exist() if version < 0 else OptOutItem.version == version
+            )
+            try:
+                OptOutItem(
+                    customer_number=customer_number,
+                    opted_out=opted_out,
+                    version=version + 1,
+                    doc=updated.model_dump(mode="json"),
+                ).save(condition=condition)
+            except PutError as exc:
+                if exc.cause_response_code == "ConditionalCheckFailedException":
+                    continue
+                raise
+            return updated
+        raise ConflictError(f"opt-out record for {customer_number} kept changing")
 
 
 class DynamoNumbers:
@@ -548,6 +621,7 @@ __all__ = [
     "DynamoDigests",
     "DynamoMessages",
     "DynamoNumbers",
+    "DynamoOptOuts",
     "DynamoReceipts",
     "DynamoTemplates",
     "InvalidCursor",

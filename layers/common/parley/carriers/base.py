@@ -3,20 +3,27 @@
 A carrier module keeps together everything that is specific to it: the signature check, the
 payload parser, the status map, the send call and the error classification. Adding a carrier is
 one module plus one registration in `parley.carriers.registry`.
+
+This module and everything a webhook needs (verify, parse, ack) use the standard library only:
+the webhook must answer within the carrier's deadline (Telnyx: 2 s) from a cold start, so pydantic,
+phonenumbers and requests stay off that path. A carrier imports `requests` inside `send`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
+from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
-from parley.domain.models import InboundMessage, StatusUpdate
+from parley.domain.vocabulary import MessageStatus
 
 
 class WebhookKind(StrEnum):
-    MESSAGE = "messages"
-    STATUS = "status"
+    MESSAGES = "messages"  # inbound texts
+    STATUS = "status"  # delivery receipts
+    EVENTS = "events"  # one URL for both (Telnyx, Bandwidth, Vonage Messages, SNS)
 
 
 @dataclass(frozen=True)
@@ -31,6 +38,11 @@ class WebhookRequest:
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
+
+    @cached_property
+    def memo(self) -> dict[str, Any]:
+        """Per-request scratch space, so verify and parse decode the body once between them."""
+        return {}
 
 
 @dataclass(frozen=True)
@@ -50,6 +62,94 @@ class PayloadError(ValueError):
     """The request is authentic but not a payload we understand."""
 
 
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class ParsedMedia:
+    url: str
+    content_type: str | None = None
+
+
+@dataclass(frozen=True)
+class ParsedConcat:
+    """One part of a long inbound text that the carrier delivers in pieces."""
+
+    ref: str
+    part: int
+    total: int
+
+
+@dataclass(frozen=True)
+class ParsedInbound:
+    """An inbound text as a carrier plugin reads it; becomes `InboundMessage` in the processor.
+
+    Numbers are passed as the carrier wrote them: the processor normalises them to E.164.
+    """
+
+    carrier: str
+    carrier_message_id: str
+    from_number: str
+    to_number: str
+    body: str = ""
+    media: tuple[ParsedMedia, ...] = ()
+    segments: int | None = None
+    received_at: datetime = field(default_factory=utc_now)
+    concat: ParsedConcat | None = None
+    opt_out: Literal["STOP", "START", "HELP"] | None = None  # a keyword the carrier itself acted on
+    raw: dict[str, Any] = field(default_factory=dict)
+    kind: Literal["inbound_message"] = "inbound_message"
+
+    def to_wire(self) -> dict[str, Any]:
+        return _wire(self)
+
+
+@dataclass(frozen=True)
+class ParsedStatus:
+    """A delivery receipt as a carrier plugin reads it; becomes `StatusUpdate` in the processor."""
+
+    carrier: str
+    carrier_message_id: str
+    status: MessageStatus
+    carrier_status: str
+    error_code: str | None = None
+    error_message: str | None = None
+    occurred_at: datetime = field(default_factory=utc_now)
+    part: int | None = None  # per-segment receipts: which part (1-based), of how many
+    parts: int | None = None
+    opted_out: bool = False
+    raw: dict[str, Any] = field(default_factory=dict)
+    kind: Literal["status_update"] = "status_update"
+
+    def to_wire(self) -> dict[str, Any]:
+        return _wire(self)
+
+
+ParsedEvent = ParsedInbound | ParsedStatus
+
+
+def _wire(event: ParsedInbound | ParsedStatus) -> dict[str, Any]:
+    """JSON-ready dict with the same field names as the pydantic models in parley.domain.models.
+
+    Built field by field rather than with dataclasses.asdict, which deep-copies `raw`: this runs
+    on every webhook, inside the carrier's ack deadline.
+    """
+    data: dict[str, Any] = {}
+    for name in event.__dataclass_fields__:
+        value = getattr(event, name)
+        if isinstance(value, datetime):
+            value = value.isoformat()
+        elif isinstance(value, StrEnum):
+            value = value.value
+        elif isinstance(value, ParsedConcat):
+            value = {"ref": value.ref, "part": value.part, "total": value.total}
+        elif name == "media":
+            value = [{"url": m.url, "content_type": m.content_type} for m in value]
+        data[name] = value
+    return data
+
+
 class FailureKind(StrEnum):
     TRANSIENT = "transient"  # safe to retry after backing off
     PERMANENT = "permanent"  # retrying won't help; a person must act
@@ -58,7 +158,7 @@ class FailureKind(StrEnum):
 
 @dataclass(frozen=True)
 class OutboundText:
-    message_id: str
+    message_id: str  # also the idempotency key, for carriers that take one
     from_number: str
     to_number: str
     body: str
@@ -79,6 +179,7 @@ class SendFailed:
     reason: str  # plain words for a person
     error_code: str | None = None  # the carrier's own code, shown beside the reason
     http_status: int | None = None
+    opted_out: bool = False  # the carrier refused because the recipient opted out
 
 
 SendOutcome = SendAccepted | SendFailed
@@ -93,8 +194,12 @@ class Carrier(Protocol):
         """Raise SignatureError unless the request carries the carrier's valid signature."""
         ...
 
-    def parse(self, kind: WebhookKind, request: WebhookRequest) -> list[InboundMessage | StatusUpdate]:
-        """Turn a verified webhook into canonical events; raise PayloadError if it isn't one."""
+    def parse(self, kind: WebhookKind, request: WebhookRequest) -> list[ParsedEvent]:
+        """Turn a verified webhook into canonical events; raise PayloadError if it isn't one.
+
+        An empty list is a valid answer for a webhook that carries nothing for us (a carrier's
+        test ping, an event type we don't use): it is acknowledged and nothing is stored.
+        """
         ...
 
     def ack(self, kind: WebhookKind) -> WebhookAck:
@@ -104,3 +209,18 @@ class Carrier(Protocol):
     def send(self, text: OutboundText) -> SendOutcome:
         """Hand one text to the carrier; never raises for carrier or network failures."""
         ...
+
+    def classify(self, error_code: str | None, http_status: int | None) -> tuple[FailureKind, str]:
+        """Class and plain reason for a carrier error code (from a send response or a receipt)."""
+        ...
+
+
+@runtime_checkable
+class SentLookup(Protocol):
+    """Optional: find a text the carrier may have accepted before an ambiguous failure.
+
+    Carriers without an idempotency key need this, so a retry never texts a customer twice.
+    Raises (any exception) when the lookup itself failed: absence must never be guessed.
+    """
+
+    def find_sent(self, text: OutboundText, since: datetime) -> SendAccepted | None: ...

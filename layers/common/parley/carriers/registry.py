@@ -1,31 +1,34 @@
 """Carrier plugins by name, so configuration (and the webhook path) picks one without an if-chain.
 
-A factory receives the resolved Settings (secrets from SSM are already filled in) and returns a
-ready Carrier; adding a carrier is its module plus one `register` call here.
+Registrations name a factory as "module:function" and import it on first use: a webhook for one
+carrier never pays for importing the others. Adding a carrier is its module plus one line here.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import Callable
 
 from parley.carriers.base import Carrier
-from parley.carriers.twilio import TwilioCarrier
-from parley.config import Settings
+from parley.carriers.config import CarrierConfig
 
 logger = logging.getLogger(__name__)
 
-CarrierFactory = Callable[[Settings], Carrier]
+CarrierFactory = Callable[[CarrierConfig], Carrier]
 
-_FACTORIES: dict[str, CarrierFactory] = {}
+_FACTORIES: dict[str, str | CarrierFactory] = {}
 
 
 class UnknownCarrier(ValueError):
     """No plugin is registered under the requested name (a configuration or URL mistake)."""
 
 
-def register(name: str, factory: CarrierFactory) -> None:
-    """Register (or replace, e.g. with a simulator for local runs) the factory for `name`."""
+def register(name: str, factory: str | CarrierFactory) -> None:
+    """Register (or replace, e.g. with a simulator for local runs) the factory for `name`.
+
+    `factory` is a callable or a "package.module:function" path imported on first use.
+    """
     key = name.strip().lower()
     if not key:
         raise ValueError("carrier name must not be empty")
@@ -34,28 +37,30 @@ def register(name: str, factory: CarrierFactory) -> None:
     _FACTORIES[key] = factory
 
 
-def build_carrier(name: str, settings: Settings) -> Carrier:
+def build_carrier(name: str, config: CarrierConfig | None = None) -> Carrier:
     """A configured carrier for `name`; UnknownCarrier lists the ones we do have."""
+    key = name.strip().lower()
     try:
-        factory = _FACTORIES[name.strip().lower()]
+        factory = _FACTORIES[key]
     except KeyError:
         raise UnknownCarrier(
             f"unknown carrier {name!r}; known carriers: {', '.join(known_carriers()) or 'none'}"
         ) from None
-    return factory(settings)
+    if isinstance(factory, str):
+        module_name, _, function_name = factory.partition(":")
+        factory = getattr(importlib.import_module(module_name), function_name)
+        _FACTORIES[key] = factory
+    return factory(config or CarrierConfig())
 
 
 def known_carriers() -> list[str]:
     return sorted(_FACTORIES)
 
 
-def _twilio(settings: Settings) -> Carrier:
-    return TwilioCarrier(
-        settings.twilio_account_sid,
-        settings.twilio_auth_token,
-        api_base=settings.twilio_api_base,
-        timeout=settings.carrier_timeout_seconds,
-    )
-
-
-register("twilio", _twilio)
+register("twilio", "parley.carriers.twilio:build")
+register("telnyx", "parley.carriers.telnyx:build")
+register("vonage", "parley.carriers.vonage_sms:build")
+register("vonage-messages", "parley.carriers.vonage_messages:build")
+register("bandwidth", "parley.carriers.bandwidth:build")
+register("plivo", "parley.carriers.plivo:build")
+register("aws", "parley.carriers.aws_sms:build")

@@ -15,15 +15,16 @@ import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qs, quote, urlsplit
-
-import requests
-import urllib3.exceptions
 
 from parley.carriers.base import (
     FailureKind,
     OutboundText,
+    ParsedEvent,
+    ParsedInbound,
+    ParsedMedia,
+    ParsedStatus,
     PayloadError,
     SendAccepted,
     SendFailed,
@@ -33,14 +34,18 @@ from parley.carriers.base import (
     WebhookKind,
     WebhookRequest,
 )
-from parley.domain.models import InboundMessage, Media, MessageStatus, StatusUpdate
-from parley.domain.phone import InvalidPhoneNumber, mask, normalize_e164
+from parley.carriers.config import CarrierConfig
+from parley.carriers.http import CONNECT_TIMEOUT_SECONDS, json_object, network_failure, new_session
+from parley.domain.vocabulary import MessageStatus
+from parley.redact import mask
+
+if TYPE_CHECKING:
+    import requests
 
 logger = logging.getLogger(__name__)
 
 SIGNATURE_HEADER: Final = "X-Twilio-Signature"
 SIGNATURE_SETTINGS_HEADER: Final = "X-Twilio-Webhooks-Signature-Settings"
-CONNECT_TIMEOUT_SECONDS: Final = 3.05  # just over a TCP retransmit window, as requests advises
 EMPTY_TWIML: Final = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 _MAX_FORM_FIELDS: Final = 1000  # Twilio sends a few dozen; bounds the work a forged body can cause
 
@@ -89,6 +94,10 @@ ERROR_CODES: Final[dict[str, tuple[FailureKind, str]]] = {
     "30007": (_P, "the recipient's carrier blocked the message as spam"),
     "30008": (_T, "the carrier reported an unknown delivery error"),
 }
+
+
+# Codes meaning the recipient opted out (replied STOP): Parley records the opt-out too.
+OPTED_OUT_CODES: Final = frozenset({"21610"})
 
 
 def classify_error(code: str | None, http_status: int | None) -> tuple[FailureKind, str]:
@@ -144,7 +153,15 @@ class TwilioCarrier:
         self._secondary_auth_tokens = tuple(secondary_auth_tokens)
         self.api_base = api_base.rstrip("/")
         self.timeout = timeout
-        self._session = session if session is not None else requests.Session()
+        self._session_override = session
+        self._http: requests.Session | None = None
+
+    @property
+    def _session(self) -> requests.Session:
+        """Created on first send: the webhook path verifies and parses without loading requests."""
+        if self._http is None:
+            self._http = self._session_override or new_session()
+        return self._http
 
     def __repr__(self) -> str:  # never show the token
         return f"TwilioCarrier(account_sid={self.account_sid!r}, api_base={self.api_base!r})"
@@ -173,76 +190,87 @@ class TwilioCarrier:
             if _content_type(request).endswith("json"):
                 raise SignatureError("JSON body without bodySHA256")
             try:
-                params = _parse_form(request.body)
+                params = _form_of(request)
             except ValueError as exc:
                 raise SignatureError("body is not form data") from exc
             body_ok = True
 
         signed_params = _param_string(params)
         given = signature.encode()
-        matched = False
-        for key in keys:
-            for url in _url_variants(request.url):
-                mac = hmac.new(key.encode(), (url + signed_params).encode(), digest)
-                if hmac.compare_digest(base64.b64encode(mac.digest()), given):
-                    matched = True
+        matched = any(
+            hmac.compare_digest(
+                base64.b64encode(hmac.new(key.encode(), (url + signed_params).encode(), digest).digest()),
+                given,
+            )
+            for key in keys
+            for url in _url_variants(request.url)
+        )
         if not matched:
             raise SignatureError("signature does not match")
         if not body_ok:
             raise SignatureError("body does not match bodySHA256")
 
-    def parse(self, kind: WebhookKind, request: WebhookRequest) -> list[InboundMessage | StatusUpdate]:
+    def parse(self, kind: WebhookKind, request: WebhookRequest) -> list[ParsedEvent]:
         """Turn a verified inbound-message or status webhook into one canonical event."""
         fields = _request_fields(request)
         raw = {name: values[0] for name, values in fields.items() if values}
         sid = _first(raw, "MessageSid", "SmsMessageSid", "SmsSid")
         if sid is None:
             raise PayloadError("MessageSid is missing")
-        if kind == WebhookKind.MESSAGE:
+        if kind == WebhookKind.EVENTS:  # one URL for both: a receipt carries MessageStatus
+            word = (_first(raw, "MessageStatus", "SmsStatus") or "").lower()
+            kind = WebhookKind.MESSAGES if word in ("", "received", "receiving") else WebhookKind.STATUS
+        if kind == WebhookKind.MESSAGES:
             return [self._inbound(sid, raw)]
-        if kind == WebhookKind.STATUS:
-            return [self._status(sid, raw)]
-        raise PayloadError(f"unsupported webhook kind {kind!r}")
+        return [self._status(sid, raw)]
 
     def ack(self, kind: WebhookKind) -> WebhookAck:
         """Empty TwiML for both kinds: a 2xx stops Twilio retrying, and it tells Twilio to send nothing."""
         return WebhookAck(status_code=200, body=EMPTY_TWIML, content_type="text/xml")
 
-    def _inbound(self, sid: str, raw: dict[str, str]) -> InboundMessage:
-        from_number = _number(raw, "From")
-        to_number = _number(raw, "To")
-        return InboundMessage(
+    def _inbound(self, sid: str, raw: dict[str, str]) -> ParsedInbound:
+        opt_out = (raw.get("OptOutType") or "").strip().upper()  # only with Advanced Opt-Out
+        return ParsedInbound(
             carrier=self.name,
             carrier_message_id=sid,
-            from_number=from_number,
-            to_number=to_number,
+            from_number=_number(raw, "From"),
+            to_number=_number(raw, "To"),
             body=raw.get("Body", ""),
             media=_media(raw, sid),
             segments=_int_or_none(raw.get("NumSegments")),
+            opt_out=opt_out if opt_out in ("STOP", "START", "HELP") else None,  # type: ignore[arg-type]
             raw=raw,
         )
 
-    def _status(self, sid: str, raw: dict[str, str]) -> StatusUpdate:
+    def _status(self, sid: str, raw: dict[str, str]) -> ParsedStatus:
         word = (_first(raw, "MessageStatus", "SmsStatus") or "").strip().lower()
         if not word:
             raise PayloadError("MessageStatus is missing")
         status = STATUS_MAP.get(word)
         if status is None:
             raise PayloadError(f"unknown Twilio message status {word!r}")
-        return StatusUpdate(
+        error_code = _first(raw, "ErrorCode")
+        return ParsedStatus(
             carrier=self.name,
             carrier_message_id=sid,
             status=status,
             carrier_status=word,
-            error_code=_first(raw, "ErrorCode"),
-            error_message=_first(raw, "ErrorMessage"),
+            error_code=error_code,
+            error_message=_first(raw, "ErrorMessage")
+            or (self.classify(error_code, None)[1] if error_code else None),
+            opted_out=error_code in OPTED_OUT_CODES,
             raw=raw,
         )
+
+    def classify(self, error_code: str | None, http_status: int | None) -> tuple[FailureKind, str]:
+        return classify_error(error_code, http_status)
 
     # -- sending ----------------------------------------------------------------------------------
 
     def send(self, text: OutboundText) -> SendOutcome:
         """POST one message; every carrier or network failure comes back as a classified SendFailed."""
+        import requests
+
         form: list[tuple[str, str]] = [
             ("To", text.to_number),
             ("From", text.from_number),
@@ -260,7 +288,7 @@ class TwilioCarrier:
                 allow_redirects=False,  # a redirected POST would silently become a GET
             )
         except requests.RequestException as exc:
-            outcome: SendOutcome = _network_failure(exc)
+            outcome: SendOutcome = network_failure(exc)
         else:
             outcome = _send_outcome(response)
         _log_outcome(text, outcome)
@@ -271,6 +299,8 @@ class TwilioCarrier:
 
         The result's carrier_status may be a failure word (failed, undelivered): read it.
         """
+        import requests
+
         try:
             response = self._session.get(
                 self._url(f"Messages/{quote(carrier_message_id, safe='')}.json"),
@@ -293,6 +323,8 @@ class TwilioCarrier:
         Twilio has no idempotency key for messages, so the only way to avoid a second text is to
         look for one with the same recipient, sender and body created since the first attempt.
         """
+        import requests
+
         params = {"To": text.to_number, "From": text.from_number, "DateSent>": since.strftime("%Y-%m-%d")}
         try:
             response = self._session.get(
@@ -306,7 +338,7 @@ class TwilioCarrier:
             raise TwilioLookupError(f"message search failed: {type(exc).__name__}") from exc
         if response.status_code != 200:
             raise TwilioLookupError(f"message search failed (HTTP {response.status_code})")
-        listed = _json_object(response).get("messages")
+        listed = json_object(response).get("messages")
         for item in listed if isinstance(listed, list) else []:
             if not isinstance(item, dict) or item.get("body") != text.body:
                 continue
@@ -398,6 +430,14 @@ def _parse_form(body: bytes) -> dict[str, list[str]]:
     )
 
 
+def _form_of(request: WebhookRequest) -> dict[str, list[str]]:
+    """The form body, decoded once per request (verify and parse both need it)."""
+    form = request.memo.get("twilio_form")
+    if form is None:
+        form = request.memo["twilio_form"] = _parse_form(request.body)
+    return form
+
+
 def _request_fields(request: WebhookRequest) -> dict[str, list[str]]:
     """Fields of a form POST, a GET (Twilio's method is configurable) or a flat JSON object."""
     content_type = _content_type(request)
@@ -406,7 +446,7 @@ def _request_fields(request: WebhookRequest) -> dict[str, list[str]]:
             query = urlsplit(request.url).query
             return parse_qs(query, keep_blank_values=True, max_num_fields=_MAX_FORM_FIELDS)
         if content_type in ("", "application/x-www-form-urlencoded"):
-            return _parse_form(request.body)
+            return _form_of(request)
         if content_type == "application/json" or content_type.endswith("+json"):
             return _json_fields(request.body)
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError included
@@ -437,13 +477,11 @@ def _first(raw: Mapping[str, str], *names: str) -> str | None:
 
 
 def _number(raw: Mapping[str, str], name: str) -> str:
+    """As Twilio wrote it; the processor normalises to E.164 (short codes and channels stay as they are)."""
     value = raw.get(name, "").strip()
     if not value:
         raise PayloadError(f"{name} is missing")
-    try:
-        return normalize_e164(value, require_mobile=False)
-    except InvalidPhoneNumber as exc:
-        raise PayloadError(f"{name} is not a phone number: {exc}") from exc
+    return value
 
 
 def _int_or_none(value: str | None) -> int | None:
@@ -454,7 +492,7 @@ def _int_or_none(value: str | None) -> int | None:
         return None
 
 
-def _media(raw: Mapping[str, str], sid: str) -> tuple[Media, ...]:
+def _media(raw: Mapping[str, str], sid: str) -> tuple[ParsedMedia, ...]:
     """MediaUrl0..N with MediaContentType0..N, found by key so a bogus NumMedia can't steer a loop."""
     indexes = sorted(
         int(name[8:])
@@ -462,7 +500,8 @@ def _media(raw: Mapping[str, str], sid: str) -> tuple[Media, ...]:
         if name.startswith("MediaUrl") and name[8:].isascii() and name[8:].isdigit() and raw[name]
     )
     media = tuple(
-        Media(url=raw[f"MediaUrl{i}"], content_type=raw.get(f"MediaContentType{i}") or None) for i in indexes
+        ParsedMedia(url=raw[f"MediaUrl{i}"], content_type=raw.get(f"MediaContentType{i}") or None)
+        for i in indexes
     )
     declared = _int_or_none(raw.get("NumMedia"))
     if declared is not None and declared != len(media):
@@ -483,7 +522,7 @@ def _rfc2822(value: object) -> datetime | None:
 
 
 def _accepted(response: requests.Response) -> SendAccepted | None:
-    data = _json_object(response)
+    data = json_object(response)
     sid = data.get("sid")
     if not isinstance(sid, str) or not sid:
         return None
@@ -494,14 +533,6 @@ def _accepted(response: requests.Response) -> SendAccepted | None:
         carrier_status=status if isinstance(status, str) and status else "queued",
         segments=segments or None,  # Twilio reports 0 until a Messaging Service has split it
     )
-
-
-def _json_object(response: requests.Response) -> dict[str, Any]:
-    try:
-        data = response.json()
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def _send_outcome(response: requests.Response) -> SendOutcome:
@@ -516,47 +547,14 @@ def _send_outcome(response: requests.Response) -> SendOutcome:
     if 300 <= status < 400:
         reason = f"the carrier API redirected us (HTTP {status}); check the API base URL"
         return SendFailed(FailureKind.PERMANENT, reason, None, status)
-    data = _json_object(response)
+    data = json_object(response)
     raw_code = data.get("code")
     code = str(raw_code) if isinstance(raw_code, int | str) and str(raw_code) else None
     kind, reason = classify_error(code, status)
     message = next((data[k] for k in ("message", "detail", "title") if isinstance(data.get(k), str)), "")
     if 400 <= status < 500 and kind is FailureKind.PERMANENT and code not in ERROR_CODES and message:
         reason = f"carrier rejected the message: {message}"
-    return SendFailed(kind, reason, code, status)
-
-
-def _network_failure(exc: requests.RequestException) -> SendFailed:
-    """Connection never made → retry; anything after the request may have left → reconcile."""
-    if isinstance(exc, requests.ConnectTimeout) or _never_connected(exc):
-        return SendFailed(FailureKind.TRANSIENT, "could not reach the carrier; it will be retried")
-    if isinstance(exc, requests.ReadTimeout):
-        return SendFailed(
-            FailureKind.AMBIGUOUS, "the carrier did not answer in time; checking before any retry"
-        )
-    if isinstance(exc, requests.exceptions.InvalidURL | requests.exceptions.MissingSchema):
-        return SendFailed(FailureKind.PERMANENT, "the carrier API address is misconfigured")
-    return SendFailed(
-        FailureKind.AMBIGUOUS, "the connection to the carrier broke after sending; checking before any retry"
-    )
-
-
-def _never_connected(exc: BaseException) -> bool:
-    """True when urllib3 says the TCP connection was never established (refused, DNS, connect timeout)."""
-    seen: set[int] = set()
-    pending: list[object] = [exc]
-    while pending:
-        current = pending.pop()
-        if id(current) in seen or not isinstance(current, BaseException):
-            continue
-        seen.add(id(current))
-        if isinstance(current, urllib3.exceptions.ConnectTimeoutError | urllib3.exceptions.ClosedPoolError):
-            return True  # NewConnectionError and NameResolutionError are ConnectTimeoutError subclasses
-        if isinstance(current, urllib3.exceptions.ProtocolError):
-            return False  # the connection existed and broke: the request may have gone out
-        pending.extend(current.args)
-        pending.extend((getattr(current, "reason", None), current.__cause__, current.__context__))
-    return False
+    return SendFailed(kind, reason, code, status, opted_out=code in OPTED_OUT_CODES)
 
 
 def _log_outcome(text: OutboundText, outcome: SendOutcome) -> None:
@@ -577,3 +575,20 @@ def _log_outcome(text: OutboundText, outcome: SendOutcome) -> None:
             outcome.error_code,
             outcome.http_status,
         )
+
+
+def build(config: CarrierConfig) -> TwilioCarrier:
+    """The Twilio plugin from PARLEY_TWILIO_* (the auth token from SSM on AWS).
+
+    Previous auth tokens (during a rotation) and a Webhooks Rule's SharedKey secret are accepted
+    for verification only, from PARLEY_TWILIO_AUTH_TOKEN_PREVIOUS and PARLEY_TWILIO_SHARED_KEYS.
+    """
+    tokens = config.secrets("twilio_auth_token")
+    shared = tuple(k.strip() for k in config.secret("twilio_shared_keys").split(",") if k.strip())
+    return TwilioCarrier(
+        config.get("twilio_account_sid"),
+        tokens[0] if tokens else "",
+        api_base=config.get("twilio_api_base", "https://api.twilio.com"),
+        timeout=config.timeout,
+        secondary_auth_tokens=(*tokens[1:], *shared),
+    )

@@ -7,44 +7,17 @@ vocabulary; records are what the repositories store and the API returns.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from parley.domain.phone import normalize_e164
+from parley.domain.vocabulary import Direction as Direction
+from parley.domain.vocabulary import MessageStatus as MessageStatus
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-class Direction(StrEnum):
-    INBOUND = "inbound"
-    OUTBOUND = "outbound"
-
-
-class MessageStatus(StrEnum):
-    """Parley's one vocabulary for where a message is; carriers' words are mapped onto it."""
-
-    # outbound, before the carrier
-    QUEUED = "queued"
-    SCHEDULED = "scheduled"
-    HELD = "held"
-    SUPPRESSED = "suppressed"
-    SENDING = "sending"
-    RETRYING = "retrying"
-    # outbound, reported by the carrier
-    ACCEPTED = "accepted"
-    SENT = "sent"
-    DELIVERED = "delivered"
-    PARTIALLY_DELIVERED = "partially_delivered"
-    UNDELIVERED = "undelivered"
-    FAILED = "failed"
-    READ = "read"
-    CANCELED = "canceled"
-    # inbound
-    RECEIVED = "received"
 
 
 class Frozen(BaseModel):
@@ -54,6 +27,14 @@ class Frozen(BaseModel):
 class Media(Frozen):
     url: str
     content_type: str | None = None
+
+
+class Concat(Frozen):
+    """One part of a long text the carrier delivered in pieces (Vonage's SMS API does)."""
+
+    ref: str
+    part: int = Field(ge=1)
+    total: int = Field(ge=1)
 
 
 class InboundMessage(Frozen):
@@ -68,11 +49,22 @@ class InboundMessage(Frozen):
     media: tuple[Media, ...] = ()
     segments: int | None = None
     received_at: datetime = Field(default_factory=utc_now)
+    concat: Concat | None = None
+    opt_out: Literal["STOP", "START", "HELP"] | None = None  # a keyword the carrier itself acted on
     raw: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("from_number", "to_number")
+    @classmethod
+    def _e164_when_possible(cls, value: str) -> str:
+        """Phones become E.164; short codes and alphanumeric senders stay as the carrier wrote them."""
+        try:
+            return normalize_e164(value, require_mobile=False)
+        except ValueError:
+            return value.strip()
 
 
 class StatusUpdate(Frozen):
-    """A delivery receipt: the carrier's word about one message we sent."""
+    """A delivery receipt: the carrier's word about one message we sent (or one part of it)."""
 
     kind: Literal["status_update"] = "status_update"
     carrier: str
@@ -82,6 +74,9 @@ class StatusUpdate(Frozen):
     error_code: str | None = None
     error_message: str | None = None
     occurred_at: datetime = Field(default_factory=utc_now)
+    part: int | None = None  # per-segment receipts: which part, of how many
+    parts: int | None = None
+    opted_out: bool = False  # the carrier says the recipient has opted out
     raw: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -173,6 +168,7 @@ class Message(BaseModel):
     next_attempt_at: datetime | None = None
     team: str = "default"
     sender_reason: str | None = None
+    part_statuses: dict[str, MessageStatus] = Field(default_factory=dict)  # per-segment receipts
     version: int = 0
 
 
@@ -225,3 +221,19 @@ class OurNumber(BaseModel):
     team: str = "default"
     is_default: bool = False
     capabilities: list[str] = Field(default_factory=lambda: ["sms"])
+
+
+class ConsentChange(BaseModel):
+    opted_out: bool
+    at: datetime
+    source: str  # e.g. "twilio:keyword", "telnyx:40300", "api"
+    detail: str | None = None
+
+
+class OptOut(BaseModel):
+    """A customer's consent state. Kept when everything else about them is erased: it is the legal record."""
+
+    customer_number: str
+    opted_out: bool
+    updated_at: datetime
+    history: list[ConsentChange] = Field(default_factory=list)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberType
 
+from parley.redact import mask
+
 DEFAULT_REGION = "US"
 
 # Types that can receive a text. FIXED_LINE_OR_MOBILE is what NANP numbers resolve to, since the
@@ -46,13 +48,6 @@ def normalize_e164(raw: str, *, region: str = DEFAULT_REGION, require_mobile: bo
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
-def mask(number: str) -> str:
-    """Keep the country code and last two digits, for logs read by people who needn't see the rest."""
-    if len(number) <= 5:
-        return "*" * len(number)
-    return number[:2] + "*" * (len(number) - 4) + number[-2:]
-
-
 def _type_name(number_type: int) -> str:
     names = {
         PhoneNumberType.FIXED_LINE: "landline",
@@ -62,3 +57,6 @@ def _type_name(number_type: int) -> str:
         PhoneNumberType.VOICEMAIL: "voicemail",
     }
     return names.get(number_type, "non-mobile")
+
+
+__all__ = ["InvalidPhoneNumber", "mask", "normalize_e164"]

@@ -6,7 +6,7 @@ never overwrites `delivered`, and a repeated receipt changes nothing.
 
 from __future__ import annotations
 
-from parley.domain.models import MessageStatus as S
+from parley.domain.vocabulary import MessageStatus as S
 
 # Higher rank = further along. Receipts only ever raise the rank.
 _RANK: dict[S, int] = {

@@ -1,21 +1,14 @@
-"""Inbound: carrier webhooks in, conversations and statuses out.
+"""Inbound processing: queued carrier events in, stored messages, conversations and statuses out.
 
-The webhook side does only what must happen before the carrier gets its 2xx (verify, parse,
-enqueue); everything else runs in the processor, where a retry costs nothing.
+The webhook (parley.edge) only verifies, reads and enqueues; everything here runs in the
+processor, where a retry costs nothing and a duplicate is a no-op.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from typing import Protocol
 
-from parley.carriers.base import (
-    Carrier,
-    SignatureError,
-    WebhookAck,
-    WebhookKind,
-    WebhookRequest,
-)
 from parley.domain.ids import inbound_message_id
 from parley.domain.models import (
     CarrierEventEnvelope,
@@ -34,56 +27,18 @@ from parley.ports import (
     ContactRepository,
     ConversationDelta,
     EventPublisher,
-    JobQueue,
     MessageRepository,
     NumberRepository,
+    OptOutRepository,
+    PartStore,
     ReceiptRepository,
 )
 
 logger = logging.getLogger(__name__)
 
-MAX_WEBHOOK_BYTES = 256 * 1024
 
-
-class WebhookTooLarge(ValueError):
-    """No carrier sends webhooks this big; refusing early keeps a bad actor from filling the queue."""
-
-
-@dataclass(frozen=True)
-class WebhookOutcome:
-    ack: WebhookAck
-    events: int
-    verified: bool
-
-
-class WebhookIntake:
-    """Verify → parse → enqueue → ack. At most one AWS call per request (the enqueue)."""
-
-    def __init__(self, queue: JobQueue, *, log_only: bool = False) -> None:
-        self._queue = queue
-        self._log_only = log_only
-
-    def accept(
-        self, carrier: Carrier, kind: WebhookKind, request: WebhookRequest, correlation_id: str
-    ) -> WebhookOutcome:
-        if len(request.body) > MAX_WEBHOOK_BYTES:
-            raise WebhookTooLarge(f"body is {len(request.body)} bytes; the limit is {MAX_WEBHOOK_BYTES}")
-        verified = True
-        try:
-            carrier.verify(request)
-        except SignatureError as exc:
-            if not self._log_only:
-                raise
-            verified = False
-            logger.warning(
-                "signature check failed but verify mode is log-only; keeping the webhook",
-                extra={"carrier": carrier.name, "reason": str(exc), "verification": "failed-log-only"},
-            )
-        events = carrier.parse(kind, request)
-        for event in events:
-            envelope = CarrierEventEnvelope(event=event, correlation_id=correlation_id)
-            self._queue.send(envelope.model_dump(mode="json"))
-        return WebhookOutcome(ack=carrier.ack(kind), events=len(events), verified=verified)
+class ReceiptStore(ReceiptRepository, PartStore, Protocol):
+    """The parked-receipts table also holds the parts of long inbound texts until all have arrived."""
 
 
 class InboundProcessor:
@@ -92,12 +47,15 @@ class InboundProcessor:
     def __init__(
         self,
         messages: MessageRepository,
-        receipts: ReceiptRepository,
+        receipts: ReceiptStore,
         numbers: NumberRepository,
         contacts: ContactRepository,
         events: EventPublisher,
         clock: Clock,
+        *,
+        opt_outs: OptOutRepository,
     ) -> None:
+        self._opt_outs = opt_outs
         self._messages = messages
         self._receipts = receipts
         self._numbers = numbers
@@ -108,13 +66,55 @@ class InboundProcessor:
     def handle(self, envelope: CarrierEventEnvelope) -> None:
         event = envelope.event
         if isinstance(event, InboundMessage):
+            if event.concat is not None and event.concat.total > 1:
+                whole = self._reassemble(event)
+                if whole is None:
+                    return
+                event = whole
             self.store_inbound(event)
         else:
             self.apply_receipt(event)
 
+    def _reassemble(self, part: InboundMessage) -> InboundMessage | None:
+        """Keep each part until all have arrived, then yield the whole text (once per process; the
+        conditional insert makes a concurrent second assembly a no-op)."""
+        assert part.concat is not None
+        group = f"{part.carrier}#{part.from_number}#{part.concat.ref}"
+        self._receipts.save_part(group, part.concat.part, part.model_dump(mode="json"))
+        parts = self._receipts.parts(group)
+        if len(parts) < part.concat.total:
+            logger.info(
+                "part of a long text stored; waiting for the rest",
+                extra={"carrier": part.carrier, "part": part.concat.part, "total": part.concat.total},
+            )
+            return None
+        pieces = [InboundMessage.model_validate(parts[i]) for i in sorted(parts)]
+        whole = pieces[0].model_copy(
+            update={
+                "carrier_message_id": f"concat:{part.concat.ref}:{part.from_number}",
+                "body": "".join(p.body for p in pieces),
+                "media": tuple(m for p in pieces for m in p.media),
+                "segments": part.concat.total,
+                "received_at": max(p.received_at for p in pieces),
+                "concat": None,
+                "raw": {"parts": [p.carrier_message_id for p in pieces]},
+            }
+        )
+        self._receipts.clear_parts(group, list(parts))
+        return whole
+
     def store_inbound(self, event: InboundMessage) -> Message | None:
         """Returns the stored message, or None when this carrier id was already stored."""
         now = self._clock()
+        if event.opt_out in ("STOP", "START"):
+            # The carrier already acted on the keyword (and answered the customer); mirror it.
+            self._opt_outs.record(
+                event.from_number,
+                opted_out=event.opt_out == "STOP",
+                source=f"{event.carrier}:keyword",
+                at=event.received_at,
+                detail=event.body[:40],
+            )
         our = self._numbers.get(event.to_number)
         team = our.team if our else "default"
         contacts = self._contacts.find_by_phone(event.from_number)
@@ -161,6 +161,14 @@ class InboundProcessor:
 
     def apply_receipt(self, update: StatusUpdate) -> None:
         message = self._messages.find_by_carrier_ref(update.carrier, update.carrier_message_id)
+        if update.opted_out and message is not None:
+            self._opt_outs.record(
+                message.customer_number,
+                opted_out=True,
+                source=f"{update.carrier}:{update.error_code or update.carrier_status}",
+                at=update.occurred_at,
+                detail=update.error_message,
+            )
         if message is None:
             self._receipts.park(update)
             logger.info(
@@ -201,24 +209,40 @@ class InboundProcessor:
 def apply_status(
     messages: MessageRepository, events: EventPublisher, message_id: str, update: StatusUpdate
 ) -> Message | None:
-    """Move a message forward along the status machine; repeats and late receipts change nothing."""
+    """Move a message forward along the status machine; repeats and late receipts change nothing.
+
+    Per-segment receipts are kept per part; the message itself is `delivered` only when every part
+    is, and `partially_delivered` when all parts have reported and only some arrived.
+    """
     for _ in range(5):
         message = messages.get(message_id)
         if message is None:
             return None
-        if not receipt_advances(message.status, update.status):
+        changes: dict[str, object] = {}
+        reported = update.status
+        if update.part is not None and update.parts is not None and update.parts > 1:
+            key = str(update.part)
+            if receipt_advances(message.part_statuses.get(key, MessageStatus.ACCEPTED), update.status):
+                part_statuses = {**message.part_statuses, key: update.status}
+                changes["part_statuses"] = part_statuses
+                reported = _overall(part_statuses, update.parts)
+            else:
+                reported = message.status
+        advances = receipt_advances(message.status, reported)
+        if not advances and not changes:
             logger.info(
                 "receipt does not advance the message; ignored",
                 extra={"message_id": message_id, "current": message.status.value, "reported": update.status},
             )
             return message
-        change = StatusChange(
-            status=update.status,
-            at=update.occurred_at,
-            source=f"{update.carrier}:{update.carrier_status}",
-            detail=update.error_code,
-        )
-        changes: dict[str, object] = {"status": update.status, "history": [*message.history, change]}
+        if advances:
+            change = StatusChange(
+                status=reported,
+                at=update.occurred_at,
+                source=f"{update.carrier}:{update.carrier_status}",
+                detail=update.error_code,
+            )
+            changes.update({"status": reported, "history": [*message.history, change]})
         if update.error_code:
             changes["error_code"] = update.error_code
             if update.error_message:
@@ -227,11 +251,35 @@ def apply_status(
             stored = messages.update(message.model_copy(update=changes), expected_version=message.version)
         except ConflictError:
             continue
-        if update.status in (MessageStatus.DELIVERED, MessageStatus.FAILED, MessageStatus.UNDELIVERED):
-            name = "MessageDelivered" if update.status is MessageStatus.DELIVERED else "MessageFailed"
+        if advances and reported in (
+            MessageStatus.DELIVERED,
+            MessageStatus.FAILED,
+            MessageStatus.UNDELIVERED,
+        ):
+            name = "MessageDelivered" if reported is MessageStatus.DELIVERED else "MessageFailed"
             events.publish(name, _event_detail(stored))
         return stored
     raise ConflictError(f"message {message_id} kept changing while a receipt was applied")
+
+
+_FAILED_PART = frozenset({MessageStatus.FAILED, MessageStatus.UNDELIVERED})
+
+
+def _overall(part_statuses: dict[str, MessageStatus], parts: int) -> MessageStatus:
+    """The whole text's status from its parts' statuses."""
+    statuses = [part_statuses.get(str(i)) for i in range(1, parts + 1)]
+    known = [s for s in statuses if s is not None]
+    if len(known) < parts:
+        return MessageStatus.SENT if known else MessageStatus.ACCEPTED
+    if all(s in (MessageStatus.DELIVERED, MessageStatus.READ) for s in known):
+        return MessageStatus.DELIVERED
+    if all(s in _FAILED_PART for s in known):
+        return MessageStatus.UNDELIVERED if MessageStatus.UNDELIVERED in known else MessageStatus.FAILED
+    if any(s is MessageStatus.DELIVERED for s in known) and all(
+        s in _FAILED_PART or s is MessageStatus.DELIVERED for s in known
+    ):
+        return MessageStatus.PARTIALLY_DELIVERED
+    return MessageStatus.SENT
 
 
 def _event_detail(message: Message) -> dict[str, object]:

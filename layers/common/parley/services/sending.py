@@ -46,6 +46,7 @@ from parley.ports import (
     JobQueue,
     MessageRepository,
     NumberRepository,
+    OptOutRepository,
     TemplateRepository,
 )
 
@@ -107,7 +108,9 @@ class SendService:
         max_segments: int,
         status_callback_url: Callable[[str], str | None],
         on_carrier_id: Callable[[str, str], object] | None = None,
+        opt_outs: OptOutRepository | None = None,
     ) -> None:
+        self._opt_outs = opt_outs
         self._messages = messages
         self._conversations = conversations
         self._numbers = numbers
@@ -200,6 +203,9 @@ class SendService:
                 out.append((existing, False))
                 continue
             status = MessageStatus.SCHEDULED if scheduled else MessageStatus.QUEUED
+            suppressed_reason = self._suppression(draft.to)
+            if suppressed_reason is not None:
+                status = MessageStatus.SUPPRESSED
             message = Message(
                 message_id=draft.message_id,
                 direction=Direction.OUTBOUND,
@@ -220,6 +226,7 @@ class SendService:
                 next_attempt_at=request.send_at if scheduled else None,
                 team=team,
                 sender_reason=draft.sender_reason,
+                error_reason=suppressed_reason,
             )
             delta = ConversationDelta(
                 customer_number=draft.to,
@@ -251,6 +258,15 @@ class SendService:
             )
             out.append((message, True))
         return out
+
+    def _suppression(self, to: str) -> str | None:
+        """Why this recipient must not be texted, if they mustn't (the did-not-trigger view shows it)."""
+        if self._opt_outs is None:
+            return None
+        record = self._opt_outs.get(to)
+        if record is not None and record.opted_out:
+            return "the recipient has opted out (replied STOP)"
+        return None
 
     def submit(self, request: SendRequest, request_key: str, *, team: str = "default") -> list[Message]:
         """API entry point: store, then hand each new message to the send queue."""
@@ -363,6 +379,14 @@ class SendService:
             detail=failure.reason,
         )
         attempts = [*message.attempts, attempt]
+        if failure.opted_out and self._opt_outs is not None:
+            self._opt_outs.record(
+                message.customer_number,
+                opted_out=True,
+                source=f"{message.carrier}:{failure.error_code or 'send'}",
+                at=now,
+                detail=failure.reason,
+            )
         retryable = failure.kind in (FailureKind.TRANSIENT, FailureKind.AMBIGUOUS)
         if retryable and self._policy.should_retry(len(attempts)):
             delay = self._policy.delay_seconds(len(attempts))

@@ -1,0 +1,60 @@
+"""The webhook's work before the carrier gets its 2xx: verify, read, enqueue. Nothing else.
+
+Standard library plus boto3 only (no pydantic, phonenumbers or requests): this runs on every
+carrier webhook, often on a cold start, within deadlines as short as Telnyx's 2 seconds. The
+processor turns the queued events into the pydantic models and does the business logic.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from parley.carriers.base import Carrier, SignatureError, WebhookAck, WebhookKind, WebhookRequest
+from parley.ports import JobQueue
+
+logger = logging.getLogger(__name__)
+
+MAX_WEBHOOK_BYTES = 256 * 1024
+
+
+class WebhookTooLarge(ValueError):
+    """No carrier sends webhooks this big; refusing early keeps a bad actor from filling the queue."""
+
+
+@dataclass(frozen=True)
+class WebhookOutcome:
+    ack: WebhookAck
+    events: int
+    verified: bool
+
+
+class WebhookIntake:
+    """Verify → parse → enqueue → ack: one SQS send per event, no reads."""
+
+    def __init__(self, queue: JobQueue, *, log_only: bool = False) -> None:
+        self._queue = queue
+        self._log_only = log_only
+
+    def accept(
+        self, carrier: Carrier, kind: WebhookKind, request: WebhookRequest, correlation_id: str
+    ) -> WebhookOutcome:
+        if len(request.body) > MAX_WEBHOOK_BYTES:
+            raise WebhookTooLarge(f"body is {len(request.body)} bytes; the limit is {MAX_WEBHOOK_BYTES}")
+        verified = True
+        try:
+            carrier.verify(request)
+        except SignatureError as exc:
+            if not self._log_only:
+                raise
+            verified = False
+            logger.warning(
+                "signature check failed but verify mode is log-only; keeping the webhook",
+                extra={"carrier": carrier.name, "reason": str(exc), "verification": "failed-log-only"},
+            )
+        events = carrier.parse(kind, request)
+        for event in events:
+            self._queue.send(
+                {"event": event.to_wire(), "correlation_id": correlation_id, "verified": verified}
+            )
+        return WebhookOutcome(ack=carrier.ack(kind), events=len(events), verified=verified)
