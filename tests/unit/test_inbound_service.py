@@ -19,6 +19,7 @@ from parley.carriers.base import (
 from parley.domain.ids import inbound_message_id
 from parley.domain.models import (
     CarrierEventEnvelope,
+    Concat,
     ContactRecord,
     Direction,
     InboundMessage,
@@ -406,3 +407,82 @@ def test_intake_then_processor_end_to_end_publishes_received_and_delivered(world
     assert world.events.types == ["MessageReceived", "MessageDelivered"]
     delivered = world.messages.get("out_1")
     assert delivered is not None and delivered.status is MessageStatus.DELIVERED
+
+
+# -- long texts in parts, per-part receipts, opt-out signals ----------------------------------------
+
+
+def part(n: int, total: int, body: str, *, ref: str = "ref-7", minutes: int = 0) -> InboundMessage:
+    return inbound(f"PART{n}", body=body, minutes=minutes).model_copy(
+        update={"concat": Concat(ref=ref, part=n, total=total)}
+    )
+
+
+def envelope(event: InboundMessage | StatusUpdate) -> CarrierEventEnvelope:
+    return CarrierEventEnvelope(event=event, correlation_id="c")
+
+
+def test_a_long_text_in_parts_is_stored_once_whole_in_part_order(world: World) -> None:
+    processor = world.processor()
+    for event in (part(2, 3, "world, "), part(3, 3, "again."), part(2, 3, "world, "), part(1, 3, "Hello ")):
+        processor.handle(envelope(event))
+
+    (stored,) = world.messages.items.values()
+    assert stored.body == "Hello world, again."
+    assert stored.segments == 3
+    assert world.receipts.parts(f"fake#{CUSTOMER}#ref-7") == {}  # nothing left behind
+    assert world.conversations.get(CUSTOMER) is not None
+
+
+def test_an_incomplete_long_text_waits_and_stores_nothing(world: World) -> None:
+    world.processor().handle(envelope(part(1, 2, "Hello ")))
+    assert world.messages.items == {}
+
+
+def per_part(sid: str, n: int, status: MessageStatus, *, seconds: int = 0) -> StatusUpdate:
+    return receipt(sid, status, seconds=seconds).model_copy(update={"part": n, "parts": 2})
+
+
+def test_a_long_text_is_delivered_only_when_every_part_is(world: World) -> None:
+    outbound(world, "out_long", sid="SMLONG", status=MessageStatus.SENT)
+    processor = world.processor()
+
+    processor.apply_receipt(per_part("SMLONG", 1, MessageStatus.DELIVERED))
+    assert world.messages.items["out_long"].status is MessageStatus.SENT
+
+    processor.apply_receipt(per_part("SMLONG", 2, MessageStatus.DELIVERED, seconds=1))
+    delivered = world.messages.items["out_long"]
+    assert delivered.status is MessageStatus.DELIVERED
+    assert delivered.part_statuses == {"1": MessageStatus.DELIVERED, "2": MessageStatus.DELIVERED}
+
+
+def test_a_long_text_with_one_failed_part_is_partially_delivered(world: World) -> None:
+    outbound(world, "out_long", sid="SMLONG", status=MessageStatus.SENT)
+    processor = world.processor()
+    processor.apply_receipt(per_part("SMLONG", 2, MessageStatus.UNDELIVERED))
+    processor.apply_receipt(per_part("SMLONG", 1, MessageStatus.DELIVERED, seconds=1))
+    assert world.messages.items["out_long"].status is MessageStatus.PARTIALLY_DELIVERED
+
+
+def test_a_stop_the_carrier_handled_is_recorded_as_an_opt_out_and_start_reverses_it(world: World) -> None:
+    processor = world.processor()
+    processor.store_inbound(inbound("SM1", body="STOP").model_copy(update={"opt_out": "STOP"}))
+    record = world.opt_outs.get(CUSTOMER)
+    assert record is not None and record.opted_out
+    assert record.history[0].source == "fake:keyword"
+
+    processor.store_inbound(inbound("SM2", body="START", minutes=1).model_copy(update={"opt_out": "START"}))
+    record = world.opt_outs.get(CUSTOMER)
+    assert record is not None and not record.opted_out
+    assert [c.opted_out for c in record.history] == [True, False]
+
+
+def test_a_receipt_saying_the_recipient_opted_out_is_recorded(world: World) -> None:
+    outbound(world, "out_1", sid="SM500", status=MessageStatus.SENT)
+    update = receipt("SM500", MessageStatus.FAILED, code="40300").model_copy(update={"opted_out": True})
+
+    world.processor().apply_receipt(update)
+
+    record = world.opt_outs.get(CUSTOMER)
+    assert record is not None and record.opted_out
+    assert record.history[-1].source == "fake:40300"

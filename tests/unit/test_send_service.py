@@ -654,3 +654,22 @@ def test_a_redelivered_request_does_not_cut_a_retry_backoff_short(world: World) 
 
     assert again.status is MessageStatus.RETRYING
     assert len(world.carrier.sent) == 1
+
+
+def test_a_carrier_saying_the_recipient_opted_out_records_it_and_later_sends_are_suppressed(
+    world: World,
+) -> None:
+    sender = world.sender()
+    world.carrier.script(
+        SendFailed(FailureKind.PERMANENT, "the recipient has opted out (replied STOP)", "21610", 400, True)
+    )
+    (first,) = sender.handle_request(req(ANA), "req-opted-out-1")
+    assert first.status is MessageStatus.FAILED
+    record = world.opt_outs.get(ANA)
+    assert record is not None and record.opted_out
+
+    (second,) = sender.handle_request(req(ANA), "req-opted-out-2")
+
+    assert second.status is MessageStatus.SUPPRESSED
+    assert second.error_reason == "the recipient has opted out (replied STOP)"
+    assert len(world.carrier.sent) == 1  # the suppressed text never reached the carrier
