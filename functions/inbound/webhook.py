@@ -35,6 +35,8 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return error(413, str(exc))
     except SignatureError as exc:
         logger.warning("webhook signature rejected", extra={"carrier": carrier.name, "reason": str(exc)})
+        if exc.retryable:
+            return error(503, "unsigned request; send it again signed")
         return error(403, "signature verification failed")
     except PayloadError as exc:
         logger.warning("malformed webhook rejected", extra={"carrier": carrier.name, "reason": str(exc)})

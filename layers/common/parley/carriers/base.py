@@ -23,7 +23,7 @@ from parley.domain.vocabulary import MessageStatus
 class WebhookKind(StrEnum):
     MESSAGES = "messages"  # inbound texts
     STATUS = "status"  # delivery receipts
-    EVENTS = "events"  # one URL for both (Telnyx, Bandwidth, Vonage Messages, SNS)
+    EVENTS = "events"  # one URL for both (Telnyx, Bandwidth, SNS)
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,13 @@ class WebhookAck:
 
 
 class SignatureError(Exception):
-    """The request is not provably from the carrier (forged, altered, stale or unsigned)."""
+    """The request is not provably from the carrier (forged, altered, stale or unsigned).
+
+    `retryable` marks a request the carrier will send again, signed, if we answer 5xx (Vonage
+    occasionally sends a callback unsigned first); a 4xx would lose that event.
+    """
+
+    retryable = False
 
 
 class PayloadError(ValueError):

@@ -18,16 +18,20 @@ logger = logging.getLogger(__name__)
 CarrierFactory = Callable[[CarrierConfig], Carrier]
 
 _FACTORIES: dict[str, str | CarrierFactory] = {}
+_WEBHOOK_KINDS: dict[str, tuple[str, ...]] = {}
 
 
 class UnknownCarrier(ValueError):
     """No plugin is registered under the requested name (a configuration or URL mistake)."""
 
 
-def register(name: str, factory: str | CarrierFactory) -> None:
+def register(
+    name: str, factory: str | CarrierFactory, *, webhooks: tuple[str, ...] = ("messages", "status")
+) -> None:
     """Register (or replace, e.g. with a simulator for local runs) the factory for `name`.
 
-    `factory` is a callable or a "package.module:function" path imported on first use.
+    `factory` is a callable or a "package.module:function" path imported on first use;
+    `webhooks` are the URL kinds a person configures at the carrier (/webhooks/<name>/<kind>).
     """
     key = name.strip().lower()
     if not key:
@@ -35,6 +39,15 @@ def register(name: str, factory: str | CarrierFactory) -> None:
     if key in _FACTORIES:
         logger.info("carrier %r re-registered", key)
     _FACTORIES[key] = factory
+    _WEBHOOK_KINDS[key] = webhooks
+
+
+def webhook_paths(name: str) -> list[str]:
+    """The paths to paste into the carrier's console, e.g. ["/webhooks/twilio/messages", ...]."""
+    key = name.strip().lower()
+    if key not in _WEBHOOK_KINDS:
+        raise UnknownCarrier(f"unknown carrier {name!r}")
+    return [f"/webhooks/{key}/{kind}" for kind in _WEBHOOK_KINDS[key]]
 
 
 def build_carrier(name: str, config: CarrierConfig | None = None) -> Carrier:
@@ -58,9 +71,9 @@ def known_carriers() -> list[str]:
 
 
 register("twilio", "parley.carriers.twilio:build")
-register("telnyx", "parley.carriers.telnyx:build")
+register("telnyx", "parley.carriers.telnyx:build", webhooks=("events",))
 register("vonage", "parley.carriers.vonage_sms:build")
 register("vonage-messages", "parley.carriers.vonage_messages:build")
-register("bandwidth", "parley.carriers.bandwidth:build")
+register("bandwidth", "parley.carriers.bandwidth:build", webhooks=("events",))
 register("plivo", "parley.carriers.plivo:build")
-register("aws", "parley.carriers.aws_sms:build")
+register("aws", "parley.carriers.aws_sms:build", webhooks=("events",))

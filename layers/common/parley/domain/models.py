@@ -60,7 +60,14 @@ class InboundMessage(Frozen):
         try:
             return normalize_e164(value, require_mobile=False)
         except ValueError:
-            return value.strip()
+            pass
+        digits = value.strip()
+        if digits.isdigit() and len(digits) >= 10:  # carriers such as Vonage drop the "+"
+            try:
+                return normalize_e164("+" + digits, require_mobile=False)
+            except ValueError:
+                pass
+        return value.strip()
 
 
 class StatusUpdate(Frozen):
