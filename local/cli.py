@@ -75,7 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_sim = sub.add_parser("sim", help="drive the simulators")
     sim_sub = p_sim.add_subparsers(dest="sim_command", required=True, parser_class=_Parser)
-    p_sms = sim_sub.add_parser("sms", help="a customer texts one of our numbers (via the simulated Twilio)")
+    p_sms = sim_sub.add_parser("sms", help="a customer texts one of our numbers (via a simulated carrier)")
+    p_sms.add_argument(
+        "--carrier", default="twilio", help="which simulated carrier delivers it (default twilio)"
+    )
     p_sms.add_argument("--from", dest="from_", required=True, metavar="NUMBER")
     p_sms.add_argument("--to", required=True, metavar="OUR_NUMBER")
     p_sms.add_argument("--body", required=True)
@@ -83,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_sms.add_argument(
         "--url", default=None, help="local stack base URL (default http://127.0.0.1:$PARLEY_PORT)"
     )
+
+    p_numbers = sub.add_parser("numbers", help="list our numbers and the webhook URLs to give each carrier")
+    p_numbers.add_argument("--url", default=None, help="local stack base URL")
 
     p_digest = sub.add_parser("digest", help="run the nightly CRM digest for one day, now")
     p_digest.add_argument("--day", required=True, help="YYYY-MM-DD")
@@ -101,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_sim_sms(args)
         if args.command == "digest":
             return _cmd_digest(args)
+        if args.command == "numbers":
+            return _cmd_numbers(args)
         raise CliError(f"unknown command {args.command}", 2)
     except CliError as exc:
         print(f"parley: {exc}", file=sys.stderr)
@@ -148,7 +156,7 @@ def _cmd_sim_sms(args: argparse.Namespace) -> int:
     if args.repeat < 1:
         raise CliError("--repeat must be at least 1", 2)
     base = (args.url or _default_base()).rstrip("/")
-    url = f"{base}/_sim/twilio/_inbound"
+    url = f"{base}/_sim/{args.carrier}/_inbound"
     payload = {"from": args.from_, "to": args.to, "body": args.body, "repeat": args.repeat}
     response = _post(url, base, json=payload)
     try:
@@ -162,6 +170,29 @@ def _cmd_sim_sms(args: argparse.Namespace) -> int:
     print(f"{sid} webhook answered {answered}")
     if not codes or any(c is None or int(c) >= 300 for c in codes):
         raise CliError(f"our webhook did not accept {sid} (answered {answered}); see the `make dev` log")
+    return 0
+
+
+def _cmd_numbers(args: argparse.Namespace) -> int:
+    base = (args.url or _default_base()).rstrip("/")
+    token = issue_dev_token("parley-cli", "default", secret=dev_jwt_secret(), ttl_seconds=300)
+    try:
+        response = requests.get(
+            f"{base}/v1/numbers", headers={"Authorization": f"Bearer {token}"}, timeout=30
+        )
+    except requests.ConnectionError as exc:
+        raise CliError(f"can't reach the local stack at {base} — is `make dev` running?") from exc
+    if response.status_code >= 400:
+        raise CliError(f"{base}/v1/numbers answered {response.status_code}: {_reason(response)}")
+    numbers = response.json().get("numbers", [])
+    if not numbers:
+        print("no numbers configured")
+        return 0
+    for n in numbers:
+        flags = " (default)" if n.get("is_default") else ""
+        print(f"{n['number']}  {n['carrier']}  team {n.get('team')}  owner {n.get('owner') or '-'}{flags}")
+        for url in n.get("webhooks", []):
+            print(f"    {url}")
     return 0
 
 

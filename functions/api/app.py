@@ -10,6 +10,7 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from pydantic import ValidationError
 
 from parley.adapters.dynamo import InvalidCursor
+from parley.carriers.registry import webhook_paths
 from parley.domain.ids import new_request_key
 from parley.domain.models import SendRequest
 from parley.services.inbox import NotFound, preview
@@ -27,6 +28,14 @@ def _json(status: int, body: Any) -> Response[str]:
 def _caller() -> tuple[str, str]:
     claims = app.current_event.request_context.authorizer.jwt_claim or {}
     return str(claims.get("sub", "")), str(claims.get("team", "default"))
+
+
+def webhook_urls(carrier: str, base_url: str) -> list[str]:
+    """Where this carrier must be told to post, as a person pastes it into the carrier's console."""
+    try:
+        return [base_url.rstrip("/") + path for path in webhook_paths(carrier)]
+    except ValueError:  # a number configured for a carrier this deployment doesn't have
+        return []
 
 
 def _limit() -> int:
@@ -80,6 +89,16 @@ def send_messages() -> Response[str]:
     request = SendRequest.model_validate({**data, "requested_by": user or None})
     messages = container().sender.submit(request, request.idempotency_key or new_request_key(), team=team)
     return _json(202, {"messages": [m.model_dump(mode="json") for m in messages]})
+
+
+@app.get("/v1/numbers")
+def list_numbers() -> Response[str]:
+    app_container = container()
+    numbers = [
+        {**n.model_dump(mode="json"), "webhooks": webhook_urls(n.carrier, app_container.public_base_url)}
+        for n in app_container.numbers.all()
+    ]
+    return _json(200, {"numbers": numbers})
 
 
 @app.post("/v1/messages/preview")
