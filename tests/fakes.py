@@ -23,6 +23,7 @@ from parley.carriers.base import (
     PayloadError,
     SendAccepted,
     SendOutcome,
+    SentLookup,
     SignatureError,
     WebhookAck,
     WebhookKind,
@@ -63,7 +64,7 @@ from parley.ports import (
 )
 from parley.services.digest import DigestService
 from parley.services.inbound import InboundProcessor, ReceiptStore
-from parley.services.sending import SendService, SentLookup
+from parley.services.sending import SendService
 
 T0 = datetime(2024, 5, 6, 9, 0, tzinfo=UTC)
 

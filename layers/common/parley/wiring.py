@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from parley.adapters.aws import SqsQueue
 from parley.carriers.base import Carrier
 from parley.carriers.config import CarrierConfig
-from parley.carriers.registry import build_carrier
+from parley.carriers.registry import build_carrier, webhook_paths
 from parley.edge import WebhookIntake
 
 if TYPE_CHECKING:
@@ -82,8 +82,13 @@ class Container:
         return self.env.get("public_base_url")
 
     def status_callback_url(self, carrier: str) -> str | None:
+        """Our receipt URL for this carrier: its `status` webhook, or its single `events` one."""
         base = self.public_base_url.rstrip("/")
-        return f"{base}/webhooks/{carrier}/status" if base else None
+        if not base:
+            return None
+        paths = webhook_paths(carrier)
+        path = next((p for p in paths if p.endswith("/status")), paths[-1])
+        return base + path
 
     # -- adapters --
     @cached_property

@@ -8,7 +8,7 @@ receipts, and `find_sent` searches Bandwidth's message records (which never hold
 an ambiguous send before any retry.
 
 Standard library only at module level: the webhook path has a cold-start budget. `requests` (and
-urllib3) are imported inside the functions that call Bandwidth's API.
+`parley.carriers.http`, which loads urllib3) are imported inside the functions that call the API.
 """
 
 from __future__ import annotations
@@ -359,7 +359,8 @@ class BandwidthCarrier:
         if event_type == "message-failed":
             status = _failed_status(error_code)
             description = event.get("description")
-            error_message = description.strip() or None if isinstance(description, str) else None
+            if isinstance(description, str) and description.strip():
+                error_message = description.strip()[:500]
         occurred = _timestamp(event.get("eventTime")) if event_type == "message-read" else None
         return ParsedStatus(
             carrier=self.name,
@@ -409,6 +410,8 @@ class BandwidthCarrier:
     def _post(self, text: OutboundText) -> SendOutcome:
         import requests
 
+        from parley.carriers.http import network_failure
+
         payload: dict[str, Any] = {
             "applicationId": self.application_id,
             "to": [text.to_number],
@@ -428,7 +431,7 @@ class BandwidthCarrier:
                 allow_redirects=False,  # a redirected POST would silently become a GET
             )
         except requests.RequestException as exc:
-            return _network_failure(exc)
+            return network_failure(exc)  # no idempotency: after the request left, reconcile first
         return _send_outcome(response.status_code, _json_object(response))
 
     def find_sent(self, text: OutboundText, since: datetime) -> SendAccepted | None:
@@ -575,12 +578,12 @@ def _media(value: object, message_id: str) -> tuple[ParsedMedia, ...]:
     if value is None:
         return ()
     if not isinstance(value, list):
-        logger.warning("bandwidth %s: media is not a list; ignored", message_id[:64])
+        logger.warning("bandwidth %r: media is not a list; ignored", message_id[:64])
         return ()
     urls = tuple(ParsedMedia(url=item.strip()) for item in value if isinstance(item, str) and item.strip())
     if len(urls) != len(value):
         logger.warning(
-            "bandwidth %s: %d malformed media entries dropped", message_id[:64], len(value) - len(urls)
+            "bandwidth %r: %d malformed media entries dropped", message_id[:64], len(value) - len(urls)
         )
     return urls
 
@@ -719,43 +722,6 @@ def _validation_reason(data: Mapping[str, Any]) -> str | None:
     if isinstance(description, str) and description.strip():
         return f"carrier rejected the message: {description.strip()[:300]}"
     return None
-
-
-def _network_failure(exc: Exception) -> SendFailed:
-    """Connection never made → retry; anything after the request may have left → reconcile."""
-    import requests
-
-    if isinstance(exc, requests.ConnectTimeout) or _never_connected(exc):
-        return SendFailed(_T, "could not reach the carrier; it will be retried")
-    if isinstance(exc, requests.ReadTimeout):
-        return SendFailed(
-            FailureKind.AMBIGUOUS, "the carrier did not answer in time; checking before any retry"
-        )
-    if isinstance(exc, requests.exceptions.InvalidURL | requests.exceptions.MissingSchema):
-        return SendFailed(_P, "the carrier API address is misconfigured")
-    return SendFailed(
-        FailureKind.AMBIGUOUS, "the connection to the carrier broke after sending; checking before any retry"
-    )
-
-
-def _never_connected(exc: BaseException) -> bool:
-    """True when urllib3 says the TCP connection was never established (refused, DNS, connect timeout)."""
-    import urllib3.exceptions
-
-    seen: set[int] = set()
-    pending: list[object] = [exc]
-    while pending:
-        current = pending.pop()
-        if id(current) in seen or not isinstance(current, BaseException):
-            continue
-        seen.add(id(current))
-        if isinstance(current, urllib3.exceptions.ConnectTimeoutError | urllib3.exceptions.ClosedPoolError):
-            return True  # NewConnectionError and NameResolutionError are ConnectTimeoutError subclasses
-        if isinstance(current, urllib3.exceptions.ProtocolError):
-            return False  # the connection existed and broke: the request may have gone out
-        pending.extend(current.args)
-        pending.extend((getattr(current, "reason", None), current.__cause__, current.__context__))
-    return False
 
 
 def _mask(number: str) -> str:

@@ -12,9 +12,9 @@ phonenumbers and requests stay off that path. A carrier imports `requests` insid
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import cached_property
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from parley.domain.vocabulary import MessageStatus

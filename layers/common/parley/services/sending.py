@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from parley.carriers.base import (
     Carrier,
@@ -19,6 +19,7 @@ from parley.carriers.base import (
     OutboundText,
     SendAccepted,
     SendFailed,
+    SentLookup,
 )
 from parley.domain.encoding import SegmentInfo, analyze
 from parley.domain.ids import outbound_message_id
@@ -68,13 +69,6 @@ class SendRejected(ValueError):
     def __init__(self, errors: list[FieldError]) -> None:
         self.errors = errors
         super().__init__("; ".join(f"{e.field}: {e.reason}" for e in errors))
-
-
-@runtime_checkable
-class SentLookup(Protocol):
-    """Optional carrier capability: find a text the carrier may have accepted before a timeout."""
-
-    def find_sent(self, text: OutboundText, since: datetime) -> SendAccepted | None: ...
 
 
 @dataclass(frozen=True)
