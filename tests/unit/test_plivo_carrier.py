@@ -536,8 +536,10 @@ def test_parse_every_status_word(word: str, expected: MessageStatus) -> None:
 
 def test_status_words_cover_the_sdk_vocabulary() -> None:
     """The SDK's message_state filter lists every state Plivo reports for outbound messages."""
-    source = Path(validate_signature.__code__.co_filename).parent.parent / "resources" / "messages.py"
-    listed = re.search(r"message_state=\[\s*optional\(\s*is_in\(\(([^)]*)\)", source.read_text())
+    import plivo.resources.messages as sdk_messages  # type: ignore[import-untyped]
+
+    source = Path(sdk_messages.__file__).read_text()
+    listed = re.search(r"message_state=\[\s*optional\(\s*is_in\(\(([^)]*)\)", source)
     assert listed is not None
     sdk_words = set(re.findall(r"'(\w+)'", listed.group(1)))
     assert sdk_words == set(STATUS_MAP)
@@ -715,10 +717,10 @@ def test_parse_of_arbitrary_bytes_raises_only_payload_error(
 
 
 def test_every_sample_is_described() -> None:
-    names = sorted(p.name for p in SAMPLES.glob("*.json"))
-    expected = ["inbound_mms.json", "inbound_sms.json", "send_error.json", "status_delivered.json"]
-    assert names == sorted([*expected, "status_failed.json"])
-    for name in names:
+    names = {p.name for p in SAMPLES.glob("*.json")}
+    expected = {"inbound_sms.json", "inbound_mms.json", "status_delivered.json", "status_failed.json"}
+    assert expected | {"send_error.json"} <= names
+    for name in sorted(names):
         data = sample(name)
         assert set(data) == {"description", "content_type", "body"}
         assert data["description"]
