@@ -34,8 +34,6 @@ log = logging.getLogger(__name__)
 
 STACK_NAME = "parley-local"
 REGION = "us-east-1"
-DEFAULT_TWILIO_ACCOUNT_SID = "AC00000000000000000000000000000000"
-DEFAULT_TWILIO_AUTH_TOKEN = "parley-local-auth-token"
 DEFAULT_CRM_SECRET = "parley-local-crm-secret"
 
 
@@ -209,6 +207,7 @@ class LocalStack:
             "moto": self.endpoint_url,
             "functions": sorted(self.functions),
         }
+        info["simulators"] = {name: f"{base}/_sim/{name}" for name in self.simulators}
         if "twilio" in self.simulators:
             info["twilio"] = f"{base}/_sim/twilio"
         if "crm" in self.simulators:
@@ -311,9 +310,6 @@ class LocalStack:
         """Point the handlers at the simulators instead of Twilio and the CRM."""
         return {
             "PARLEY_STAGE": "local",
-            "PARLEY_TWILIO_ACCOUNT_SID": os.environ.get("TWILIO_ACCOUNT_SID", DEFAULT_TWILIO_ACCOUNT_SID),
-            "PARLEY_TWILIO_AUTH_TOKEN": os.environ.get("TWILIO_AUTH_TOKEN", DEFAULT_TWILIO_AUTH_TOKEN),
-            "PARLEY_TWILIO_API_BASE": f"{base_url}/_sim/twilio",
             "PARLEY_PUBLIC_BASE_URL": base_url,
             "PARLEY_CRM_WEBHOOK_URL": f"{base_url}/_sim/crm",
             "PARLEY_CRM_SIGNING_SECRET": os.environ.get("PARLEY_CRM_SIGNING_SECRET", DEFAULT_CRM_SECRET),
@@ -349,29 +345,21 @@ class LocalStack:
         log.info("moto listening on %s", self.endpoint_url)
 
     def _start_simulators(self, base_url: str) -> None:
+        """Every simulated carrier plus the CRM; each carrier's settings point Parley at its simulator."""
         assert self._front is not None
-        try:
-            from local.sim_twilio import SimulatedTwilio
-        except ModuleNotFoundError as exc:
-            if exc.name != "local.sim_twilio":
-                raise
-            log.warning("local/sim_twilio.py is missing: /_sim/twilio is not served")
-        else:
-            twilio = SimulatedTwilio(
-                os.environ["PARLEY_TWILIO_ACCOUNT_SID"], os.environ["PARLEY_TWILIO_AUTH_TOKEN"], base_url
-            )
-            self.simulators["twilio"] = twilio
-            self._front.mount("/_sim/twilio", twilio)
-        try:
-            from local.sim_crm import SimulatedCrm
-        except ModuleNotFoundError as exc:
-            if exc.name != "local.sim_crm":
-                raise
-            log.warning("local/sim_crm.py is missing: /_sim/crm is not served")
-        else:
-            crm = SimulatedCrm(os.environ["PARLEY_CRM_SIGNING_SECRET"])
-            self.simulators["crm"] = crm
-            self._front.mount("/_sim/crm", crm)
+        from local.carrier_sims import SIMULATORS
+        from local.sim_crm import SimulatedCrm
+
+        for spec in SIMULATORS:
+            sim, env = spec.start(base_url)
+            self.simulators[spec.carrier] = sim
+            self._front.mount(spec.mount, sim)
+            for key, value in env.items():
+                if key not in self.env_overrides:  # the caller's settings win
+                    self._setenv(key, value)
+        crm = SimulatedCrm(os.environ["PARLEY_CRM_SIGNING_SECRET"])
+        self.simulators["crm"] = crm
+        self._front.mount("/_sim/crm", crm)
 
     def _seed(self) -> None:
         try:

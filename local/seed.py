@@ -9,6 +9,13 @@ from parley.wiring import Container
 OUR_NUMBERS = [
     OurNumber(number="+15005550006", carrier="twilio", owner="dev", team="default", is_default=True),
     OurNumber(number="+14155550142", carrier="twilio", owner="support", team="default"),
+    # One number per other carrier, so each can be tried end to end against its simulator.
+    OurNumber(number="+14155550143", carrier="telnyx", owner="dev"),
+    OurNumber(number="+14155550144", carrier="vonage", owner="dev"),
+    OurNumber(number="+14155550145", carrier="vonage-messages", owner="dev"),
+    OurNumber(number="+14155550146", carrier="bandwidth", owner="dev"),
+    OurNumber(number="+14155550147", carrier="plivo", owner="dev"),
+    OurNumber(number="+14155550148", carrier="aws", owner="dev"),
 ]
 
 CONTACTS = [
