@@ -8,7 +8,6 @@ to a werkzeug server on 127.0.0.1 speaking the awsJson1_0 protocol of pinpoint-s
 from __future__ import annotations
 
 import json
-import logging
 import re
 import socket
 import threading
@@ -57,6 +56,7 @@ from tests.unit.test_sns_signature import (
     as_http_delivery,
     confirmation,
     make_cert,
+    moto_topic,
     notification,
     sns_time,
     vector_fetch,
@@ -114,7 +114,10 @@ def carrier(**kwargs: Any) -> AwsSmsCarrier:
 def webhook(message: dict[str, Any] | bytes, *, headers: dict[str, str] | None = None) -> WebhookRequest:
     body = message if isinstance(message, bytes) else json.dumps(message).encode()
     sns_type = None if isinstance(message, bytes) else message.get("Type")
-    base = {"content-type": "text/plain; charset=UTF-8", "user-agent": "Amazon Simple Notification Service Agent"}
+    base = {
+        "content-type": "text/plain; charset=UTF-8",
+        "user-agent": "Amazon Simple Notification Service Agent",
+    }
     if isinstance(sns_type, str):
         base["x-amz-sns-message-type"] = sns_type
     base.update(headers or {})
@@ -137,7 +140,7 @@ def event_payload(event_type: str, **extra: Any) -> dict[str, Any]:
     return {
         "eventType": event_type,
         "eventVersion": "1.0",
-        "eventTimestamp": 1795752004470,
+        "eventTimestamp": 1795838404470,
         "isFinal": True,
         "originationPhoneNumber": OUR_NUMBER,
         "destinationPhoneNumber": CUSTOMER,
@@ -146,7 +149,7 @@ def event_payload(event_type: str, **extra: Any) -> dict[str, Any]:
         "mcc": "310",
         "mnc": "260",
         "messageId": "862a8790-60c0-4430-9b2b-658bd0a1b2c3",
-        "messageRequestTimestamp": 1795752000170,
+        "messageRequestTimestamp": 1795838400170,
         "messageEncoding": "GSM",
         "messageType": "TRANSACTIONAL",
         "messageStatus": event_type.partition("_")[2],
@@ -161,7 +164,7 @@ def event_payload(event_type: str, **extra: Any) -> dict[str, Any]:
 
 def sns_wrap(payload: Any, **extra: Any) -> dict[str, Any]:
     text = payload if isinstance(payload, str) else json.dumps(payload)
-    return notification(text, Timestamp="2026-11-28T04:00:00.123Z", **extra)
+    return notification(text, **{"Timestamp": "2026-11-28T04:00:00.123Z", **extra})
 
 
 def parse(message: dict[str, Any] | bytes, plugin: AwsSmsCarrier | None = None) -> list[Any]:
@@ -195,6 +198,21 @@ def test_published_vector_parses_to_an_inbound_stop() -> None:
         "STOP",
     )
     assert event.received_at == datetime(2023, 11, 14, 22, 13, 20, 123000, tzinfo=UTC)
+
+
+def test_sms_payloads_published_through_motos_sns_verify_and_parse(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with moto_topic(served, monkeypatch) as topic:
+        plugin = carrier(verifier=SnsVerifier(topic_arns=(topic.arn,), fetch=topic.fetch, cache={}))
+        events = []
+        for payload in (inbound_payload("Is it ready?"), event_payload("TEXT_DELIVERED")):
+            request = webhook(topic.publish(json.dumps(payload)))
+            plugin.verify(request)
+            events.extend(plugin.parse(WebhookKind.EVENTS, request))
+    inbound, status = events
+    assert isinstance(inbound, ParsedInbound) and inbound.body == "Is it ready?"
+    assert isinstance(status, ParsedStatus) and status.status is MessageStatus.DELIVERED
 
 
 def test_altered_body_is_rejected(signer: Signer) -> None:
@@ -385,7 +403,7 @@ def test_opted_out_receipts_are_flagged(payload: dict[str, Any]) -> None:
 
 
 def test_event_without_a_usable_timestamp_uses_the_sns_time() -> None:
-    for stamp in (None, "1795752004470", True, -5, 10**20):
+    for stamp in (None, "1795838404470", True, -5, 10**20):
         [event] = parse(sns_wrap(event_payload("TEXT_DELIVERED", eventTimestamp=stamp)))
         assert event.occurred_at == datetime(2026, 11, 28, 4, 0, 0, 123000, tzinfo=UTC)
 
@@ -565,8 +583,12 @@ class FakeAws:
         return aws_json(200, {"MessageId": "862a8790-60c0-4430-9b2b-658bd0a1b2c3"})
 
     def error(self, status: int, exception: str | None, **members: Any) -> None:
-        body: Any = {"__type": f"com.amazonaws.pinpointsmsvoicev2#{exception}", **members} if exception else None
-        self.reply = lambda _r: aws_json(status, body) if body is not None else Response("oops", status=status)
+        body: Any = (
+            {"__type": f"com.amazonaws.pinpointsmsvoicev2#{exception}", **members} if exception else None
+        )
+        self.reply = lambda _r: (
+            aws_json(status, body) if body is not None else Response("oops", status=status)
+        )
 
 
 def aws_json(status: int, body: Any) -> Response:
@@ -623,7 +645,9 @@ def sender(url: str, **kwargs: Any) -> AwsSmsCarrier:
 
 
 def test_send_accepted_and_the_request_aws_sees(fake_aws: FakeAws, aws_server: AwsServer) -> None:
-    outcome = sender(aws_server.url, configuration_set="parley-events", message_type="TRANSACTIONAL").send(TEXT)
+    outcome = sender(aws_server.url, configuration_set="parley-events", message_type="TRANSACTIONAL").send(
+        TEXT
+    )
     assert outcome == SendAccepted("862a8790-60c0-4430-9b2b-658bd0a1b2c3", "accepted", None)
     [seen] = fake_aws.seen
     assert (seen.method, seen.path) == ("POST", "/")
@@ -647,7 +671,12 @@ def test_send_accepted_and_the_request_aws_sees(fake_aws: FakeAws, aws_server: A
 
 def test_send_without_configuration_set_omits_it(fake_aws: FakeAws, aws_server: AwsServer) -> None:
     assert isinstance(sender(aws_server.url).send(TEXT), SendAccepted)
-    assert set(fake_aws.seen[0].body) == {"DestinationPhoneNumber", "OriginationIdentity", "MessageBody", "Context"}
+    assert set(fake_aws.seen[0].body) == {
+        "DestinationPhoneNumber",
+        "OriginationIdentity",
+        "MessageBody",
+        "Context",
+    }
 
 
 def test_one_client_per_carrier(fake_aws: FakeAws, aws_server: AwsServer) -> None:
@@ -678,7 +707,11 @@ def test_one_client_per_carrier(fake_aws: FakeAws, aws_server: AwsServer) -> Non
         (
             400,
             "ValidationException",
-            {"Message": "x", "Reason": "OTHER", "Fields": [{"Name": "DestinationPhoneNumber", "Message": "bad"}]},
+            {
+                "Message": "x",
+                "Reason": "OTHER",
+                "Fields": [{"Name": "DestinationPhoneNumber", "Message": "bad"}],
+            },
             FailureKind.PERMANENT,
             "not a valid phone number",
             "OTHER",
@@ -747,16 +780,44 @@ def test_one_client_per_carrier(fake_aws: FakeAws, aws_server: AwsServer) -> Non
             "DAILY_DESTINATION_CALL_LIMIT",
             False,
         ),
-        (400, "ThrottlingException", {"Message": "Rate exceeded"}, FailureKind.TRANSIENT, "rate limiting",
-         "ThrottlingException", False),  # fmt: skip
+        (
+            400,
+            "ThrottlingException",
+            {"Message": "Rate exceeded"},
+            FailureKind.TRANSIENT,
+            "rate limiting",
+            "ThrottlingException",
+            False,
+        ),  # fmt: skip
         (429, None, {}, FailureKind.TRANSIENT, "rate limiting", None, False),
-        (500, "InternalServerException", {"Message": "x", "RequestId": "r-1"}, FailureKind.AMBIGUOUS,
-         "internal error", "InternalServerException", False),  # fmt: skip
+        (
+            500,
+            "InternalServerException",
+            {"Message": "x", "RequestId": "r-1"},
+            FailureKind.AMBIGUOUS,
+            "internal error",
+            "InternalServerException",
+            False,
+        ),  # fmt: skip
         (503, None, {}, FailureKind.AMBIGUOUS, "HTTP 503", None, False),
-        (400, "ExpiredTokenException", {"message": "expired"}, FailureKind.TRANSIENT, "expired",
-         "ExpiredTokenException", False),  # fmt: skip
-        (403, "UnrecognizedClientException", {"message": "bad key"}, FailureKind.PERMANENT, "credentials",
-         "UnrecognizedClientException", False),  # fmt: skip
+        (
+            400,
+            "ExpiredTokenException",
+            {"message": "expired"},
+            FailureKind.TRANSIENT,
+            "expired",
+            "ExpiredTokenException",
+            False,
+        ),  # fmt: skip
+        (
+            403,
+            "UnrecognizedClientException",
+            {"message": "bad key"},
+            FailureKind.PERMANENT,
+            "credentials",
+            "UnrecognizedClientException",
+            False,
+        ),  # fmt: skip
         (400, None, {}, FailureKind.PERMANENT, "HTTP 400", None, False),
     ],
 )
@@ -786,7 +847,9 @@ def test_send_failures_are_classified(
 
 def test_send_error_sample_classifies_permanent(fake_aws: FakeAws, aws_server: AwsServer) -> None:
     answer = sample("send_error.json")
-    fake_aws.reply = lambda _r: Response(json.dumps(answer["body"]), status=400, content_type=answer["content_type"])
+    fake_aws.reply = lambda _r: Response(
+        json.dumps(answer["body"]), status=400, content_type=answer["content_type"]
+    )
     outcome = sender(aws_server.url).send(TEXT)
     assert isinstance(outcome, SendFailed)
     assert (outcome.kind, outcome.reason, outcome.error_code) == (
@@ -808,7 +871,9 @@ def test_unreadable_success_is_ambiguous(fake_aws: FakeAws, aws_server: AwsServe
     assert isinstance(outcome, SendFailed) and outcome.kind is FailureKind.AMBIGUOUS
 
 
-def test_read_timeout_after_the_request_arrived_is_ambiguous(fake_aws: FakeAws, aws_server: AwsServer) -> None:
+def test_read_timeout_after_the_request_arrived_is_ambiguous(
+    fake_aws: FakeAws, aws_server: AwsServer
+) -> None:
     def slow(_request: Request) -> Response:
         fake_aws.release.wait(timeout=10)
         return aws_json(200, {"MessageId": "late"})
@@ -877,7 +942,9 @@ def test_send_logs_neither_secret_nor_full_number_nor_body(
     fake_aws: FakeAws, aws_server: AwsServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     sender(aws_server.url).send(TEXT)
-    fake_aws.error(400, "ConflictException", Message=f"{CUSTOMER} opted out", Reason="DESTINATION_PHONE_NUMBER_OPTED_OUT")
+    fake_aws.error(
+        400, "ConflictException", Message=f"{CUSTOMER} opted out", Reason="DESTINATION_PHONE_NUMBER_OPTED_OUT"
+    )
     sender(aws_server.url).send(TEXT)
     assert "862a8790" in caplog.text and "DESTINATION_PHONE_NUMBER_OPTED_OUT" in caplog.text
     assert CUSTOMER not in caplog.text and "+1********00" in caplog.text
@@ -1009,9 +1076,18 @@ def test_missing_aws_credentials_fail_at_send_as_permanent(
 @given(st.binary(max_size=2048))
 def test_parse_raises_only_payload_error_for_any_bytes(body: bytes) -> None:
     try:
-        parse(body)
+        events = parse(body)
     except PayloadError:
-        pass
+        return
+    assert all(isinstance(event, ParsedInbound | ParsedStatus) for event in events)
+
+
+@settings(max_examples=200, deadline=None)
+@given(body=st.binary(max_size=2048), message_type=st.sampled_from([None, "Notification", "Bogus"]))
+def test_verify_raises_only_signature_error_for_any_bytes(body: bytes, message_type: str | None) -> None:
+    headers = {} if message_type is None else {"x-amz-sns-message-type": message_type}
+    with pytest.raises(SignatureError):
+        carrier().verify(webhook(body, headers=headers))
 
 
 _VALUE = st.one_of(
@@ -1061,7 +1137,9 @@ def test_parse_raises_only_payload_error_for_plausible_payloads(
     fields: dict[str, Any],
     raw_message: str | None,
 ) -> None:
-    payload: dict[str, Any] = inbound_payload() if inbound else event_payload("TEXT_DELIVERED", eventType=event_type)
+    payload: dict[str, Any] = (
+        inbound_payload() if inbound else event_payload("TEXT_DELIVERED", eventType=event_type)
+    )
     payload.update(fields)
     message = {
         "Type": sns_type,

@@ -486,3 +486,31 @@ def test_a_receipt_saying_the_recipient_opted_out_is_recorded(world: World) -> N
     record = world.opt_outs.get(CUSTOMER)
     assert record is not None and record.opted_out
     assert record.history[-1].source == "fake:40300"
+
+
+def test_receipts_for_each_parts_own_id_are_tied_to_the_message_by_our_id(world: World) -> None:
+    message = outbound(world, "out_v", sid="0A01", status=MessageStatus.SENT)
+    world.messages.items["out_v"] = message.model_copy(update={"carrier_part_ids": ["0A01", "0A02"]})
+    processor = world.processor()
+
+    for sid in ("0A02", "0A01"):
+        processor.apply_receipt(
+            receipt(sid, MessageStatus.DELIVERED).model_copy(update={"client_ref": "out_v"})
+        )
+
+    delivered = world.messages.items["out_v"]
+    assert delivered.status is MessageStatus.DELIVERED
+    assert delivered.part_statuses == {"1": MessageStatus.DELIVERED, "2": MessageStatus.DELIVERED}
+    assert world.receipts.items == {}  # nothing parked
+
+
+def test_a_client_ref_naming_a_message_of_another_carrier_id_does_not_capture_the_receipt(
+    world: World,
+) -> None:
+    outbound(world, "out_v", sid="0A01", status=MessageStatus.SENT)
+    stray = receipt("ZZ99", MessageStatus.DELIVERED).model_copy(update={"client_ref": "out_v"})
+
+    world.processor().apply_receipt(stray)
+
+    assert world.messages.items["out_v"].status is MessageStatus.SENT
+    assert len(world.receipts.items) == 1  # parked until (if ever) that id is known

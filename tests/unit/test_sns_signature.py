@@ -16,6 +16,7 @@ import socket
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -48,8 +49,9 @@ OTHER_TOPIC = "arn:aws:sns:us-east-1:999999999999:someone-elses-topic"
 # -- carriers.md section 11: the two published Lambda-record vectors (test certificate, not AWS's) --------
 
 VECTOR_MESSAGE = (
-    '{"originationNumber": "+14255550182", "destinationNumber": "+12125550101", "messageKeyword": '
-    '"KEYWORD_123456789012", "messageBody": "STOP", "inboundMessageId": "cae173d2-66b9-564c-8309-21f858e9fb84", '
+    '{"originationNumber": "+14255550182", "destinationNumber": "+12125550101", '
+    '"messageKeyword": "KEYWORD_123456789012", "messageBody": "STOP", '
+    '"inboundMessageId": "cae173d2-66b9-564c-8309-21f858e9fb84", '
     '"previousPublishedMessageId": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}'
 )
 VECTOR_CERT_URL = "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-0000000000000000000000.pem"
@@ -195,13 +197,62 @@ def confirmation(kind: str, subscribe_url: str, *, topic: str = TOPIC) -> dict[s
     return {
         "Type": kind,
         "MessageId": "165545c9-2a5c-472c-8df2-7ff2be2b3b1b",
-        "Token": "2336412f37fb687f5d51e6e241d09c805a5a57b30d712f794cc5f6a988666d92768dd60a747ba6f3beb71854e285d6ad02",
+        "Token": "0123456789abcdef" * 8,
         "TopicArn": topic,
-        "Message": f"You have chosen to subscribe to the topic {topic}.\nTo confirm the subscription, visit the "
-        "SubscribeURL included in this message.",
+        "Message": f"Confirm the subscription to {topic} by visiting SubscribeURL.",
         "SubscribeURL": subscribe_url,
         "Timestamp": sns_time(datetime.now(UTC)),
     }
+
+
+# -- moto's SNS: an independent signer ---------------------------------------------------------------
+
+
+@dataclass
+class MotoTopic:
+    """An SNS topic in moto, with an HTTP subscription to `served`; moto signs what it posts.
+
+    AWS publishes no Python signer (or validator) for SNS; moto's is an independent implementation,
+    so it checks our verifier against someone else's reading of the scheme.
+    """
+
+    arn: str
+    client: Any
+    served: Served
+
+    def publish(self, message: str) -> dict[str, Any]:
+        before = len(self.served.posted)
+        self.client.publish(TopicArn=self.arn, Message=message)  # moto posts before returning
+        assert len(self.served.posted) == before + 1
+        posted: dict[str, Any] = json.loads(self.served.posted[-1])
+        return posted
+
+    @staticmethod
+    def fetch(url: str) -> bytes:
+        """Certificates as moto serves them at https://sns.<region>.amazonaws.com/... inside mock_aws."""
+        import requests
+
+        answer = requests.get(url, timeout=5)
+        answer.raise_for_status()
+        return answer.content
+
+
+@contextmanager
+def moto_topic(
+    served: Served, monkeypatch: pytest.MonkeyPatch, name: str = "parley-sms-events"
+) -> Iterator[MotoTopic]:
+    import boto3
+    from moto import mock_aws
+
+    for variable in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with mock_aws():
+        client = boto3.client("sns", region_name="us-east-1")
+        arn = client.create_topic(Name=name)["TopicArn"]
+        client.subscribe(TopicArn=arn, Protocol="http", Endpoint=served.url + "/webhooks/aws/events")
+        yield MotoTopic(arn, client, served)
 
 
 # -- a local server for certificates and subscription confirmations ----------------------------------
@@ -214,12 +265,15 @@ class Served:
     url: str = ""
     routes: dict[str, tuple[int, bytes, dict[str, str]]] = field(default_factory=dict)
     hits: Counter[str] = field(default_factory=Counter)
+    posted: list[bytes] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         request = Request(environ)
         with self.lock:
             self.hits[request.full_path.rstrip("?")] += 1
+            if request.method == "POST":
+                self.posted.append(request.get_data())
             status, body, headers = self.routes.get(request.path, (404, b"not found", {}))
         return Response(body, status=status, headers=headers)(environ, start_response)
 
@@ -301,6 +355,18 @@ def test_published_vector_is_stale_today() -> None:
     with pytest.raises(SignatureError, match="stale"):
         SnsVerifier(fetch=vector_fetch(seen), cache={}).verify(vector_record("2"))
     assert seen == []  # rejected before any certificate was fetched
+
+
+def test_notifications_signed_by_moto_are_accepted(served: Served, monkeypatch: pytest.MonkeyPatch) -> None:
+    with moto_topic(served, monkeypatch) as topic:
+        check = SnsVerifier(topic_arns=(topic.arn,), fetch=topic.fetch, cache={})
+        for body in ('{"eventType": "TEXT_DELIVERED"}', "plain words", "ünïcödé ✓"):
+            message = topic.publish(body)
+            assert message["SigningCertURL"].startswith("https://sns.us-east-1.amazonaws.com/")
+            check.verify(message)
+        message["Message"] += " "
+        with pytest.raises(SignatureError, match="does not match"):
+            check.verify(message)
 
 
 # -- certificate URL rules ----------------------------------------------------------------------------
@@ -469,7 +535,9 @@ def test_max_age_must_be_positive() -> None:
         SnsVerifier(max_age=timedelta(0))
 
 
-def test_topic_not_on_the_allow_list_is_rejected_before_fetching(served: Served, key: rsa.RSAPrivateKey) -> None:
+def test_topic_not_on_the_allow_list_is_rejected_before_fetching(
+    served: Served, key: rsa.RSAPrivateKey
+) -> None:
     url = served.serve("/never-fetched.pem", make_cert(key))
     message = Signer(key, url).sign(notification(topic=OTHER_TOPIC))
     with pytest.raises(SignatureError, match="topic"):
@@ -639,7 +707,9 @@ _TEXT = st.one_of(st.none(), st.integers(), st.text(max_size=40), st.lists(st.te
 
 @settings(max_examples=200, deadline=None)
 @given(
-    kind=st.sampled_from(["Notification", "SubscriptionConfirmation", "UnsubscribeConfirmation", "Other", None]),
+    kind=st.sampled_from(
+        ["Notification", "SubscriptionConfirmation", "UnsubscribeConfirmation", "Other", None]
+    ),
     version=st.sampled_from(["1", "2", "3", 1, None, ""]),
     cert_url=st.sampled_from(
         [
@@ -654,13 +724,20 @@ _TEXT = st.one_of(st.none(), st.integers(), st.text(max_size=40), st.lists(st.te
         st.sampled_from(["now", "2023-11-14T22:13:20.123Z", "0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z"]),
         _TEXT,
     ),
-    signature=st.one_of(_TEXT, st.binary(min_size=1, max_size=300).map(lambda b: base64.b64encode(b).decode())),
+    signature=st.one_of(
+        _TEXT, st.binary(min_size=1, max_size=300).map(lambda b: base64.b64encode(b).decode())
+    ),
     fields=st.dictionaries(
         st.sampled_from(["Message", "MessageId", "Subject", "TopicArn", "Token", "SubscribeURL"]), _TEXT
     ),
 )
 def test_verify_raises_only_signature_error_for_plausible_messages(
-    kind: object, version: object, cert_url: object, timestamp: object, signature: object, fields: dict[str, Any]
+    kind: object,
+    version: object,
+    cert_url: object,
+    timestamp: object,
+    signature: object,
+    fields: dict[str, Any],
 ) -> None:
     message = {
         **fields,

@@ -458,6 +458,7 @@ def test_receipts_of_a_long_text_arrive_per_part_and_share_the_client_ref() -> N
     events = [parse(WebhookKind.STATUS, post(STATUS_URL, p))[0] for p in parts]
     assert [e.carrier_message_id for e in events] == ["0B00000121", "0B00000122"]
     assert {e.raw["client-ref"] for e in events} == {"msg-77"}
+    assert all(isinstance(e, ParsedStatus) and e.client_ref == "msg-77" for e in events)
     assert all(isinstance(e, ParsedStatus) and e.part is None and e.parts is None for e in events)
 
 
@@ -718,10 +719,10 @@ def test_send_unicode_text_without_callback(fake: FakeVonage) -> None:
     assert "callback" not in form
 
 
-def test_long_text_returns_the_first_parts_id_and_the_part_count(fake: FakeVonage) -> None:
+def test_long_text_returns_the_first_parts_id_the_part_count_and_every_parts_id(fake: FakeVonage) -> None:
     fake.json(accepted("0A000001", "0A000002", "0A000003"))
     outcome = send_via(fake, OutboundText("m3", "+15005550006", "+14155550100", "x" * 400))
-    assert outcome == SendAccepted("0A000001", "submitted", 3)
+    assert outcome == SendAccepted("0A000001", "submitted", 3, part_ids=("0A000001", "0A000002", "0A000003"))
 
 
 def test_message_id_too_long_for_client_ref_is_not_sent(fake: FakeVonage) -> None:
@@ -851,6 +852,17 @@ def test_missing_api_secret_fails_without_calling_vonage(fake: FakeVonage) -> No
     outcome = carrier(api_base=fake.url, api_secret=lambda: "").send(TEXT)
     assert outcome == SendFailed(FailureKind.PERMANENT, "the Vonage API secret is not configured")
     assert fake.seen == []
+
+
+def test_media_is_refused_without_calling_vonage(fake: FakeVonage) -> None:
+    text = OutboundText(
+        "m4", "+15005550006", "+14155550100", "see photo", media_urls=("https://m.example/a.jpg",)
+    )
+    outcome = send_via(fake, text)
+    assert outcome == SendFailed(
+        FailureKind.PERMANENT, "this number's carrier (Vonage SMS) can't send pictures or files"
+    )
+    assert fake.seen == []  # never the text without its picture
 
 
 def test_logs_mask_numbers_and_never_show_secrets(fake: FakeVonage, caplog: pytest.LogCaptureFixture) -> None:

@@ -5,6 +5,18 @@ configuration set's event destination) to SNS topics; Parley subscribes one HTTP
 ``POST /webhooks/aws/events``, to them. Every request there is an SNS message, checked by
 `parley.carriers.sns` (RSA signature, certificate host, freshness, topic allow-list).
 
+Settings (`build`; env PARLEY_*):
+
+* AWS_SNS_TOPIC_ARNS        comma list of the topics we subscribed (two-way and events); empty accepts any
+                            topic (and confirms any subscription) with a warning: set it in production.
+* AWS_SNS_CERT_HOSTS_EXTRA  comma list of extra certificate hosts, http allowed: the LOCAL SIMULATOR ONLY.
+* AWS_SNS_MAX_AGE_SECONDS   oldest SNS Timestamp accepted (default 3600).
+* AWS_SMS_CONFIGURATION_SET the configuration set whose SNS event destination sends delivery events.
+* AWS_SMS_ENDPOINT_URL      API endpoint override (the local simulator); AWS_SMS_REGION (default AWS_REGION).
+* AWS_SMS_MESSAGE_TYPE      TRANSACTIONAL or PROMOTIONAL (default: omitted, the account's default).
+* AWS_SMS_SELF_MANAGED_OPT_OUTS  "true" when the numbers hand STOP/HELP to us instead of AWS answering.
+* CARRIER_TIMEOUT_SECONDS   read timeout of SendTextMessage. AWS credentials: the default chain (the role).
+
 Shapes relied on (carriers.md section 9; "not found" means the reference could not establish it):
 
 * SNS HTTP body: JSON with Type (Notification | SubscriptionConfirmation | UnsubscribeConfirmation),

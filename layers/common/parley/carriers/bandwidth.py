@@ -371,6 +371,7 @@ class BandwidthCarrier:
             error_message=error_message,
             occurred_at=occurred or _timestamp(event.get("time")) or _now(),
             opted_out=error_code == OPT_OUT_CODE,
+            client_ref=_tag(event),
             raw=event,
         )
 
@@ -748,3 +749,10 @@ def _log_outcome(text: OutboundText, outcome: SendOutcome) -> None:
             outcome.error_code,
             outcome.http_status,
         )
+
+
+def _tag(event: dict[str, Any]) -> str | None:
+    """Our message id, which send puts in Bandwidth's `tag` and every receipt echoes back."""
+    message = event.get("message")
+    tag = message.get("tag") if isinstance(message, dict) else None
+    return tag.strip() if isinstance(tag, str) and tag.strip() else None

@@ -125,6 +125,7 @@ class ParsedStatus:
     part: int | None = None  # per-segment receipts: which part (1-based), of how many
     parts: int | None = None
     opted_out: bool = False
+    client_ref: str | None = None  # our message id, where the carrier echoes it back
     raw: dict[str, Any] = field(default_factory=dict)
     kind: Literal["status_update"] = "status_update"
 
@@ -177,6 +178,9 @@ class SendAccepted:
     carrier_message_id: str
     carrier_status: str
     segments: int | None = None
+    # Carriers that give each part of a long text its own id (Vonage's SMS API), in part order;
+    # receipts for any of them then count as that part of this message.
+    part_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

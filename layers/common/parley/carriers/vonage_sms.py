@@ -330,6 +330,7 @@ class VonageSmsCarrier:
             error_message=classify(code, None)[1] if code else None,
             occurred_at=occurred,
             opted_out=code == OPTED_OUT_ERR_CODE,
+            client_ref=fields.get("client-ref", "").strip() or None,
             raw=dict(fields),
         )
 
@@ -341,9 +342,14 @@ class VonageSmsCarrier:
 
         from parley.domain.encoding import is_gsm7
 
+        outcome: SendOutcome
+        if text.media_urls:  # the SMS API has no MMS: refusing beats silently dropping the picture
+            outcome = SendFailed(_P, "this number's carrier (Vonage SMS) can't send pictures or files")
+            _log_outcome(text, outcome)
+            return outcome
         api_secret = self._secret_for_send()
         if not api_secret:
-            outcome: SendOutcome = SendFailed(_P, "the Vonage API secret is not configured")
+            outcome = SendFailed(_P, "the Vonage API secret is not configured")
             _log_outcome(text, outcome)
             return outcome
         form: dict[str, str] = {
@@ -362,10 +368,6 @@ class VonageSmsCarrier:
         else:
             logger.warning(
                 "vonage send %s: id longer than %d characters, no client-ref", text.message_id, MAX_CLIENT_REF
-            )
-        if text.media_urls:
-            logger.warning(
-                "vonage send %s: the SMS API can't send media; sending the text only", text.message_id
             )
         try:
             response = self._http().post(
@@ -649,7 +651,8 @@ def _send_outcome(response: requests.Response) -> SendOutcome:
             reason = "the carrier accepted the message but returned no message id; checking before any retry"
             return SendFailed(FailureKind.AMBIGUOUS, reason, None, http)
         count = _small_int(_text(data.get("message-count")))
-        return SendAccepted(message_id, ACCEPTED_STATUS, count or len(parts))
+        part_ids = tuple(_text(p.get("message-id")) for p in parts) if len(parts) > 1 else ()
+        return SendAccepted(message_id, ACCEPTED_STATUS, count or len(parts), part_ids=part_ids)
     part, code = failed[0]
     kind, reason = classify(code, http)
     error_text = _text(part.get("error-text"))

@@ -84,6 +84,7 @@ class StatusUpdate(Frozen):
     part: int | None = None  # per-segment receipts: which part, of how many
     parts: int | None = None
     opted_out: bool = False  # the carrier says the recipient has opted out
+    client_ref: str | None = None  # our message id, where the carrier echoes it back
     raw: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -176,6 +177,7 @@ class Message(BaseModel):
     team: str = "default"
     sender_reason: str | None = None
     part_statuses: dict[str, MessageStatus] = Field(default_factory=dict)  # per-segment receipts
+    carrier_part_ids: list[str] = Field(default_factory=list)  # one id per part, where carriers do that
     version: int = 0
 
 

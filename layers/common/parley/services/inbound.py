@@ -160,7 +160,7 @@ class InboundProcessor:
         return message
 
     def apply_receipt(self, update: StatusUpdate) -> None:
-        message = self._messages.find_by_carrier_ref(update.carrier, update.carrier_message_id)
+        message = self._find(update)
         if update.opted_out and message is not None:
             self._opt_outs.record(
                 message.customer_number,
@@ -176,22 +176,35 @@ class InboundProcessor:
                 extra={"carrier_message_id": update.carrier_message_id, "status": update.status.value},
             )
             # The send may have recorded the id while we parked: look again so nothing waits for the sweep.
-            message = self._messages.find_by_carrier_ref(update.carrier, update.carrier_message_id)
+            message = self._find(update)
             if message is not None:
-                self.apply_parked(message.carrier, update.carrier_message_id)
+                self.apply_parked(update.carrier, update.carrier_message_id)
             return
-        apply_status(self._messages, self._events, message.message_id, update)
+        apply_status(self._messages, self._events, message.message_id, _with_part(message, update))
+
+    def _find(self, update: StatusUpdate) -> Message | None:
+        """The message a receipt is about: by the carrier's id, else by our id where the carrier echoes it."""
+        message = self._messages.find_by_carrier_ref(update.carrier, update.carrier_message_id)
+        if message is None and update.client_ref:
+            candidate = self._messages.get(update.client_ref)
+            known = candidate is not None and (
+                update.carrier_message_id == candidate.carrier_message_id
+                or update.carrier_message_id in candidate.carrier_part_ids
+            )
+            if candidate is not None and candidate.carrier == update.carrier and known:
+                message = candidate
+        return message
 
     def apply_parked(self, carrier: str, carrier_message_id: str) -> int:
         """Apply every parked receipt for this id, oldest first; returns how many were applied."""
         parked = sorted(self._receipts.parked_for(carrier, carrier_message_id), key=lambda u: u.occurred_at)
         if not parked:
             return 0
-        message = self._messages.find_by_carrier_ref(carrier, carrier_message_id)
+        message = self._find(parked[0])
         if message is None:
             return 0
         for update in parked:
-            apply_status(self._messages, self._events, message.message_id, update)
+            apply_status(self._messages, self._events, message.message_id, _with_part(message, update))
             self._receipts.remove(update)
         return len(parked)
 
@@ -260,6 +273,14 @@ def apply_status(
             events.publish(name, _event_detail(stored))
         return stored
     raise ConflictError(f"message {message_id} kept changing while a receipt was applied")
+
+
+def _with_part(message: Message, update: StatusUpdate) -> StatusUpdate:
+    """A receipt for one part's own carrier id counts as that part of the message."""
+    ids = message.carrier_part_ids
+    if update.part is None and len(ids) > 1 and update.carrier_message_id in ids:
+        return update.model_copy(update={"part": ids.index(update.carrier_message_id) + 1, "parts": len(ids)})
+    return update
 
 
 _FAILED_PART = frozenset({MessageStatus.FAILED, MessageStatus.UNDELIVERED})

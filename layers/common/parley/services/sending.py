@@ -347,6 +347,7 @@ class SendService:
             {
                 "status": MessageStatus.ACCEPTED,
                 "carrier_message_id": accepted.carrier_message_id,
+                "carrier_part_ids": list(accepted.part_ids),
                 "attempts": [*message.attempts, attempt],
                 "history": [*message.history, _change(MessageStatus.ACCEPTED, now, accepted.carrier_status)],
                 "next_attempt_at": None,
@@ -360,7 +361,8 @@ class SendService:
         self._events.publish("MessageSent", _detail(stored))
         if self._on_carrier_id is not None:
             # Receipts that raced ahead of this write were parked; apply them now.
-            self._on_carrier_id(stored.carrier, accepted.carrier_message_id)
+            for carrier_id in dict.fromkeys((accepted.carrier_message_id, *accepted.part_ids)):
+                self._on_carrier_id(stored.carrier, carrier_id)
         return self._messages.get(stored.message_id) or stored
 
     def _record_failure(self, message: Message, failure: SendFailed) -> Message:
