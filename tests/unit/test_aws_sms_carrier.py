@@ -364,6 +364,7 @@ def test_delivery_events_map_onto_our_statuses(
         error_code=event_type if is_error else None,
         error_message="described by AWS" if is_error else None,
         occurred_at=datetime(2026, 11, 28, 4, 0, 4, 470000, tzinfo=UTC),
+        client_ref="msg-1",  # the Context we sent, echoed back
         raw=payload,
     )
     assert (event.part, event.parts) == (None, None)  # one event per message, not per segment
@@ -400,6 +401,12 @@ def test_opted_out_receipts_are_flagged(payload: dict[str, Any]) -> None:
     assert event.opted_out is True
     assert event.status in (MessageStatus.FAILED, MessageStatus.UNDELIVERED)
     assert event.error_code == payload["eventType"]
+
+
+@pytest.mark.parametrize("context", [None, {}, {"parley_message_id": ""}, {"parley_message_id": 7}, "msg-1"])
+def test_event_without_our_context_has_no_client_ref(context: object) -> None:
+    [event] = parse(sns_wrap(event_payload("TEXT_DELIVERED", context=context)))
+    assert event.client_ref is None
 
 
 def test_event_without_a_usable_timestamp_uses_the_sns_time() -> None:
@@ -534,7 +541,7 @@ def test_status_samples_parse(name: str, status: MessageStatus, error_code: str 
     [event] = parse(json.dumps(sample(name)["body"]).encode())
     assert isinstance(event, ParsedStatus)
     assert (event.status, event.error_code) == (status, error_code)
-    assert event.raw["context"] == {"parley_message_id": "msg_01JDX7Q8V6ZQ3W2E9R4T5Y6U7I"}
+    assert event.client_ref == "msg_01JDX7Q8V6ZQ3W2E9R4T5Y6U7I"
 
 
 def test_samples_are_not_signed_by_aws() -> None:

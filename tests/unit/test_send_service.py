@@ -383,21 +383,21 @@ def test_a_worker_that_loses_the_claim_does_not_send(world: World) -> None:
 # -- ambiguous outcomes: reconcile before any retry ---------------------------------------------
 
 
-def test_ambiguous_then_retry_with_a_carrier_that_cannot_look_up_resends(world: World) -> None:
-    # Current behaviour: the plain carrier has no SentLookup, so the retry sends again. If the first
-    # request did reach the carrier, the customer gets the text twice.
+def test_ambiguous_with_a_carrier_that_cannot_be_searched_fails_for_a_person_and_never_resends(
+    world: World,
+) -> None:
     world.carrier.script(AMBIGUOUS)
     sender = world.sender()
     (queued,) = sender.submit(req(ANA), "req-1")
 
     first = sender.deliver(queued.message_id)
     assert first is not None and first.status is MessageStatus.RETRYING
-    assert first.carrier_message_id is None  # an ambiguous failure tells us no carrier id
     second = sender.deliver(queued.message_id)
 
-    assert second is not None and second.status is MessageStatus.ACCEPTED
-    assert len(world.carrier.sent) == 2
-    assert [a.outcome for a in second.attempts] == ["ambiguous", "accepted"]
+    assert second is not None and second.status is MessageStatus.FAILED
+    assert second.error_reason is not None and "check with the customer" in second.error_reason
+    assert len(world.carrier.sent) == 1  # the customer may have it: never sent twice
+    assert world.events.types[-1] == "MessageFailed"
 
 
 def test_ambiguous_then_retry_asks_the_carrier_first_and_does_not_resend_what_it_has() -> None:

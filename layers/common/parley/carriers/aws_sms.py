@@ -27,7 +27,8 @@ Shapes relied on (carriers.md section 9; "not found" means the reference could n
   AWS also publishes the STOP it acted on: not found; we assume it does, and mark AWS's default opt-out
   keywords (and HELP, which AWS answers) as handled unless self-managed opt-outs are configured.
 * Delivery events (9.2): {eventType, eventTimestamp (ms), isFinal, messageId, messageStatus,
-  messageStatusDescription, context, totalMessageParts, ...}. eventType values from the botocore enum
+  messageStatusDescription, context (the Context we sent: our message id comes back as `client_ref`),
+  totalMessageParts, ...}. eventType values from the botocore enum
   (TEXT_* and MEDIA_*); the full messageStatus list: not found (the example shows SUCCESSFUL), so we
   map eventType and read messageStatus only for OPTED_OUT. TEXT_OPTED_OUT is not in the enum either;
   it is mapped defensively. One event per message, not per segment: `part`/`parts` stay None.
@@ -358,6 +359,8 @@ class AwsSmsCarrier:
             status = MessageStatus.FAILED
         failed = status in (MessageStatus.FAILED, MessageStatus.UNDELIVERED)
         description = payload.get("messageStatusDescription")
+        context = payload.get("context")
+        client_ref = context.get(CONTEXT_KEY) if isinstance(context, dict) else None
         return ParsedStatus(
             carrier=NAME,
             carrier_message_id=message_id,
@@ -367,6 +370,7 @@ class AwsSmsCarrier:
             error_message=description if failed and isinstance(description, str) else None,
             occurred_at=_event_time(payload.get("eventTimestamp")) or sent_at,
             opted_out=opted_out,
+            client_ref=client_ref if isinstance(client_ref, str) and client_ref else None,
             raw=payload,
         )
 

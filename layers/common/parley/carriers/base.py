@@ -225,12 +225,17 @@ class Carrier(Protocol):
         ...
 
 
+class LookupUnavailable(RuntimeError):
+    """The carrier offers no way to find a message it may have accepted: absence can't be proved."""
+
+
 @runtime_checkable
 class SentLookup(Protocol):
     """Optional: find a text the carrier may have accepted before an ambiguous failure.
 
     Carriers without an idempotency key need this, so a retry never texts a customer twice.
-    Raises (any exception) when the lookup itself failed: absence must never be guessed.
+    Raises LookupUnavailable when the carrier can't be searched at all, and any other exception
+    when this lookup failed (it is tried again later): absence must never be guessed.
     """
 
     def find_sent(self, text: OutboundText, since: datetime) -> SendAccepted | None: ...

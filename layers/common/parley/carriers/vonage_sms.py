@@ -39,6 +39,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from parley.carriers.base import (
     FailureKind,
+    LookupUnavailable,
     OutboundText,
     ParsedConcat,
     ParsedEvent,
@@ -144,7 +145,7 @@ class VonageConfigError(ValueError):
     """The Vonage settings are incomplete or invalid; the message names the variable to set."""
 
 
-class VonageLookupUnavailable(RuntimeError):
+class VonageLookupUnavailable(LookupUnavailable):
     """Vonage's SMS API offers no message search, so an ambiguous send can't be settled here."""
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from parley.carriers.base import (
     Carrier,
     FailureKind,
+    LookupUnavailable,
     OutboundText,
     SendAccepted,
     SendFailed,
@@ -326,11 +327,16 @@ class SendService:
         """Before resending after an ambiguous outcome, ask the carrier whether it already has the text.
 
         A lookup failure propagates: the job is retried later rather than risking a second text.
+        Where the carrier can't be searched at all, the message fails for a person to check: we
+        never resend what the customer may already have.
         """
-        if not isinstance(carrier, SentLookup):
-            return None
-        since = message.attempts[0].at if message.attempts else message.created_at
-        found = carrier.find_sent(_outbound(message, None), since)
+        try:
+            if not isinstance(carrier, SentLookup):
+                raise LookupUnavailable(f"{carrier.name} offers no message search")
+            since = message.attempts[0].at if message.attempts else message.created_at
+            found = carrier.find_sent(_outbound(message, None), since)
+        except LookupUnavailable:
+            return self._needs_a_person(message)
         if found is None:
             return None
         logger.info(
@@ -338,6 +344,27 @@ class SendService:
             extra={"message_id": message.message_id, "carrier_message_id": found.carrier_message_id},
         )
         return self._record_accepted(message, found, outcome="reconciled")
+
+    def _needs_a_person(self, message: Message) -> Message:
+        now = self._clock()
+        reason = (
+            "the carrier may already have sent this text and can't be asked; "
+            "check with the customer before resending"
+        )
+        stored = self._update(
+            message,
+            {
+                "status": MessageStatus.FAILED,
+                "history": [*message.history, _change(MessageStatus.FAILED, now, reason)],
+                "next_attempt_at": None,
+                "error_reason": reason,
+            },
+        )
+        logger.warning(
+            "ambiguous send can't be reconciled; left for a person", extra={"message_id": message.message_id}
+        )
+        self._events.publish("MessageFailed", _detail(stored))
+        return stored
 
     def _record_accepted(self, message: Message, accepted: SendAccepted, *, outcome: str) -> Message:
         now = self._clock()
