@@ -50,6 +50,7 @@ API_ROUTES = {
     ("post", "/v1/messages"),
     ("get", "/v1/messages/{message_id}"),
     ("post", "/v1/messages/preview"),
+    ("get", "/v1/numbers"),
 }
 WEBHOOK_ROUTE = ("post", "/webhooks/{carrier}/{kind}")
 JWT_AUTHORIZER = "ParleyJwt"
@@ -176,12 +177,23 @@ def test_layer_is_built_by_sam_from_layers_common(source: dict[str, Any]) -> Non
 # ---------------------------------------------------------------- environment
 
 
-def test_global_env_names_are_settings_fields(source: dict[str, Any]) -> None:
+def _carrier_options() -> set[str]:
+    """PARLEY_<CARRIER>_<OPTION> names the carrier plugins read through CarrierConfig."""
+    names: set[str] = set()
+    for module in (ROOT / "layers/common/parley/carriers").glob("*.py"):
+        source = module.read_text()
+        for option in re.findall(r"""(?:get|secret|secrets)\(\s*["']([a-z0-9_]+)["']""", source):
+            names.add(f"PARLEY_{option.upper()}")
+            names.add(f"PARLEY_{option.upper()}_PARAM")  # a secret's SSM parameter name
+    return names
+
+
+def test_global_env_names_are_settings_fields_or_carrier_options(source: dict[str, Any]) -> None:
     names = set(_function_globals(source)["Environment"]["Variables"])
-    fields = {f"PARLEY_{name.upper()}" for name in Settings.model_fields}
+    fields = {f"PARLEY_{name.upper()}" for name in Settings.model_fields} | _carrier_options()
     app_names = {n for n in names if not (n.startswith("POWERTOOLS_") or n == "LOG_LEVEL")}
     unknown = sorted(app_names - fields)
-    assert unknown == [], f"env vars in Globals that parley.config.Settings does not read: {unknown}"
+    assert unknown == [], f"env vars in Globals that neither Settings nor a carrier reads: {unknown}"
     assert "PARLEY_MESSAGES_TABLE" in app_names  # the check above is not vacuous
 
 
@@ -335,10 +347,13 @@ def test_no_iam_statement_uses_a_wildcard_action(cfn: dict[str, Any]) -> None:
 
 
 def _ssm_parameter_paths(cfn: dict[str, Any], role_id: str) -> set[str]:
+    """SSM parameters a role may read, through its own statements or a managed policy of ours."""
+    arns = cfn["Resources"][role_id]["Properties"].get("ManagedPolicyArns", [])
+    sources = {role_id} | {a["Ref"] for a in arns if isinstance(a, dict) and "Ref" in a}
     paths = set()
     for lid, st in _statements(cfn):
         actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
-        if lid == role_id and any(a.startswith("ssm:") for a in actions):
+        if lid in sources and any(a.startswith("ssm:") for a in actions):
             resources = st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
             for res in resources:
                 text = res["Fn::Sub"] if isinstance(res, dict) else res
@@ -349,13 +364,25 @@ def _ssm_parameter_paths(cfn: dict[str, Any], role_id: str) -> set[str]:
 
 
 def test_secrets_are_read_from_exactly_their_ssm_parameters(cfn: dict[str, Any]) -> None:
-    twilio = {"/parley/${Stage}/twilio/auth-token"}
+    carriers = {
+        f"/parley/${{Stage}}/{name}"
+        for name in (
+            "twilio/auth-token",
+            "telnyx/api-key",
+            "vonage/api-secret",
+            "vonage/signature-secret",
+            "vonage/messages-signature-secret",
+            "bandwidth/password",
+            "bandwidth/callback-password",
+            "plivo/auth-token",
+        )
+    }
     crm = {"/parley/${Stage}/crm/signing-secret"}
     expected = {
-        "WebhookFunction": twilio,
-        "InboundProcessorFunction": twilio,
-        "SendFunction": twilio,
-        "RetryFunction": twilio,
+        "WebhookFunction": carriers,
+        "InboundProcessorFunction": carriers,
+        "SendFunction": carriers,
+        "RetryFunction": carriers,
         "DigestFunction": crm,
         "ApiFunction": set(),
     }

@@ -182,7 +182,12 @@ def test_signed_webhook_is_accepted(signer: Signer, version: str) -> None:
 @pytest.mark.parametrize("version", ["1", "2"])
 def test_published_sns_vectors_are_accepted_through_the_plugin(version: str) -> None:
     seen: list[str] = []
-    verifier = SnsVerifier(clock=lambda: VECTOR_TIME, fetch=vector_fetch(seen), cache={})
+    verifier = SnsVerifier(
+        topic_arns=("arn:aws:sns:us-east-1:123456789012:sms-inbound",),
+        clock=lambda: VECTOR_TIME,
+        fetch=vector_fetch(seen),
+        cache={},
+    )
     carrier(verifier=verifier).verify(webhook(as_http_delivery(vector_record(version))))
     assert seen == [VECTOR_CERT_URL]
 
@@ -548,6 +553,7 @@ def test_samples_are_not_signed_by_aws() -> None:
     """They are signed with a throwaway key; the real certificate would never verify them."""
     message = sample("status_delivered.json")["body"]
     verifier = SnsVerifier(
+        topic_arns=(message["TopicArn"],),
         clock=lambda: datetime(2026, 11, 28, 4, 1, tzinfo=UTC),
         fetch=lambda _url: make_cert(
             rsa.generate_private_key(public_exponent=65537, key_size=2048),

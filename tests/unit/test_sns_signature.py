@@ -95,6 +95,9 @@ OKCrIq7j6i9qQcKcvZPxlNLPvovWdtZwbF3hIdgXy6CiVCLBdYBaOtRP8VsxRlsN
 VECTOR_TIME = datetime(2023, 11, 14, 22, 20, tzinfo=UTC)
 
 
+VECTOR_TOPIC = "arn:aws:sns:us-east-1:123456789012:sms-inbound"
+
+
 def vector_record(version: str) -> dict[str, Any]:
     """The `Sns` object of the published Lambda record, as Lambda spells its keys."""
     return {
@@ -330,14 +333,14 @@ def test_published_vectors_are_accepted(version: str, shape: str) -> None:
     record = vector_record(version)
     message = record if shape == "lambda-record" else as_http_delivery(record)
     seen: list[str] = []
-    check = SnsVerifier(clock=lambda: VECTOR_TIME, fetch=vector_fetch(seen), cache={})
+    check = SnsVerifier(topic_arns=(VECTOR_TOPIC,), clock=lambda: VECTOR_TIME, fetch=vector_fetch(seen), cache={})
     check.verify(message)
     assert seen == [VECTOR_CERT_URL]
 
 
 def test_published_vector_under_the_other_signature_version_is_rejected() -> None:
     record = {**vector_record("1"), "SignatureVersion": "2"}  # a SHA1 signature checked as SHA256
-    check = SnsVerifier(clock=lambda: VECTOR_TIME, fetch=vector_fetch([]), cache={})
+    check = SnsVerifier(topic_arns=(VECTOR_TOPIC,), clock=lambda: VECTOR_TIME, fetch=vector_fetch([]), cache={})
     with pytest.raises(SignatureError, match="does not match"):
         check.verify(record)
 
@@ -345,7 +348,7 @@ def test_published_vector_under_the_other_signature_version_is_rejected() -> Non
 def test_published_vector_with_a_changed_body_is_rejected() -> None:
     record = vector_record("2")
     record["Message"] = record["Message"].replace("STOP", "STAY")
-    check = SnsVerifier(clock=lambda: VECTOR_TIME, fetch=vector_fetch([]), cache={})
+    check = SnsVerifier(topic_arns=(VECTOR_TOPIC,), clock=lambda: VECTOR_TIME, fetch=vector_fetch([]), cache={})
     with pytest.raises(SignatureError, match="does not match"):
         check.verify(record)
 
@@ -353,7 +356,7 @@ def test_published_vector_with_a_changed_body_is_rejected() -> None:
 def test_published_vector_is_stale_today() -> None:
     seen: list[str] = []
     with pytest.raises(SignatureError, match="stale"):
-        SnsVerifier(fetch=vector_fetch(seen), cache={}).verify(vector_record("2"))
+        SnsVerifier(topic_arns=(VECTOR_TOPIC,), fetch=vector_fetch(seen), cache={}).verify(vector_record("2"))
     assert seen == []  # rejected before any certificate was fetched
 
 
@@ -545,16 +548,17 @@ def test_topic_not_on_the_allow_list_is_rejected_before_fetching(
     assert served.hits["/never-fetched.pem"] == 0
 
 
-def test_without_an_allow_list_any_topic_is_accepted_with_one_warning(
+def test_without_an_allow_list_nothing_is_accepted_and_the_reason_is_logged_once(
     signer: Signer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="parley.carriers.sns")
+    # Otherwise anyone could subscribe our endpoint to their own topic and send AWS-signed fakes.
+    caplog.set_level(logging.ERROR, logger="parley.carriers.sns")
     check = verifier(topic_arns=())
-    check.verify(signer.sign(notification(topic=OTHER_TOPIC)))
-    check.verify(signer.sign(notification(topic=TOPIC)))
-    warnings = [r for r in caplog.records if r.name == "parley.carriers.sns" and r.levelno == logging.WARNING]
-    assert len(warnings) == 1
-    assert "ANY topic" in warnings[0].getMessage()
+    for topic in (OTHER_TOPIC, TOPIC):
+        with pytest.raises(SignatureError, match="no SNS topics are configured"):
+            check.verify(signer.sign(notification(topic=topic)))
+    errors = [r for r in caplog.records if r.name == "parley.carriers.sns" and r.levelno == logging.ERROR]
+    assert len(errors) == 1
 
 
 @pytest.mark.parametrize(

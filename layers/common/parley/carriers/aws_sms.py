@@ -28,9 +28,9 @@ Shapes relied on (carriers.md section 9; "not found" means the reference could n
   keywords (and HELP, which AWS answers) as handled unless self-managed opt-outs are configured.
 * Delivery events (9.2): {eventType, eventTimestamp (ms), isFinal, messageId, messageStatus,
   messageStatusDescription, context (the Context we sent: our message id comes back as `client_ref`),
-  totalMessageParts, ...}. eventType values from the botocore enum
-  (TEXT_* and MEDIA_*); the full messageStatus list: not found (the example shows SUCCESSFUL), so we
-  map eventType and read messageStatus only for OPTED_OUT. TEXT_OPTED_OUT is not in the enum either;
+  totalMessageParts, ...}. eventType values from the botocore enum (TEXT_* and MEDIA_*); the full
+  messageStatus list: not found (the example shows SUCCESSFUL), so we map eventType and read
+  messageStatus only for OPTED_OUT. TEXT_OPTED_OUT is not in the enum either;
   it is mapped defensively. One event per message, not per segment: `part`/`parts` stay None.
 * Send (9.4): SendTextMessage returns {MessageId}; errors are ClientErrors whose code is the exception
   name, with a `Reason` for Conflict/Validation/ServiceQuota/AccessDenied. No idempotency token, and no

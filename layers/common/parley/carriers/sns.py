@@ -57,7 +57,12 @@ Fetch = Callable[[str], bytes]
 
 
 class CertificateUnavailable(SignatureError):
-    """The signing certificate could not be fetched or read: unproven, but maybe only for now."""
+    """The signing certificate could not be fetched or read: unproven, but maybe only for now.
+
+    Answered with 5xx so SNS delivers the message again, rather than a 4xx that would drop it.
+    """
+
+    retryable = True
 
 
 class ConfirmationFailed(Exception):
@@ -238,15 +243,15 @@ class SnsVerifier:
             raise SignatureError("message timestamp is in the future")
 
     def _check_topic(self, topic_arn: str) -> None:
-        if self.topic_arns:
-            if topic_arn not in self.topic_arns:
-                raise SignatureError("message is from a topic we did not subscribe to")
-        elif not self._warned_any_topic:
-            self._warned_any_topic = True
-            logger.warning(
-                "no SNS topic allow-list configured: messages from ANY topic are accepted (and any "
-                "subscription is confirmed); set the topic ARNs to pin them"
-            )
+        # Secure by default: without an allow-list anyone could subscribe us to their own topic and
+        # send AWS-signed fake texts, so nothing is accepted until the topics are configured.
+        if not self.topic_arns:
+            if not self._warned_any_topic:
+                self._warned_any_topic = True
+                logger.error("no SNS topic allow-list configured (PARLEY_AWS_SNS_TOPIC_ARNS): rejecting")
+            raise SignatureError("no SNS topics are configured to accept messages from")
+        if topic_arn not in self.topic_arns:
+            raise SignatureError("message is from a topic we did not subscribe to")
 
     def _certificate(self, url: str) -> Any:
         with self._lock:
