@@ -16,6 +16,7 @@ from parley.carriers.base import (
     WebhookKind,
     WebhookRequest,
 )
+from parley.carriers.config import CarrierConfig
 from parley.domain.ids import inbound_message_id
 from parley.domain.models import (
     CarrierEventEnvelope,
@@ -29,7 +30,7 @@ from parley.domain.models import (
     StatusChange,
     StatusUpdate,
 )
-from parley.edge import MAX_WEBHOOK_BYTES, WebhookTooLarge
+from parley.edge import MAX_WEBHOOK_BYTES, WebhookIntake, WebhookTooLarge
 from parley.ports import ConflictError
 from tests.fakes import T0, World
 
@@ -514,3 +515,21 @@ def test_a_client_ref_naming_a_message_of_another_carrier_id_does_not_capture_th
 
     assert world.messages.items["out_v"].status is MessageStatus.SENT
     assert len(world.receipts.items) == 1  # parked until (if ever) that id is known
+
+
+def test_log_only_can_be_set_for_one_carrier_while_others_enforce(world: World) -> None:
+    world.carrier.events = [wire(inbound("SM1"))]
+    world.carrier.signature_error = "signature does not match"
+    intake = WebhookIntake(world.inbound_queue, log_only=lambda carrier: carrier == "fake")
+
+    outcome = intake.accept(world.carrier, WebhookKind.MESSAGES, webhook(), "corr-1")
+
+    assert outcome.verified is False and len(world.inbound_queue.jobs) == 1
+
+
+def test_a_carrier_verify_mode_overrides_the_global_one() -> None:
+    config = CarrierConfig(
+        {"PARLEY_VERIFY_MODE": "enforce", "PARLEY_VONAGE_MESSAGES_VERIFY_MODE": "log-only"}
+    )
+    assert config.verify_log_only_for("vonage-messages") is True
+    assert config.verify_log_only_for("twilio") is False

@@ -7,7 +7,11 @@ processor turns the queued events into the pydantic models and does the business
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from parley.carriers.base import Carrier, SignatureError, WebhookAck, WebhookKind, WebhookRequest
@@ -32,9 +36,9 @@ class WebhookOutcome:
 class WebhookIntake:
     """Verify → parse → enqueue → ack: one SQS send per event, no reads."""
 
-    def __init__(self, queue: JobQueue, *, log_only: bool = False) -> None:
+    def __init__(self, queue: JobQueue, *, log_only: bool | Callable[[str], bool] = False) -> None:
         self._queue = queue
-        self._log_only = log_only
+        self._log_only = log_only if callable(log_only) else (lambda _carrier: log_only)
 
     def accept(
         self, carrier: Carrier, kind: WebhookKind, request: WebhookRequest, correlation_id: str
@@ -45,7 +49,9 @@ class WebhookIntake:
         try:
             carrier.verify(request)
         except SignatureError as exc:
-            if not self._log_only:
+            log_only = self._log_only(carrier.name)
+            count_metric("WebhookSignatureFailures", carrier.name, "kept" if log_only else "rejected")
+            if not log_only:
                 raise
             verified = False
             logger.warning(
@@ -58,3 +64,28 @@ class WebhookIntake:
                 {"event": event.to_wire(), "correlation_id": correlation_id, "verified": verified}
             )
         return WebhookOutcome(ack=carrier.ack(kind), events=len(events), verified=verified)
+
+
+def count_metric(name: str, carrier: str, outcome: str) -> None:
+    """One CloudWatch embedded-metric-format line (a count), without loading a metrics library.
+
+    Off where POWERTOOLS_METRICS_DISABLED is true (the local stack), like the rest of our metrics.
+    """
+    if os.environ.get("POWERTOOLS_METRICS_DISABLED", "").lower() == "true":
+        return
+    record = {
+        "_aws": {
+            "Timestamp": int(time.time() * 1000),
+            "CloudWatchMetrics": [
+                {
+                    "Namespace": os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Parley"),
+                    "Dimensions": [["carrier", "outcome"]],
+                    "Metrics": [{"Name": name, "Unit": "Count"}],
+                }
+            ],
+        },
+        "carrier": carrier,
+        "outcome": outcome,
+        name: 1,
+    }
+    print(json.dumps(record, separators=(",", ":")), flush=True)

@@ -75,7 +75,7 @@ class Container:
     @cached_property
     def intake(self) -> WebhookIntake:
         queue = SqsQueue(self.env.get("inbound_queue_url"), self.env.region)
-        return WebhookIntake(queue, log_only=self.env.verify_log_only)
+        return WebhookIntake(queue, log_only=self.env.verify_log_only_for)
 
     @property
     def public_base_url(self) -> str:

@@ -60,3 +60,8 @@ class CarrierConfig:
     @property
     def verify_log_only(self) -> bool:
         return self.get("verify_mode", "enforce") == "log-only"
+
+    def verify_log_only_for(self, carrier: str) -> bool:
+        """`PARLEY_<CARRIER>_VERIFY_MODE` (e.g. while rolling out one carrier), else the global mode."""
+        own = self.get(f"{carrier.replace('-', '_')}_verify_mode")
+        return own == "log-only" if own else self.verify_log_only
