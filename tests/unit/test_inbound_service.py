@@ -533,3 +533,8 @@ def test_a_carrier_verify_mode_overrides_the_global_one() -> None:
     )
     assert config.verify_log_only_for("vonage-messages") is True
     assert config.verify_log_only_for("twilio") is False
+
+
+def test_carriers_listed_as_log_only_are_log_only() -> None:
+    config = CarrierConfig({"PARLEY_VERIFY_LOG_ONLY_CARRIERS": "telnyx, Plivo"})
+    assert [config.verify_log_only_for(c) for c in ("telnyx", "plivo", "twilio")] == [True, True, False]

@@ -333,14 +333,18 @@ def test_published_vectors_are_accepted(version: str, shape: str) -> None:
     record = vector_record(version)
     message = record if shape == "lambda-record" else as_http_delivery(record)
     seen: list[str] = []
-    check = SnsVerifier(topic_arns=(VECTOR_TOPIC,), clock=lambda: VECTOR_TIME, fetch=vector_fetch(seen), cache={})
+    check = SnsVerifier(
+        topic_arns=(VECTOR_TOPIC,), clock=lambda: VECTOR_TIME, fetch=vector_fetch(seen), cache={}
+    )
     check.verify(message)
     assert seen == [VECTOR_CERT_URL]
 
 
 def test_published_vector_under_the_other_signature_version_is_rejected() -> None:
     record = {**vector_record("1"), "SignatureVersion": "2"}  # a SHA1 signature checked as SHA256
-    check = SnsVerifier(topic_arns=(VECTOR_TOPIC,), clock=lambda: VECTOR_TIME, fetch=vector_fetch([]), cache={})
+    check = SnsVerifier(
+        topic_arns=(VECTOR_TOPIC,), clock=lambda: VECTOR_TIME, fetch=vector_fetch([]), cache={}
+    )
     with pytest.raises(SignatureError, match="does not match"):
         check.verify(record)
 
@@ -348,7 +352,9 @@ def test_published_vector_under_the_other_signature_version_is_rejected() -> Non
 def test_published_vector_with_a_changed_body_is_rejected() -> None:
     record = vector_record("2")
     record["Message"] = record["Message"].replace("STOP", "STAY")
-    check = SnsVerifier(topic_arns=(VECTOR_TOPIC,), clock=lambda: VECTOR_TIME, fetch=vector_fetch([]), cache={})
+    check = SnsVerifier(
+        topic_arns=(VECTOR_TOPIC,), clock=lambda: VECTOR_TIME, fetch=vector_fetch([]), cache={}
+    )
     with pytest.raises(SignatureError, match="does not match"):
         check.verify(record)
 

@@ -62,6 +62,13 @@ class CarrierConfig:
         return self.get("verify_mode", "enforce") == "log-only"
 
     def verify_log_only_for(self, carrier: str) -> bool:
-        """`PARLEY_<CARRIER>_VERIFY_MODE` (e.g. while rolling out one carrier), else the global mode."""
+        """Log-only for this carrier while its verification is rolled out, else the global mode.
+
+        Set by listing it in `PARLEY_VERIFY_LOG_ONLY_CARRIERS` (the template's LogOnlyCarriers) or
+        by `PARLEY_<CARRIER>_VERIFY_MODE`.
+        """
+        listed = {c.strip().lower() for c in self.get("verify_log_only_carriers").split(",") if c.strip()}
+        if carrier.lower() in listed:
+            return True
         own = self.get(f"{carrier.replace('-', '_')}_verify_mode")
         return own == "log-only" if own else self.verify_log_only
