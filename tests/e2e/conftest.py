@@ -23,6 +23,9 @@ ROOT = Path(__file__).resolve().parents[2]
 ACCOUNT_SID = "AC" + "e2e0" * 8
 AUTH_TOKEN = "e2e-auth-token"
 OUR_NUMBER = "+15005550006"
+# The handlers' read timeout for carrier API calls: short, so a held carrier response (a simulator's
+# timeout fault) becomes an ambiguous attempt within the test's patience.
+CARRIER_TIMEOUT_SECONDS = 2.0
 
 T = TypeVar("T")
 
@@ -93,6 +96,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "PARLEY_PORT": str(port),
         "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
         "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "PARLEY_CARRIER_TIMEOUT_SECONDS": str(CARRIER_TIMEOUT_SECONDS),
         "PYTHONUNBUFFERED": "1",
     }
     for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):

@@ -9,20 +9,16 @@ from __future__ import annotations
 
 import json
 import re
-import socket
-import threading
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import boto3
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from parley.carriers.aws_sms import (
@@ -48,6 +44,13 @@ from parley.carriers.config import CarrierConfig
 from parley.carriers.registry import build_carrier
 from parley.carriers.sns import SnsVerifier
 from parley.domain.vocabulary import MessageStatus
+from tests.carrier_api import (
+    FakeCarrierApi,
+    carrier_api_fixtures,
+    hanging_up_after_the_request,
+    refused_url,
+    serving,
+)
 from tests.unit.test_sns_signature import (
     VECTOR_CERT_URL,
     VECTOR_TIME,
@@ -62,9 +65,6 @@ from tests.unit.test_sns_signature import (
     vector_fetch,
     vector_record,
 )
-
-if TYPE_CHECKING:
-    from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
 TOPIC = "arn:aws:sns:us-east-1:123456789012:parley-sms-events"
 WEBHOOK_URL = "https://abc123.execute-api.us-east-1.amazonaws.com/webhooks/aws/events"
@@ -84,16 +84,9 @@ SESSION = boto3.session.Session(
 @pytest.fixture(scope="module")
 def served() -> Iterator[Served]:
     app = Served()
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    app.url = f"http://127.0.0.1:{server.port}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
+    with serving(app) as url:
+        app.url = url
         yield app
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 @pytest.fixture(scope="module")
@@ -569,80 +562,19 @@ def test_samples_are_not_signed_by_aws() -> None:
 # -- send: a local stand-in for the pinpoint-sms-voice-v2 JSON API -------------------------------------
 
 
-@dataclass(frozen=True)
-class Seen:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: dict[str, Any]
-
-
-@dataclass
-class FakeAws:
-    """Records each request and answers with `reply` (default: a new MessageId)."""
-
-    seen: list[Seen] = field(default_factory=list)
-    reply: Callable[[Request], Response] | None = None
-    received: threading.Event = field(default_factory=threading.Event)
-    release: threading.Event = field(default_factory=threading.Event)
-
-    def handle(self, request: Request) -> Response:
-        self.seen.append(
-            Seen(request.method, request.path, dict(request.headers), json.loads(request.get_data() or b"{}"))
-        )
-        self.received.set()
-        if self.reply is not None:
-            return self.reply(request)
-        return aws_json(200, {"MessageId": "862a8790-60c0-4430-9b2b-658bd0a1b2c3"})
-
-    def error(self, status: int, exception: str | None, **members: Any) -> None:
-        body: Any = (
-            {"__type": f"com.amazonaws.pinpointsmsvoicev2#{exception}", **members} if exception else None
-        )
-        self.reply = lambda _r: (
-            aws_json(status, body) if body is not None else Response("oops", status=status)
-        )
-
-
 def aws_json(status: int, body: Any) -> Response:
     return Response(json.dumps(body), status=status, content_type="application/x-amz-json-1.0")
 
 
-@dataclass
-class AwsServer:
-    url: str = ""
-    current: FakeAws | None = None
-
-    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        assert self.current is not None
-        return self.current.handle(Request(environ))(environ, start_response)
+def aws_error(status: int, exception: str | None, **members: Any) -> Callable[[Request], Response]:
+    """AWS's answer to a failed call: the exception's JSON, or (no exception) a body that isn't JSON."""
+    body: Any = {"__type": f"com.amazonaws.pinpointsmsvoicev2#{exception}", **members} if exception else None
+    return lambda _r: aws_json(status, body) if body is not None else Response("oops", status=status)
 
 
-@pytest.fixture(scope="module")
-def aws_server() -> Iterator[AwsServer]:
-    app = AwsServer()
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    app.url = f"http://127.0.0.1:{server.port}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield app
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-
-@pytest.fixture
-def fake_aws(aws_server: AwsServer) -> Iterator[FakeAws]:
-    fake = FakeAws()
-    aws_server.current = fake
-    try:
-        yield fake
-    finally:
-        fake.release.set()
-        aws_server.current = None
-
+carrier_api_server, fake_aws = carrier_api_fixtures(  # answering with a new MessageId unless told
+    "fake_aws", reply=lambda _r: aws_json(200, {"MessageId": "862a8790-60c0-4430-9b2b-658bd0a1b2c3"})
+)
 
 TEXT = OutboundText(
     message_id="msg_01JDX7Q8V6ZQ3W2E9R4T5Y6U7I",
@@ -657,22 +589,20 @@ def sender(url: str, **kwargs: Any) -> AwsSmsCarrier:
     return carrier(endpoint_url=url, **kwargs)
 
 
-def test_send_accepted_and_the_request_aws_sees(fake_aws: FakeAws, aws_server: AwsServer) -> None:
-    outcome = sender(aws_server.url, configuration_set="parley-events", message_type="TRANSACTIONAL").send(
-        TEXT
-    )
+def test_send_accepted_and_the_request_aws_sees(fake_aws: FakeCarrierApi) -> None:
+    outcome = sender(fake_aws.url, configuration_set="parley-events", message_type="TRANSACTIONAL").send(TEXT)
     assert outcome == SendAccepted("862a8790-60c0-4430-9b2b-658bd0a1b2c3", "accepted", None)
     [seen] = fake_aws.seen
     assert (seen.method, seen.path) == ("POST", "/")
-    assert seen.headers["X-Amz-Target"] == "PinpointSMSVoiceV2.SendTextMessage"
-    assert seen.headers["Content-Type"] == "application/x-amz-json-1.0"
+    assert seen.headers["x-amz-target"] == "PinpointSMSVoiceV2.SendTextMessage"
+    assert seen.headers["content-type"] == "application/x-amz-json-1.0"
     assert re.fullmatch(
         rf"AWS4-HMAC-SHA256 Credential={ACCESS_KEY}/\d{{8}}/us-east-1/sms-voice/aws4_request, "
         r"SignedHeaders=[a-z0-9;-]+, Signature=[0-9a-f]{64}",
-        seen.headers["Authorization"],
+        seen.headers["authorization"],
     )
-    assert seen.headers["Amz-Sdk-Request"] == "attempt=1; max=1"  # botocore's own retries are off
-    assert seen.body == {
+    assert seen.headers["amz-sdk-request"] == "attempt=1; max=1"  # botocore's own retries are off
+    assert seen.json == {
         "DestinationPhoneNumber": CUSTOMER,
         "OriginationIdentity": OUR_NUMBER,
         "MessageBody": "Your order #1234 is ready & waiting",
@@ -682,9 +612,9 @@ def test_send_accepted_and_the_request_aws_sees(fake_aws: FakeAws, aws_server: A
     }
 
 
-def test_send_without_configuration_set_omits_it(fake_aws: FakeAws, aws_server: AwsServer) -> None:
-    assert isinstance(sender(aws_server.url).send(TEXT), SendAccepted)
-    assert set(fake_aws.seen[0].body) == {
+def test_send_without_configuration_set_omits_it(fake_aws: FakeCarrierApi) -> None:
+    assert isinstance(sender(fake_aws.url).send(TEXT), SendAccepted)
+    assert set(fake_aws.seen[0].json) == {
         "DestinationPhoneNumber",
         "OriginationIdentity",
         "MessageBody",
@@ -692,14 +622,14 @@ def test_send_without_configuration_set_omits_it(fake_aws: FakeAws, aws_server: 
     }
 
 
-def test_one_client_per_carrier(fake_aws: FakeAws, aws_server: AwsServer) -> None:
+def test_one_client_per_carrier(fake_aws: FakeCarrierApi) -> None:
     made: list[int] = []
 
     def factory() -> Any:
         made.append(1)
         return SESSION
 
-    plugin = sender(aws_server.url, session_factory=factory)
+    plugin = sender(fake_aws.url, session_factory=factory)
     plugin.send(TEXT)
     plugin.send(TEXT)
     assert (len(made), len(fake_aws.seen)) == (1, 2)
@@ -835,8 +765,7 @@ def test_one_client_per_carrier(fake_aws: FakeAws, aws_server: AwsServer) -> Non
     ],
 )
 def test_send_failures_are_classified(
-    fake_aws: FakeAws,
-    aws_server: AwsServer,
+    fake_aws: FakeCarrierApi,
     status: int,
     exception: str | None,
     members: dict[str, Any],
@@ -845,8 +774,8 @@ def test_send_failures_are_classified(
     code: str | None,
     opted_out: bool,
 ) -> None:
-    fake_aws.error(status, exception, **members)
-    outcome = sender(aws_server.url).send(TEXT)
+    fake_aws.reply = aws_error(status, exception, **members)
+    outcome = sender(fake_aws.url).send(TEXT)
     assert isinstance(outcome, SendFailed)
     assert (outcome.kind, outcome.error_code, outcome.http_status, outcome.opted_out) == (
         kind,
@@ -858,12 +787,12 @@ def test_send_failures_are_classified(
     assert len(fake_aws.seen) == 1  # never retried inside send: the retry function owns that
 
 
-def test_send_error_sample_classifies_permanent(fake_aws: FakeAws, aws_server: AwsServer) -> None:
+def test_send_error_sample_classifies_permanent(fake_aws: FakeCarrierApi) -> None:
     answer = sample("send_error.json")
     fake_aws.reply = lambda _r: Response(
         json.dumps(answer["body"]), status=400, content_type=answer["content_type"]
     )
-    outcome = sender(aws_server.url).send(TEXT)
+    outcome = sender(fake_aws.url).send(TEXT)
     assert isinstance(outcome, SendFailed)
     assert (outcome.kind, outcome.reason, outcome.error_code) == (
         FailureKind.PERMANENT,
@@ -872,27 +801,21 @@ def test_send_error_sample_classifies_permanent(fake_aws: FakeAws, aws_server: A
     )
 
 
-def test_success_without_a_message_id_is_ambiguous(fake_aws: FakeAws, aws_server: AwsServer) -> None:
+def test_success_without_a_message_id_is_ambiguous(fake_aws: FakeCarrierApi) -> None:
     fake_aws.reply = lambda _r: aws_json(200, {})
-    outcome = sender(aws_server.url).send(TEXT)
+    outcome = sender(fake_aws.url).send(TEXT)
     assert isinstance(outcome, SendFailed) and outcome.kind is FailureKind.AMBIGUOUS
 
 
-def test_unreadable_success_is_ambiguous(fake_aws: FakeAws, aws_server: AwsServer) -> None:
+def test_unreadable_success_is_ambiguous(fake_aws: FakeCarrierApi) -> None:
     fake_aws.reply = lambda _r: Response("<html>proxy</html>", status=200, content_type="text/html")
-    outcome = sender(aws_server.url).send(TEXT)
+    outcome = sender(fake_aws.url).send(TEXT)
     assert isinstance(outcome, SendFailed) and outcome.kind is FailureKind.AMBIGUOUS
 
 
-def test_read_timeout_after_the_request_arrived_is_ambiguous(
-    fake_aws: FakeAws, aws_server: AwsServer
-) -> None:
-    def slow(_request: Request) -> Response:
-        fake_aws.release.wait(timeout=10)
-        return aws_json(200, {"MessageId": "late"})
-
-    fake_aws.reply = slow
-    outcome = sender(aws_server.url, timeout=0.2).send(TEXT)
+def test_read_timeout_after_the_request_arrived_is_ambiguous(fake_aws: FakeCarrierApi) -> None:
+    fake_aws.slow(200, {"MessageId": "late"}, "application/x-amz-json-1.0")
+    outcome = sender(fake_aws.url, timeout=0.2).send(TEXT)
     assert fake_aws.received.is_set()  # AWS had the request: it may send the text
     assert isinstance(outcome, SendFailed)
     assert (outcome.kind, outcome.error_code, outcome.http_status) == (FailureKind.AMBIGUOUS, None, None)
@@ -900,47 +823,29 @@ def test_read_timeout_after_the_request_arrived_is_ambiguous(
 
 
 def test_connection_refused_is_transient() -> None:
-    with socket.socket() as closed:
-        closed.bind(("127.0.0.1", 0))  # bound but not listening: connects are refused
-        outcome = sender(f"http://127.0.0.1:{closed.getsockname()[1]}").send(TEXT)
+    with refused_url() as url:
+        outcome = sender(url).send(TEXT)
     assert isinstance(outcome, SendFailed)
     assert (outcome.kind, outcome.error_code, outcome.http_status) == (FailureKind.TRANSIENT, None, None)
 
 
 def test_connection_dropped_after_the_request_was_sent_is_ambiguous() -> None:
-    got_request = threading.Event()
-    with socket.create_server(("127.0.0.1", 0)) as listener:
-
-        def read_request_then_hang_up() -> None:
-            conn, _ = listener.accept()
-            with conn:
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    data += conn.recv(65536)
-                head, _, body = data.partition(b"\r\n\r\n")
-                match = re.search(rb"content-length:\s*(\d+)", head, re.IGNORECASE)
-                while len(body) < (int(match.group(1)) if match else 0):
-                    body += conn.recv(65536)
-                got_request.set()
-
-        thread = threading.Thread(target=read_request_then_hang_up, daemon=True)
-        thread.start()
-        outcome = sender(f"http://127.0.0.1:{listener.getsockname()[1]}", timeout=5).send(TEXT)
-        thread.join(timeout=5)
-    assert got_request.is_set()
+    with hanging_up_after_the_request() as server:
+        outcome = sender(server.url, timeout=5).send(TEXT)
+    assert server.got_request.is_set()
     assert isinstance(outcome, SendFailed) and outcome.kind is FailureKind.AMBIGUOUS
 
 
-def test_media_is_refused_without_calling_aws(fake_aws: FakeAws, aws_server: AwsServer) -> None:
+def test_media_is_refused_without_calling_aws(fake_aws: FakeCarrierApi) -> None:
     text = OutboundText(**{**TEXT.__dict__, "media_urls": ("https://m.example/a.jpg",)})
-    outcome = sender(aws_server.url).send(text)
+    outcome = sender(fake_aws.url).send(text)
     assert isinstance(outcome, SendFailed) and outcome.kind is FailureKind.PERMANENT
     assert "text only" in outcome.reason
     assert fake_aws.seen == []
 
 
-def test_empty_message_is_refused_before_sending(fake_aws: FakeAws, aws_server: AwsServer) -> None:
-    outcome = sender(aws_server.url).send(OutboundText("m-empty", OUR_NUMBER, CUSTOMER, ""))
+def test_empty_message_is_refused_before_sending(fake_aws: FakeCarrierApi) -> None:
+    outcome = sender(fake_aws.url).send(OutboundText("m-empty", OUR_NUMBER, CUSTOMER, ""))
     assert isinstance(outcome, SendFailed) and outcome.kind is FailureKind.PERMANENT
     assert fake_aws.seen == []
 
@@ -952,13 +857,13 @@ def test_misconfigured_endpoint_is_permanent() -> None:
 
 
 def test_send_logs_neither_secret_nor_full_number_nor_body(
-    fake_aws: FakeAws, aws_server: AwsServer, caplog: pytest.LogCaptureFixture
+    fake_aws: FakeCarrierApi, caplog: pytest.LogCaptureFixture
 ) -> None:
-    sender(aws_server.url).send(TEXT)
-    fake_aws.error(
+    sender(fake_aws.url).send(TEXT)
+    fake_aws.reply = aws_error(
         400, "ConflictException", Message=f"{CUSTOMER} opted out", Reason="DESTINATION_PHONE_NUMBER_OPTED_OUT"
     )
-    sender(aws_server.url).send(TEXT)
+    sender(fake_aws.url).send(TEXT)
     assert "862a8790" in caplog.text and "DESTINATION_PHONE_NUMBER_OPTED_OUT" in caplog.text
     assert CUSTOMER not in caplog.text and "+1********00" in caplog.text
     assert SECRET_KEY not in caplog.text and TEXT.body not in caplog.text
@@ -1065,7 +970,7 @@ def test_bad_settings_fail_at_build_naming_the_variable(env: dict[str, str], nam
 
 
 def test_missing_aws_credentials_fail_at_send_as_permanent(
-    fake_aws: FakeAws, aws_server: AwsServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    fake_aws: FakeCarrierApi, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """AWS has no shared webhook secret; the only credential is the sender's role, needed at send."""
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
@@ -1075,7 +980,7 @@ def test_missing_aws_credentials_fail_at_send_as_permanent(
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    built = build(CarrierConfig({"PARLEY_AWS_SMS_ENDPOINT_URL": aws_server.url}))
+    built = build(CarrierConfig({"PARLEY_AWS_SMS_ENDPOINT_URL": fake_aws.url}))
     outcome = built.send(TEXT)
     assert isinstance(outcome, SendFailed) and outcome.kind is FailureKind.PERMANENT
     assert "no AWS credentials" in outcome.reason

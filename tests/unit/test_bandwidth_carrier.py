@@ -13,21 +13,17 @@ import base64
 import json
 import logging
 import re
-import socket
-import threading
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 import requests
 import urllib3.util
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from werkzeug.serving import make_server
-from werkzeug.wrappers import Request, Response
+from werkzeug.wrappers import Response
 
 from parley.carriers.bandwidth import (
     ERROR_CODES,
@@ -53,9 +49,7 @@ from parley.carriers.base import (
 from parley.carriers.config import CarrierConfig
 from parley.carriers.registry import build_carrier
 from parley.domain.vocabulary import MessageStatus
-
-if TYPE_CHECKING:
-    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+from tests.carrier_api import FakeCarrierApi, carrier_api_fixtures, hanging_up_after_the_request, refused_url
 
 ACCOUNT = "9900000"
 API_USER = "parley-api-user"
@@ -601,98 +595,7 @@ def test_fuzz_verify_raises_only_signature_error(header: str | None, body: bytes
 # -- sending against a local Bandwidth stand-in -------------------------------------------------------
 
 
-@dataclass
-class Seen:
-    method: str
-    path: str
-    raw_uri: str
-    query: list[tuple[str, str]]
-    username: str | None
-    password: str | None
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-@dataclass
-class FakeBandwidth:
-    """Plays Bandwidth's messaging API for one test: records each request and answers with `reply`."""
-
-    url: str = ""
-    seen: list[Seen] = field(default_factory=list)
-    reply: Callable[[Request], Response] = lambda _request: Response(status=500)
-    received: threading.Event = field(default_factory=threading.Event)
-    release: threading.Event = field(default_factory=threading.Event)
-
-    def handle(self, environ: WSGIEnvironment, request: Request) -> Response:
-        auth = request.authorization
-        self.seen.append(
-            Seen(
-                method=request.method,
-                path=request.path,
-                raw_uri=str(environ.get("RAW_URI", "")),
-                query=list(request.args.items(multi=True)),
-                username=auth.username if auth else None,
-                password=auth.password if auth else None,
-                headers={k.lower(): v for k, v in request.headers.items()},
-                body=request.get_data(),
-            )
-        )
-        self.received.set()
-        return self.reply(request)
-
-    def json(self, status: int, payload: Any) -> None:
-        text = payload if isinstance(payload, str) else json.dumps(payload)
-        self.reply = lambda _request: Response(text, status=status, content_type="application/json")
-
-    def replies(self, *answers: tuple[int, Any]) -> None:
-        """Answer successive requests in order (for paging)."""
-        queue = list(answers)
-
-        def next_answer(_request: Request) -> Response:
-            status, payload = queue.pop(0)
-            return Response(json.dumps(payload), status=status, content_type="application/json")
-
-        self.reply = next_answer
-
-
-@dataclass
-class BandwidthServer:
-    url: str
-    current: FakeBandwidth | None = None
-
-    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        assert self.current is not None
-        return self.current.handle(environ, Request(environ))(environ, start_response)
-
-
-@pytest.fixture(scope="module")
-def bandwidth_server() -> Iterator[BandwidthServer]:
-    app = BandwidthServer(url="")
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    app.url = f"http://127.0.0.1:{server.port}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield app
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-
-@pytest.fixture
-def fake(bandwidth_server: BandwidthServer) -> Iterator[FakeBandwidth]:
-    stand_in = FakeBandwidth(url=bandwidth_server.url)
-    bandwidth_server.current = stand_in
-    try:
-        yield stand_in
-    finally:
-        stand_in.release.set()  # unblock a deliberately slow handler
-        bandwidth_server.current = None
-
+carrier_api_server, fake = carrier_api_fixtures("fake")
 
 TEXT = OutboundText(
     message_id="msg_01JDX3Q4P2A7W9K5M8N6R3T1V0",
@@ -705,7 +608,7 @@ MESSAGES_PATH = f"/api/v2/users/{ACCOUNT}/messages"
 
 
 def send_via(
-    fake: FakeBandwidth, text: OutboundText = TEXT, timeout: float = 5.0
+    fake: FakeCarrierApi, text: OutboundText = TEXT, timeout: float = 5.0
 ) -> SendAccepted | SendFailed:
     return carrier(api_base=fake.url, timeout=timeout).send(text)
 
@@ -726,7 +629,7 @@ def accepted_body(message_id: str = "1795838700811p0o9i8u7y6t5r4e3", **extra: An
     }
 
 
-def test_send_accepted_and_the_request_bandwidth_sees(fake: FakeBandwidth) -> None:
+def test_send_accepted_and_the_request_bandwidth_sees(fake: FakeCarrierApi) -> None:
     fake.json(202, accepted_body())
     outcome = send_via(fake)
     assert outcome == SendAccepted("1795838700811p0o9i8u7y6t5r4e3", "accepted", 2)
@@ -736,7 +639,7 @@ def test_send_accepted_and_the_request_bandwidth_sees(fake: FakeBandwidth) -> No
     assert seen.headers["content-type"] == "application/json; charset=utf-8"
     assert seen.headers["accept"] == "application/json"
     assert not any("idempotency" in name for name in seen.headers)  # Bandwidth has none
-    assert seen.json() == {
+    assert seen.json == {
         "applicationId": APP_ID,
         "to": [CUSTOMER],
         "from": OURS,
@@ -745,11 +648,11 @@ def test_send_accepted_and_the_request_bandwidth_sees(fake: FakeBandwidth) -> No
     }
 
 
-def test_send_with_media(fake: FakeBandwidth) -> None:
+def test_send_with_media(fake: FakeCarrierApi) -> None:
     fake.json(202, accepted_body(segmentCount=1))
     text = replace(TEXT, body="", media_urls=("https://m.example/a.jpg", "https://m.example/b.png"))
     assert send_via(fake, text) == SendAccepted("1795838700811p0o9i8u7y6t5r4e3", "accepted", 1)
-    body = fake.seen[0].json()
+    body = fake.seen[0].json
     assert body["media"] == ["https://m.example/a.jpg", "https://m.example/b.png"]
     assert body["text"] == ""
 
@@ -874,7 +777,7 @@ def _outcome_for(status: int, payload: Any) -> SendAccepted | SendFailed:
     ],
 )
 def test_send_failures_are_classified(
-    fake: FakeBandwidth, status: int, payload: Any, kind: FailureKind, reason: str, code: str | None
+    fake: FakeCarrierApi, status: int, payload: Any, kind: FailureKind, reason: str, code: str | None
 ) -> None:
     fake.json(status, payload)
     outcome = send_via(fake)
@@ -883,14 +786,14 @@ def test_send_failures_are_classified(
     assert classify_error(code, status)[0] is kind
 
 
-def test_success_without_an_id_is_ambiguous(fake: FakeBandwidth) -> None:
+def test_success_without_an_id_is_ambiguous(fake: FakeCarrierApi) -> None:
     fake.json(202, "not json")
     outcome = send_via(fake)
     assert isinstance(outcome, SendFailed)
     assert (outcome.kind, outcome.http_status) == (FailureKind.AMBIGUOUS, 202)
 
 
-def test_redirect_is_not_followed(fake: FakeBandwidth) -> None:
+def test_redirect_is_not_followed(fake: FakeCarrierApi) -> None:
     fake.reply = lambda _r: Response(status=301, headers={"Location": "/elsewhere"})
     outcome = send_via(fake)
     assert isinstance(outcome, SendFailed)
@@ -898,12 +801,8 @@ def test_redirect_is_not_followed(fake: FakeBandwidth) -> None:
     assert [s.path for s in fake.seen] == [MESSAGES_PATH]
 
 
-def test_read_timeout_after_the_request_arrived_is_ambiguous(fake: FakeBandwidth) -> None:
-    def slow(_request: Request) -> Response:
-        fake.release.wait(timeout=10)
-        return Response(json.dumps(accepted_body()), status=202)
-
-    fake.reply = slow
+def test_read_timeout_after_the_request_arrived_is_ambiguous(fake: FakeCarrierApi) -> None:
+    fake.slow(202, accepted_body())
     outcome = send_via(fake, timeout=0.2)
     assert fake.received.is_set()  # Bandwidth had the request: it may send the text
     assert isinstance(outcome, SendFailed)
@@ -912,37 +811,17 @@ def test_read_timeout_after_the_request_arrived_is_ambiguous(fake: FakeBandwidth
 
 
 def test_connection_refused_is_transient() -> None:
-    with socket.socket() as closed:
-        closed.bind(("127.0.0.1", 0))  # bound but not listening: connects are refused
-        port = closed.getsockname()[1]
-        outcome = carrier(api_base=f"http://127.0.0.1:{port}").send(TEXT)
+    with refused_url() as url:
+        outcome = carrier(api_base=url).send(TEXT)
     assert isinstance(outcome, SendFailed)
     assert outcome.kind is FailureKind.TRANSIENT
     assert (outcome.error_code, outcome.http_status) == (None, None)
 
 
 def test_connection_dropped_after_the_request_was_sent_is_ambiguous() -> None:
-    got_request = threading.Event()
-    with socket.create_server(("127.0.0.1", 0)) as listener:
-
-        def read_request_then_hang_up() -> None:
-            conn, _ = listener.accept()
-            with conn:
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    data += conn.recv(65536)
-                head, _, body = data.partition(b"\r\n\r\n")
-                match = re.search(rb"content-length:\s*(\d+)", head, re.IGNORECASE)
-                length = int(match.group(1)) if match else 0
-                while len(body) < length:
-                    body += conn.recv(65536)
-                got_request.set()
-
-        thread = threading.Thread(target=read_request_then_hang_up, daemon=True)
-        thread.start()
-        outcome = carrier(api_base=f"http://127.0.0.1:{listener.getsockname()[1]}").send(TEXT)
-        thread.join(timeout=5)
-    assert got_request.is_set()
+    with hanging_up_after_the_request() as server:
+        outcome = carrier(api_base=server.url).send(TEXT)
+    assert server.got_request.is_set()
     assert isinstance(outcome, SendFailed)
     assert outcome.kind is FailureKind.AMBIGUOUS
 
@@ -953,7 +832,7 @@ def test_misconfigured_api_base_is_permanent() -> None:
     assert outcome.kind is FailureKind.PERMANENT
 
 
-def test_too_long_text_fails_without_calling_bandwidth(fake: FakeBandwidth) -> None:
+def test_too_long_text_fails_without_calling_bandwidth(fake: FakeCarrierApi) -> None:
     outcome = send_via(fake, replace(TEXT, body="x" * 2049))
     assert isinstance(outcome, SendFailed)
     assert outcome.kind is FailureKind.PERMANENT and "too long" in outcome.reason
@@ -963,7 +842,7 @@ def test_too_long_text_fails_without_calling_bandwidth(fake: FakeBandwidth) -> N
 
 
 def test_send_logs_neither_password_nor_full_number(
-    fake: FakeBandwidth, caplog: pytest.LogCaptureFixture
+    fake: FakeCarrierApi, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="parley")
     fake.json(202, accepted_body("bw-accepted-1"))
@@ -1011,7 +890,7 @@ def listing(*records: dict[str, Any], next_token: str | None = None) -> dict[str
     return {"totalCount": len(records), "pageInfo": page_info, "messages": list(records)}
 
 
-def test_find_sent_matches_and_asks_the_right_question(fake: FakeBandwidth) -> None:
+def test_find_sent_matches_and_asks_the_right_question(fake: FakeCarrierApi) -> None:
     fake.json(200, listing(record()))
     found = carrier(api_base=fake.url).find_sent(TEXT, SINCE)
     assert found == SendAccepted("bw-found-1", "DELIVERED", 2)
@@ -1044,26 +923,28 @@ def test_bandwidth_carrier_offers_the_sent_lookup() -> None:
     ],
     ids=["other-recipient", "other-sender", "inbound", "too-old", "other-length", "mms", "bad-id", "junk"],
 )
-def test_find_sent_ignores_records_that_are_not_this_text(fake: FakeBandwidth, other: Any) -> None:
+def test_find_sent_ignores_records_that_are_not_this_text(fake: FakeCarrierApi, other: Any) -> None:
     fake.json(200, {"totalCount": 1, "pageInfo": {}, "messages": [other]})
     assert carrier(api_base=fake.url).find_sent(TEXT, SINCE) is None
 
 
 @pytest.mark.parametrize("length", [len(TEXT.body), len(TEXT.body.encode("utf-8")), len(TEXT.body) + 1])
-def test_find_sent_accepts_any_documented_reading_of_message_length(fake: FakeBandwidth, length: int) -> None:
+def test_find_sent_accepts_any_documented_reading_of_message_length(
+    fake: FakeCarrierApi, length: int
+) -> None:
     """messageLength's unit isn't documented: characters, UTF-16 units and UTF-8 bytes all match."""
     assert len(TEXT.body.encode("utf-16-le")) // 2 == len(TEXT.body) + 1  # the emoji is two UTF-16 units
     fake.json(200, listing(record(messageLength=length)))
     assert carrier(api_base=fake.url).find_sent(TEXT, SINCE) is not None
 
 
-def test_find_sent_without_length_or_attachments_matches_on_numbers_and_time(fake: FakeBandwidth) -> None:
+def test_find_sent_without_length_or_attachments_matches_on_numbers_and_time(fake: FakeCarrierApi) -> None:
     bare = {k: v for k, v in record().items() if k not in ("messageLength", "attachmentCount", "receiveTime")}
     fake.json(200, listing(bare))
     assert carrier(api_base=fake.url).find_sent(TEXT, SINCE) == SendAccepted("bw-found-1", "DELIVERED", 2)
 
 
-def test_find_sent_follows_pages_and_picks_the_earliest_match(fake: FakeBandwidth) -> None:
+def test_find_sent_follows_pages_and_picks_the_earliest_match(fake: FakeCarrierApi) -> None:
     fake.replies(
         (200, listing(record("later", receiveTime="2026-11-28T04:06:00.000Z"), next_token="cGFnZTI=")),
         (200, listing(record("earlier", receiveTime="2026-11-28T04:05:00.000Z", messageStatus="SENT"))),
@@ -1084,14 +965,14 @@ def test_find_sent_follows_pages_and_picks_the_earliest_match(fake: FakeBandwidt
     ],
 )
 def test_find_sent_failure_raises_rather_than_claiming_absence(
-    fake: FakeBandwidth, status: int, payload: Any, words: str
+    fake: FakeCarrierApi, status: int, payload: Any, words: str
 ) -> None:
     fake.json(status, payload)
     with pytest.raises(BandwidthLookupError, match=words):
         carrier(api_base=fake.url).find_sent(TEXT, SINCE)
 
 
-def test_find_sent_with_endless_pages_raises(fake: FakeBandwidth) -> None:
+def test_find_sent_with_endless_pages_raises(fake: FakeCarrierApi) -> None:
     fake.json(200, listing(next_token="again"))
     with pytest.raises(BandwidthLookupError, match="pages"):
         carrier(api_base=fake.url).find_sent(TEXT, SINCE)
@@ -1099,14 +980,11 @@ def test_find_sent_with_endless_pages_raises(fake: FakeBandwidth) -> None:
 
 
 def test_find_sent_network_failure_raises() -> None:
-    with socket.socket() as closed:
-        closed.bind(("127.0.0.1", 0))
-        port = closed.getsockname()[1]
-        with pytest.raises(BandwidthLookupError, match="ConnectionError"):
-            carrier(api_base=f"http://127.0.0.1:{port}").find_sent(TEXT, SINCE)
+    with refused_url() as url, pytest.raises(BandwidthLookupError, match="ConnectionError"):
+        carrier(api_base=url).find_sent(TEXT, SINCE)
 
 
-def test_find_sent_quotes_the_account_into_one_path_segment(fake: FakeBandwidth) -> None:
+def test_find_sent_quotes_the_account_into_one_path_segment(fake: FakeCarrierApi) -> None:
     fake.json(200, listing())
     odd = BandwidthCarrier(
         account_id="../../x",
@@ -1171,7 +1049,7 @@ ENV = {
 }
 
 
-def test_build_from_environment(fake: FakeBandwidth) -> None:
+def test_build_from_environment(fake: FakeCarrierApi) -> None:
     built = build(CarrierConfig({**ENV, "PARLEY_BANDWIDTH_API_BASE": fake.url + "/"}))
     assert (built.account_id, built.application_id, built.api_base, built.timeout) == (
         ACCOUNT,
@@ -1199,7 +1077,7 @@ def test_missing_callback_credentials_fail_at_verify_not_at_build() -> None:
         built.verify(webhook([], PUBLISHED_HEADER))
 
 
-def test_missing_api_credentials_fail_at_send_without_calling_bandwidth(fake: FakeBandwidth) -> None:
+def test_missing_api_credentials_fail_at_send_without_calling_bandwidth(fake: FakeCarrierApi) -> None:
     env = {
         k: v
         for k, v in ENV.items()
@@ -1215,7 +1093,7 @@ def test_missing_api_credentials_fail_at_send_without_calling_bandwidth(fake: Fa
         built.find_sent(TEXT, SINCE)
 
 
-def test_secrets_come_from_ssm_once_and_only_when_needed(fake: FakeBandwidth) -> None:
+def test_secrets_come_from_ssm_once_and_only_when_needed(fake: FakeCarrierApi) -> None:
     reads: list[str] = []
     values = {"/parley/bandwidth/api": API_PASSWORD, "/parley/bandwidth/callback": CB_PASSWORD}
 
@@ -1257,7 +1135,7 @@ def test_plugin_module_imports_only_the_standard_library_at_load() -> None:
     assert result.stdout.strip() == ""
 
 
-def test_find_sent_since_naive_datetime_is_taken_as_utc(fake: FakeBandwidth) -> None:
+def test_find_sent_since_naive_datetime_is_taken_as_utc(fake: FakeCarrierApi) -> None:
     fake.json(200, listing())
     carrier(api_base=fake.url).find_sent(TEXT, SINCE.replace(tzinfo=None) + timedelta(hours=1))
     assert dict(fake.seen[0].query)["fromDateTime"] == "2026-11-28T05:03:30.000Z"

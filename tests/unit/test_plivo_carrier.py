@@ -14,14 +14,11 @@ import hashlib
 import hmac
 import json
 import re
-import socket
 import string
-import threading
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import pytest
@@ -33,7 +30,6 @@ from plivo.utils.signature_v3 import (  # type: ignore[import-untyped]
     construct_post_url,
     get_signature_v3,
 )
-from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from parley.carriers.base import (
@@ -63,9 +59,7 @@ from parley.carriers.plivo import (
 )
 from parley.carriers.registry import build_carrier
 from parley.domain.vocabulary import MessageStatus
-
-if TYPE_CHECKING:
-    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+from tests.carrier_api import FakeCarrierApi, carrier_api_fixtures, hanging_up_after_the_request, refused_url
 
 FORM = "application/x-www-form-urlencoded"
 AUTH_ID = "MAPARLEY000000000001"
@@ -771,87 +765,7 @@ def test_samples_verify_when_signed_like_plivo() -> None:
 # -- sending against a local Plivo stand-in ---------------------------------------------------------
 
 
-@dataclass
-class Seen:
-    method: str
-    path: str
-    args: dict[str, str]
-    username: str | None
-    password: str | None
-    content_type: str
-    headers: dict[str, str]
-    json: Any
-
-
-@dataclass
-class FakePlivo:
-    """Plays Plivo's API for one test: records each request and answers with `reply`."""
-
-    url: str = ""
-    seen: list[Seen] = field(default_factory=list)
-    reply: Callable[[Request], Response] = lambda _request: Response(status=500)
-    received: threading.Event = field(default_factory=threading.Event)
-    release: threading.Event = field(default_factory=threading.Event)
-
-    def handle(self, request: Request) -> Response:
-        auth = request.authorization
-        self.seen.append(
-            Seen(
-                method=request.method,
-                path=request.path,
-                args=dict(request.args.items()),
-                username=auth.username if auth else None,
-                password=auth.password if auth else None,
-                content_type=request.content_type or "",
-                headers={k.lower(): v for k, v in request.headers.items()},
-                json=request.get_json(silent=True),
-            )
-        )
-        self.received.set()
-        return self.reply(request)
-
-    def json(self, status: int, payload: Any) -> None:
-        text = payload if isinstance(payload, str) else json.dumps(payload)
-        self.reply = lambda _request: Response(text, status=status, content_type="application/json")
-
-
-@dataclass
-class PlivoServer:
-    """One threaded werkzeug server per module (shutting one down costs a poll interval)."""
-
-    url: str
-    current: FakePlivo | None = None
-
-    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        assert self.current is not None
-        return self.current.handle(Request(environ))(environ, start_response)
-
-
-@pytest.fixture(scope="module")
-def plivo_server() -> Iterator[PlivoServer]:
-    app = PlivoServer(url="")
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    app.url = f"http://127.0.0.1:{server.port}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield app
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-
-@pytest.fixture
-def fake_plivo(plivo_server: PlivoServer) -> Iterator[FakePlivo]:
-    fake = FakePlivo(url=plivo_server.url)
-    plivo_server.current = fake
-    try:
-        yield fake
-    finally:
-        fake.release.set()  # unblock a deliberately slow handler
-        plivo_server.current = None
-
+carrier_api_server, fake_plivo = carrier_api_fixtures("fake_plivo")
 
 TEXT = OutboundText(
     message_id="msg-1",
@@ -868,11 +782,11 @@ QUEUED = {
 }
 
 
-def via(fake: FakePlivo, timeout: float = 5.0) -> PlivoCarrier:
+def via(fake: FakeCarrierApi, timeout: float = 5.0) -> PlivoCarrier:
     return PlivoCarrier(AUTH_ID, TOKEN, api_base=fake.url + "/", timeout=timeout)
 
 
-def test_send_accepted_and_the_request_plivo_sees(fake_plivo: FakePlivo) -> None:
+def test_send_accepted_and_the_request_plivo_sees(fake_plivo: FakeCarrierApi) -> None:
     fake_plivo.json(202, QUEUED)
     outcome = via(fake_plivo).send(TEXT)
     assert outcome == SendAccepted("db3ce55a-7f1d-11e1-8ea7-1231380bc196", "queued", None)
@@ -890,7 +804,7 @@ def test_send_accepted_and_the_request_plivo_sees(fake_plivo: FakePlivo) -> None
     assert not any("idempotency" in name for name in seen.headers)  # Plivo takes no idempotency key
 
 
-def test_send_mms_without_callback(fake_plivo: FakePlivo) -> None:
+def test_send_mms_without_callback(fake_plivo: FakeCarrierApi) -> None:
     fake_plivo.json(202, QUEUED)
     text = OutboundText("m2", "+15005550006", "+14155550100", "", media_urls=("https://m.example/a.jpg",))
     assert isinstance(via(fake_plivo).send(text), SendAccepted)
@@ -933,7 +847,7 @@ INVALID_NUMBER = "not a valid phone number"
     ],
 )
 def test_send_failures_are_classified(
-    fake_plivo: FakePlivo, status: int, payload: Any, kind: FailureKind, words: str, opted_out: bool
+    fake_plivo: FakeCarrierApi, status: int, payload: Any, kind: FailureKind, words: str, opted_out: bool
 ) -> None:
     fake_plivo.json(status, payload)
     outcome = via(fake_plivo).send(TEXT)
@@ -943,13 +857,13 @@ def test_send_failures_are_classified(
     assert len(fake_plivo.seen) == 1  # never retried inside send: the retry function owns that
 
 
-def test_an_error_code_in_the_answer_is_carried(fake_plivo: FakePlivo) -> None:
+def test_an_error_code_in_the_answer_is_carried(fake_plivo: FakeCarrierApi) -> None:
     fake_plivo.json(400, {"api_id": "x", "error": "blocked", "error_code": 200})
     outcome = via(fake_plivo).send(TEXT)
     assert outcome == SendFailed(FailureKind.PERMANENT, ERROR_CODES["200"][1], "200", 400, opted_out=True)
 
 
-def test_send_error_sample_is_permanent(fake_plivo: FakePlivo) -> None:
+def test_send_error_sample_is_permanent(fake_plivo: FakeCarrierApi) -> None:
     data = sample("send_error.json")
     fake_plivo.json(400, data["body"])
     outcome = via(fake_plivo).send(TEXT)
@@ -959,7 +873,7 @@ def test_send_error_sample_is_permanent(fake_plivo: FakePlivo) -> None:
     assert classify_error(None, 400)[0] is FailureKind.PERMANENT
 
 
-def test_redirect_is_not_followed(fake_plivo: FakePlivo) -> None:
+def test_redirect_is_not_followed(fake_plivo: FakeCarrierApi) -> None:
     fake_plivo.reply = lambda _r: Response(status=301, headers={"Location": "/elsewhere"})
     outcome = via(fake_plivo).send(TEXT)
     assert isinstance(outcome, SendFailed)
@@ -967,12 +881,8 @@ def test_redirect_is_not_followed(fake_plivo: FakePlivo) -> None:
     assert [s.path for s in fake_plivo.seen] == [MESSAGE_PATH]
 
 
-def test_read_timeout_after_the_request_arrived_is_ambiguous(fake_plivo: FakePlivo) -> None:
-    def slow(_request: Request) -> Response:
-        fake_plivo.release.wait(timeout=10)
-        return Response(json.dumps(QUEUED), status=202)
-
-    fake_plivo.reply = slow
+def test_read_timeout_after_the_request_arrived_is_ambiguous(fake_plivo: FakeCarrierApi) -> None:
+    fake_plivo.slow(202, QUEUED)
     outcome = via(fake_plivo, timeout=0.2).send(TEXT)
     assert fake_plivo.received.is_set()  # Plivo had the request: it may send the text
     assert isinstance(outcome, SendFailed)
@@ -981,38 +891,17 @@ def test_read_timeout_after_the_request_arrived_is_ambiguous(fake_plivo: FakePli
 
 
 def test_connection_refused_is_transient() -> None:
-    with socket.socket() as closed:
-        closed.bind(("127.0.0.1", 0))  # bound but not listening: connects are refused
-        port = closed.getsockname()[1]
-        outcome = PlivoCarrier(AUTH_ID, TOKEN, api_base=f"http://127.0.0.1:{port}").send(TEXT)
+    with refused_url() as url:
+        outcome = PlivoCarrier(AUTH_ID, TOKEN, api_base=url).send(TEXT)
     assert isinstance(outcome, SendFailed)
     assert outcome.kind is FailureKind.TRANSIENT
     assert (outcome.error_code, outcome.http_status) == (None, None)
 
 
 def test_connection_dropped_after_the_request_was_sent_is_ambiguous() -> None:
-    got_request = threading.Event()
-    with socket.create_server(("127.0.0.1", 0)) as listener:
-
-        def read_request_then_hang_up() -> None:
-            conn, _ = listener.accept()
-            with conn:
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    data += conn.recv(65536)
-                head, _, body = data.partition(b"\r\n\r\n")
-                match = re.search(rb"content-length:\s*(\d+)", head, re.IGNORECASE)
-                length = int(match.group(1)) if match else 0
-                while len(body) < length:
-                    body += conn.recv(65536)
-                got_request.set()
-
-        thread = threading.Thread(target=read_request_then_hang_up, daemon=True)
-        thread.start()
-        port = listener.getsockname()[1]
-        outcome = PlivoCarrier(AUTH_ID, TOKEN, api_base=f"http://127.0.0.1:{port}", timeout=5).send(TEXT)
-        thread.join(timeout=5)
-    assert got_request.is_set()
+    with hanging_up_after_the_request() as server:
+        outcome = PlivoCarrier(AUTH_ID, TOKEN, api_base=server.url, timeout=5).send(TEXT)
+    assert server.got_request.is_set()
     assert isinstance(outcome, SendFailed)
     assert outcome.kind is FailureKind.AMBIGUOUS
 
@@ -1024,7 +913,7 @@ def test_misconfigured_api_base_is_permanent() -> None:
 
 
 def test_send_logs_neither_token_nor_full_number(
-    fake_plivo: FakePlivo, caplog: pytest.LogCaptureFixture
+    fake_plivo: FakeCarrierApi, caplog: pytest.LogCaptureFixture
 ) -> None:
     fake_plivo.json(202, QUEUED)
     via(fake_plivo).send(TEXT)
@@ -1071,7 +960,7 @@ def test_plivo_carrier_offers_the_sent_lookup() -> None:
     assert isinstance(carrier(), SentLookup)
 
 
-def test_find_sent_matches_sender_recipient_and_time(fake_plivo: FakePlivo) -> None:
+def test_find_sent_matches_sender_recipient_and_time(fake_plivo: FakeCarrierApi) -> None:
     fake_plivo.json(200, page(listed("u-later", at="2026-11-28 04:05:00"), listed("u-first")))
     found = via(fake_plivo).find_sent(TEXT, SINCE)
     assert found == SendAccepted("u-first", "sent", 1)  # the earliest since the first attempt
@@ -1099,12 +988,14 @@ def test_find_sent_matches_sender_recipient_and_time(fake_plivo: FakePlivo) -> N
     ],
     ids=["other-recipient", "too-old", "inbound", "no-uuid", "junk", "none"],
 )
-def test_find_sent_ignores_messages_that_are_not_this_one(fake_plivo: FakePlivo, objects: list[Any]) -> None:
+def test_find_sent_ignores_messages_that_are_not_this_one(
+    fake_plivo: FakeCarrierApi, objects: list[Any]
+) -> None:
     fake_plivo.json(200, page(*objects))
     assert via(fake_plivo).find_sent(TEXT, SINCE) is None
 
 
-def test_find_sent_reads_further_pages(fake_plivo: FakePlivo) -> None:
+def test_find_sent_reads_further_pages(fake_plivo: FakeCarrierApi) -> None:
     others = [listed(f"o-{i}", to="14155550199") for i in range(20)]
 
     def paged(request: Request) -> Response:
@@ -1116,7 +1007,7 @@ def test_find_sent_reads_further_pages(fake_plivo: FakePlivo) -> None:
     assert [s.args["offset"] for s in fake_plivo.seen] == ["0", "20"]
 
 
-def test_find_sent_that_cannot_read_everything_raises(fake_plivo: FakePlivo) -> None:
+def test_find_sent_that_cannot_read_everything_raises(fake_plivo: FakeCarrierApi) -> None:
     others = [listed(f"o-{i}", to="14155550199") for i in range(20)]
     fake_plivo.json(200, page(*others, more=True))
     with pytest.raises(PlivoLookupError, match="too many"):
@@ -1127,7 +1018,7 @@ def test_find_sent_that_cannot_read_everything_raises(fake_plivo: FakePlivo) -> 
     ("status", "payload"), [(429, {"error": "too many requests"}), (500, {}), (200, {"objects": "x"})]
 )
 def test_find_sent_failure_raises_rather_than_claiming_absence(
-    fake_plivo: FakePlivo, status: int, payload: Any
+    fake_plivo: FakeCarrierApi, status: int, payload: Any
 ) -> None:
     fake_plivo.json(status, payload)
     with pytest.raises(PlivoLookupError):
@@ -1135,11 +1026,8 @@ def test_find_sent_failure_raises_rather_than_claiming_absence(
 
 
 def test_find_sent_network_failure_raises() -> None:
-    with socket.socket() as closed:
-        closed.bind(("127.0.0.1", 0))
-        port = closed.getsockname()[1]
-        with pytest.raises(PlivoLookupError, match="ConnectionError"):
-            PlivoCarrier(AUTH_ID, TOKEN, api_base=f"http://127.0.0.1:{port}").find_sent(TEXT, SINCE)
+    with refused_url() as url, pytest.raises(PlivoLookupError, match="ConnectionError"):
+        PlivoCarrier(AUTH_ID, TOKEN, api_base=url).find_sent(TEXT, SINCE)
 
 
 # -- error classification ---------------------------------------------------------------------------

@@ -13,17 +13,14 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import socket
 import subprocess
 import sys
-import threading
 import types
 import typing
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 from cryptography.exceptions import InvalidSignature
@@ -33,8 +30,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from telnyx.lib import webhook_verification
 from telnyx.types.outbound_message_payload import To as SdkOutboundRecipient
-from werkzeug.serving import make_server
-from werkzeug.wrappers import Request, Response
+from werkzeug.wrappers import Response
 
 from parley.carriers.base import (
     Carrier,
@@ -61,9 +57,7 @@ from parley.carriers.telnyx import (
     idempotency_key,
 )
 from parley.domain.vocabulary import MessageStatus
-
-if TYPE_CHECKING:
-    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+from tests.carrier_api import FakeCarrierApi, carrier_api_fixtures, refused_url
 
 EVENTS_URL = "https://abc123.execute-api.us-east-1.amazonaws.com/webhooks/telnyx/events"
 SAMPLES = Path(__file__).resolve().parents[2] / "events" / "carriers" / "telnyx"
@@ -727,82 +721,7 @@ def test_samples_cover_the_required_files() -> None:
 # -- sending against a local Telnyx stand-in --------------------------------------------------------
 
 
-@dataclass
-class Seen:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-    @property
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-@dataclass
-class FakeTelnyx:
-    """Plays Telnyx's API for one test: records each request and answers with `reply`."""
-
-    url: str = ""
-    seen: list[Seen] = field(default_factory=list)
-    reply: Callable[[Request], Response] = lambda _request: Response(status=500)
-    received: threading.Event = field(default_factory=threading.Event)
-    release: threading.Event = field(default_factory=threading.Event)
-
-    def handle(self, request: Request) -> Response:
-        self.seen.append(
-            Seen(
-                request.method,
-                request.path,
-                {k.lower(): v for k, v in request.headers.items()},
-                request.get_data(),
-            )
-        )
-        self.received.set()
-        return self.reply(request)
-
-    def json(self, status: int, payload: str | dict[str, Any]) -> None:
-        text = payload if isinstance(payload, str) else json.dumps(payload)
-        self.reply = lambda _request: Response(text, status=status, content_type="application/json")
-
-
-@dataclass
-class TelnyxServer:
-    """One threaded werkzeug server per module (shutting one down costs a poll interval)."""
-
-    url: str
-    current: FakeTelnyx | None = None
-
-    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        assert self.current is not None
-        return self.current.handle(Request(environ))(environ, start_response)
-
-
-@pytest.fixture(scope="module")
-def telnyx_server() -> Iterator[TelnyxServer]:
-    app = TelnyxServer(url="")
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    app.url = f"http://127.0.0.1:{server.port}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield app
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-
-@pytest.fixture
-def fake(telnyx_server: TelnyxServer) -> Iterator[FakeTelnyx]:
-    fake = FakeTelnyx(url=telnyx_server.url)
-    telnyx_server.current = fake
-    try:
-        yield fake
-    finally:
-        fake.release.set()  # unblock a deliberately slow handler
-        telnyx_server.current = None
-
+carrier_api_server, fake = carrier_api_fixtures("fake")
 
 TEXT = OutboundText(
     message_id="out_0123456789abcdef0123456789",
@@ -825,11 +744,11 @@ ACCEPTED = {
 }
 
 
-def send_via(fake: FakeTelnyx, text: OutboundText = TEXT, timeout: float = 5.0, **kwargs: Any) -> Any:
+def send_via(fake: FakeCarrierApi, text: OutboundText = TEXT, timeout: float = 5.0, **kwargs: Any) -> Any:
     return TelnyxCarrier(api_key=API_KEY, api_base=fake.url + "/", timeout=timeout, **kwargs).send(text)
 
 
-def test_send_accepted_and_the_request_telnyx_sees(fake: FakeTelnyx) -> None:
+def test_send_accepted_and_the_request_telnyx_sees(fake: FakeCarrierApi) -> None:
     fake.json(200, ACCEPTED)
     outcome = send_via(fake)
     assert outcome == SendAccepted("40385f64-5717-4562-b3fc-2c963f66afa6", "queued", 2)
@@ -846,7 +765,7 @@ def test_send_accepted_and_the_request_telnyx_sees(fake: FakeTelnyx) -> None:
     }
 
 
-def test_send_mms_with_a_messaging_profile_and_no_callback(fake: FakeTelnyx) -> None:
+def test_send_mms_with_a_messaging_profile_and_no_callback(fake: FakeCarrierApi) -> None:
     fake.json(200, {"data": {"id": "m-2", "to": [{"status": "queued"}]}})
     text = OutboundText(
         "out_2", OUR_NUMBER, CUSTOMER, "", None, ("https://m.example/a.jpg", "https://m.example/b.png")
@@ -861,7 +780,7 @@ def test_send_mms_with_a_messaging_profile_and_no_callback(fake: FakeTelnyx) -> 
     }
 
 
-def test_a_resend_is_byte_identical_with_the_same_key(fake: FakeTelnyx) -> None:
+def test_a_resend_is_byte_identical_with_the_same_key(fake: FakeCarrierApi) -> None:
     """Telnyx answers 422 to a reused key whose body differs, so a retry must repeat the bytes."""
     fake.json(500, {"errors": [{"code": "10007", "title": "Unexpected error"}]})
     first = send_via(fake)
@@ -1020,7 +939,7 @@ def test_other_message_ids_get_a_stable_key_in_telnyx_format(message_id: str) ->
     ],
 )
 def test_send_failures_are_classified(
-    fake: FakeTelnyx,
+    fake: FakeCarrierApi,
     status: int,
     payload: str | dict[str, Any],
     kind: FailureKind,
@@ -1034,14 +953,14 @@ def test_send_failures_are_classified(
     assert len(fake.seen) == 1  # never retried inside send: the retry function owns that
 
 
-def test_success_without_an_id_is_retried_under_the_same_key(fake: FakeTelnyx) -> None:
+def test_success_without_an_id_is_retried_under_the_same_key(fake: FakeCarrierApi) -> None:
     fake.json(200, "not json")
     outcome = send_via(fake)
     assert isinstance(outcome, SendFailed)
     assert (outcome.kind, outcome.http_status) == (FailureKind.TRANSIENT, 200)
 
 
-def test_redirect_is_not_followed(fake: FakeTelnyx) -> None:
+def test_redirect_is_not_followed(fake: FakeCarrierApi) -> None:
     fake.reply = lambda _r: Response(status=307, headers={"Location": "/elsewhere"})
     outcome = send_via(fake)
     assert isinstance(outcome, SendFailed)
@@ -1049,12 +968,8 @@ def test_redirect_is_not_followed(fake: FakeTelnyx) -> None:
     assert [s.path for s in fake.seen] == ["/v2/messages"]
 
 
-def test_read_timeout_after_the_request_arrived_is_safe_to_retry(fake: FakeTelnyx) -> None:
-    def slow(_request: Request) -> Response:
-        fake.release.wait(timeout=10)
-        return Response(json.dumps(ACCEPTED), status=200)
-
-    fake.reply = slow
+def test_read_timeout_after_the_request_arrived_is_safe_to_retry(fake: FakeCarrierApi) -> None:
+    fake.slow(200, ACCEPTED)
     outcome = send_via(fake, timeout=0.2)
     assert fake.received.is_set()  # Telnyx had the request; the key makes a resend harmless
     assert isinstance(outcome, SendFailed)
@@ -1064,10 +979,8 @@ def test_read_timeout_after_the_request_arrived_is_safe_to_retry(fake: FakeTelny
 
 
 def test_connection_refused_is_transient() -> None:
-    with socket.socket() as closed:
-        closed.bind(("127.0.0.1", 0))  # bound but not listening: connects are refused
-        port = closed.getsockname()[1]
-        outcome = TelnyxCarrier(api_key=API_KEY, api_base=f"http://127.0.0.1:{port}").send(TEXT)
+    with refused_url() as url:
+        outcome = TelnyxCarrier(api_key=API_KEY, api_base=url).send(TEXT)
     assert isinstance(outcome, SendFailed)
     assert outcome.kind is FailureKind.TRANSIENT
     assert (outcome.error_code, outcome.http_status) == (None, None)
@@ -1082,7 +995,7 @@ def test_misconfigured_api_base_is_permanent(api_base: str) -> None:
 
 @pytest.mark.parametrize(("api_key", "words"), [("", "not configured"), ("KEY with\nnewline", "malformed")])
 def test_missing_or_malformed_api_key_fails_the_send_without_calling_telnyx(
-    fake: FakeTelnyx, api_key: str, words: str
+    fake: FakeCarrierApi, api_key: str, words: str
 ) -> None:
     outcome = TelnyxCarrier(api_key=api_key, api_base=fake.url).send(TEXT)
     assert isinstance(outcome, SendFailed)
@@ -1091,7 +1004,7 @@ def test_missing_or_malformed_api_key_fails_the_send_without_calling_telnyx(
     assert fake.seen == []
 
 
-def test_api_key_is_read_on_the_first_send_only(fake: FakeTelnyx) -> None:
+def test_api_key_is_read_on_the_first_send_only(fake: FakeCarrierApi) -> None:
     reads: list[str] = []
     failures = iter([RuntimeError("ssm throttled")])
 
@@ -1114,7 +1027,7 @@ def test_api_key_is_read_on_the_first_send_only(fake: FakeTelnyx) -> None:
 
 
 def test_send_logs_neither_the_key_nor_the_full_number(
-    fake: FakeTelnyx, caplog: pytest.LogCaptureFixture
+    fake: FakeCarrierApi, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="parley")
     fake.json(200, ACCEPTED)
@@ -1293,7 +1206,7 @@ def test_fuzz_verify_raises_only_signature_error(
 # -- building -----------------------------------------------------------------------------------------
 
 
-def test_build_reads_the_parley_telnyx_settings(fake: FakeTelnyx) -> None:
+def test_build_reads_the_parley_telnyx_settings(fake: FakeCarrierApi) -> None:
     env = {
         "PARLEY_TELNYX_PUBLIC_KEY": PUBLIC_KEY,
         "PARLEY_TELNYX_PUBLIC_KEY_PREVIOUS": f" {OTHER_PUBLIC_KEY} ,",
@@ -1320,7 +1233,7 @@ def test_build_reads_the_parley_telnyx_settings(fake: FakeTelnyx) -> None:
     assert fake.seen[0].json["messaging_profile_id"] == "profile-1"
 
 
-def test_registry_builds_telnyx_and_reads_the_api_key_from_ssm_on_first_send(fake: FakeTelnyx) -> None:
+def test_registry_builds_telnyx_and_reads_the_api_key_from_ssm_on_first_send(fake: FakeCarrierApi) -> None:
     asked: list[tuple[str, str]] = []
 
     def ssm(name: str, region: str) -> str:

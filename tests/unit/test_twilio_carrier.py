@@ -12,20 +12,13 @@ import hashlib
 import hmac
 import json
 import logging
-import re
-import socket
-import threading
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode
 
 import pytest
 from twilio.request_validator import RequestValidator
 from werkzeug.datastructures import MultiDict
-from werkzeug.serving import make_server
-from werkzeug.wrappers import Request, Response
+from werkzeug.wrappers import Response
 
 from parley.carriers.base import (
     FailureKind,
@@ -45,9 +38,12 @@ from parley.carriers.registry import UnknownCarrier, build_carrier, known_carrie
 from parley.carriers.twilio import TwilioCarrier, TwilioLookupError, classify_error
 from parley.domain.phone import mask
 from parley.domain.vocabulary import MessageStatus
-
-if TYPE_CHECKING:
-    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+from tests.carrier_api import (
+    FakeCarrierApi,
+    carrier_api_fixtures,
+    hanging_up_after_the_request,
+    refused_url,
+)
 
 FORM = "application/x-www-form-urlencoded; charset=UTF-8"
 TOKEN = "f3a9c1e07b5d4e2a9c8b7a6d5e4f3a21"
@@ -467,83 +463,7 @@ def test_ack_is_empty_twiml() -> None:
 # -- sending against a local Twilio stand-in --------------------------------------------------------
 
 
-@dataclass
-class Seen:
-    method: str
-    path: str
-    raw_uri: str
-    username: str | None
-    password: str | None
-    content_type: str
-    form: list[tuple[str, str]]
-
-
-@dataclass
-class FakeTwilio:
-    """Plays Twilio's API for one test: records each request and answers with `reply`."""
-
-    url: str = ""
-    seen: list[Seen] = field(default_factory=list)
-    reply: Callable[[Request], Response] = lambda _request: Response(status=500)
-    received: threading.Event = field(default_factory=threading.Event)
-    release: threading.Event = field(default_factory=threading.Event)
-
-    def handle(self, environ: WSGIEnvironment, request: Request) -> Response:
-        auth = request.authorization
-        self.seen.append(
-            Seen(
-                method=request.method,
-                path=request.path,
-                raw_uri=str(environ.get("RAW_URI", "")),
-                username=auth.username if auth else None,
-                password=auth.password if auth else None,
-                content_type=request.content_type or "",
-                form=list(request.form.items(multi=True)),
-            )
-        )
-        self.received.set()
-        return self.reply(request)
-
-    def json(self, status: int, payload: str) -> None:
-        self.reply = lambda _request: Response(payload, status=status, content_type="application/json")
-
-
-@dataclass
-class TwilioServer:
-    """One threaded werkzeug server per module (shutting one down costs a poll interval)."""
-
-    url: str
-    current: FakeTwilio | None = None
-
-    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        assert self.current is not None
-        return self.current.handle(environ, Request(environ))(environ, start_response)
-
-
-@pytest.fixture(scope="module")
-def twilio_server() -> Iterator[TwilioServer]:
-    app = TwilioServer(url="")
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    app.url = f"http://127.0.0.1:{server.port}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield app
-    finally:
-        server.shutdown()
-        thread.join(timeout=5)
-
-
-@pytest.fixture
-def fake_twilio(twilio_server: TwilioServer) -> Iterator[FakeTwilio]:
-    fake = FakeTwilio(url=twilio_server.url)
-    twilio_server.current = fake
-    try:
-        yield fake
-    finally:
-        fake.release.set()  # unblock a deliberately slow handler
-        twilio_server.current = None
-
+carrier_api_server, fake_twilio = carrier_api_fixtures("fake_twilio")
 
 TEXT = OutboundText(
     message_id="msg-1",
@@ -554,11 +474,13 @@ TEXT = OutboundText(
 )
 
 
-def send_via(fake: FakeTwilio, text: OutboundText = TEXT, timeout: float = 5.0) -> SendAccepted | SendFailed:
+def send_via(
+    fake: FakeCarrierApi, text: OutboundText = TEXT, timeout: float = 5.0
+) -> SendAccepted | SendFailed:
     return TwilioCarrier(SID, TOKEN, api_base=fake.url, timeout=timeout).send(text)
 
 
-def test_send_accepted_and_the_request_twilio_sees(fake_twilio: FakeTwilio) -> None:
+def test_send_accepted_and_the_request_twilio_sees(fake_twilio: FakeCarrierApi) -> None:
     fake_twilio.json(201, '{"sid": "SM123", "status": "queued", "num_segments": "1"}')
     text = OutboundText(
         **{**TEXT.__dict__, "media_urls": ("https://m.example/a.jpg", "https://m.example/b.png")}
@@ -580,7 +502,7 @@ def test_send_accepted_and_the_request_twilio_sees(fake_twilio: FakeTwilio) -> N
     ]
 
 
-def test_send_without_status_callback_omits_it(fake_twilio: FakeTwilio) -> None:
+def test_send_without_status_callback_omits_it(fake_twilio: FakeCarrierApi) -> None:
     fake_twilio.json(201, '{"sid": "SM124", "status": "accepted", "num_segments": "0"}')
     outcome = send_via(fake_twilio, OutboundText("m2", "+15005550006", "+14155551234", "hi"))
     assert outcome == SendAccepted("SM124", "accepted", None)  # 0 segments means "not split yet"
@@ -671,7 +593,7 @@ def test_send_without_status_callback_omits_it(fake_twilio: FakeTwilio) -> None:
     ],
 )
 def test_send_failures_are_classified(
-    fake_twilio: FakeTwilio, status: int, payload: str, kind: FailureKind, reason: str, code: str | None
+    fake_twilio: FakeCarrierApi, status: int, payload: str, kind: FailureKind, reason: str, code: str | None
 ) -> None:
     fake_twilio.json(status, payload)
     outcome = send_via(fake_twilio)
@@ -681,14 +603,14 @@ def test_send_failures_are_classified(
     assert len(fake_twilio.seen) == 1  # never retried inside send: the retry function owns that
 
 
-def test_success_without_a_sid_is_ambiguous(fake_twilio: FakeTwilio) -> None:
+def test_success_without_a_sid_is_ambiguous(fake_twilio: FakeCarrierApi) -> None:
     fake_twilio.json(201, "not json")
     outcome = send_via(fake_twilio)
     assert isinstance(outcome, SendFailed)
     assert (outcome.kind, outcome.http_status) == (FailureKind.AMBIGUOUS, 201)
 
 
-def test_redirect_is_not_followed(fake_twilio: FakeTwilio) -> None:
+def test_redirect_is_not_followed(fake_twilio: FakeCarrierApi) -> None:
     fake_twilio.reply = lambda _r: Response(status=301, headers={"Location": "/elsewhere"})
     outcome = send_via(fake_twilio)
     assert isinstance(outcome, SendFailed)
@@ -696,12 +618,8 @@ def test_redirect_is_not_followed(fake_twilio: FakeTwilio) -> None:
     assert [s.path for s in fake_twilio.seen] == [f"/2010-04-01/Accounts/{SID}/Messages.json"]
 
 
-def test_read_timeout_after_the_request_arrived_is_ambiguous(fake_twilio: FakeTwilio) -> None:
-    def slow(_request: Request) -> Response:
-        fake_twilio.release.wait(timeout=10)
-        return Response('{"sid": "SMlate", "status": "queued"}', status=201)
-
-    fake_twilio.reply = slow
+def test_read_timeout_after_the_request_arrived_is_ambiguous(fake_twilio: FakeCarrierApi) -> None:
+    fake_twilio.slow(201, '{"sid": "SMlate", "status": "queued"}')
     outcome = send_via(fake_twilio, timeout=0.2)
     assert fake_twilio.received.is_set()  # Twilio had the request: it may send the text
     assert isinstance(outcome, SendFailed)
@@ -710,40 +628,17 @@ def test_read_timeout_after_the_request_arrived_is_ambiguous(fake_twilio: FakeTw
 
 
 def test_connection_refused_is_transient() -> None:
-    with socket.socket() as closed:
-        closed.bind(
-            ("127.0.0.1", 0)
-        )  # bound but not listening: connects are refused, and nobody else gets it
-        port = closed.getsockname()[1]
-        outcome = TwilioCarrier(SID, TOKEN, api_base=f"http://127.0.0.1:{port}").send(TEXT)
+    with refused_url() as url:
+        outcome = TwilioCarrier(SID, TOKEN, api_base=url).send(TEXT)
     assert isinstance(outcome, SendFailed)
     assert outcome.kind is FailureKind.TRANSIENT
     assert (outcome.error_code, outcome.http_status) == (None, None)
 
 
 def test_connection_dropped_after_the_request_was_sent_is_ambiguous() -> None:
-    got_request = threading.Event()
-    with socket.create_server(("127.0.0.1", 0)) as listener:
-
-        def read_request_then_hang_up() -> None:
-            conn, _ = listener.accept()
-            with conn:
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    data += conn.recv(65536)
-                head, _, body = data.partition(b"\r\n\r\n")
-                match = re.search(rb"content-length:\s*(\d+)", head, re.IGNORECASE)
-                length = int(match.group(1)) if match else 0
-                while len(body) < length:
-                    body += conn.recv(65536)
-                got_request.set()
-
-        thread = threading.Thread(target=read_request_then_hang_up, daemon=True)
-        thread.start()
-        port = listener.getsockname()[1]
-        outcome = TwilioCarrier(SID, TOKEN, api_base=f"http://127.0.0.1:{port}", timeout=5).send(TEXT)
-        thread.join(timeout=5)
-    assert got_request.is_set()
+    with hanging_up_after_the_request() as server:
+        outcome = TwilioCarrier(SID, TOKEN, api_base=server.url, timeout=5).send(TEXT)
+    assert server.got_request.is_set()
     assert isinstance(outcome, SendFailed)
     assert outcome.kind is FailureKind.AMBIGUOUS
 
@@ -755,7 +650,7 @@ def test_misconfigured_api_base_is_permanent() -> None:
 
 
 def test_send_logs_neither_token_nor_full_number(
-    fake_twilio: FakeTwilio, caplog: pytest.LogCaptureFixture
+    fake_twilio: FakeCarrierApi, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="parley")
     fake_twilio.json(201, '{"sid": "SM1", "status": "queued"}')
@@ -768,7 +663,7 @@ def test_send_logs_neither_token_nor_full_number(
     assert mask(TEXT.to_number) in caplog.text
 
 
-def test_fetch_returns_the_message(fake_twilio: FakeTwilio) -> None:
+def test_fetch_returns_the_message(fake_twilio: FakeCarrierApi) -> None:
     fake_twilio.json(200, '{"sid": "SM77", "status": "delivered", "num_segments": "2"}')
     carrier = TwilioCarrier(SID, TOKEN, api_base=fake_twilio.url)
     assert carrier.fetch("SM77") == SendAccepted("SM77", "delivered", 2)
@@ -777,12 +672,12 @@ def test_fetch_returns_the_message(fake_twilio: FakeTwilio) -> None:
     assert (seen.username, seen.password) == (SID, TOKEN)
 
 
-def test_fetch_unknown_message_is_none(fake_twilio: FakeTwilio) -> None:
+def test_fetch_unknown_message_is_none(fake_twilio: FakeCarrierApi) -> None:
     fake_twilio.json(404, '{"code": 20404, "message": "not found"}')
     assert TwilioCarrier(SID, TOKEN, api_base=fake_twilio.url).fetch("SM00") is None
 
 
-def test_fetch_failure_raises_rather_than_claiming_absence(fake_twilio: FakeTwilio) -> None:
+def test_fetch_failure_raises_rather_than_claiming_absence(fake_twilio: FakeCarrierApi) -> None:
     fake_twilio.json(500, "{}")
     with pytest.raises(TwilioLookupError, match="500"):
         TwilioCarrier(SID, TOKEN, api_base=fake_twilio.url).fetch("SM00")
@@ -797,7 +692,7 @@ def _listed(body: str, *, to: str = TEXT.to_number, sid: str = "SM88", created: 
 SINCE = datetime(2026, 11, 28, 3, 59, tzinfo=UTC)
 
 
-def test_find_sent_matches_recipient_sender_and_body(fake_twilio: FakeTwilio) -> None:
+def test_find_sent_matches_recipient_sender_and_body(fake_twilio: FakeCarrierApi) -> None:
     fake_twilio.json(200, _listed(TEXT.body))
     found = TwilioCarrier(SID, TOKEN, api_base=fake_twilio.url).find_sent(TEXT, SINCE)
     assert found == SendAccepted("SM88", "sent", None)
@@ -816,18 +711,18 @@ def test_find_sent_matches_recipient_sender_and_body(fake_twilio: FakeTwilio) ->
     ],
     ids=["other-body", "other-recipient", "too-old", "none"],
 )
-def test_find_sent_ignores_texts_that_are_not_this_one(fake_twilio: FakeTwilio, listed: str) -> None:
+def test_find_sent_ignores_texts_that_are_not_this_one(fake_twilio: FakeCarrierApi, listed: str) -> None:
     fake_twilio.json(200, listed)
     assert TwilioCarrier(SID, TOKEN, api_base=fake_twilio.url).find_sent(TEXT, SINCE) is None
 
 
-def test_find_sent_failure_raises_rather_than_claiming_absence(fake_twilio: FakeTwilio) -> None:
+def test_find_sent_failure_raises_rather_than_claiming_absence(fake_twilio: FakeCarrierApi) -> None:
     fake_twilio.json(503, "{}")
     with pytest.raises(TwilioLookupError, match="503"):
         TwilioCarrier(SID, TOKEN, api_base=fake_twilio.url).find_sent(TEXT, SINCE)
 
 
-def test_fetch_quotes_the_sid_into_one_path_segment(fake_twilio: FakeTwilio) -> None:
+def test_fetch_quotes_the_sid_into_one_path_segment(fake_twilio: FakeCarrierApi) -> None:
     fake_twilio.json(404, "{}")
     TwilioCarrier(SID, TOKEN, api_base=fake_twilio.url).fetch("../../Calls")
     assert fake_twilio.seen[0].raw_uri == f"/2010-04-01/Accounts/{SID}/Messages/..%2F..%2FCalls.json"

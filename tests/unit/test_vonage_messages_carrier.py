@@ -13,16 +13,13 @@ import hashlib
 import hmac
 import json
 import logging
-import re
-import socket
 import subprocess
 import sys
-import threading
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jwt
 import pytest
@@ -31,8 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from vonage_jwt import JwtClient, verify_signature  # type: ignore[import-untyped]
-from werkzeug.serving import make_server
-from werkzeug.wrappers import Request, Response
+from werkzeug.wrappers import Response
 
 from parley.carriers.base import (
     FailureKind,
@@ -58,9 +54,7 @@ from parley.carriers.vonage_messages import (
     classify_error,
 )
 from parley.domain.vocabulary import MessageStatus
-
-if TYPE_CHECKING:
-    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+from tests.carrier_api import FakeCarrierApi, carrier_api_fixtures, hanging_up_after_the_request, refused_url
 
 # Vonage lets people pick short signature secrets; PyJWT warns about those, we accept them.
 pytestmark = pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
@@ -712,84 +706,7 @@ def test_signed_samples_verify() -> None:
 # -- sending against a local Vonage stand-in --------------------------------------------------------
 
 
-@dataclass
-class Seen:
-    method: str
-    path: str
-    username: str | None
-    password: str | None
-    content_type: str
-    accept: str
-    json: Any
-
-
-@dataclass
-class FakeVonage:
-    """Plays the Messages API for one test: records each request and answers with `reply`."""
-
-    url: str = ""
-    seen: list[Seen] = field(default_factory=list)
-    reply: Callable[[Request], Response] = lambda _request: Response(status=500)
-    received: threading.Event = field(default_factory=threading.Event)
-    release: threading.Event = field(default_factory=threading.Event)
-
-    def handle(self, request: Request) -> Response:
-        auth = request.authorization
-        self.seen.append(
-            Seen(
-                method=request.method,
-                path=request.path,
-                username=auth.username if auth else None,
-                password=auth.password if auth else None,
-                content_type=request.content_type or "",
-                accept=request.headers.get("Accept", ""),
-                json=request.get_json(silent=True),
-            )
-        )
-        self.received.set()
-        return self.reply(request)
-
-    def answer(self, status: int, payload: str, content_type: str = "application/json") -> None:
-        self.reply = lambda _request: Response(payload, status=status, content_type=content_type)
-
-
-@dataclass
-class VonageServer:
-    """One threaded werkzeug server per module (shutting one down costs a poll interval)."""
-
-    url: str
-    current: FakeVonage | None = None
-
-    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        assert self.current is not None
-        return self.current.handle(Request(environ))(environ, start_response)
-
-
-@pytest.fixture(scope="module")
-def vonage_server() -> Iterator[VonageServer]:
-    app = VonageServer(url="")
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    app.url = f"http://127.0.0.1:{server.port}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield app
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-
-@pytest.fixture
-def fake(vonage_server: VonageServer) -> Iterator[FakeVonage]:
-    fake = FakeVonage(url=vonage_server.url)
-    vonage_server.current = fake
-    try:
-        yield fake
-    finally:
-        fake.release.set()  # unblock a deliberately slow handler
-        vonage_server.current = None
-
+carrier_api_server, fake = carrier_api_fixtures("fake")
 
 TEXT = OutboundText(
     message_id="msg-1",
@@ -800,19 +717,21 @@ TEXT = OutboundText(
 )
 
 
-def send_via(fake: FakeVonage, text: OutboundText = TEXT, timeout: float = 5.0) -> SendAccepted | SendFailed:
+def send_via(
+    fake: FakeCarrierApi, text: OutboundText = TEXT, timeout: float = 5.0
+) -> SendAccepted | SendFailed:
     sender = VonageMessagesCarrier(API_KEY, API_SECRET, (SECRET,), api_base=fake.url, timeout=timeout)
     return sender.send(text)
 
 
-def test_send_accepted_and_the_request_vonage_sees(fake: FakeVonage) -> None:
+def test_send_accepted_and_the_request_vonage_sees(fake: FakeCarrierApi) -> None:
     fake.answer(202, '{"message_uuid": "aaaaaaaa-bbbb-4ccc-8ddd-0123456789ab"}')
     outcome = send_via(fake)
     assert outcome == SendAccepted("aaaaaaaa-bbbb-4ccc-8ddd-0123456789ab", "accepted", None)
     [seen] = fake.seen
     assert (seen.method, seen.path) == ("POST", "/v1/messages")
     assert (seen.username, seen.password) == (API_KEY, API_SECRET)
-    assert seen.content_type == "application/json" and seen.accept == "application/json"
+    assert seen.content_type == "application/json" and seen.headers.get("accept") == "application/json"
     assert seen.json == {
         "message_type": "text",
         "channel": "sms",
@@ -824,7 +743,7 @@ def test_send_accepted_and_the_request_vonage_sees(fake: FakeVonage) -> None:
     }
 
 
-def test_send_without_callback_and_with_an_alphanumeric_sender(fake: FakeVonage) -> None:
+def test_send_without_callback_and_with_an_alphanumeric_sender(fake: FakeCarrierApi) -> None:
     fake.answer(202, '{"message_uuid": "u-2"}')
     outcome = send_via(fake, OutboundText("m2", "Acme", "+447700900000", "hi"))
     assert outcome == SendAccepted("u-2", "accepted", None)
@@ -838,7 +757,7 @@ def test_send_without_callback_and_with_an_alphanumeric_sender(fake: FakeVonage)
     }
 
 
-def test_send_one_picture_as_mms(fake: FakeVonage) -> None:
+def test_send_one_picture_as_mms(fake: FakeCarrierApi) -> None:
     fake.answer(202, '{"message_uuid": "u-3"}')
     text = replace(TEXT, media_urls=("https://m.example/a.jpg",), status_callback_url=None)
     assert send_via(fake, text) == SendAccepted("u-3", "accepted", None)
@@ -852,7 +771,7 @@ def test_send_one_picture_as_mms(fake: FakeVonage) -> None:
     }
 
 
-def test_two_pictures_are_refused_without_calling_vonage(fake: FakeVonage) -> None:
+def test_two_pictures_are_refused_without_calling_vonage(fake: FakeCarrierApi) -> None:
     text = replace(TEXT, media_urls=("https://m.example/a.jpg", "https://m.example/b.jpg"))
     outcome = send_via(fake, text)
     assert isinstance(outcome, SendFailed) and outcome.kind is FailureKind.PERMANENT
@@ -968,7 +887,7 @@ def problem(
     ],
 )
 def test_send_failures_are_classified(
-    fake: FakeVonage, status: int, payload: str, kind: FailureKind, reason: str, code: str | None
+    fake: FakeCarrierApi, status: int, payload: str, kind: FailureKind, reason: str, code: str | None
 ) -> None:
     fake.answer(status, payload, "application/problem+json")
     outcome = send_via(fake)
@@ -976,14 +895,14 @@ def test_send_failures_are_classified(
     assert len(fake.seen) == 1  # never retried inside send: the retry function owns that
 
 
-def test_opted_out_refusal_is_flagged(fake: FakeVonage) -> None:
+def test_opted_out_refusal_is_flagged(fake: FakeCarrierApi) -> None:
     fake.answer(422, problem("/messages#1240", "Illegal Number"))
     outcome = send_via(fake)
     assert isinstance(outcome, SendFailed)
     assert (outcome.kind, outcome.error_code, outcome.opted_out) == (FailureKind.PERMANENT, "1240", True)
 
 
-def test_send_error_sample_classifies_permanent(fake: FakeVonage) -> None:
+def test_send_error_sample_classifies_permanent(fake: FakeCarrierApi) -> None:
     data = sample("send_error.json")
     assert "422" in data["description"]
     fake.answer(422, json.dumps(data["body"]), data["content_type"])
@@ -993,14 +912,14 @@ def test_send_error_sample_classifies_permanent(fake: FakeVonage) -> None:
     assert outcome.reason == "the number is not a valid phone number"
 
 
-def test_success_without_a_message_uuid_is_ambiguous(fake: FakeVonage) -> None:
+def test_success_without_a_message_uuid_is_ambiguous(fake: FakeCarrierApi) -> None:
     fake.answer(202, "not json")
     outcome = send_via(fake)
     assert isinstance(outcome, SendFailed)
     assert (outcome.kind, outcome.http_status) == (FailureKind.AMBIGUOUS, 202)
 
 
-def test_redirect_is_not_followed(fake: FakeVonage) -> None:
+def test_redirect_is_not_followed(fake: FakeCarrierApi) -> None:
     fake.reply = lambda _r: Response(status=301, headers={"Location": "/elsewhere"})
     outcome = send_via(fake)
     assert isinstance(outcome, SendFailed)
@@ -1008,12 +927,8 @@ def test_redirect_is_not_followed(fake: FakeVonage) -> None:
     assert [s.path for s in fake.seen] == ["/v1/messages"]
 
 
-def test_read_timeout_after_the_request_arrived_is_ambiguous(fake: FakeVonage) -> None:
-    def slow(_request: Request) -> Response:
-        fake.release.wait(timeout=10)
-        return Response('{"message_uuid": "late"}', status=202)
-
-    fake.reply = slow
+def test_read_timeout_after_the_request_arrived_is_ambiguous(fake: FakeCarrierApi) -> None:
+    fake.slow(202, '{"message_uuid": "late"}')
     outcome = send_via(fake, timeout=0.2)
     assert fake.received.is_set()  # Vonage had the request: it may send the text
     assert isinstance(outcome, SendFailed)
@@ -1022,39 +937,18 @@ def test_read_timeout_after_the_request_arrived_is_ambiguous(fake: FakeVonage) -
 
 
 def test_connection_refused_is_transient() -> None:
-    with socket.socket() as closed:
-        closed.bind(("127.0.0.1", 0))  # bound but not listening: connects are refused
-        port = closed.getsockname()[1]
-        outcome = VonageMessagesCarrier(API_KEY, API_SECRET, api_base=f"http://127.0.0.1:{port}").send(TEXT)
+    with refused_url() as url:
+        outcome = VonageMessagesCarrier(API_KEY, API_SECRET, api_base=url).send(TEXT)
     assert isinstance(outcome, SendFailed)
     assert outcome.kind is FailureKind.TRANSIENT
     assert (outcome.error_code, outcome.http_status) == (None, None)
 
 
 def test_connection_dropped_after_the_request_was_sent_is_ambiguous() -> None:
-    got_request = threading.Event()
-    with socket.create_server(("127.0.0.1", 0)) as listener:
-
-        def read_request_then_hang_up() -> None:
-            conn, _ = listener.accept()
-            with conn:
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    data += conn.recv(65536)
-                head, _, body = data.partition(b"\r\n\r\n")
-                match = re.search(rb"content-length:\s*(\d+)", head, re.IGNORECASE)
-                length = int(match.group(1)) if match else 0
-                while len(body) < length:
-                    body += conn.recv(65536)
-                got_request.set()
-
-        thread = threading.Thread(target=read_request_then_hang_up, daemon=True)
-        thread.start()
-        port = listener.getsockname()[1]
-        sender = VonageMessagesCarrier(API_KEY, API_SECRET, api_base=f"http://127.0.0.1:{port}", timeout=5)
+    with hanging_up_after_the_request() as server:
+        sender = VonageMessagesCarrier(API_KEY, API_SECRET, api_base=server.url, timeout=5)
         outcome = sender.send(TEXT)
-        thread.join(timeout=5)
-    assert got_request.is_set()
+    assert server.got_request.is_set()
     assert isinstance(outcome, SendFailed) and outcome.kind is FailureKind.AMBIGUOUS
 
 
@@ -1063,7 +957,7 @@ def test_misconfigured_api_base_is_permanent() -> None:
     assert isinstance(outcome, SendFailed) and outcome.kind is FailureKind.PERMANENT
 
 
-def test_missing_api_credentials_fail_at_send_and_name_the_variables(fake: FakeVonage) -> None:
+def test_missing_api_credentials_fail_at_send_and_name_the_variables(fake: FakeCarrierApi) -> None:
     for key, secret in (("", API_SECRET), (API_KEY, "")):
         outcome = VonageMessagesCarrier(key, secret, api_base=fake.url).send(TEXT)
         assert isinstance(outcome, SendFailed) and outcome.kind is FailureKind.PERMANENT
@@ -1071,7 +965,7 @@ def test_missing_api_credentials_fail_at_send_and_name_the_variables(fake: FakeV
     assert fake.seen == []
 
 
-def test_a_failed_secret_read_is_transient(fake: FakeVonage) -> None:
+def test_a_failed_secret_read_is_transient(fake: FakeCarrierApi) -> None:
     def broken() -> str:
         raise RuntimeError("SSM throttled")
 
@@ -1080,7 +974,9 @@ def test_a_failed_secret_read_is_transient(fake: FakeVonage) -> None:
     assert fake.seen == []
 
 
-def test_send_logs_neither_secret_nor_full_number(fake: FakeVonage, caplog: pytest.LogCaptureFixture) -> None:
+def test_send_logs_neither_secret_nor_full_number(
+    fake: FakeCarrierApi, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG, logger="parley")
     fake.answer(202, '{"message_uuid": "u-log"}')
     send_via(fake)

@@ -12,21 +12,17 @@ import contextlib
 import hashlib
 import json
 import logging
-import socket
-import threading
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from vonage_http_client.auth import Auth  # type: ignore[import-untyped]
-from werkzeug.serving import make_server
-from werkzeug.wrappers import Request, Response
+from werkzeug.wrappers import Response
 
 from parley.carriers.base import (
     FailureKind,
@@ -55,9 +51,7 @@ from parley.carriers.vonage_sms import (
     classify,
 )
 from parley.domain.vocabulary import MessageStatus
-
-if TYPE_CHECKING:
-    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+from tests.carrier_api import FakeCarrierApi, carrier_api_fixtures, refused_url
 
 FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
@@ -580,78 +574,7 @@ def test_webhook_samples_verify_and_parse(name: str, kind: WebhookKind) -> None:
 # -- sending against a local Vonage stand-in --------------------------------------------------------
 
 
-@dataclass
-class Seen:
-    method: str
-    path: str
-    content_type: str
-    form: list[tuple[str, str]]
-    query: list[tuple[str, str]]
-
-
-@dataclass
-class FakeVonage:
-    """Plays Vonage's SMS API for one test: records each request and answers with `reply`."""
-
-    url: str = ""
-    seen: list[Seen] = field(default_factory=list)
-    reply: Callable[[Request], Response] = lambda _request: Response(status=500)
-    received: threading.Event = field(default_factory=threading.Event)
-    release: threading.Event = field(default_factory=threading.Event)
-
-    def handle(self, request: Request) -> Response:
-        self.seen.append(
-            Seen(
-                method=request.method,
-                path=request.path,
-                content_type=request.mimetype,
-                form=list(request.form.items(multi=True)),
-                query=list(request.args.items(multi=True)),
-            )
-        )
-        self.received.set()
-        return self.reply(request)
-
-    def json(self, payload: object, status: int = 200) -> None:
-        text = payload if isinstance(payload, str) else json.dumps(payload)
-        self.reply = lambda _request: Response(text, status=status, content_type=JSON)
-
-
-@dataclass
-class VonageServer:
-    url: str
-    current: FakeVonage | None = None
-
-    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        assert self.current is not None
-        return self.current.handle(Request(environ))(environ, start_response)
-
-
-@pytest.fixture(scope="module")
-def vonage_server() -> Iterator[VonageServer]:
-    app = VonageServer(url="")
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    app.url = f"http://127.0.0.1:{server.port}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield app
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-
-@pytest.fixture
-def fake(vonage_server: VonageServer) -> Iterator[FakeVonage]:
-    current = FakeVonage(url=vonage_server.url)
-    vonage_server.current = current
-    try:
-        yield current
-    finally:
-        current.release.set()  # unblock a deliberately slow handler
-        vonage_server.current = None
-
+carrier_api_server, fake = carrier_api_fixtures("fake")
 
 TEXT = OutboundText(
     message_id="01JGZ7Q3K9V4X2M8N6P5R1T0AB",
@@ -684,18 +607,20 @@ def rejected(status: str, error_text: str) -> dict[str, Any]:
     return {"message-count": "1", "messages": [{"status": status, "error-text": error_text}]}
 
 
-def send_via(fake: FakeVonage, text: OutboundText = TEXT, timeout: float = 5.0) -> SendAccepted | SendFailed:
+def send_via(
+    fake: FakeCarrierApi, text: OutboundText = TEXT, timeout: float = 5.0
+) -> SendAccepted | SendFailed:
     return carrier(api_base=fake.url, timeout=timeout).send(text)
 
 
-def test_send_accepted_and_the_request_vonage_sees(fake: FakeVonage) -> None:
-    fake.json(accepted("0A0000000123ABCD1"))
+def test_send_accepted_and_the_request_vonage_sees(fake: FakeCarrierApi) -> None:
+    fake.json(200, accepted("0A0000000123ABCD1"))
     outcome = send_via(fake)
     assert outcome == SendAccepted(
         carrier_message_id="0A0000000123ABCD1", carrier_status="submitted", segments=1
     )
     [seen] = fake.seen
-    assert (seen.method, seen.path, seen.content_type) == ("POST", "/sms/json", FORM)
+    assert (seen.method, seen.path, seen.mimetype) == ("POST", "/sms/json", FORM)
     assert seen.query == []  # credentials travel in the body, never in a logged URL
     assert seen.form == [
         ("api_key", API_KEY),
@@ -710,8 +635,8 @@ def test_send_accepted_and_the_request_vonage_sees(fake: FakeVonage) -> None:
     ]
 
 
-def test_send_unicode_text_without_callback(fake: FakeVonage) -> None:
-    fake.json(accepted("0A01"))
+def test_send_unicode_text_without_callback(fake: FakeCarrierApi) -> None:
+    fake.json(200, accepted("0A01"))
     text = OutboundText("m2", "AcmeInc", "+447700900001", "Grüße \U0001f600")
     assert send_via(fake, text) == SendAccepted("0A01", "submitted", 1)
     form = dict(fake.seen[0].form)
@@ -719,14 +644,14 @@ def test_send_unicode_text_without_callback(fake: FakeVonage) -> None:
     assert "callback" not in form
 
 
-def test_long_text_returns_the_first_parts_id_the_part_count_and_every_parts_id(fake: FakeVonage) -> None:
-    fake.json(accepted("0A000001", "0A000002", "0A000003"))
+def test_long_text_returns_the_first_parts_id_the_part_count_and_every_parts_id(fake: FakeCarrierApi) -> None:
+    fake.json(200, accepted("0A000001", "0A000002", "0A000003"))
     outcome = send_via(fake, OutboundText("m3", "+15005550006", "+14155550100", "x" * 400))
     assert outcome == SendAccepted("0A000001", "submitted", 3, part_ids=("0A000001", "0A000002", "0A000003"))
 
 
-def test_message_id_too_long_for_client_ref_is_not_sent(fake: FakeVonage) -> None:
-    fake.json(accepted("0A02"))
+def test_message_id_too_long_for_client_ref_is_not_sent(fake: FakeCarrierApi) -> None:
+    fake.json(200, accepted("0A02"))
     send_via(fake, OutboundText("m" * 41, "+15005550006", "+14155550100", "hi"))
     assert "client-ref" not in dict(fake.seen[0].form)
 
@@ -760,27 +685,27 @@ def test_message_id_too_long_for_client_ref_is_not_sent(fake: FakeVonage) -> Non
     ],
 )
 def test_http_200_with_a_failure_status_is_a_failure(
-    fake: FakeVonage, status: str, kind: FailureKind, reason: str
+    fake: FakeCarrierApi, status: str, kind: FailureKind, reason: str
 ) -> None:
-    fake.json(rejected(status, "Some error text"))
+    fake.json(200, rejected(status, "Some error text"))
     outcome = send_via(fake)
     assert outcome == SendFailed(kind=kind, reason=reason, error_code=status, http_status=200)
     assert classify(status, 200) == (kind, reason)
     assert len(fake.seen) == 1  # never retried inside send: the retry function owns that
 
 
-def test_unlisted_status_uses_vonages_error_text(fake: FakeVonage) -> None:
-    fake.json(rejected("42", "Something new went wrong"))
+def test_unlisted_status_uses_vonages_error_text(fake: FakeCarrierApi) -> None:
+    fake.json(200, rejected("42", "Something new went wrong"))
     outcome = send_via(fake)
     assert outcome == SendFailed(
         FailureKind.PERMANENT, "the carrier refused the message: Something new went wrong", "42", 200
     )
 
 
-def test_partly_accepted_long_text_is_a_permanent_failure(fake: FakeVonage) -> None:
+def test_partly_accepted_long_text_is_a_permanent_failure(fake: FakeCarrierApi) -> None:
     payload = accepted("0A000001", "0A000002")
     payload["messages"][1] = {"status": "1", "error-text": "Throughput Rate Exceeded"}
-    fake.json(payload)
+    fake.json(200, payload)
     outcome = send_via(fake)
     assert isinstance(outcome, SendFailed)
     assert (outcome.kind, outcome.error_code, outcome.http_status) == (FailureKind.PERMANENT, "1", 200)
@@ -802,22 +727,24 @@ def test_partly_accepted_long_text_is_a_permanent_failure(fake: FakeVonage) -> N
     ],
     ids=["429", "500", "503", "401", "400", "not-json", "no-messages", "no-status", "no-id"],
 )
-def test_http_level_answers_are_classified(fake: FakeVonage, http: int, body: str, kind: FailureKind) -> None:
-    fake.json(body, http)
+def test_http_level_answers_are_classified(
+    fake: FakeCarrierApi, http: int, body: str, kind: FailureKind
+) -> None:
+    fake.json(http, body)
     outcome = send_via(fake)
     assert isinstance(outcome, SendFailed)
     assert (outcome.kind, outcome.http_status, outcome.error_code) == (kind, http, None)
     assert len(fake.seen) == 1
 
 
-def test_send_error_sample_classifies_permanent(fake: FakeVonage) -> None:
-    fake.json(sample("send_error.json")["body"])
+def test_send_error_sample_classifies_permanent(fake: FakeCarrierApi) -> None:
+    fake.json(200, sample("send_error.json")["body"])
     outcome = send_via(fake)
     assert isinstance(outcome, SendFailed)
     assert (outcome.kind, outcome.error_code, outcome.http_status) == (FailureKind.PERMANENT, "3", 200)
 
 
-def test_redirect_is_not_followed(fake: FakeVonage) -> None:
+def test_redirect_is_not_followed(fake: FakeCarrierApi) -> None:
     fake.reply = lambda _r: Response(status=301, headers={"Location": "/elsewhere"})
     outcome = send_via(fake)
     assert isinstance(outcome, SendFailed)
@@ -825,12 +752,8 @@ def test_redirect_is_not_followed(fake: FakeVonage) -> None:
     assert [s.path for s in fake.seen] == ["/sms/json"]
 
 
-def test_read_timeout_after_the_request_arrived_is_ambiguous(fake: FakeVonage) -> None:
-    def slow(_request: Request) -> Response:
-        fake.release.wait(timeout=10)
-        return Response(json.dumps(accepted("late")), content_type=JSON)
-
-    fake.reply = slow
+def test_read_timeout_after_the_request_arrived_is_ambiguous(fake: FakeCarrierApi) -> None:
+    fake.slow(200, accepted("late"))
     outcome = send_via(fake, timeout=0.2)
     assert fake.received.is_set()  # Vonage had the request: it may send the text
     assert isinstance(outcome, SendFailed)
@@ -839,22 +762,20 @@ def test_read_timeout_after_the_request_arrived_is_ambiguous(fake: FakeVonage) -
 
 
 def test_connection_refused_is_transient() -> None:
-    with socket.socket() as closed:
-        closed.bind(("127.0.0.1", 0))  # bound but not listening: connects are refused
-        port = closed.getsockname()[1]
-        outcome = carrier(api_base=f"http://127.0.0.1:{port}").send(TEXT)
+    with refused_url() as url:
+        outcome = carrier(api_base=url).send(TEXT)
     assert isinstance(outcome, SendFailed)
     assert outcome.kind is FailureKind.TRANSIENT
     assert outcome.reason == "could not reach the carrier; it will be retried"
 
 
-def test_missing_api_secret_fails_without_calling_vonage(fake: FakeVonage) -> None:
+def test_missing_api_secret_fails_without_calling_vonage(fake: FakeCarrierApi) -> None:
     outcome = carrier(api_base=fake.url, api_secret=lambda: "").send(TEXT)
     assert outcome == SendFailed(FailureKind.PERMANENT, "the Vonage API secret is not configured")
     assert fake.seen == []
 
 
-def test_media_is_refused_without_calling_vonage(fake: FakeVonage) -> None:
+def test_media_is_refused_without_calling_vonage(fake: FakeCarrierApi) -> None:
     text = OutboundText(
         "m4", "+15005550006", "+14155550100", "see photo", media_urls=("https://m.example/a.jpg",)
     )
@@ -865,11 +786,13 @@ def test_media_is_refused_without_calling_vonage(fake: FakeVonage) -> None:
     assert fake.seen == []  # never the text without its picture
 
 
-def test_logs_mask_numbers_and_never_show_secrets(fake: FakeVonage, caplog: pytest.LogCaptureFixture) -> None:
+def test_logs_mask_numbers_and_never_show_secrets(
+    fake: FakeCarrierApi, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG, logger="parley")
-    fake.json(rejected("3", "Invalid to address"))
+    fake.json(200, rejected("3", "Invalid to address"))
     send_via(fake)
-    fake.json(accepted("0A03"))
+    fake.json(200, accepted("0A03"))
     send_via(fake)
     assert "+1********00" in caplog.text
     for secret in ("14155550100", API_SECRET, SECRET):
@@ -908,11 +831,11 @@ ENV = {
 }
 
 
-def test_build_from_environment(fake: FakeVonage) -> None:
+def test_build_from_environment(fake: FakeCarrierApi) -> None:
     vonage = build(CarrierConfig({**ENV, "PARLEY_VONAGE_API_BASE": fake.url}))
     assert (vonage.name, vonage.api_key, vonage.signature_method) == ("vonage", API_KEY, "sha256")
     assert vonage.tolerance_seconds == 300
-    fake.json(accepted("0A04"))
+    fake.json(200, accepted("0A04"))
     assert vonage.send(TEXT) == SendAccepted("0A04", "submitted", 1)
     assert ("api_secret", API_SECRET) in fake.seen[0].form
     fresh = {**INBOUND, "timestamp": str(int(datetime.now(UTC).timestamp()))}
