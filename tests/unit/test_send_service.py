@@ -673,3 +673,34 @@ def test_a_carrier_saying_the_recipient_opted_out_records_it_and_later_sends_are
     assert second.status is MessageStatus.SUPPRESSED
     assert second.error_reason == "the recipient has opted out (replied STOP)"
     assert len(world.carrier.sent) == 1  # the suppressed text never reached the carrier
+
+
+def test_a_lookup_that_finds_a_text_we_already_own_leaves_the_message_for_a_person() -> None:
+    # Same customer, same sender, same words within minutes: the carrier's search can't tell them apart.
+    carrier = FakeLookupCarrier(outcomes=[SendAccepted("FK-A", "queued"), AMBIGUOUS])
+    world = World(carrier=carrier)
+    numbers(world)
+    sender = world.sender()
+    (first,) = sender.handle_request(req(ANA, body="See you at 5"), "req-a")
+    carrier.known[ANA] = SendAccepted("FK-A", "delivered")  # the search returns the first text
+
+    (second,) = sender.handle_request(req(ANA, body="See you at 5"), "req-b")
+    assert second.status is MessageStatus.RETRYING
+    settled = sender.deliver(second.message_id)
+
+    assert settled is not None and settled.status is MessageStatus.FAILED
+    assert settled.carrier_message_id is None  # never claims the other message's carrier id
+    assert message(world, first.message_id).status is MessageStatus.ACCEPTED
+    assert len(carrier.sent) == 2  # and never sent a third time
+
+
+def test_an_accepted_message_carries_no_error_from_earlier_attempts(world: World) -> None:
+    world.carrier.script(TRANSIENT)
+    sender = world.sender()
+    (queued,) = sender.handle_request(req(ANA), "req-clear")
+
+    accepted = sender.deliver(queued.message_id)
+
+    assert accepted is not None and accepted.status is MessageStatus.ACCEPTED
+    assert (accepted.error_code, accepted.error_reason) == (None, None)
+    assert accepted.attempts[0].error_code == "20429"

@@ -339,6 +339,11 @@ class SendService:
             return self._needs_a_person(message)
         if found is None:
             return None
+        owner = self._messages.find_by_carrier_ref(message.carrier, found.carrier_message_id)
+        if owner is not None and owner.message_id != message.message_id:
+            # The carrier's search matched a text we already own (same people, same words, close
+            # in time): we can't tell whether this one went out, so neither resend nor claim it.
+            return self._needs_a_person(message)
         logger.info(
             "ambiguous send reconciled: the carrier already had the text",
             extra={"message_id": message.message_id, "carrier_message_id": found.carrier_message_id},
@@ -379,6 +384,8 @@ class SendService:
                 "history": [*message.history, _change(MessageStatus.ACCEPTED, now, accepted.carrier_status)],
                 "next_attempt_at": None,
                 "segments": accepted.segments or message.segments,
+                "error_code": None,  # earlier attempts' errors stay in `attempts`
+                "error_reason": None,
             },
         )
         logger.info(
