@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 # Vonage's two APIs share one account's key and secret.
 VONAGE_API_KEY = "parley-local-vonage-key"
@@ -27,6 +28,15 @@ class SimulatorSpec:
         return f"/_sim/{self.carrier}"
 
 
+def _media_env(carrier: str, base: str) -> dict[str, str]:
+    """Local only: media may come from the simulators (served by the stack, over plain http) and
+    from nowhere else, so a sample payload's real carrier URL is refused, not fetched."""
+    return {
+        f"PARLEY_{carrier.upper().replace('-', '_')}_MEDIA_HOSTS_EXTRA": urlsplit(base).netloc,
+        "PARLEY_MEDIA_HOSTS_EXTRA_ONLY": "true",
+    }
+
+
 def _twilio(base: str) -> tuple[Any, dict[str, str]]:
     from local.sim_twilio import SimulatedTwilio
 
@@ -36,6 +46,7 @@ def _twilio(base: str) -> tuple[Any, dict[str, str]]:
         "PARLEY_TWILIO_ACCOUNT_SID": sid,
         "PARLEY_TWILIO_AUTH_TOKEN": token,
         "PARLEY_TWILIO_API_BASE": f"{base}/_sim/twilio",
+        **_media_env("twilio", base),
     }
     return SimulatedTwilio(sid, token, base), env
 
@@ -48,6 +59,7 @@ def _telnyx(base: str) -> tuple[Any, dict[str, str]]:
         "PARLEY_TELNYX_PUBLIC_KEY": sim.public_key,
         "PARLEY_TELNYX_API_KEY": DEFAULT_API_KEY,
         "PARLEY_TELNYX_API_BASE": f"{base}/_sim/telnyx",
+        **_media_env("telnyx", base),
     }
     return sim, env
 
@@ -75,6 +87,7 @@ def _vonage_messages(base: str) -> tuple[Any, dict[str, str]]:
         "PARLEY_VONAGE_API_SECRET": VONAGE_API_SECRET,
         "PARLEY_VONAGE_MESSAGES_SIGNATURE_SECRET": DEFAULT_SIGNATURE_SECRET,
         "PARLEY_VONAGE_MESSAGES_API_BASE": f"{base}/_sim/vonage-messages",
+        **_media_env("vonage-messages", base),
     }
     return sim, env
 
@@ -90,6 +103,7 @@ def _bandwidth(base: str) -> tuple[Any, dict[str, str]]:
         "PARLEY_BANDWIDTH_CALLBACK_USERNAME": bw.DEFAULT_CALLBACK_USERNAME,
         "PARLEY_BANDWIDTH_CALLBACK_PASSWORD": bw.DEFAULT_CALLBACK_PASSWORD,
         "PARLEY_BANDWIDTH_API_BASE": f"{base}/_sim/bandwidth",
+        **_media_env("bandwidth", base),
     }
     return bw.SimulatedBandwidth(base), env
 
@@ -101,13 +115,12 @@ def _plivo(base: str) -> tuple[Any, dict[str, str]]:
         "PARLEY_PLIVO_AUTH_ID": sim_plivo.LOCAL_AUTH_ID,
         "PARLEY_PLIVO_AUTH_TOKEN": sim_plivo.LOCAL_AUTH_TOKEN,
         "PARLEY_PLIVO_API_BASE": f"{base}/_sim/plivo",
+        **_media_env("plivo", base),
     }
     return sim_plivo.SimulatedPlivo(base), env
 
 
 def _aws(base: str) -> tuple[Any, dict[str, str]]:
-    from urllib.parse import urlsplit
-
     from local.sim_aws_sms import DEFAULT_TOPIC_ARN, SimulatedAwsSms
 
     sim = SimulatedAwsSms(base, self_url=f"{base}/_sim/aws")

@@ -16,7 +16,9 @@ Plivo API (HTTP Basic ``auth_id:auth_token``; the auth id in the path must be th
 Control plane (no auth; JSON):
     POST /_faults   {"kind", "count", "to", "error_code", "hold_seconds"} -> 201 with the fault
     GET  /_faults   active faults;  DELETE /_faults clears them (and releases holds)
-    POST /_inbound  {"from", "to", "body", "media_urls", "repeat"} -> a phone texting us
+    POST /_inbound  {"from", "to", "body", "media_urls", "media", "repeat"} -> a phone texting us
+                    ("media": true attaches this simulator's /_media/parley.png)
+    GET  /_media/<name>  the picture a phone attached (local.sim_media), no auth
     GET  /_messages every accepted outbound message with its callbacks; DELETE resets everything
 
 Order of checks on send: authentication, request validation (a 400 never consumes a fault), then
@@ -57,6 +59,8 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
+from local import sim_media
+
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
@@ -94,6 +98,7 @@ _URLS = Map(
         Rule("/v1/Account/<auth_id>/Message/<message_uuid>/", endpoint="message", methods=["GET"]),
         Rule("/_faults", endpoint="faults", methods=["GET", "POST", "DELETE"]),
         Rule("/_inbound", endpoint="inbound", methods=["POST"]),
+        Rule("/_media/<name>", endpoint="media", methods=["GET"]),
         Rule("/_messages", endpoint="sim_messages", methods=["GET", "DELETE"]),
     ]
 )
@@ -786,6 +791,8 @@ class SimulatedPlivo:
     def _dispatch(self, request: Request) -> Response:
         adapter = _URLS.bind_to_environ(request.environ)
         endpoint, args = adapter.match()
+        if endpoint == "media":
+            return sim_media.response(str(args["name"]))
         if endpoint == "messages":
             self._authenticate(request, str(args["auth_id"]))
             if request.method == "POST":
@@ -871,6 +878,8 @@ class SimulatedPlivo:
         data = _read_json_object(request)
         from_, to, body = data.get("from"), data.get("to"), data.get("body", "")
         media_urls = data.get("media_urls", [])
+        if data.get("media") is True and not media_urls:
+            media_urls = [sim_media.url(request)]
         if not isinstance(from_, str) or not isinstance(to, str) or not from_ or not to:
             raise _BadRequest("'from' and 'to' are required strings")
         if not isinstance(body, str):

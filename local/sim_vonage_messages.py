@@ -15,7 +15,9 @@ Messages API (HTTP Basic ``api_key:api_secret``):
 Control plane (no auth; JSON):
     POST /_faults   {"kind", "count", "to", "error_code", "hold_seconds"} → 201 with the fault
     GET  /_faults   active faults;  DELETE /_faults clears them (and releases holds)
-    POST /_inbound  {"from", "to", "body", "media_urls", "repeat"} → a phone texting us
+    POST /_inbound  {"from", "to", "body", "media_urls", "media", "repeat"} → a phone texting us
+                    ("media": true attaches this simulator's /_media/parley.png)
+    GET  /_media/<name>  the picture a phone attached (local.sim_media), no auth
     GET  /_messages every accepted message with its callbacks;  DELETE /_messages resets everything
 
 Local credentials default to DEFAULT_API_KEY, DEFAULT_API_SECRET and DEFAULT_SIGNATURE_SECRET (set
@@ -49,6 +51,8 @@ import requests
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
+
+from local import sim_media
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -95,6 +99,7 @@ _URLS = Map(
         Rule("/v1/messages", endpoint="send", methods=["POST"]),
         Rule("/_faults", endpoint="faults", methods=["GET", "POST", "DELETE"]),
         Rule("/_inbound", endpoint="inbound", methods=["POST"]),
+        Rule("/_media/<name>", endpoint="media", methods=["GET"]),
         Rule("/_messages", endpoint="sim_messages", methods=["GET", "DELETE"]),
     ]
 )
@@ -632,7 +637,9 @@ class SimulatedVonageMessages:
 
     def _dispatch(self, request: Request) -> Response:
         adapter = _URLS.bind_to_environ(request.environ)
-        endpoint, _args = adapter.match()
+        endpoint, args = adapter.match()
+        if endpoint == "media":
+            return sim_media.response(str(args["name"]))
         if endpoint == "send":
             self._authenticate(request)
             try:
@@ -690,6 +697,8 @@ class SimulatedVonageMessages:
         data = _read_json_object(request)
         from_, to, body = data.get("from"), data.get("to"), data.get("body", "")
         media_urls = data.get("media_urls", [])
+        if data.get("media") is True and not media_urls:
+            media_urls = [sim_media.url(request)]
         if not isinstance(from_, str) or not isinstance(to, str) or not from_ or not to:
             raise _BadRequest("'from' and 'to' are required strings")
         if not isinstance(body, str):

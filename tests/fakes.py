@@ -19,6 +19,8 @@ from parley.adapters.dynamo import day_of, iso, shard_of
 from parley.carriers.base import (
     Carrier,
     FailureKind,
+    FetchedMedia,
+    MediaSource,
     ParsedEvent,
     PayloadError,
     SendAccepted,
@@ -56,6 +58,7 @@ from parley.ports import (
     DigestRepository,
     EventPublisher,
     JobQueue,
+    MediaStore,
     MessageRepository,
     NumberRepository,
     OptOutRepository,
@@ -342,6 +345,23 @@ class InMemoryDigests:
         self.items[entry.digest_key] = entry
 
 
+class InMemoryMediaStore:
+    """Objects by key, like the media bucket; a put to an existing key overwrites it."""
+
+    def __init__(self, bucket: str = "parley-media-test") -> None:
+        self.bucket = bucket
+        self.objects: dict[str, tuple[bytes, str | None]] = {}
+        self.puts: list[str] = []  # every key written, in order (repeats included)
+        self.failures: deque[Exception] = deque()  # raised by the next puts, one each
+
+    def put(self, key: str, content: bytes, content_type: str | None) -> str:
+        self.puts.append(key)
+        if self.failures:
+            raise self.failures.popleft()
+        self.objects[key] = (bytes(content), content_type)
+        return f"s3://{self.bucket}/{key}"
+
+
 # -- queues and events ------------------------------------------------------------------------------
 
 
@@ -446,6 +466,30 @@ class FakeLookupCarrier(FakeCarrier):
         return self.known.get(text.to_number)
 
 
+class FakeMediaCarrier(FakeCarrier):
+    """A carrier that can also download MMS media (the MediaSource capability).
+
+    `media` maps a URL to what a download returns, or to a list of outcomes taken one per download
+    (the last one repeats; an exception is raised); `fetched` records each download.
+    """
+
+    def __init__(self, name: str = "fake", outcomes: Iterable[SendOutcome] = ()) -> None:
+        super().__init__(name, outcomes)
+        self.media: dict[str, FetchedMedia | Exception | list[FetchedMedia | Exception]] = {}
+        self.fetched: list[str] = []
+
+    def fetch_media(self, url: str) -> FetchedMedia:
+        self.fetched.append(url)
+        found = self.media.get(url)
+        if isinstance(found, list):
+            found = found.pop(0) if len(found) > 1 else found[0]
+        if found is None:
+            raise LookupError(f"no media scripted for {url}")
+        if isinstance(found, Exception):
+            raise found
+        return found
+
+
 # -- CRM --------------------------------------------------------------------------------------------
 
 
@@ -498,6 +542,7 @@ class World:
     events: RecordingPublisher = field(default_factory=RecordingPublisher)
     carrier: FakeCarrier = field(default_factory=FakeCarrier)
     crm: FakeCrm = field(default_factory=FakeCrm)
+    media: InMemoryMediaStore = field(default_factory=InMemoryMediaStore)
     shards: int = 4
     messages: InMemoryMessages = field(init=False)
 
@@ -518,6 +563,8 @@ class World:
             self.events,
             self.clock,
             opt_outs=self.opt_outs,
+            carriers=self.carriers,
+            media=self.media,
         )
 
     def intake(self, *, log_only: bool = False) -> WebhookIntake:
@@ -575,4 +622,7 @@ _clock: Clock = SettableClock()
 _carrier: Carrier = FakeCarrier()
 _lookup_carrier: Carrier = FakeLookupCarrier()
 _lookup: SentLookup = FakeLookupCarrier()
+_media_carrier: Carrier = FakeMediaCarrier()
+_media_source: MediaSource = FakeMediaCarrier()
+_media_store: MediaStore = InMemoryMediaStore()
 _crm: Crm = FakeCrm()

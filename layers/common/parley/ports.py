@@ -151,6 +151,15 @@ class DigestRepository(Protocol):
     def save(self, entry: DigestEntry) -> None: ...
 
 
+class MediaStore(Protocol):
+    """Our copies of MMS attachments (S3)."""
+
+    def put(self, key: str, content: bytes, content_type: str | None) -> str:
+        """Store `content` under `key` (overwriting: a retry writes the same bytes); returns the
+        location as s3://bucket/key."""
+        ...
+
+
 class JobQueue(Protocol):
     """A work queue (SQS); `delay_seconds` defers delivery, for backoff."""
 

@@ -18,7 +18,7 @@ from parley.carriers.registry import build_carrier, webhook_paths
 from parley.edge import WebhookIntake
 
 if TYPE_CHECKING:
-    from parley.adapters.aws import EventBridgePublisher
+    from parley.adapters.aws import EventBridgePublisher, S3MediaStore
     from parley.adapters.dynamo import (
         DynamoContacts,
         DynamoConversations,
@@ -145,6 +145,14 @@ class Container:
 
         return EventBridgePublisher(self.settings.event_bus_name, self.settings.region)
 
+    @cached_property
+    def media_store(self) -> S3MediaStore | None:
+        """The MMS media bucket; None (media stays at the carriers' URLs) when none is configured."""
+        from parley.adapters.aws import S3MediaStore
+
+        bucket = self.settings.media_bucket
+        return S3MediaStore(bucket, self.settings.region) if bucket else None
+
     # -- services --
     @cached_property
     def processor(self) -> InboundProcessor:
@@ -158,6 +166,8 @@ class Container:
             self.events,
             utc_now,
             opt_outs=self.opt_outs,
+            carriers=self.carrier,
+            media=self.media_store,
         )
 
     @cached_property

@@ -1,15 +1,18 @@
-"""Small adapters over SQS, EventBridge and SSM; each client is created once per cold start."""
+"""Small adapters over SQS, EventBridge, S3 and SSM; each client is created once per cold start."""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from functools import cache
 from typing import Any
 
 import boto3
 
 logger = logging.getLogger(__name__)
+
+_MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}")
 
 
 @cache
@@ -60,6 +63,32 @@ class EventBridgePublisher:
             return
         if response.get("FailedEntryCount"):
             logger.error("EventBridge refused %s: %s", detail_type, response.get("Entries"))
+
+
+class S3MediaStore:
+    """A MediaStore on the media bucket (private, encrypted by the bucket's default, expired by its
+    lifecycle rule on media/)."""
+
+    def __init__(self, bucket: str, region: str) -> None:
+        if not bucket:
+            raise ValueError("media bucket is not configured")
+        self.bucket = bucket
+        self._region = region
+
+    def put(self, key: str, content: bytes, content_type: str | None) -> str:
+        client("s3", self._region).put_object(
+            Bucket=self.bucket,
+            Key=key,
+            Body=content,
+            ContentType=_media_type(content_type),
+        )
+        return f"s3://{self.bucket}/{key}"
+
+
+def _media_type(content_type: str | None) -> str:
+    """A bare type/subtype as S3 will serve it; anything else a remote server sent is octet-stream."""
+    value = (content_type or "").split(";")[0].strip().lower()
+    return value if _MEDIA_TYPE.fullmatch(value) else "application/octet-stream"
 
 
 def read_secret(parameter_name: str, region: str) -> str:

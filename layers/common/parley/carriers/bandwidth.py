@@ -24,6 +24,7 @@ from urllib.parse import quote
 
 from parley.carriers.base import (
     FailureKind,
+    FetchedMedia,
     OutboundText,
     ParsedEvent,
     ParsedInbound,
@@ -64,6 +65,9 @@ LOOKUP_PAGE_SIZE: Final = 100
 LOOKUP_MAX_PAGES: Final = 10
 LOOKUP_CLOCK_SKEW: Final = timedelta(minutes=1)
 INBOUND_TYPE: Final = "message-received"
+# Inbound media URLs: https://messaging.bandwidth.com/api/v2/users/{accountId}/media/... (carriers.md
+# 5.1), downloadable for two days with the API user's Basic credentials, which go to this host only.
+MEDIA_HOSTS: Final = ("messaging.bandwidth.com",)
 
 _P, _T = FailureKind.PERMANENT, FailureKind.TRANSIENT
 
@@ -230,7 +234,12 @@ class BandwidthCarrier:
         api_base: str = DEFAULT_API_BASE,
         timeout: float = 10.0,
         session: requests.Session | None = None,
+        media_hosts: tuple[str, ...] = MEDIA_HOSTS,
+        media_hosts_extra: tuple[str, ...] = (),
     ) -> None:
+        """`media_hosts`: where media is fetched, with the credentials (MEDIA_HOSTS by default).
+        `media_hosts_extra`: hosts (or host:port) also trusted for media, http allowed; for the
+        local simulator only (PARLEY_BANDWIDTH_MEDIA_HOSTS_EXTRA)."""
         self.account_id = account_id.strip()
         self.username = username.strip()
         self.application_id = application_id.strip()
@@ -242,6 +251,8 @@ class BandwidthCarrier:
         self._password: str | None = None
         self._callback_passwords: tuple[str, ...] | None = None
         self._session = session
+        self.media_hosts = tuple(media_hosts)
+        self.media_hosts_extra = tuple(media_hosts_extra)
 
     def __repr__(self) -> str:  # never show a password
         return f"BandwidthCarrier(account_id={self.account_id!r}, api_base={self.api_base!r})"
@@ -505,6 +516,23 @@ class BandwidthCarrier:
             self._session = requests.Session()
         return self._session
 
+    def fetch_media(self, url: str) -> FetchedMedia:
+        """Download an inbound attachment with the API user's Basic credentials (MediaSource).
+
+        MediaRejected for a URL off Bandwidth's messaging host, a gone (after two days) or oversized
+        file; other exceptions are transient.
+        """
+        from parley.carriers.http import download
+
+        password = self._api_password() if self.username else ""
+        return download(
+            url,
+            allowed_hosts=(*self.media_hosts, *self.media_hosts_extra),
+            auth=(self.username, password) if self.username and password else None,
+            timeout=self.timeout,
+            extra_hosts=self.media_hosts_extra,
+        )
+
 
 def build(config: CarrierConfig) -> BandwidthCarrier:
     """The plugin from `PARLEY_BANDWIDTH_*` settings. Never fails for a missing value: a webhook
@@ -519,6 +547,8 @@ def build(config: CarrierConfig) -> BandwidthCarrier:
         callback_passwords=lambda: config.secrets("bandwidth_callback_password"),
         api_base=config.get("bandwidth_api_base", DEFAULT_API_BASE),
         timeout=config.timeout,
+        media_hosts=config.media_hosts(MEDIA_HOSTS),
+        media_hosts_extra=config.get_list("bandwidth_media_hosts_extra"),
     )
 
 

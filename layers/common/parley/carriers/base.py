@@ -225,6 +225,36 @@ class Carrier(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class FetchedMedia:
+    """One MMS attachment as downloaded from the carrier."""
+
+    content: bytes
+    content_type: str | None = None  # as the carrier's server labelled it, parameters dropped
+
+
+class MediaRejected(ValueError):
+    """This attachment can't be fetched, and trying again won't change that.
+
+    The URL is not on one of the carrier's hosts (or not https), the file is larger than we take,
+    or the carrier says it is gone (404/410) or refuses it. The processor records the reason on the
+    media item and keeps the message. Any other exception from `fetch_media` is transient (a
+    timeout, a refused connection, a 5xx): the inbound event is retried, and only the missing
+    attachments are fetched again.
+    """
+
+
+@runtime_checkable
+class MediaSource(Protocol):
+    """Optional: download an inbound MMS attachment from the carrier that sent it.
+
+    Credentials (where the carrier needs them) are sent only to the carrier's own hosts, never to a
+    CDN it redirects to, and never to a URL on any other host: that is refused with MediaRejected.
+    """
+
+    def fetch_media(self, url: str) -> FetchedMedia: ...
+
+
 class LookupUnavailable(RuntimeError):
     """The carrier offers no way to find a message it may have accepted: absence can't be proved."""
 

@@ -32,6 +32,18 @@ class CarrierConfig:
         """`PARLEY_<NAME>`, e.g. get("telnyx_public_key")."""
         return self._env.get(f"PARLEY_{name.upper()}", default)
 
+    def get_list(self, name: str) -> tuple[str, ...]:
+        """`PARLEY_<NAME>` as a comma list of non-empty, stripped items."""
+        return tuple(item.strip() for item in self.get(name).split(",") if item.strip())
+
+    def media_hosts(self, carrier_hosts: tuple[str, ...]) -> tuple[str, ...]:
+        """The hosts a carrier fetches MMS media from: its own, or none when
+        PARLEY_MEDIA_HOSTS_EXTRA_ONLY is true. That is for the local stack only, where media may come
+        from the simulators alone (each carrier's PARLEY_<CARRIER>_MEDIA_HOSTS_EXTRA) and the real
+        carriers' URLs in sample payloads are refused instead of being fetched with local credentials."""
+        only_extra = self.get("media_hosts_extra_only").strip().lower() in ("1", "true", "yes", "on")
+        return () if only_extra else carrier_hosts
+
     def secret(self, name: str) -> str:
         value = self.get(name)
         if value:

@@ -1,20 +1,34 @@
 """HTTP plumbing shared by the carrier plugins that call a REST API with `requests`.
 
-Imported only from inside `send` and lookups, so the webhook path never loads `requests`.
+Imported only from inside `send`, lookups and `fetch_media`, so the webhook path never loads
+`requests` (this module itself loads urllib3).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import ipaddress
+import time
+from collections.abc import Collection
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import urljoin, urlsplit
 
 import urllib3.exceptions
 
-from parley.carriers.base import FailureKind, SendFailed
+from parley.carriers.base import FailureKind, FetchedMedia, MediaRejected, SendFailed
 
 if TYPE_CHECKING:
     import requests
 
 CONNECT_TIMEOUT_SECONDS = 3.05  # just over a TCP retransmit window, as requests advises
+
+MEDIA_MAX_BYTES: Final = 5 * 1024 * 1024  # Twilio's limit for all of a message's media together
+MAX_MEDIA_REDIRECTS: Final = 5
+ANY_HOST: Final = "*"  # in `allowed_hosts`: any public https host, and then never with credentials
+_DEFAULT_PORTS: Final = {"https": 443, "http": 80}
+_REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
+_GONE: Final = frozenset({404, 410})
+_TRY_LATER: Final = frozenset({408, 425, 429})
+_CHUNK_BYTES: Final = 64 * 1024
 
 
 def new_session() -> requests.Session:
@@ -71,3 +85,157 @@ def json_object(response: requests.Response) -> dict[str, Any]:
     except ValueError:
         return {}
     return data if isinstance(data, dict) else {}
+
+
+# -- media downloads ----------------------------------------------------------------------------------
+
+
+class MediaUnavailable(RuntimeError):
+    """The media server failed in a way that may pass (5xx, 408, 429, too slow): try again later."""
+
+
+def download(
+    url: str,
+    *,
+    allowed_hosts: Collection[str],
+    auth: tuple[str, str] | None,
+    timeout: float,
+    max_bytes: int = MEDIA_MAX_BYTES,
+    extra_hosts: Collection[str] = (),
+) -> FetchedMedia:
+    """Download one inbound MMS attachment, sending `auth` only to the carrier's own hosts.
+
+    `allowed_hosts` are the carrier's hosts, the only ones `auth` is ever sent to: an entry matches
+    that host and its subdomains on the scheme's default port ("twilio.com" and ".twilio.com" both
+    match api.twilio.com, neither matches twilio.com.evil.example or eviltwilio.com), a "host:port"
+    entry that host and port only. The URL must be on one of them, or, with the entry `ANY_HOST`
+    (refused together with credentials), on any public host. It must be https: plain http (and an
+    IP literal or localhost) is accepted only on a host of `extra_hosts` (host or host:port
+    entries), which exists for the local stack's simulators and must never be set in a deployment;
+    a carrier lists its simulator in both.
+
+    Redirects are followed here, at most five, each checked like the first URL except that it may
+    lead off the allowed hosts (Twilio serves its media from a CDN), and then goes without
+    credentials. The body is streamed and capped at `max_bytes`; the whole download has twice
+    `timeout` to finish.
+
+    Raises MediaRejected when retrying can't help (a refused URL, 404/410 and other 4xx, too large,
+    too many redirects) and MediaUnavailable or a `requests` exception when it may (5xx, 408, 429,
+    timeouts, broken connections). Messages name the host, never the URL: a presigned URL is a
+    credential.
+    """
+    import requests
+
+    if auth is not None and ANY_HOST in allowed_hosts:
+        raise ValueError("credentials can't be sent to any host: list the carrier's hosts")
+    deadline = time.monotonic() + 2 * timeout
+    current = url
+    with requests.Session() as session:
+        for hop in range(MAX_MEDIA_REDIRECTS + 1):
+            host, trusted = _media_target(current, allowed_hosts, extra_hosts, redirected=hop > 0)
+            if time.monotonic() > deadline:
+                raise MediaUnavailable(f"the download from {host} took too long; try again later")
+            # A no-op auth callable rather than None: with None, requests would look in ~/.netrc.
+            credentials: Any = auth if (trusted and auth is not None) else (lambda prepared: prepared)
+            response = session.get(
+                current,
+                auth=credentials,
+                allow_redirects=False,
+                stream=True,
+                timeout=(CONNECT_TIMEOUT_SECONDS, timeout),
+            )
+            with response:
+                status = response.status_code
+                if status in _REDIRECTS:
+                    location = response.headers.get("Location", "").strip()
+                    if not location:
+                        raise MediaRejected(f"{host} redirected without a Location (HTTP {status})")
+                    current = urljoin(current, location)
+                    continue
+                if 200 <= status < 300:
+                    return _read_media(response, host, max_bytes, deadline)
+                if status in _GONE:
+                    raise MediaRejected(f"{host} no longer has this file (HTTP {status})")
+                if status >= 500 or status in _TRY_LATER:
+                    raise MediaUnavailable(f"{host} answered HTTP {status}; try again later")
+                raise MediaRejected(f"{host} refused the download (HTTP {status})")
+    raise MediaRejected(f"more than {MAX_MEDIA_REDIRECTS} redirects")
+
+
+def _media_target(
+    url: str, allowed: Collection[str], extra: Collection[str], *, redirected: bool
+) -> tuple[str, bool]:
+    """The URL's host, and whether credentials may go to it; MediaRejected if it may not be fetched."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise MediaRejected("the media URL is malformed") from exc
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").rstrip(".")
+    if scheme not in _DEFAULT_PORTS or not host or not host.isascii():
+        raise MediaRejected("the media URL is not an https URL with a host name")
+    if "@" in parts.netloc:
+        raise MediaRejected(f"the media URL for {host} carries user info")
+    label = host if port is None else f"{host}:{port}"
+    local_simulator = _host_listed(host, port, scheme, extra, any_port=True)
+    if scheme != "https" and not local_simulator:
+        raise MediaRejected(f"media must be fetched over https ({label})")
+    if _host_listed(host, port, scheme, allowed, any_port=False):
+        return label, True
+    if _is_local_name(host) and not local_simulator:
+        raise MediaRejected(f"{label} is not a public host name")
+    if redirected or ANY_HOST in allowed:
+        return label, False
+    raise MediaRejected(f"{label} is not one of the carrier's media hosts")
+
+
+def _host_listed(
+    host: str, port: int | None, scheme: str, entries: Collection[str], *, any_port: bool
+) -> bool:
+    """Whether an entry names this host: "host:port" exactly, else the host or a subdomain of it, on
+    the scheme's default port unless `any_port` (extra hosts, as in parley.carriers.sns)."""
+    effective_port = port if port is not None else _DEFAULT_PORTS[scheme]
+    for raw in entries:
+        entry = raw.strip().lower()
+        if not entry or entry == ANY_HOST:
+            continue
+        name, sep, entry_port = entry.rpartition(":")
+        if sep and entry_port.isdigit() and not name.endswith(":"):  # "host:port" (not a bare IPv6)
+            if host == name.strip("[]").rstrip(".") and effective_port == int(entry_port):
+                return True
+            continue
+        if not any_port and effective_port != _DEFAULT_PORTS[scheme]:
+            continue
+        name = entry.strip("[]").strip(".")
+        if name and (host == name or host.endswith("." + name)):
+            return True
+    return False
+
+
+def _is_local_name(host: str) -> bool:
+    """An IP literal or localhost: only reachable when explicitly listed (no SSRF through a redirect)."""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _read_media(response: requests.Response, host: str, max_bytes: int, deadline: float) -> FetchedMedia:
+    declared = response.headers.get("Content-Length", "").strip()
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise MediaRejected(f"the file on {host} is larger than {max_bytes} bytes")
+    chunks: list[bytes] = []
+    total = 0
+    for chunk in response.iter_content(chunk_size=_CHUNK_BYTES):
+        total += len(chunk)
+        if total > max_bytes:
+            raise MediaRejected(f"the file on {host} is larger than {max_bytes} bytes")
+        if time.monotonic() > deadline:
+            raise MediaUnavailable(f"{host} is sending the file too slowly; try again later")
+        chunks.append(chunk)
+    content_type = (response.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+    return FetchedMedia(content=b"".join(chunks), content_type=content_type or None)

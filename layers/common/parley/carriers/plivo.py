@@ -30,6 +30,7 @@ from urllib.parse import parse_qs, quote, urlparse, urlunparse
 
 from parley.carriers.base import (
     FailureKind,
+    FetchedMedia,
     OutboundText,
     ParsedEvent,
     ParsedInbound,
@@ -76,6 +77,9 @@ LIST_PAGE_SIZE: Final = 20  # Plivo's maximum for the message list
 LIST_MAX_PAGES: Final = 5
 LOOKUP_CLOCK_SKEW: Final = timedelta(minutes=2)
 _MAX_FORM_FIELDS: Final = 1000  # Plivo sends a few dozen; bounds the work a forged body can cause
+# Where Media<N> points; fetched with HTTP Basic (auth id, auth token), like Plivo's API. The
+# credentials go to these hosts (and their subdomains) only; a redirect elsewhere gets none.
+MEDIA_HOSTS: Final = ("api.plivo.com", "media.plivo.com")
 _MAX_SIGNATURES: Final = 16  # a comma list longer than this is not from Plivo
 _PART_INFO = re.compile(r"\s*(\d{1,4})\s*of\s*(\d{1,4})\s*", re.IGNORECASE)
 
@@ -210,7 +214,12 @@ class PlivoCarrier:
         timeout: float = 10.0,
         require_v3: bool = False,
         session: requests.Session | None = None,
+        media_hosts: tuple[str, ...] = MEDIA_HOSTS,
+        media_hosts_extra: tuple[str, ...] = (),
     ) -> None:
+        """`media_hosts`: where media is fetched, with the credentials (MEDIA_HOSTS by default).
+        `media_hosts_extra`: hosts (or host:port) also trusted for media, http allowed; for the
+        local simulator only (PARLEY_PLIVO_MEDIA_HOSTS_EXTRA)."""
         self.auth_id = auth_id
         self._auth_token = auth_token
         self._tokens = tuple(t for t in (auth_token, *previous_auth_tokens) if t)
@@ -219,6 +228,8 @@ class PlivoCarrier:
         self.require_v3 = require_v3
         self._session = session
         self._session_lock = threading.Lock()
+        self.media_hosts = tuple(media_hosts)
+        self.media_hosts_extra = tuple(media_hosts_extra)
 
     def __repr__(self) -> str:  # never show a token
         return f"PlivoCarrier(auth_id={self.auth_id!r}, api_base={self.api_base!r})"
@@ -423,13 +434,31 @@ class PlivoCarrier:
     def _url(self, resource: str) -> str:
         return f"{self.api_base}/v1/Account/{quote(self.auth_id, safe='')}/{resource}"
 
+    def fetch_media(self, url: str) -> FetchedMedia:
+        """Download an inbound attachment with the account's Basic credentials (MediaSource).
+
+        MediaRejected for a URL off Plivo's media hosts, a gone or oversized file; other exceptions
+        are transient.
+        """
+        from parley.carriers.http import download
+
+        auth = (self.auth_id, self._auth_token) if self.auth_id and self._auth_token else None
+        return download(
+            url,
+            allowed_hosts=(*self.media_hosts, *self.media_hosts_extra),
+            auth=auth,
+            timeout=self.timeout,
+            extra_hosts=self.media_hosts_extra,
+        )
+
 
 def build(config: CarrierConfig) -> PlivoCarrier:
     """The configured Plivo plugin; raises PlivoConfigError at build time if a credential is missing.
 
     Reads PARLEY_PLIVO_AUTH_ID, PARLEY_PLIVO_AUTH_TOKEN (or the SSM parameter named by
     PARLEY_PLIVO_AUTH_TOKEN_PARAM; previous tokens in PARLEY_PLIVO_AUTH_TOKEN_PREVIOUS),
-    PARLEY_PLIVO_API_BASE (default https://api.plivo.com) and PARLEY_PLIVO_REQUIRE_V3.
+    PARLEY_PLIVO_API_BASE (default https://api.plivo.com), PARLEY_PLIVO_REQUIRE_V3 and
+    PARLEY_PLIVO_MEDIA_HOSTS_EXTRA (local simulator only).
     """
     auth_id = config.get("plivo_auth_id").strip()
     tokens = config.secrets("plivo_auth_token")
@@ -450,6 +479,8 @@ def build(config: CarrierConfig) -> PlivoCarrier:
         api_base=config.get("plivo_api_base", DEFAULT_API_BASE).strip() or DEFAULT_API_BASE,
         timeout=config.timeout,
         require_v3=config.get("plivo_require_v3").strip().lower() in ("1", "true", "yes", "on"),
+        media_hosts=config.media_hosts(MEDIA_HOSTS),
+        media_hosts_extra=config.get_list("plivo_media_hosts_extra"),
     )
 
 

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 from parley.carriers.base import (
     FailureKind,
+    FetchedMedia,
     OutboundText,
     ParsedEvent,
     ParsedInbound,
@@ -60,6 +61,9 @@ _SIGNATURE_BYTES: Final = 64
 _MAX_TIMESTAMP_DIGITS: Final = 12  # bounds int() on a forged header
 _MAX_RECIPIENTS: Final = 50  # group MMS has a handful; bounds the events one forged body can make
 _MAX_MEDIA: Final = 20  # Telnyx allows 10 per message
+# Inbound media: any public https host ("*" is parley.carriers.http.ANY_HOST), never with the API
+# key; see TelnyxCarrier.fetch_media.
+MEDIA_HOSTS: Final = ("*",)
 _IDEMPOTENCY_KEY: Final = re.compile(r"[A-Za-z0-9_:-]{1,255}")  # Telnyx's documented key format
 
 EVENT_RECEIVED: Final = "message.received"
@@ -197,8 +201,13 @@ class TelnyxCarrier:
         timeout: float = 10.0,
         clock: Callable[[], float] = time.time,
         session: requests.Session | None = None,
+        media_hosts: tuple[str, ...] = MEDIA_HOSTS,
+        media_hosts_extra: tuple[str, ...] = (),
     ) -> None:
         """`public_keys`: base64 Ed25519 keys, the current one first, then any still being rotated out.
+        `media_hosts`: where media is fetched (MEDIA_HOSTS: any public https host, no credentials).
+        `media_hosts_extra`: hosts (or host:port) where media may also be fetched over plain http;
+        for the local simulator only (PARLEY_TELNYX_MEDIA_HOSTS_EXTRA).
 
         Raises ValueError for a key that isn't 32 bytes of base64: a typo there must fail loudly at
         start-up, not as "signature does not match" on every webhook.
@@ -212,6 +221,8 @@ class TelnyxCarrier:
         self.timeout = timeout
         self._clock = clock
         self._http = session
+        self.media_hosts = tuple(media_hosts)
+        self.media_hosts_extra = tuple(media_hosts_extra)
 
     def __repr__(self) -> str:  # never show the API key
         return (
@@ -449,11 +460,31 @@ class TelnyxCarrier:
             self._http = requests.Session()
         return self._http
 
+    def fetch_media(self, url: str) -> FetchedMedia:
+        """Download an inbound attachment (MediaSource), with no credentials at all.
+
+        Telnyx's inbound `media[].url` values are short-lived signed URLs that need no API key, and
+        carriers.md names no Telnyx media host, so any public https host is accepted and the API key
+        is never sent: a URL can only reach us inside an Ed25519-verified webhook, and whatever host
+        it names learns nothing secret. MediaRejected for http, IP-literal hosts, a gone (expired)
+        or oversized file; other exceptions are transient.
+        """
+        from parley.carriers.http import download
+
+        return download(
+            url,
+            allowed_hosts=(*self.media_hosts, *self.media_hosts_extra),
+            auth=None,
+            timeout=self.timeout,
+            extra_hosts=self.media_hosts_extra,
+        )
+
 
 def build(config: CarrierConfig) -> TelnyxCarrier:
     """The plugin from settings: PARLEY_TELNYX_PUBLIC_KEY (+ _PREVIOUS, a comma list, while rotating),
     PARLEY_TELNYX_API_KEY (or _API_KEY_PARAM, an SSM name; read on the first send), optional
-    PARLEY_TELNYX_API_BASE and PARLEY_TELNYX_MESSAGING_PROFILE_ID, PARLEY_CARRIER_TIMEOUT_SECONDS."""
+    PARLEY_TELNYX_API_BASE and PARLEY_TELNYX_MESSAGING_PROFILE_ID, PARLEY_CARRIER_TIMEOUT_SECONDS,
+    PARLEY_TELNYX_MEDIA_HOSTS_EXTRA (local simulator only)."""
     public_keys = (
         config.get("telnyx_public_key"),
         *(v.strip() for v in config.get("telnyx_public_key_previous").split(",")),
@@ -464,6 +495,8 @@ def build(config: CarrierConfig) -> TelnyxCarrier:
         api_base=config.get("telnyx_api_base") or DEFAULT_API_BASE,
         messaging_profile_id=config.get("telnyx_messaging_profile_id") or None,
         timeout=config.timeout,
+        media_hosts=config.media_hosts(MEDIA_HOSTS),
+        media_hosts_extra=config.get_list("telnyx_media_hosts_extra"),
     )
 
 

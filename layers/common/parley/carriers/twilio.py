@@ -20,6 +20,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 from parley.carriers.base import (
     FailureKind,
+    FetchedMedia,
     OutboundText,
     ParsedEvent,
     ParsedInbound,
@@ -48,6 +49,10 @@ SIGNATURE_HEADER: Final = "X-Twilio-Signature"
 SIGNATURE_SETTINGS_HEADER: Final = "X-Twilio-Webhooks-Signature-Settings"
 EMPTY_TWIML: Final = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 _MAX_FORM_FIELDS: Final = 1000  # Twilio sends a few dozen; bounds the work a forged body can cause
+# Where MediaUrl<N> points: api.twilio.com (or a regional api.<edge>.<region>.twilio.com), which
+# "enforces HTTP Basic Authentication for all media URLs" (carriers.md 1.1) and answers with a redirect
+# to Twilio's media CDN. The account credentials go to twilio.com hosts only; the CDN gets none.
+MEDIA_HOSTS: Final = ("twilio.com",)
 
 _HashFactory = Callable[[], Any]
 _ALGORITHMS: Final[dict[str, _HashFactory]] = {
@@ -147,7 +152,12 @@ class TwilioCarrier:
         timeout: float = 10.0,
         session: requests.Session | None = None,
         secondary_auth_tokens: tuple[str, ...] = (),
+        media_hosts: tuple[str, ...] = MEDIA_HOSTS,
+        media_hosts_extra: tuple[str, ...] = (),
     ) -> None:
+        """`media_hosts`: where media is fetched, with the credentials (MEDIA_HOSTS by default).
+        `media_hosts_extra`: hosts (or host:port) also trusted for media, http allowed; for the
+        local simulator only (PARLEY_TWILIO_MEDIA_HOSTS_EXTRA)."""
         self.account_sid = account_sid
         self._auth_token = auth_token
         self._secondary_auth_tokens = tuple(secondary_auth_tokens)
@@ -155,6 +165,8 @@ class TwilioCarrier:
         self.timeout = timeout
         self._session_override = session
         self._http: requests.Session | None = None
+        self.media_hosts = tuple(media_hosts)
+        self.media_hosts_extra = tuple(media_hosts_extra)
 
     @property
     def _session(self) -> requests.Session:
@@ -355,6 +367,25 @@ class TwilioCarrier:
 
     def _url(self, resource: str) -> str:
         return f"{self.api_base}/2010-04-01/Accounts/{quote(self.account_sid, safe='')}/{resource}"
+
+    # -- media ------------------------------------------------------------------------------------
+
+    def fetch_media(self, url: str) -> FetchedMedia:
+        """Download an inbound attachment with the account's Basic credentials (MediaSource).
+
+        MediaRejected for a URL off Twilio's hosts, a gone or oversized file; other exceptions are
+        transient. The redirect to Twilio's CDN is followed without the credentials.
+        """
+        from parley.carriers.http import download
+
+        auth = (self.account_sid, self._auth_token) if self.account_sid and self._auth_token else None
+        return download(
+            url,
+            allowed_hosts=(*self.media_hosts, *self.media_hosts_extra),
+            auth=auth,
+            timeout=self.timeout,
+            extra_hosts=self.media_hosts_extra,
+        )
 
 
 # -- signature helpers ------------------------------------------------------------------------------
@@ -582,6 +613,7 @@ def build(config: CarrierConfig) -> TwilioCarrier:
 
     Previous auth tokens (during a rotation) and a Webhooks Rule's SharedKey secret are accepted
     for verification only, from PARLEY_TWILIO_AUTH_TOKEN_PREVIOUS and PARLEY_TWILIO_SHARED_KEYS.
+    PARLEY_TWILIO_MEDIA_HOSTS_EXTRA (local simulator only) adds trusted media hosts.
     """
     tokens = config.secrets("twilio_auth_token")
     shared = tuple(k.strip() for k in config.secret("twilio_shared_keys").split(",") if k.strip())
@@ -591,4 +623,6 @@ def build(config: CarrierConfig) -> TwilioCarrier:
         api_base=config.get("twilio_api_base", "https://api.twilio.com"),
         timeout=config.timeout,
         secondary_auth_tokens=(*tokens[1:], *shared),
+        media_hosts=config.media_hosts(MEDIA_HOSTS),
+        media_hosts_extra=config.get_list("twilio_media_hosts_extra"),
     )

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from parley.carriers.base import (
     FailureKind,
+    FetchedMedia,
     OutboundText,
     ParsedEvent,
     ParsedInbound,
@@ -66,6 +67,9 @@ _MAX_REASON_CHARS: Final = 300
 _CHANNELS: Final = frozenset({"sms", "mms"})
 _MEDIA_KEYS: Final = ("image", "video", "audio", "file", "vcard")
 _MEDIA_TYPES: Final[dict[str, str]] = {"vcard": "text/vcard"}
+# Inbound media: any public https host ("*" is parley.carriers.http.ANY_HOST), never with a secret;
+# see VonageMessagesCarrier.fetch_media.
+MEDIA_HOSTS: Final = ("*",)
 _ENV_SIGNATURE_SECRET: Final = "PARLEY_VONAGE_MESSAGES_SIGNATURE_SECRET"
 
 STATUS_MAP: Final[dict[str, MessageStatus]] = {
@@ -200,7 +204,12 @@ class VonageMessagesCarrier:
         max_age_seconds: float = DEFAULT_MAX_AGE_SECONDS,
         clock: Callable[[], float] = time.time,
         session: requests.Session | None = None,
+        media_hosts: tuple[str, ...] = MEDIA_HOSTS,
+        media_hosts_extra: tuple[str, ...] = (),
     ) -> None:
+        """`media_hosts`: where media is fetched (MEDIA_HOSTS: any public https host, no credentials).
+        `media_hosts_extra`: hosts (or host:port) where media may also be fetched over plain
+        http; for the local simulator only (PARLEY_VONAGE_MESSAGES_MEDIA_HOSTS_EXTRA)."""
         if not math.isfinite(max_age_seconds) or max_age_seconds <= 0:
             raise ValueError("max_age_seconds must be a positive number of seconds")
         self.api_key = api_key.strip()
@@ -216,6 +225,8 @@ class VonageMessagesCarrier:
         self._clock = clock
         self._session = session
         self._lock = threading.Lock()
+        self.media_hosts = tuple(media_hosts)
+        self.media_hosts_extra = tuple(media_hosts_extra)
 
     def __repr__(self) -> str:  # never show a secret
         return f"VonageMessagesCarrier(api_key={self.api_key!r}, api_base={self.api_base!r})"
@@ -421,6 +432,25 @@ class VonageMessagesCarrier:
                     self._session = requests.Session()
         return self._session
 
+    def fetch_media(self, url: str) -> FetchedMedia:
+        """Download an inbound attachment (MediaSource), with no credentials at all.
+
+        carriers.md says nothing about authenticating Vonage media URLs or where they are hosted.
+        By default Vonage serves inbound media from a unique, unauthenticated URL for 48 hours; its
+        optional "Secure Inbound Media" wants an application JWT, which this plugin doesn't make
+        (such a download is refused, 401, and recorded as rejected). So any public https host is
+        accepted and neither the API secret nor the signature secret is ever sent.
+        """
+        from parley.carriers.http import download
+
+        return download(
+            url,
+            allowed_hosts=(*self.media_hosts, *self.media_hosts_extra),
+            auth=None,
+            timeout=self.timeout,
+            extra_hosts=self.media_hosts_extra,
+        )
+
     def _api_secret_value(self) -> str:
         if self._api_secret is None:
             source = self._api_secret_source
@@ -442,8 +472,9 @@ def build(config: CarrierConfig) -> VonageMessagesCarrier:
     """The plugin from PARLEY_* settings; secrets are read on first use, not here.
 
     Reads PARLEY_VONAGE_API_KEY, PARLEY_VONAGE_API_SECRET[_PARAM],
-    PARLEY_VONAGE_MESSAGES_SIGNATURE_SECRET[_PARAM|_PREVIOUS], PARLEY_VONAGE_MESSAGES_API_BASE and
-    PARLEY_VONAGE_MESSAGES_MAX_AGE_SECONDS. A missing signature secret fails at `verify`, missing API
+    PARLEY_VONAGE_MESSAGES_SIGNATURE_SECRET[_PARAM|_PREVIOUS], PARLEY_VONAGE_MESSAGES_API_BASE,
+    PARLEY_VONAGE_MESSAGES_MAX_AGE_SECONDS and PARLEY_VONAGE_MESSAGES_MEDIA_HOSTS_EXTRA (local
+    simulator only). A missing signature secret fails at `verify`, missing API
     credentials at `send` (a PERMANENT SendFailed), each naming the variable.
     """
     raw_max_age = config.get("vonage_messages_max_age_seconds").strip()
@@ -460,6 +491,8 @@ def build(config: CarrierConfig) -> VonageMessagesCarrier:
         api_base=config.get("vonage_messages_api_base").strip() or DEFAULT_API_BASE,
         timeout=config.timeout,
         max_age_seconds=max_age,
+        media_hosts=config.media_hosts(MEDIA_HOSTS),
+        media_hosts_extra=config.get_list("vonage_messages_media_hosts_extra"),
     )
 
 

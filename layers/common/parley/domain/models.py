@@ -25,8 +25,20 @@ class Frozen(BaseModel):
 
 
 class Media(Frozen):
+    """One MMS attachment. `url` is where the carrier has it (it may expire); once the processor has
+    copied it, `stored_at` is our copy (s3://bucket/key) and `size` its length in bytes. `error` says
+    why it could not be copied and never will be (refused, gone, too large)."""
+
     url: str
     content_type: str | None = None
+    stored_at: str | None = None
+    size: int | None = None
+    error: str | None = None
+
+    @property
+    def pending(self) -> bool:
+        """Not copied yet and not given up on."""
+        return self.stored_at is None and self.error is None
 
 
 class Concat(Frozen):

@@ -7,13 +7,16 @@ processor, where a retry costs nothing and a duplicate is a no-op.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Protocol
 
+from parley.carriers.base import Carrier, MediaRejected, MediaSource
 from parley.domain.ids import inbound_message_id
 from parley.domain.models import (
     CarrierEventEnvelope,
     Direction,
     InboundMessage,
+    Media,
     Message,
     MessageStatus,
     StatusChange,
@@ -27,6 +30,7 @@ from parley.ports import (
     ContactRepository,
     ConversationDelta,
     EventPublisher,
+    MediaStore,
     MessageRepository,
     NumberRepository,
     OptOutRepository,
@@ -42,7 +46,11 @@ class ReceiptStore(ReceiptRepository, PartStore, Protocol):
 
 
 class InboundProcessor:
-    """Stores each carrier event exactly once and threads it into its conversation."""
+    """Stores each carrier event exactly once and threads it into its conversation.
+
+    With `carriers` and `media`, an MMS's attachments are then copied from the carrier to our store
+    (see `copy_media`); without them they stay at the carrier's URLs.
+    """
 
     def __init__(
         self,
@@ -54,7 +62,11 @@ class InboundProcessor:
         clock: Clock,
         *,
         opt_outs: OptOutRepository,
+        carriers: Callable[[str], Carrier] | None = None,
+        media: MediaStore | None = None,
     ) -> None:
+        self._carriers = carriers
+        self._media = media
         self._opt_outs = opt_outs
         self._messages = messages
         self._receipts = receipts
@@ -104,7 +116,12 @@ class InboundProcessor:
         return whole
 
     def store_inbound(self, event: InboundMessage) -> Message | None:
-        """Returns the stored message, or None when this carrier id was already stored."""
+        """Returns the stored message, or None when this carrier id was already stored.
+
+        The message is stored (and announced) before its media is copied, so a failed copy never
+        costs the text: a transient failure raises for the queue to redeliver the event, and the
+        redelivery, a duplicate, only finishes the copies still missing.
+        """
         now = self._clock()
         if event.opt_out in ("STOP", "START"):
             # The carrier already acted on the keyword (and answered the customer); mirror it.
@@ -151,13 +168,95 @@ class InboundProcessor:
                 "duplicate inbound webhook ignored",
                 extra={"carrier": event.carrier, "carrier_message_id": event.carrier_message_id},
             )
+            if event.media:  # an earlier delivery may have stored it and failed to copy some media
+                stored = self._messages.get(message.message_id)
+                if stored is not None:
+                    self.copy_media(stored)
             return None
         logger.info(
             "inbound text stored",
             extra={"message_id": message.message_id, "from": mask(event.from_number), "team": team},
         )
         self._events.publish("MessageReceived", _event_detail(message))
-        return message
+        return self.copy_media(message)
+
+    def copy_media(self, message: Message) -> Message:
+        """Copy each attachment not yet copied (nor given up on) to media/<message_id>/<index>.
+
+        A MediaRejected attachment is recorded with its reason and the others go on; any other
+        failure is raised once the rest are done and recorded, so the queue redelivers the event
+        and a later attempt copies only what is still missing. Returns the message as recorded.
+        """
+        pending = [i for i, item in enumerate(message.media) if item.pending]
+        if not pending or self._media is None or self._carriers is None:
+            return message
+        source = self._carriers(message.carrier)
+        if not isinstance(source, MediaSource):
+            logger.warning(
+                "carrier can't fetch media; it stays at the carrier's URLs",
+                extra={"message_id": message.message_id, "carrier": message.carrier},
+            )
+            return message
+        results: dict[int, Media] = {}
+        failure: Exception | None = None
+        for index in pending:
+            item = message.media[index]
+            try:
+                fetched = source.fetch_media(item.url)
+                location = self._media.put(
+                    f"media/{message.message_id}/{index}",
+                    fetched.content,
+                    fetched.content_type or item.content_type,
+                )
+            except MediaRejected as exc:
+                reason = str(exc)[:300] or "the carrier's media could not be fetched"
+                results[index] = item.model_copy(update={"error": reason})
+                logger.warning(
+                    "MMS media not copied: %s",
+                    reason,
+                    extra={"message_id": message.message_id, "media_index": index},
+                )
+            except Exception as exc:  # transient: retried with the event
+                failure = failure or exc
+                logger.warning(
+                    "MMS media copy failed; it will be retried: %s",
+                    type(exc).__name__,
+                    extra={"message_id": message.message_id, "media_index": index},
+                )
+            else:
+                results[index] = item.model_copy(
+                    update={
+                        "stored_at": location,
+                        "size": len(fetched.content),
+                        "content_type": item.content_type or fetched.content_type,
+                    }
+                )
+        recorded = self._record_media(message.message_id, results) if results else None
+        if failure is not None:
+            raise failure
+        return recorded or message
+
+    def _record_media(self, message_id: str, results: dict[int, Media]) -> Message | None:
+        """Write the copies' outcomes into the stored message, re-reading it on a lost race."""
+        for _ in range(5):
+            current = self._messages.get(message_id)
+            if current is None:
+                return None
+            media = list(current.media)
+            changed = False
+            for index, item in results.items():
+                if index < len(media) and media[index].url == item.url and media[index].pending:
+                    media[index] = item
+                    changed = True
+            if not changed:
+                return current
+            try:
+                return self._messages.update(
+                    current.model_copy(update={"media": media}), expected_version=current.version
+                )
+            except ConflictError:
+                continue
+        raise ConflictError(f"message {message_id} kept changing while its media was recorded")
 
     def apply_receipt(self, update: StatusUpdate) -> None:
         message = self._find(update)
