@@ -281,12 +281,7 @@ def test_a_failed_delivery_receipt_ends_the_message_with_a_reason(
     assert final["error_reason"] and final["error_reason"].strip(), final
     assert [a["outcome"] for a in final["attempts"]] == ["accepted"]  # a receipt failure is not resent
     assert len(sim_texts(stack, carrier, phone)) == 1
-    if not _plain_words(final["error_reason"]):
-        # Known bug (reported): Bandwidth's receipt `description` is a slug, stored verbatim as the
-        # reason although the plugin's ERROR_CODES has plain words for the code.
-        if carrier == "bandwidth":
-            pytest.xfail(f"bandwidth stores the receipt slug {final['error_reason']!r} as the reason")
-        raise AssertionError(f"error_reason is not plain words: {final['error_reason']!r}")
+    assert _plain_words(final["error_reason"]), f"error_reason is not plain words: {final['error_reason']!r}"
 
 
 # -- 4. transient carrier faults -----------------------------------------------------------------

@@ -370,14 +370,15 @@ def test_read_receipt_uses_the_time_it_was_read() -> None:
         ("4750", MessageStatus.UNDELIVERED, FailureKind.PERMANENT),
     ],
 )
-def test_failed_receipts_carry_code_and_description(
+def test_failed_receipts_carry_the_code_and_a_reason_a_person_can_read(
     code: object, status: MessageStatus, kind: FailureKind
 ) -> None:
-    [parsed] = parse([status_event("message-failed", code, description="forbidden to country")])
+    [parsed] = parse([status_event("message-failed", code, description="forbidden-to-country")])
     assert isinstance(parsed, ParsedStatus)
     assert parsed.status is status
     assert parsed.error_code == str(code)
-    assert parsed.error_message == "forbidden to country"
+    assert parsed.error_message == classify_error(str(code), None)[1]  # not Bandwidth's slug
+    assert parsed.error_message != "forbidden-to-country"
     assert classify_error(parsed.error_code, None)[0] is kind
     assert parsed.opted_out is False
 

@@ -369,8 +369,11 @@ class BandwidthCarrier:
         error_message: str | None = None
         if event_type == "message-failed":
             status = _failed_status(error_code)
+            # Our plain words for the code; Bandwidth's `description` is a slug a person can't read.
             description = event.get("description")
-            if isinstance(description, str) and description.strip():
+            if error_code is not None:
+                error_message = classify_error(error_code, None)[1]
+            elif isinstance(description, str) and description.strip():
                 error_message = description.strip()[:500]
         occurred = _timestamp(event.get("eventTime")) if event_type == "message-read" else None
         return ParsedStatus(
