@@ -123,6 +123,7 @@ def aws_calls() -> list[tuple[str, Counter[str]]]:
         boto3.client("ssm", region_name="us-east-1").put_parameter(
             Name="/parley/bench/twilio/auth-token", Value="bench-token", Type="SecureString"
         )
+        os.environ.pop("PARLEY_TWILIO_AUTH_TOKEN", None)  # a cold start reads it from SSM
         os.environ.update(
             PARLEY_INBOUND_QUEUE_URL=urls["inbound"],
             PARLEY_SEND_QUEUE_URL=urls["send"],
