@@ -255,8 +255,7 @@ def _cmd_local(args: argparse.Namespace) -> int:
             log.debug("start failed", exc_info=True)
             raise CliError(f"the local stack failed to start: {exc}") from exc
         _print_banner(stack)
-        while not stopping.wait(0.5):
-            pass
+        stopping.wait()
     finally:
         stack.stop()
         for sig, handler in previous.items():

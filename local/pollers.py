@@ -13,6 +13,7 @@ import base64
 import json
 import logging
 import threading
+from abc import ABC, abstractmethod
 from typing import Any
 
 from botocore.config import Config
@@ -53,7 +54,7 @@ def to_lambda_record(message: dict[str, Any], queue_arn: str, region: str) -> di
     }
 
 
-class _QueuePoller(threading.Thread):
+class _QueuePoller(threading.Thread, ABC):
     """Shared receive/delete loop; subclasses decide how a batch becomes invocations."""
 
     def __init__(self, name: str, plan: StackPlan, queue: QueueSpec, batch_size: int, stop: threading.Event):
@@ -99,8 +100,9 @@ class _QueuePoller(threading.Thread):
                 self._delete_messages(done)
         log.debug("%s stopped", self.name)
 
+    @abstractmethod
     def handle(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        raise NotImplementedError
+        """Invoke the function with one batch; return the messages it processed (to delete)."""
 
     def _delete_messages(self, messages: list[dict[str, Any]]) -> None:
         if not messages:

@@ -36,7 +36,7 @@ class ScheduleError(Exception):
 
 
 class UnknownScheduleError(ScheduleError):
-    pass
+    """No schedule by that name (the message lists the ones there are)."""
 
 
 _RATE = re.compile(r"rate\(\s*(\d+)\s+(minute|minutes|hour|hours|day|days)\s*\)")
