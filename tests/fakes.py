@@ -35,6 +35,7 @@ from parley.carriers.base import OutboundText as OutboundText
 from parley.crm.registry import Crm
 from parley.crm.webhook import CrmError, CrmUpsertResult
 from parley.domain.ids import carrier_ref
+from parley.domain.keywords import Keyword
 from parley.domain.models import (
     ConsentChange,
     ContactRecord,
@@ -532,6 +533,7 @@ class World:
     conversations: InMemoryConversations = field(default_factory=InMemoryConversations)
     receipts: InMemoryReceipts = field(default_factory=InMemoryReceipts)
     opt_outs: InMemoryOptOuts = field(default_factory=InMemoryOptOuts)
+    compliance_replies: list[tuple[Keyword, str, str, str]] = field(default_factory=list)
     numbers: InMemoryNumbers = field(default_factory=InMemoryNumbers)
     contacts: InMemoryContacts = field(default_factory=InMemoryContacts)
     templates: InMemoryTemplates = field(default_factory=InMemoryTemplates)
@@ -565,6 +567,7 @@ class World:
             opt_outs=self.opt_outs,
             carriers=self.carriers,
             media=self.media,
+            compliance=lambda *reply: self.compliance_replies.append(reply),
         )
 
     def intake(self, *, log_only: bool = False) -> WebhookIntake:
@@ -593,6 +596,11 @@ class World:
             status_callback_url=lambda carrier: f"https://hooks.example.test/webhooks/{carrier}/status",
             on_carrier_id=self.processor().apply_parked if apply_parked else None,
             opt_outs=self.opt_outs,
+            compliance_texts={
+                Keyword.OPT_OUT: "You're unsubscribed. Reply START to resubscribe.",
+                Keyword.OPT_IN: "You're resubscribed. Reply STOP to unsubscribe.",
+                Keyword.HELP: "Reply STOP to unsubscribe.",
+            },
         )
 
     def digest(self) -> DigestService:

@@ -23,6 +23,9 @@ def process(record: SQSRecord) -> None:
         job = parse_send_record(record.body, record.message_id)
         if job.message_id is not None:
             app.sender.deliver(job.message_id)
+        elif job.compliance is not None:
+            reply = job.compliance
+            app.sender.send_compliance_reply(reply.keyword, reply.to, reply.our_number, reply.reference)
         elif job.request is not None and job.request_key is not None:
             logger.set_correlation_id(job.request_key)
             app.sender.handle_request(job.request, job.request_key)

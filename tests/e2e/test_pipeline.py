@@ -199,3 +199,30 @@ def test_the_digest_posts_one_record_per_conversation_per_day_and_reruns_change_
     assert {r["external_id"]: r["version"] for r in records_after} == {
         r["external_id"]: r["version"] for r in records
     }
+
+
+def test_stop_gets_one_confirmation_suppresses_later_sends_and_start_restores_them(stack: Stack) -> None:
+    customer = "+14155550150"
+    assert (
+        stack.cli(
+            "sim", "sms", "--from", customer, "--to", OUR_NUMBER, "--body", "stop", "--repeat", "2"
+        ).returncode
+        == 0
+    )
+
+    confirmation = wait_until(lambda: stack.sim_messages(customer))
+    assert len(confirmation) == 1 and "START" in confirmation[0]["body"]
+    assert confirmation[0]["from"] == OUR_NUMBER
+
+    blocked = stack.api("POST", "/v1/messages", json={"to": [customer], "body": "Our sale starts now"})
+    assert blocked.status_code == 202, blocked.text
+    suppressed = stack.message(blocked.json()["messages"][0]["message_id"])
+    assert suppressed["status"] == "suppressed"
+    assert "opted out" in suppressed["error_reason"]
+
+    assert stack.cli("sim", "sms", "--from", customer, "--to", OUR_NUMBER, "--body", "START").returncode == 0
+    wait_until(lambda: len(stack.sim_messages(customer)) == 2)  # the resubscribe confirmation
+    allowed = stack.api("POST", "/v1/messages", json={"to": [customer], "body": "Welcome back"})
+    stack.wait_status(allowed.json()["messages"][0]["message_id"], "delivered")
+    assert [m["body"] for m in stack.sim_messages(customer)][-1] == "Welcome back"
+    assert len(stack.sim_messages(customer)) == 3  # the suppressed text never reached the carrier

@@ -18,6 +18,7 @@ from parley.carriers.base import (
 )
 from parley.carriers.config import CarrierConfig
 from parley.domain.ids import inbound_message_id
+from parley.domain.keywords import Keyword
 from parley.domain.models import (
     CarrierEventEnvelope,
     Concat,
@@ -538,3 +539,46 @@ def test_a_carrier_verify_mode_overrides_the_global_one() -> None:
 def test_carriers_listed_as_log_only_are_log_only() -> None:
     config = CarrierConfig({"PARLEY_VERIFY_LOG_ONLY_CARRIERS": "telnyx, Plivo"})
     assert [config.verify_log_only_for(c) for c in ("telnyx", "plivo", "twilio")] == [True, True, False]
+
+
+# -- keywords the customer texts ------------------------------------------------------------------
+
+
+def test_a_stop_opts_the_customer_out_and_asks_for_one_confirmation(world: World) -> None:
+    processor = world.processor()
+    stop = inbound("SMSTOP", body=" stop ")
+
+    processor.store_inbound(stop)
+    processor.store_inbound(stop)  # the carrier posts the webhook again
+
+    record = world.opt_outs.get(CUSTOMER)
+    assert record is not None and record.opted_out
+    assert len(record.history) == 1 and record.history[0].source == "keyword"
+    message_id = inbound_message_id("fake", "SMSTOP")
+    # Asked twice with the same reference: the send path turns that into one text.
+    assert set(world.compliance_replies) == {(Keyword.OPT_OUT, CUSTOMER, OURS_A, message_id)}
+
+
+def test_a_stop_the_carrier_already_answered_is_recorded_but_not_answered_again(world: World) -> None:
+    world.processor().store_inbound(inbound("SM1", body="STOP").model_copy(update={"opt_out": "STOP"}))
+    record = world.opt_outs.get(CUSTOMER)
+    assert record is not None and record.opted_out
+    assert world.compliance_replies == []
+
+
+def test_start_opts_back_in_and_help_is_answered_without_changing_consent(world: World) -> None:
+    processor = world.processor()
+    processor.store_inbound(inbound("SM1", body="STOP"))
+    processor.store_inbound(inbound("SM2", body="start", minutes=1))
+    processor.store_inbound(inbound("SM3", body="HELP", minutes=2))
+
+    record = world.opt_outs.get(CUSTOMER)
+    assert record is not None and not record.opted_out
+    assert [c.opted_out for c in record.history] == [True, False]
+    assert [r[0] for r in world.compliance_replies] == [Keyword.OPT_OUT, Keyword.OPT_IN, Keyword.HELP]
+
+
+def test_an_ordinary_text_is_not_a_keyword(world: World) -> None:
+    world.processor().store_inbound(inbound("SM1", body="Please don't stop the deliveries"))
+    assert world.opt_outs.get(CUSTOMER) is None
+    assert world.compliance_replies == []

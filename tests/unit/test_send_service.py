@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from parley.carriers.base import FailureKind, SendAccepted, SendFailed
 from parley.domain.ids import outbound_message_id
+from parley.domain.keywords import Keyword
 from parley.domain.models import (
     ContactRecord,
     Message,
@@ -704,3 +705,30 @@ def test_an_accepted_message_carries_no_error_from_earlier_attempts(world: World
     assert accepted is not None and accepted.status is MessageStatus.ACCEPTED
     assert (accepted.error_code, accepted.error_reason) == (None, None)
     assert accepted.attempts[0].error_code == "20429"
+
+
+def test_the_opt_out_confirmation_reaches_an_opted_out_customer_once_from_the_number_they_texted(
+    world: World,
+) -> None:
+    world.opt_outs.record(ANA, opted_out=True, source="keyword", at=T0, detail="STOP")
+    sender = world.sender()
+
+    first = sender.send_compliance_reply(Keyword.OPT_OUT, ANA, SECOND, "in_stop_1")
+    again = sender.send_compliance_reply(Keyword.OPT_OUT, ANA, SECOND, "in_stop_1")
+
+    assert first is not None and first.status is MessageStatus.ACCEPTED
+    assert again is not None and again.message_id == first.message_id
+    (text,) = world.carrier.sent
+    assert (text.to_number, text.from_number) == (ANA, SECOND)
+    assert "Reply START" in text.body
+    # An ordinary text to the same customer is still suppressed.
+    (ordinary,) = sender.handle_request(req(ANA), "req-after-stop")
+    assert ordinary.status is MessageStatus.SUPPRESSED
+
+
+def test_a_compliance_job_on_the_send_queue_is_read() -> None:
+    job_body = {"keyword": "help", "to": ANA, "our_number": DEFAULT, "reference": "in_1"}
+    body = json.dumps({"compliance": job_body})
+    job = parse_send_record(body, "rec-1")
+    assert job.compliance is not None
+    assert (job.compliance.keyword, job.compliance.reference) == (Keyword.HELP, "in_1")

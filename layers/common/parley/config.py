@@ -55,6 +55,14 @@ class Settings(BaseSettings):
     retry_base_seconds: float = 30.0
     retry_max_delay_seconds: int = 900
     digest_shards: int = 4
+
+    # the legally required answers to keywords ({org} is the organisation's name)
+    org_name: str = "us"
+    opt_out_reply: str = (
+        "You're unsubscribed from {org} texts and will get no more. Reply START to resubscribe."
+    )
+    opt_in_reply: str = "You're resubscribed to {org} texts. Reply STOP to unsubscribe, HELP for help."
+    help_reply: str = "{org}: reply STOP to unsubscribe, START to resubscribe. Msg & data rates may apply."
     org_timezone: str = "UTC"
 
 

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         DynamoTemplates,
     )
     from parley.config import Settings
+    from parley.domain.keywords import Keyword
     from parley.services.digest import DigestService
     from parley.services.inbound import InboundProcessor
     from parley.services.inbox import InboxQueries
@@ -168,10 +169,17 @@ class Container:
             opt_outs=self.opt_outs,
             carriers=self.carrier,
             media=self.media_store,
+            compliance=self.queue_compliance_reply,
         )
+
+    def queue_compliance_reply(self, keyword: Keyword, to: str, our_number: str, reference: str) -> None:
+        """The processor answers keywords through the send queue, with the same rules as any text."""
+        job = {"keyword": keyword.value, "to": to, "our_number": our_number, "reference": reference}
+        SqsQueue(self.settings.send_queue_url, self.settings.region).send({"compliance": job})
 
     @cached_property
     def sender(self) -> SendService:
+        from parley.domain.keywords import Keyword
         from parley.domain.retry import RetryPolicy
         from parley.services.sending import SendService
 
@@ -196,6 +204,11 @@ class Container:
             status_callback_url=self.status_callback_url,
             on_carrier_id=self.processor.apply_parked,
             opt_outs=self.opt_outs,
+            compliance_texts={
+                Keyword.OPT_OUT: settings.opt_out_reply.format(org=settings.org_name),
+                Keyword.OPT_IN: settings.opt_in_reply.format(org=settings.org_name),
+                Keyword.HELP: settings.help_reply.format(org=settings.org_name),
+            },
         )
 
     @cached_property

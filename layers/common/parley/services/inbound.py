@@ -12,6 +12,7 @@ from typing import Protocol
 
 from parley.carriers.base import Carrier, MediaRejected, MediaSource
 from parley.domain.ids import inbound_message_id
+from parley.domain.keywords import Keyword, from_carrier_flag, keyword_of
 from parley.domain.models import (
     CarrierEventEnvelope,
     Direction,
@@ -41,6 +42,10 @@ from parley.ports import (
 logger = logging.getLogger(__name__)
 
 
+# Answer a keyword: (keyword, customer number, our number, the keyword message's id).
+ComplianceReply = Callable[[Keyword, str, str, str], None]
+
+
 class ReceiptStore(ReceiptRepository, PartStore, Protocol):
     """The parked-receipts table also holds the parts of long inbound texts until all have arrived."""
 
@@ -64,7 +69,9 @@ class InboundProcessor:
         opt_outs: OptOutRepository,
         carriers: Callable[[str], Carrier] | None = None,
         media: MediaStore | None = None,
+        compliance: ComplianceReply | None = None,
     ) -> None:
+        self._compliance = compliance
         self._carriers = carriers
         self._media = media
         self._opt_outs = opt_outs
@@ -123,14 +130,20 @@ class InboundProcessor:
         redelivery, a duplicate, only finishes the copies still missing.
         """
         now = self._clock()
-        if event.opt_out in ("STOP", "START"):
-            # The carrier already acted on the keyword (and answered the customer); mirror it.
-            self._opt_outs.record(
+        carrier_answered = event.opt_out is not None
+        keyword = from_carrier_flag(event.opt_out) or keyword_of(event.body)
+        if keyword in (Keyword.OPT_OUT, Keyword.OPT_IN):
+            self._record_consent(
+                event, opted_out=keyword is Keyword.OPT_OUT, carrier_answered=carrier_answered
+            )
+        if keyword is not None and not carrier_answered and self._compliance is not None:
+            # One answer per keyword message: the reply's id derives from this message's id, so a
+            # redelivered webhook can't send it twice.
+            self._compliance(
+                keyword,
                 event.from_number,
-                opted_out=event.opt_out == "STOP",
-                source=f"{event.carrier}:keyword",
-                at=event.received_at,
-                detail=event.body[:40],
+                event.to_number,
+                inbound_message_id(event.carrier, event.carrier_message_id),
             )
         our = self._numbers.get(event.to_number)
         team = our.team if our else "default"
@@ -257,6 +270,23 @@ class InboundProcessor:
             except ConflictError:
                 continue
         raise ConflictError(f"message {message_id} kept changing while its media was recorded")
+
+    def _record_consent(self, event: InboundMessage, *, opted_out: bool, carrier_answered: bool) -> None:
+        """One consent record per customer, across our numbers and carriers; repeats change nothing."""
+        current = self._opt_outs.get(event.from_number)
+        if current is not None and current.opted_out == opted_out:
+            return
+        self._opt_outs.record(
+            event.from_number,
+            opted_out=opted_out,
+            source=f"{event.carrier}:keyword" if carrier_answered else "keyword",
+            at=event.received_at,
+            detail=event.body[:40],
+        )
+        logger.info(
+            "customer opted out" if opted_out else "customer opted back in",
+            extra={"customer": mask(event.from_number), "carrier_answered": carrier_answered},
+        )
 
     def apply_receipt(self, update: StatusUpdate) -> None:
         message = self._find(update)

@@ -24,6 +24,7 @@ from parley.carriers.base import (
 )
 from parley.domain.encoding import SegmentInfo, analyze
 from parley.domain.ids import outbound_message_id
+from parley.domain.keywords import Keyword
 from parley.domain.models import (
     Attempt,
     ContactRecord,
@@ -104,8 +105,10 @@ class SendService:
         status_callback_url: Callable[[str], str | None],
         on_carrier_id: Callable[[str, str], object] | None = None,
         opt_outs: OptOutRepository | None = None,
+        compliance_texts: Mapping[Keyword, str] | None = None,
     ) -> None:
         self._opt_outs = opt_outs
+        self._compliance_texts = dict(compliance_texts or {})
         self._messages = messages
         self._conversations = conversations
         self._numbers = numbers
@@ -186,9 +189,13 @@ class SendService:
     # -- accepting: store one message per recipient, idempotently --------------------------------
 
     def accept(
-        self, request: SendRequest, request_key: str, *, team: str = "default"
+        self, request: SendRequest, request_key: str, *, team: str = "default", compliance: bool = False
     ) -> list[tuple[Message, bool]]:
-        """Store the planned messages. Returns (message, created); created is False for a repeat."""
+        """Store the planned messages. Returns (message, created); created is False for a repeat.
+
+        `compliance` marks the legally required answer to a keyword (the opt-out confirmation, the
+        help text): the one text an opted-out customer still gets.
+        """
         now = self._clock()
         scheduled = request.send_at is not None and request.send_at > now
         out: list[tuple[Message, bool]] = []
@@ -198,7 +205,7 @@ class SendService:
                 out.append((existing, False))
                 continue
             status = MessageStatus.SCHEDULED if scheduled else MessageStatus.QUEUED
-            suppressed_reason = self._suppression(draft.to)
+            suppressed_reason = None if compliance else self._suppression(draft.to)
             if suppressed_reason is not None:
                 status = MessageStatus.SUPPRESSED
             message = Message(
@@ -271,15 +278,28 @@ class SendService:
                 self._send_queue.send({"message_id": message.message_id})
         return [m for m, _ in results]
 
+    def send_compliance_reply(
+        self, keyword: Keyword, to: str, our_number: str, reference: str
+    ) -> Message | None:
+        """Answer STOP, START or HELP from the number the customer texted, exactly once."""
+        text = self._compliance_texts.get(keyword)
+        if not text:
+            return None
+        request = SendRequest.model_validate(
+            {"to": [to], "body": text, "from": our_number, "metadata": {"compliance": keyword.value}}
+        )
+        (result,) = self.handle_request(request, f"compliance:{reference}", compliance=True)
+        return result
+
     def handle_request(
-        self, request: SendRequest, request_key: str, *, team: str = "default"
+        self, request: SendRequest, request_key: str, *, team: str = "default", compliance: bool = False
     ) -> list[Message]:
         """Queue/EventBridge entry point: store and deliver in the same invocation.
 
         A redelivered request finds its messages already stored; only those still queued are sent
         (a retrying one waits for its backoff, a scheduled one for its time).
         """
-        results = self.accept(request, request_key, team=team)
+        results = self.accept(request, request_key, team=team, compliance=compliance)
         return [
             (self.deliver(m.message_id) or m) if m.status is MessageStatus.QUEUED else m for m, _ in results
         ]
@@ -575,12 +595,22 @@ def _detail(message: Message) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class ComplianceJob:
+    keyword: Keyword
+    to: str
+    our_number: str
+    reference: str
+
+
+@dataclass(frozen=True)
 class SendJob:
-    """What one send-queue record asks for: deliver a stored message, or accept a whole request."""
+    """What one send-queue record asks for: deliver a stored message, accept a whole request, or
+    answer a keyword."""
 
     message_id: str | None = None
     request: SendRequest | None = None
     request_key: str | None = None
+    compliance: ComplianceJob | None = None
 
 
 def parse_send_record(body: str, record_id: str) -> SendJob:
@@ -596,6 +626,13 @@ def parse_send_record(body: str, record_id: str) -> SendJob:
         raise ValueError("a send record must be a JSON object")
     if set(data) == {"message_id"}:
         return SendJob(message_id=str(data["message_id"]))
+    if set(data) == {"compliance"} and isinstance(data["compliance"], dict):
+        job = data["compliance"]
+        return SendJob(
+            compliance=ComplianceJob(
+                Keyword(job["keyword"]), str(job["to"]), str(job["our_number"]), str(job["reference"])
+            )
+        )
     if "detail-type" in data and "detail" in data:
         if data["detail-type"] != "SendMessage":
             raise ValueError(f"unexpected event type {data['detail-type']!r}")
