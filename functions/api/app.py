@@ -13,8 +13,9 @@ from parley.adapters.dynamo import InvalidCursor
 from parley.carriers.registry import webhook_paths
 from parley.domain.ids import new_request_key
 from parley.domain.models import SendRequest
+from parley.domain.phone import normalize_e164
 from parley.services.inbox import NotFound, preview
-from parley.services.sending import SendRejected
+from parley.services.sending import NotCancellable, SendRejected
 from parley.wiring import container
 
 logger = Logger(service="parley")
@@ -104,10 +105,25 @@ def list_numbers() -> Response[str]:
 @app.post("/v1/messages/preview")
 def preview_message() -> Response[str]:
     data = _body()
-    body = data.get("body")
-    if not isinstance(body, str):
-        raise ValueError("'body' is required and must be a string")
-    return _json(200, preview(body, smart_encoding=bool(data.get("smart_encoding", False))))
+    body, template_id, to = data.get("body"), data.get("template_id"), data.get("to")
+    values = data.get("merge_values") or {}
+    if not (body is None or isinstance(body, str)) or not (
+        template_id is None or isinstance(template_id, str)
+    ):
+        raise ValueError("'body' and 'template_id' must be strings")
+    if not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
+        raise ValueError("'merge_values' must be an object of strings")
+    recipient = normalize_e164(to) if isinstance(to, str) else None
+    text = container().sender.render(body=body, template_id=template_id, merge_values=values, to=recipient)
+    return _json(200, {"text": text, **preview(text, smart_encoding=bool(data.get("smart_encoding", False)))})
+
+
+@app.post("/v1/messages/<message_id>/cancel")
+def cancel_message(message_id: str) -> Response[str]:
+    _, team = _caller()
+    app_container = container()
+    message = app_container.inbox.message(message_id, team)
+    return _json(200, app_container.sender.cancel(message).model_dump(mode="json"))
 
 
 @app.exception_handler(ValidationError)
@@ -126,6 +142,11 @@ def invalid_request(exc: ValidationError) -> Response[str]:
 def rejected(exc: SendRejected) -> Response[str]:
     errors = [{"field": e.field, "reason": e.reason} for e in exc.errors]
     return _json(400, {"error": "the request can't be sent", "errors": errors})
+
+
+@app.exception_handler(NotCancellable)
+def not_cancellable(exc: NotCancellable) -> Response[str]:
+    return _json(409, {"error": str(exc)})
 
 
 @app.exception_handler(NotFound)

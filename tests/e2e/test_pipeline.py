@@ -226,3 +226,41 @@ def test_stop_gets_one_confirmation_suppresses_later_sends_and_start_restores_th
     stack.wait_status(allowed.json()["messages"][0]["message_id"], "delivered")
     assert [m["body"] for m in stack.sim_messages(customer)][-1] == "Welcome back"
     assert len(stack.sim_messages(customer)) == 3  # the suppressed text never reached the carrier
+
+
+def test_preview_renders_a_template_for_a_recipient(stack: Stack) -> None:
+    response = stack.api(
+        "POST", "/v1/messages/preview", json={"template_id": "welcome", "to": "+14155550100"}
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["text"].startswith("Hi Ada, thanks for reaching out to Analytical Engines!")
+    assert (body["encoding"], body["segments"]) == ("GSM-7", 1)
+
+    missing = stack.api(
+        "POST", "/v1/messages/preview", json={"template_id": "appointment", "to": "+14155550101"}
+    )
+    assert missing.status_code == 400 and "date" in missing.text
+
+
+def test_a_scheduled_text_is_cancelled_and_never_sent(stack: Stack) -> None:
+    customer = "+14155550151"
+    send_at = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2)).isoformat()
+    created = stack.api(
+        "POST", "/v1/messages", json={"to": [customer], "body": "Reminder", "send_at": send_at}
+    )
+    assert created.status_code == 202, created.text
+    message_id = created.json()["messages"][0]["message_id"]
+    assert stack.message(message_id)["status"] == "scheduled"
+
+    cancelled = stack.api("POST", f"/v1/messages/{message_id}/cancel")
+    assert cancelled.status_code == 200, cancelled.text
+    swept = requests.post(stack.url("/_local/schedules/Sweep/fire"), json={}, timeout=30)
+    assert swept.status_code == 200, swept.text
+    wait_until(lambda: dt.datetime.now(dt.UTC).isoformat() > send_at)
+    assert requests.post(stack.url("/_local/schedules/Sweep/fire"), json={}, timeout=30).status_code == 200
+
+    assert stack.message(message_id)["status"] == "canceled"
+    assert stack.sim_messages(customer) == []
+    again = stack.api("POST", f"/v1/messages/{message_id}/cancel")
+    assert again.status_code == 409

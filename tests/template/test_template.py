@@ -51,6 +51,7 @@ API_ROUTES = {
     ("get", "/v1/messages/{message_id}"),
     ("post", "/v1/messages/preview"),
     ("get", "/v1/numbers"),
+    ("post", "/v1/messages/{message_id}/cancel"),
 }
 WEBHOOK_ROUTE = ("post", "/webhooks/{carrier}/{kind}")
 JWT_AUTHORIZER = "ParleyJwt"

@@ -22,7 +22,7 @@ from parley.domain.models import (
     Template,
 )
 from parley.domain.retry import RetryPolicy
-from parley.services.sending import SendRejected, SendService, parse_send_record
+from parley.services.sending import NotCancellable, SendRejected, SendService, parse_send_record
 from tests.fakes import T0, FakeLookupCarrier, World
 
 DEFAULT = "+15005550006"
@@ -732,3 +732,34 @@ def test_a_compliance_job_on_the_send_queue_is_read() -> None:
     job = parse_send_record(body, "rec-1")
     assert job.compliance is not None
     assert (job.compliance.keyword, job.compliance.reference) == (Keyword.HELP, "in_1")
+
+
+def test_a_scheduled_text_can_be_cancelled_and_the_sweep_never_sends_it(world: World) -> None:
+    sender = world.sender()
+    (scheduled,) = sender.submit(req(ANA, send_at=(T0 + timedelta(hours=2)).isoformat()), "req-sched")
+    assert scheduled.status is MessageStatus.SCHEDULED
+
+    cancelled = sender.cancel(scheduled)
+    world.clock.advance(hours=3)
+    released = sender.release_due([message(world, scheduled.message_id)])
+
+    assert cancelled.status is MessageStatus.CANCELED
+    assert released == 0 and world.carrier.sent == []
+    assert message(world, scheduled.message_id).status is MessageStatus.CANCELED
+
+
+def test_a_text_already_with_the_carrier_cannot_be_cancelled(world: World) -> None:
+    sender = world.sender()
+    (sent,) = sender.handle_request(req(ANA), "req-gone")
+    with pytest.raises(NotCancellable, match="accepted"):
+        sender.cancel(sent)
+
+
+def test_render_fills_a_template_from_the_recipients_contact_and_names_missing_fields(world: World) -> None:
+    world.templates.save(Template(template_id="t", name="T", body="Hi {{first_name}}, {{when|soon}}"))
+    world.contacts.save(ContactRecord(contact_id="c1", name="Ana B", first_name="Ana", phone=ANA))
+    sender = world.sender()
+
+    assert sender.render(body=None, template_id="t", merge_values={}, to=ANA) == "Hi Ana, soon"
+    with pytest.raises(SendRejected, match="first_name"):
+        sender.render(body=None, template_id="t", merge_values={}, to=BO)

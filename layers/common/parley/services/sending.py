@@ -65,6 +65,10 @@ class FieldError:
     reason: str
 
 
+class NotCancellable(ValueError):
+    """The text has already gone (or is going) to the carrier."""
+
+
 class SendRejected(ValueError):
     """The request can't be sent as given; nothing was stored. Carries a reason per field."""
 
@@ -174,6 +178,50 @@ class SendService:
         if errors:
             raise SendRejected(errors)
         return drafts
+
+    def render(
+        self,
+        *,
+        body: str | None,
+        template_id: str | None,
+        merge_values: Mapping[str, str],
+        to: str | None = None,
+    ) -> str:
+        """The text a request would send (to `to`, whose contact fills merge fields): for previews."""
+        if (body is None) == (template_id is None):
+            raise SendRejected([FieldError("body", "give exactly one of 'body' or 'template_id'")])
+        if template_id is None:
+            return body or ""
+        template = self._templates.get(template_id)
+        if template is None:
+            raise SendRejected([FieldError("template_id", f"no template with id '{template_id}'")])
+        contacts = self._contacts.find_by_phone(to) if to else []
+        contact = contacts[0] if len(contacts) == 1 else None
+        try:
+            return render(template.body, _merge_values(contact, merge_values))
+        except MissingMergeField as exc:
+            raise SendRejected([FieldError("merge_values", str(exc))]) from exc
+
+    def cancel(self, message: Message) -> Message:
+        """Stop a text that hasn't gone to the carrier yet (scheduled, held or still queued)."""
+        if message.status not in (MessageStatus.SCHEDULED, MessageStatus.HELD, MessageStatus.QUEUED):
+            raise NotCancellable(
+                f"the message is {message.status.value}; only texts not yet sent can be cancelled"
+            )
+        now = self._clock()
+        try:
+            return self._messages.update(
+                message.model_copy(
+                    update={
+                        "status": MessageStatus.CANCELED,
+                        "next_attempt_at": None,
+                        "history": [*message.history, _change(MessageStatus.CANCELED, now, "cancelled")],
+                    }
+                ),
+                expected_version=message.version,
+            )
+        except ConflictError as exc:  # it changed under us (the sweep fired it): say so, don't guess
+            raise NotCancellable("the message changed while being cancelled; look at it again") from exc
 
     def _pick_sender(self, to: str, explicit: OurNumber | None, team: str) -> tuple[OurNumber | None, str]:
         if explicit is not None:
@@ -532,15 +580,19 @@ class SendService:
         now = self._clock()
         released = 0
         for message in due:
+            if message.status not in (MessageStatus.SCHEDULED, MessageStatus.HELD):
+                continue  # cancelled or already released since the view was read
             if message.next_attempt_at is not None and message.next_attempt_at > now:
                 continue
-            try:
-                self._update(
-                    message,
-                    {
-                        "status": MessageStatus.QUEUED,
-                        "history": [*message.history, _change(MessageStatus.QUEUED, now, "due")],
-                    },
+            try:  # a plain versioned write: if it was cancelled meanwhile, the write loses
+                self._messages.update(
+                    message.model_copy(
+                        update={
+                            "status": MessageStatus.QUEUED,
+                            "history": [*message.history, _change(MessageStatus.QUEUED, now, "due")],
+                        }
+                    ),
+                    expected_version=message.version,
                 )
             except ConflictError:
                 continue
