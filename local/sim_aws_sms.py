@@ -40,18 +40,17 @@ destination); the ``messageStatus`` values are assumed to be the eventType witho
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
 import logging
 import re
-import threading
-import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
 import requests
@@ -63,8 +62,15 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-if TYPE_CHECKING:
-    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+from local.sim_common import (
+    BadControlRequest,
+    Delivery,
+    FaultBook,
+    Simulator,
+    check_repeat,
+    json_response,
+    read_json_object,
+)
 
 __all__ = ["DEFAULT_TOPIC_ARN", "FAULT_KINDS", "AwsApiError", "SimulatedAwsSms", "sns_string_to_sign"]
 
@@ -139,23 +145,6 @@ class AwsApiError(Exception):
         return {"__type": ERROR_NAMESPACE + self.code, "Message": self.message, **self.members}
 
 
-class _BadRequest(Exception):
-    """A control-plane request we can't act on; the text is the reason returned."""
-
-
-@dataclass
-class _Fault:
-    id: str
-    kind: str
-    remaining: int
-    to: str | None
-    error_code: str
-    hold_seconds: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(vars(self))
-
-
 @dataclass
 class _Stored:
     request: dict[str, Any]
@@ -170,14 +159,23 @@ class _Stored:
         return data
 
 
-class SimulatedAwsSms:
-    """The simulator. All state lives on the instance behind one lock; the server may be threaded.
+def _check_error_code(code: str) -> None:
+    if not code.startswith("TEXT_"):
+        raise ValueError("error_code must be a TEXT_* event type, e.g. TEXT_CARRIER_UNREACHABLE")
+
+
+class SimulatedAwsSms(Simulator[AwsApiError]):
+    """The simulator. All state lives on the instance behind locks; the server may be threaded.
 
     `webhook_base_url` is where Parley's API is (SNS posts to ``/webhooks/aws/events`` under it);
     `self_url` is where this simulator is mounted, for the certificate and SubscribeURL
     (default ``{webhook_base_url}/_sim/aws``). Credentials default to the local runtime's
     ``testing``/``testing``.
     """
+
+    urls = _URLS
+    api_errors = (AwsApiError,)
+    control_empty_body = b"{}"
 
     def __init__(
         self,
@@ -194,26 +192,25 @@ class SimulatedAwsSms:
     ) -> None:
         if signature_version not in ("1", "2"):
             raise ValueError("signature_version must be '1' or '2'")
+        faults = FaultBook(
+            FAULT_KINDS,
+            default_error_code="TEXT_UNREACHABLE",
+            new_id=lambda: f"fault-{uuid.uuid4().hex[:12]}",
+            check_error_code=_check_error_code,
+        )
+        super().__init__(faults, callback_delay, callback_retry_delay, http_timeout)  # SNS gives us 15 s
         self.webhook_base_url = webhook_base_url.rstrip("/")
         self.self_url = (self_url or f"{self.webhook_base_url}/_sim/aws").rstrip("/")
         self.access_key_id = access_key_id
         self._secret_access_key = secret_access_key
         self.topic_arn = topic_arn
         self.signature_version = signature_version
-        self.callback_delay = callback_delay
-        self.callback_retry_delay = callback_retry_delay
-        self.http_timeout = http_timeout  # SNS gives an HTTP endpoint 15 s
         self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.certificate_pem = _self_signed(self._key)
         self._cert_name = "SimpleNotificationService-" + hashlib.sha256(self.certificate_pem).hexdigest()[:32]
-        self._lock = threading.Lock()
         self._messages: dict[str, _Stored] = {}
-        self._faults: list[_Fault] = []
         self._opted_out: set[str] = set()
         self._tokens: dict[str, bool] = {}  # subscription token -> confirmed
-        self._closed = threading.Event()
-        self._release = threading.Event()
-        self._threads: set[threading.Thread] = set()
 
     @property
     def events_url(self) -> str:
@@ -245,82 +242,17 @@ class SimulatedAwsSms:
         with self._lock:
             return sum(self._tokens.values())
 
-    def add_fault(
-        self,
-        kind: str,
-        count: int = 1,
-        *,
-        to: str | None = None,
-        error_code: str | None = None,
-        hold_seconds: float = 30.0,
-    ) -> dict[str, Any]:
-        """Make the next `count` valid sends (to `to`, if given) misbehave as `kind`."""
-        if kind not in FAULT_KINDS:
-            raise ValueError(f"unknown fault kind {kind!r}; expected one of {', '.join(FAULT_KINDS)}")
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            raise ValueError("count must be a positive integer")
-        if to is not None and not isinstance(to, str):
-            raise ValueError("to must be an E.164 string")
-        if error_code is not None and not str(error_code).startswith("TEXT_"):
-            raise ValueError("error_code must be a TEXT_* event type, e.g. TEXT_CARRIER_UNREACHABLE")
-        if isinstance(hold_seconds, bool) or not isinstance(hold_seconds, int | float) or hold_seconds < 0:
-            raise ValueError("hold_seconds must be a non-negative number")
-        fault = _Fault(
-            f"fault-{uuid.uuid4().hex[:12]}",
-            kind,
-            count,
-            to,
-            error_code or "TEXT_UNREACHABLE",
-            float(hold_seconds),
-        )
-        with self._lock:
-            self._faults.append(fault)
-            return fault.to_dict()
-
-    def faults(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return [f.to_dict() for f in self._faults]
-
-    def clear_faults(self) -> None:
-        with self._lock:
-            self._faults.clear()
-        self.release_held()
-
-    def release_held(self) -> None:
-        """End every hold now."""
-        with self._lock:
-            released, self._release = self._release, threading.Event()
-            if self._closed.is_set():
-                self._release.set()
-        released.set()
-
     def reset(self) -> None:
         """Forget texts, faults, opt-outs and subscriptions; pending events of forgotten texts stop."""
         with self._lock:
             self._messages.clear()
-            self._faults.clear()
             self._opted_out.clear()
             self._tokens.clear()
-        self.release_held()
-
-    def close(self, timeout: float = 2.0) -> None:
-        """Stop holding and posting, waiting briefly for the event threads."""
-        self._closed.set()
-        self.release_held()
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            threads = list(self._threads)
-        for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+        self._faults.clear()
 
     def wait_idle(self, timeout: float = 5.0) -> bool:
         """Wait until every pending event has been posted; False if some are still going at the deadline."""
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            threads = list(self._threads)
-        for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
-        return not any(thread.is_alive() for thread in threads)
+        return self._callbacks.wait_idle(timeout)
 
     def send_text_message(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """What SendTextMessage does once authenticated: {"MessageId"} or raises AwsApiError.
@@ -352,13 +284,13 @@ class SimulatedAwsSms:
                 ResourceType="opted-out-number",
                 ResourceId=to,
             )
-        fault = self._take_fault(to)
+        fault = self._faults.take(to)
         if fault is not None and fault.kind == "500":
             raise AwsApiError(500, "InternalServerException", "Internal failure (simulated)", RequestId=_id())
         if fault is not None and fault.kind == "429":
             raise AwsApiError(400, "ThrottlingException", "Rate exceeded (simulated)")
         if fault is not None and fault.kind == "timeout":
-            self._hold(fault.hold_seconds)
+            self._faults.hold(fault.hold_seconds)
             raise AwsApiError(
                 500, "InternalServerException", "Timed out (simulated; nothing sent)", RequestId=_id()
             )
@@ -371,8 +303,7 @@ class SimulatedAwsSms:
             raise ValueError("'from' and 'to' are required strings")
         if not isinstance(body, str):
             raise ValueError("'body' must be a string")
-        if isinstance(repeat, bool) or not isinstance(repeat, int) or not 1 <= repeat <= MAX_INBOUND_REPEAT:
-            raise ValueError(f"repeat must be an integer from 1 to {MAX_INBOUND_REPEAT}")
+        check_repeat(repeat, MAX_INBOUND_REPEAT)
         words = body.strip().split(maxsplit=1)
         if words and words[0].upper() in OPT_OUT_KEYWORDS:
             self.opt_out(from_)  # AWS-managed opt-out list
@@ -387,7 +318,7 @@ class SimulatedAwsSms:
         if previous:
             payload["previousPublishedMessageId"] = previous
         notification = self._notification(json.dumps(payload))
-        responses = [self._post(notification)["response_code"] for _ in range(repeat)]
+        responses = [self._post(notification).response_code for _ in range(repeat)]
         logger.info("sim aws: inbound %s -> %s answered %s", from_, to, responses)
         return {
             "inbound_message_id": payload["inboundMessageId"],
@@ -412,24 +343,9 @@ class SimulatedAwsSms:
             "Timestamp": _sns_time(datetime.now(UTC)),
         }
         result = self._post(self._signed(message))
-        return {"token": token, "response_code": result["response_code"], "error": result["error"]}
+        return {"token": token, "response_code": result.response_code, "error": result.error}
 
     # --- internals ------------------------------------------------------------------------------------
-
-    def _take_fault(self, to: str) -> _Fault | None:
-        with self._lock:
-            for fault in self._faults:
-                if fault.remaining > 0 and (fault.to is None or fault.to == to):
-                    fault.remaining -= 1
-                    if fault.remaining == 0:
-                        self._faults.remove(fault)
-                    return _Fault(**vars(fault))
-        return None
-
-    def _hold(self, seconds: float) -> None:
-        with self._lock:
-            release = self._release
-        release.wait(seconds)
 
     def _last_sent(self, *, to: str, from_: str) -> str | None:
         with self._lock:
@@ -445,36 +361,27 @@ class SimulatedAwsSms:
     def _accept(self, params: dict[str, Any], final: str) -> str:
         message_id = _id()
         stored = _Stored(request=params, message_id=message_id, requested_at=datetime.now(UTC))
-        thread = threading.Thread(
-            target=self._run_events,
-            args=(message_id, ["TEXT_SUCCESSFUL", final]),
-            name=f"sim-aws-{message_id[:8]}",
-            daemon=True,
-        )
         with self._lock:
             self._messages[message_id] = stored
-            self._threads.add(thread)
         logger.info("sim aws: accepted %s to %s", message_id, params.get("DestinationPhoneNumber"))
-        thread.start()
+        steps = [("TEXT_SUCCESSFUL", False), (final, True)]
+        self._callbacks.start(
+            f"sim-aws-{message_id[:8]}", steps, functools.partial(self._post_event, message_id)
+        )
         return message_id
 
-    def _run_events(self, message_id: str, steps: list[str]) -> None:
-        try:
-            for index, event_type in enumerate(steps):
-                if self._closed.wait(self.callback_delay):
-                    return
-                event = self._event(message_id, event_type, is_final=index == len(steps) - 1)
-                if event is None:
-                    return  # reset meanwhile
-                record = {"eventType": event_type, **self._post(self._notification(json.dumps(event)))}
-                with self._lock:
-                    stored = self._messages.get(message_id)
-                    if stored is None:
-                        return
-                    stored.events.append(record)
-        finally:
-            with self._lock:
-                self._threads.discard(threading.current_thread())
+    def _post_event(self, message_id: str, step: tuple[str, bool]) -> bool:
+        """Move the text on and post its delivery event; False once the text is forgotten."""
+        event_type, is_final = step
+        event = self._event(message_id, event_type, is_final=is_final)
+        if event is None:
+            return False  # reset meanwhile
+        record = {"eventType": event_type, **self._post(self._notification(json.dumps(event))).record()}
+        with self._lock:
+            stored = self._messages.get(message_id)
+            if stored is not None:
+                stored.events.append(record)
+            return stored is not None
 
     def _event(self, message_id: str, event_type: str, *, is_final: bool) -> dict[str, Any] | None:
         """The configuration-set event JSON (carriers.md 9.2) for `event_type`, moving the text along."""
@@ -531,7 +438,7 @@ class SimulatedAwsSms:
         signed["Signature"] = base64.b64encode(signature).decode("ascii")
         return signed
 
-    def _post(self, message: dict[str, Any]) -> dict[str, Any]:
+    def _post(self, message: dict[str, Any]) -> Delivery:
         """Deliver one SNS message to our webhook as SNS does over HTTP, retrying on 5xx or no answer."""
         headers = {
             "Content-Type": "text/plain; charset=UTF-8",
@@ -543,72 +450,53 @@ class SimulatedAwsSms:
         if message["Type"] == "Notification":
             headers["x-amz-sns-subscription-arn"] = f"{self.topic_arn}:00000000-0000-4000-8000-000000000000"
         data = json.dumps(message).encode("utf-8")
-        record: dict[str, Any] = {"response_code": None, "attempts": 0, "error": None}
-        for attempt in range(1 + CALLBACK_RETRIES):
-            if attempt and self._closed.wait(self.callback_retry_delay * attempt):
-                break
-            record["attempts"] = attempt + 1
-            try:
-                answer = requests.post(self.events_url, data=data, headers=headers, timeout=self.http_timeout)
-            except requests.RequestException as exc:
-                record["response_code"], record["error"] = None, f"{type(exc).__name__}: {exc}"
-                continue
-            record["response_code"], record["error"] = answer.status_code, None
-            if answer.status_code < 500:
-                break
-        return record
+        return self._callbacks.deliver(
+            lambda: requests.post(self.events_url, data=data, headers=headers, timeout=self.http_timeout),
+            retries=CALLBACK_RETRIES,
+        )
 
     # --- WSGI -------------------------------------------------------------------------------------------
 
-    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        request = Request(environ)
-        try:
-            response = self._dispatch(request)
-        except AwsApiError as exc:
-            response = Response(
-                json.dumps(exc.to_dict()),
-                status=exc.status,
-                content_type=JSON_CONTENT_TYPE,
-                headers={"x-amzn-RequestId": _id(), "x-amzn-ErrorType": exc.code},
-            )
-        except _BadRequest as exc:
-            response = _json({"reason": str(exc)}, 400)
-        except MethodNotAllowed:
-            response = _json({"reason": "method not allowed"}, 405)
-        except HTTPException as exc:
-            response = _json({"reason": f"no such resource: {request.path}"}, exc.code or 500)
-        return response(environ, start_response)
+    def _api_error_response(self, exc: AwsApiError) -> Response:
+        return Response(
+            json.dumps(exc.to_dict()),
+            status=exc.status,
+            content_type=JSON_CONTENT_TYPE,
+            headers={"x-amzn-RequestId": _id(), "x-amzn-ErrorType": exc.code},
+        )
 
-    def _dispatch(self, request: Request) -> Response:
-        endpoint, args = _URLS.bind_to_environ(request.environ).match(request.path)
-        if endpoint == "api":
-            if request.method == "GET":
-                return self._confirm_subscription(request)
-            return self._api(request)
+    def _routing_error_response(self, request: Request, exc: HTTPException) -> Response:
+        if isinstance(exc, MethodNotAllowed):
+            return json_response({"reason": "method not allowed"}, 405)
+        return json_response({"reason": f"no such resource: {request.path}"}, exc.code or 500)
+
+    def _match(self, request: Request) -> tuple[str, Mapping[str, Any]]:
+        endpoint, args = self.urls.bind_to_environ(request.environ).match(request.path)
+        return str(endpoint), args
+
+    def _listing(self) -> dict[str, Any]:
+        return {"messages": self.messages(), "opted_out": self.opted_out()}
+
+    def _inbound_endpoint(self, request: Request) -> Response:
+        data = read_json_object(request, empty=self.control_empty_body)
+        try:
+            result = self.send_inbound(
+                data.get("from", ""), data.get("to", ""), data.get("body", ""), repeat=data.get("repeat", 1)
+            )
+        except ValueError as exc:
+            raise BadControlRequest(str(exc)) from exc
+        return json_response(result)
+
+    def _dispatch(self, request: Request, endpoint: str, args: Mapping[str, Any]) -> Response:
         if endpoint == "cert":
             if args["name"] not in ("cert", self._cert_name):
                 raise NotFound()
             return Response(self.certificate_pem, content_type="application/x-pem-file")
-        if endpoint == "inbound":
-            data = _read_json_object(request)
-            try:
-                result = self.send_inbound(
-                    data.get("from", ""),
-                    data.get("to", ""),
-                    data.get("body", ""),
-                    repeat=data.get("repeat", 1),
-                )
-            except ValueError as exc:
-                raise _BadRequest(str(exc)) from exc
-            return _json(result)
         if endpoint == "subscribe":
-            return _json(self.request_subscription())
-        if endpoint == "faults":
-            return self._faults_endpoint(request)
-        if request.method == "DELETE":
-            self.reset()
-            return Response(status=204)
-        return _json({"messages": self.messages(), "opted_out": self.opted_out()})
+            return json_response(self.request_subscription())
+        if request.method == "GET":
+            return self._confirm_subscription(request)
+        return self._api(request)
 
     def _api(self, request: Request) -> Response:
         raw = request.get_data(cache=True)
@@ -673,7 +561,7 @@ class SimulatedAwsSms:
     def _confirm_subscription(self, request: Request) -> Response:
         token = request.args.get("Token", "")
         if request.args.get("Action") != "ConfirmSubscription":
-            raise _BadRequest("only Action=ConfirmSubscription is simulated")
+            raise BadControlRequest("only Action=ConfirmSubscription is simulated")
         with self._lock:
             known = token in self._tokens
             if known:
@@ -690,26 +578,6 @@ class SimulatedAwsSms:
             f"<SubscriptionArn>{arn}</SubscriptionArn></ConfirmSubscriptionResult></ConfirmSubscriptionResponse>"
         )
         return Response(xml, content_type="text/xml")
-
-    def _faults_endpoint(self, request: Request) -> Response:
-        if request.method == "GET":
-            return _json({"faults": self.faults()})
-        if request.method == "DELETE":
-            self.clear_faults()
-            return Response(status=204)
-        data = _read_json_object(request)
-        error_code = data.get("error_code")
-        try:
-            fault = self.add_fault(
-                str(data.get("kind", "")),
-                data.get("count", 1),
-                to=data.get("to"),
-                error_code=None if error_code is None else str(error_code),
-                hold_seconds=data.get("hold_seconds", 30.0),
-            )
-        except ValueError as exc:
-            raise _BadRequest(str(exc)) from exc
-        return _json(fault, 201)
 
 
 def _auth_error(code: str, message: str) -> AwsApiError:
@@ -744,17 +612,3 @@ def _self_signed(key: rsa.RSAPrivateKey) -> bytes:
 
 def _id() -> str:
     return str(uuid.uuid4())
-
-
-def _json(data: Any, status: int = 200) -> Response:
-    return Response(json.dumps(data), status=status, mimetype="application/json")
-
-
-def _read_json_object(request: Request) -> dict[str, Any]:
-    try:
-        data = json.loads(request.get_data(cache=False) or b"{}")
-    except ValueError as exc:
-        raise _BadRequest(f"body is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise _BadRequest("body must be a JSON object")
-    return data

@@ -37,27 +37,23 @@ to 3 more times while our server answers 5xx or can't be reached.
 from __future__ import annotations
 
 import base64
+import functools
 import hmac
 import json
 import logging
 import re
 import secrets
-import threading
-import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import requests
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from local import sim_media
-
-if TYPE_CHECKING:
-    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+from local.sim_common import FaultBook, Simulator, check_repeat, count_segments, json_response
 
 __all__ = [
     "DEFAULT_ACCOUNT_ID",
@@ -140,30 +136,6 @@ class BandwidthApiError(Exception):
         return data
 
 
-class _BadRequest(Exception):
-    """A control-plane request we can't act on; the text is the reason returned."""
-
-
-@dataclass
-class _Fault:
-    id: str
-    kind: str
-    remaining: int
-    to: str | None
-    error_code: str
-    hold_seconds: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "kind": self.kind,
-            "remaining": self.remaining,
-            "to": self.to,
-            "error_code": self.error_code,
-            "hold_seconds": self.hold_seconds,
-        }
-
-
 @dataclass
 class _Stored:
     """One message: the resource Bandwidth returns, plus what only the simulator keeps."""
@@ -193,33 +165,6 @@ def _message_id(now: datetime) -> str:
     return f"{int(now.timestamp() * 1000)}" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(16))
 
 
-def _count_segments(text: str) -> int:
-    """Segments as the shared encoder counts them; 1 if that module can't say."""
-    if not text:
-        return 1
-    try:
-        from parley.domain.encoding import analyze
-
-        return max(1, int(analyze(text).segments))
-    except Exception:  # the simulator must keep working while the encoder evolves
-        logger.debug("segment count unavailable; assuming 1", exc_info=True)
-        return 1
-
-
-def _json(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
-    return Response(json.dumps(data), status=status, mimetype="application/json", headers=dict(headers or {}))
-
-
-def _read_json_object(request: Request) -> dict[str, Any]:
-    try:
-        data = json.loads(request.get_data(cache=False) or b"null")
-    except ValueError as exc:
-        raise _BadRequest(f"body is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise _BadRequest("body must be a JSON object")
-    return data
-
-
 def _parse_time(value: str, name: str) -> datetime:
     try:
         moment = datetime.fromisoformat(value.strip())
@@ -228,8 +173,16 @@ def _parse_time(value: str, name: str) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-class SimulatedBandwidth:
-    """The simulator. All state lives on the instance behind one lock; the server may be threaded."""
+def _check_error_code(code: str) -> None:
+    if not code.isascii() or not code.isdigit() or len(code) != 4:
+        raise ValueError("error_code must be a four-digit Bandwidth error code")
+
+
+class SimulatedBandwidth(Simulator[BandwidthApiError]):
+    """The simulator. All state lives on the instance behind locks; the server may be threaded."""
+
+    urls = _URLS
+    api_errors = (BandwidthApiError,)
 
     def __init__(
         self,
@@ -245,6 +198,13 @@ class SimulatedBandwidth:
         callback_retry_delay: float = 0.05,
         http_timeout: float = 10.0,
     ) -> None:
+        faults = FaultBook(
+            FAULT_KINDS,
+            default_error_code="4702",
+            new_id=lambda: f"fault-{secrets.token_hex(8)}",
+            check_error_code=_check_error_code,
+        )
+        super().__init__(faults, callback_delay, callback_retry_delay, http_timeout)  # Bandwidth waits 10 s
         self.webhook_base_url = webhook_base_url.rstrip("/")
         self.account_id = account_id
         self.username = username
@@ -252,17 +212,8 @@ class SimulatedBandwidth:
         self.application_id = application_id
         self.callback_username = callback_username
         self._callback_password = callback_password
-        self.callback_delay = callback_delay
-        self.callback_retry_delay = callback_retry_delay
-        self.http_timeout = http_timeout  # Bandwidth waits 10 s for our webhooks
-        self._lock = threading.Lock()
         self._messages: dict[str, _Stored] = {}
         self._received: dict[str, _Stored] = {}
-        self._faults: list[_Fault] = []
-        self._closed = threading.Event()
-        self._release = threading.Event()
-        self._held = 0
-        self._threads: set[threading.Thread] = set()
 
     @property
     def events_url(self) -> str:
@@ -272,8 +223,7 @@ class SimulatedBandwidth:
     @property
     def held_requests(self) -> int:
         """How many HTTP responses a timeout fault is holding right now."""
-        with self._lock:
-            return self._held
+        return self._faults.held
 
     # --- Python API: outbound messages ------------------------------------------------------------
 
@@ -301,7 +251,7 @@ class SimulatedBandwidth:
         BandwidthApiError. Blocks while a timeout fault holds the response."""
         recipients = [to] if isinstance(to, str) else list(to)
         self._validate(recipients, from_, text, media, tag, application_id or self.application_id)
-        fault = self._take_fault(recipients)
+        fault = self._faults.take(*recipients)
         kind = fault.kind if fault else None
         if fault is not None and kind == "500":
             raise BandwidthApiError(500, "internal-server-error", "Something went wrong (simulated)")
@@ -312,100 +262,26 @@ class SimulatedBandwidth:
                 "The SMS queue for your account is full and cannot accept more messages (simulated).",
             )
         if fault is not None and kind == "timeout":
-            self._hold(fault.hold_seconds)
+            self._faults.hold(fault.hold_seconds)
             raise BandwidthApiError(
                 503, "service-unavailable", "Service unavailable (simulated; nothing was sent)"
             )
         failure = fault.error_code if fault is not None and kind == "undelivered" else None
         resource = self._accept(recipients, from_, text, media, tag, failure)
         if fault is not None and kind == "timeout_after_accept":
-            self._hold(fault.hold_seconds)
+            self._faults.hold(fault.hold_seconds)
         return resource
-
-    # --- Python API: faults -----------------------------------------------------------------------
-
-    def add_fault(
-        self,
-        kind: str,
-        count: int = 1,
-        *,
-        to: str | None = None,
-        error_code: str | None = None,
-        hold_seconds: float = 30.0,
-    ) -> dict[str, Any]:
-        """Make the next `count` valid sends (to `to`, if given) misbehave as `kind`."""
-        if kind not in FAULT_KINDS:
-            raise ValueError(f"unknown fault kind {kind!r}; expected one of {', '.join(FAULT_KINDS)}")
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            raise ValueError("count must be a positive integer")
-        if to is not None and not isinstance(to, str):
-            raise ValueError("to must be an E.164 string")
-        if isinstance(hold_seconds, bool) or not isinstance(hold_seconds, int | float) or hold_seconds < 0:
-            raise ValueError("hold_seconds must be a non-negative number")
-        code = str(error_code) if error_code is not None else "4702"
-        if not code.isascii() or not code.isdigit() or len(code) != 4:
-            raise ValueError("error_code must be a four-digit Bandwidth error code")
-        fault = _Fault(
-            id=f"fault-{secrets.token_hex(8)}",
-            kind=kind,
-            remaining=count,
-            to=to,
-            error_code=code,
-            hold_seconds=float(hold_seconds),
-        )
-        with self._lock:
-            self._faults.append(fault)
-            return fault.to_dict()
-
-    def faults(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return [f.to_dict() for f in self._faults]
-
-    def clear_faults(self) -> None:
-        """Drop every fault and let any held response go."""
-        with self._lock:
-            self._faults.clear()
-        self.release_held()
-
-    def release_held(self) -> None:
-        """End every hold now (the held requests then answer as they would have after the hold)."""
-        with self._lock:
-            released, self._release = self._release, threading.Event()
-            if self._closed.is_set():
-                self._release.set()
-        released.set()
 
     def reset(self) -> None:
         """Forget messages and faults; pending callbacks of forgotten messages stop."""
         with self._lock:
             self._messages.clear()
             self._received.clear()
-            self._faults.clear()
-        self.release_held()
+        self._faults.clear()
 
     def wait_idle(self, timeout: float = 5.0) -> bool:
         """Wait until no callback thread is running (e.g. between tests); False at the deadline."""
-        deadline = time.monotonic() + timeout
-        while True:
-            with self._lock:
-                threads = list(self._threads)
-            if not threads:
-                return True
-            for thread in threads:
-                thread.join(max(0.0, deadline - time.monotonic()))
-            if time.monotonic() >= deadline:
-                with self._lock:
-                    return not self._threads
-
-    def close(self, timeout: float = 2.0) -> None:
-        """Stop holding and stop callbacks, waiting briefly for their threads to finish."""
-        self._closed.set()
-        self.release_held()
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            threads = list(self._threads)
-        for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+        return self._callbacks.wait_idle(timeout)
 
     # --- Python API: a phone texting us -----------------------------------------------------------
 
@@ -421,8 +297,7 @@ class SimulatedBandwidth:
         """Post a `message-received` event `repeat` times (one message id: Bandwidth's at-least-once)."""
         if not isinstance(from_, str) or not isinstance(to, str) or not from_ or not to:
             raise ValueError("'from' and 'to' are required")
-        if isinstance(repeat, bool) or not isinstance(repeat, int) or not 1 <= repeat <= MAX_INBOUND_REPEAT:
-            raise ValueError(f"repeat must be an integer from 1 to {MAX_INBOUND_REPEAT}")
+        check_repeat(repeat, MAX_INBOUND_REPEAT)
         now = datetime.now(UTC)
         message_id = _message_id(now)
         message: dict[str, Any] = {
@@ -430,7 +305,7 @@ class SimulatedBandwidth:
             "owner": to,
             "applicationId": self.application_id,
             "time": _iso(now),
-            "segmentCount": 1 if media_urls else _count_segments(body),
+            "segmentCount": 1 if media_urls else count_segments(body),
             "direction": "in",
             "to": [to],
             "from": from_,
@@ -453,10 +328,7 @@ class SimulatedBandwidth:
                 received_at=now,
                 status="RECEIVED",
             )
-        responses: list[int | None] = []
-        for _ in range(repeat):
-            record = self._post_events([event], attempts=1)
-            responses.append(record["response_code"])
+        responses = [self._post_events([event], retries=0)["response_code"] for _ in range(repeat)]
         logger.info("sim bandwidth: inbound %s answered %s", message_id, responses)
         return {"message_id": message_id, "responses": responses}
 
@@ -498,26 +370,6 @@ class SimulatedBandwidth:
         if problems:
             raise BandwidthApiError(400, "request-validation", "Your request could not be accepted", problems)
 
-    def _take_fault(self, recipients: list[str]) -> _Fault | None:
-        with self._lock:
-            for fault in self._faults:
-                if fault.remaining > 0 and (fault.to is None or fault.to in recipients):
-                    fault.remaining -= 1
-                    if fault.remaining == 0:
-                        self._faults.remove(fault)
-                    return _Fault(**vars(fault))
-        return None
-
-    def _hold(self, seconds: float) -> None:
-        with self._lock:
-            release = self._release
-            self._held += 1
-        try:
-            release.wait(seconds)
-        finally:
-            with self._lock:
-                self._held -= 1
-
     def _accept(
         self,
         recipients: list[str],
@@ -534,7 +386,7 @@ class SimulatedBandwidth:
             "owner": from_,
             "applicationId": self.application_id,
             "time": _iso(now),
-            "segmentCount": 1 if media else _count_segments(text),
+            "segmentCount": 1 if media else count_segments(text),
             "direction": "out",
             "to": list(recipients),
             "from": from_,
@@ -552,39 +404,28 @@ class SimulatedBandwidth:
         )
         final = ("message-failed", failure) if failure is not None else ("message-delivered", None)
         steps: list[tuple[str, str | None]] = [("message-sent", None), final]
-        thread = threading.Thread(
-            target=self._run_callbacks,
-            args=(message_id, steps),
-            name=f"sim-bandwidth-{message_id[-8:]}",
-            daemon=True,
-        )
         with self._lock:
             self._messages[message_id] = stored
-            self._threads.add(thread)
         logger.info(
             "sim bandwidth: accepted %s from %s to %d recipient(s)", message_id, from_, len(recipients)
         )
-        thread.start()
+        name = f"sim-bandwidth-{message_id[-8:]}"
+        self._callbacks.start(name, steps, functools.partial(self._callback, message_id))
         return resource
 
-    def _run_callbacks(self, message_id: str, steps: list[tuple[str, str | None]]) -> None:
-        try:
-            for event_type, error_code in steps:
-                if self._closed.wait(self.callback_delay):
-                    return
-                events = self._advance(message_id, event_type, error_code)
-                if events is None:
-                    return  # reset meanwhile
-                for event in events:  # one callback per recipient, as for group messages
-                    record = self._post_events([event], attempts=1 + CALLBACK_RETRIES)
-                    with self._lock:
-                        stored = self._messages.get(message_id)
-                        if stored is None:
-                            return
-                        stored.callbacks.append(record)
-        finally:
+    def _callback(self, message_id: str, step: tuple[str, str | None]) -> bool:
+        """Move the message on and post its events; False once the message is forgotten."""
+        events = self._advance(message_id, *step)
+        if events is None:
+            return False  # reset meanwhile
+        for event in events:  # one callback per recipient, as for group messages
+            record = self._post_events([event], retries=CALLBACK_RETRIES)
             with self._lock:
-                self._threads.discard(threading.current_thread())
+                stored = self._messages.get(message_id)
+                if stored is None:
+                    return False
+                stored.callbacks.append(record)
+        return True
 
     def _advance(
         self, message_id: str, event_type: str, error_code: str | None
@@ -617,7 +458,7 @@ class SimulatedBandwidth:
                 events.append(event)
             return events
 
-    def _post_events(self, events: list[dict[str, Any]], attempts: int) -> dict[str, Any]:
+    def _post_events(self, events: list[dict[str, Any]], retries: int) -> dict[str, Any]:
         url = self.events_url
         credentials = f"{self.callback_username}:{self._callback_password}".encode()
         headers = {
@@ -626,27 +467,17 @@ class SimulatedBandwidth:
             "User-Agent": USER_AGENT,
         }
         body = json.dumps(events).encode("utf-8")
-        record: dict[str, Any] = {
-            "type": events[0]["type"],
-            "to": events[0]["to"],
-            "response_code": None,
-            "attempts": 0,
-            "error": None,
-        }
-        for attempt in range(attempts):
-            if attempt and self._closed.wait(self.callback_retry_delay * attempt):
-                break
-            record["attempts"] = attempt + 1
-            try:
-                answer = requests.post(url, data=body, headers=headers, timeout=self.http_timeout)
-            except requests.RequestException as exc:
-                record["response_code"], record["error"] = None, f"{type(exc).__name__}: {exc}"
-                logger.info("sim bandwidth: %s to %s failed: %s", record["type"], url, exc)
-                continue
-            record["response_code"], record["error"] = answer.status_code, None
-            if answer.status_code < 500:
-                break
-        return record
+        kind = events[0]["type"]
+
+        def failed(exc: requests.RequestException) -> None:
+            logger.info("sim bandwidth: %s to %s failed: %s", kind, url, exc)
+
+        delivery = self._callbacks.deliver(
+            lambda: requests.post(url, data=body, headers=headers, timeout=self.http_timeout),
+            retries=retries,
+            failed=failed,
+        )
+        return {"type": kind, "to": events[0]["to"], **delivery.record()}
 
     def _records(self) -> list[dict[str, Any]]:
         """Bandwidth's searchable message records: metadata only, one per recipient."""
@@ -682,46 +513,27 @@ class SimulatedBandwidth:
 
     # --- WSGI ---------------------------------------------------------------------------------------
 
-    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        request = Request(environ)
-        try:
-            response = self._dispatch(request)
-        except BandwidthApiError as exc:
-            response = _json(exc.to_dict(), exc.status)
-        except _BadRequest as exc:
-            response = _json({"reason": str(exc)}, 400)
-        except MethodNotAllowed:
-            response = _json({"type": "method-not-allowed", "description": "Method not allowed"}, 405)
-        except HTTPException as exc:
-            status = exc.code or 500
-            body = {
-                "timestamp": _iso(datetime.now(UTC)),
-                "status": status,
-                "error": "Not Found" if status == 404 else exc.name,
-                "message": exc.name,
-                "path": request.path,
-            }
-            response = _json(body, status)
-        return response(environ, start_response)
+    def _api_error_response(self, exc: BandwidthApiError) -> Response:
+        return json_response(exc.to_dict(), exc.status)
 
-    def _dispatch(self, request: Request) -> Response:
-        adapter = _URLS.bind_to_environ(request.environ)
-        endpoint, args = adapter.match()
-        if endpoint == "media":
-            return sim_media.response(str(args["name"]))
-        if endpoint == "messages":
-            self._authenticate(request, str(args["account_id"]))
-            if request.method == "POST":
-                return self._post_message(request)
-            return self._list_messages(request)
-        if endpoint == "faults":
-            return self._faults_endpoint(request)
-        if endpoint == "inbound":
-            return self._inbound_endpoint(request)
-        if request.method == "DELETE":
-            self.reset()
-            return Response(status=204)
-        return _json({"messages": self.messages()})
+    def _routing_error_response(self, request: Request, exc: HTTPException) -> Response:
+        if isinstance(exc, MethodNotAllowed):
+            return json_response({"type": "method-not-allowed", "description": "Method not allowed"}, 405)
+        status = exc.code or 500
+        body = {
+            "timestamp": _iso(datetime.now(UTC)),
+            "status": status,
+            "error": "Not Found" if status == 404 else exc.name,
+            "message": exc.name,
+            "path": request.path,
+        }
+        return json_response(body, status)
+
+    def _dispatch(self, request: Request, endpoint: str, args: Mapping[str, Any]) -> Response:
+        self._authenticate(request, str(args["account_id"]))
+        if request.method == "POST":
+            return self._post_message(request)
+        return self._list_messages(request)
 
     def _authenticate(self, request: Request, path_account: str) -> None:
         auth = request.authorization
@@ -765,7 +577,7 @@ class SimulatedBandwidth:
             tag=tag if tag is None or isinstance(tag, str) else str(tag),
             application_id=str(data.get("applicationId") or ""),
         )
-        return _json(resource, 202)
+        return json_response(resource, 202)
 
     def _list_messages(self, request: Request) -> Response:
         args = request.args
@@ -800,42 +612,4 @@ class SimulatedBandwidth:
         if offset + limit < len(rows):
             next_token = base64.b64encode(str(offset + limit).encode()).decode()
             page_info = {"nextPage": f"pageToken={next_token}", "nextPageToken": next_token}
-        return _json({"totalCount": len(rows), "pageInfo": page_info, "messages": page})
-
-    def _faults_endpoint(self, request: Request) -> Response:
-        if request.method == "GET":
-            return _json({"faults": self.faults()})
-        if request.method == "DELETE":
-            self.clear_faults()
-            return Response(status=204)
-        data = _read_json_object(request)
-        error_code = data.get("error_code")
-        try:
-            fault = self.add_fault(
-                str(data.get("kind", "")),
-                data.get("count", 1),
-                to=data.get("to"),
-                error_code=None if error_code is None else str(error_code),
-                hold_seconds=data.get("hold_seconds", 30.0),
-            )
-        except ValueError as exc:
-            raise _BadRequest(str(exc)) from exc
-        return _json(fault, 201)
-
-    def _inbound_endpoint(self, request: Request) -> Response:
-        data = _read_json_object(request)
-        from_, to, body = data.get("from"), data.get("to"), data.get("body", "")
-        media_urls = data.get("media_urls", [])
-        if data.get("media") is True and not media_urls:
-            media_urls = [sim_media.url(request)]
-        if not isinstance(from_, str) or not isinstance(to, str) or not from_ or not to:
-            raise _BadRequest("'from' and 'to' are required strings")
-        if not isinstance(body, str):
-            raise _BadRequest("'body' must be a string")
-        if not isinstance(media_urls, list) or not all(isinstance(u, str) for u in media_urls):
-            raise _BadRequest("'media_urls' must be a list of strings")
-        try:
-            result = self.send_inbound(from_, to, body, media_urls=media_urls, repeat=data.get("repeat", 1))
-        except ValueError as exc:
-            raise _BadRequest(str(exc)) from exc
-        return _json(result)
+        return json_response({"totalCount": len(rows), "pageInfo": page_info, "messages": page})

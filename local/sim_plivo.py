@@ -39,19 +39,18 @@ HELP/INFO are marked MessageIntent=help).
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
-import importlib
+import itertools
 import json
 import logging
 import secrets
-import threading
-import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qs, urlencode, urlparse, urlunparse
 
 import requests
@@ -59,10 +58,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from local import sim_media
-
-if TYPE_CHECKING:
-    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+from local.sim_common import FaultBook, Simulator, check_repeat, count_segments, json_response
 
 __all__ = [
     "FAULT_KINDS",
@@ -160,23 +156,6 @@ class PlivoApiError(Exception):
         return {"api_id": str(uuid.uuid4()), "error": self.error}
 
 
-class _BadRequest(Exception):
-    """A control-plane request we can't act on; the text is the reason returned."""
-
-
-@dataclass
-class _Fault:
-    id: str
-    kind: str
-    remaining: int
-    to: str | None
-    error_code: str
-    hold_seconds: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(vars(self))
-
-
 @dataclass
 class _Stored:
     record: dict[str, Any]  # the MDR as the API shows it
@@ -201,32 +180,6 @@ class _Stored:
         return data
 
 
-def _count_segments(text: str) -> int:
-    """Segments as the shared encoder counts them; 1 if that module isn't importable (yet)."""
-    if not text:
-        return 1
-    try:
-        encoding = importlib.import_module("parley.domain.encoding")
-        return max(1, int(encoding.analyze(text).segments))
-    except Exception:  # the simulator must keep working while the encoder evolves
-        logger.debug("segment count unavailable; assuming 1", exc_info=True)
-        return 1
-
-
-def _json(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
-    return Response(json.dumps(data), status=status, mimetype="application/json", headers=headers)
-
-
-def _read_json_object(request: Request) -> dict[str, Any]:
-    try:
-        data = json.loads(request.get_data(cache=False) or b"null")
-    except ValueError as exc:
-        raise _BadRequest(f"body is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise _BadRequest("body must be a JSON object")
-    return data
-
-
 def _parse_filter_time(value: str) -> datetime:
     """Plivo's list filter format: "YYYY-MM-DD HH:MM[:ss[.uuuuuu]]", UTC."""
     try:
@@ -236,12 +189,26 @@ def _parse_filter_time(value: str) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-class SimulatedPlivo:
-    """The simulator. All state lives on the instance behind one lock; the server may be threaded.
+def _fault_recipient(to: str) -> str:
+    if not isinstance(to, str) or not _digits(to):
+        raise ValueError("to must be a phone number")
+    return _digits(to)
+
+
+def _not_2xx(code: int) -> bool:
+    """Plivo retries a webhook on any answer but a 2xx."""
+    return not 200 <= code < 300
+
+
+class SimulatedPlivo(Simulator[PlivoApiError]):
+    """The simulator. All state lives on the instance behind locks; the server may be threaded.
 
     Credentials default to LOCAL_AUTH_ID / LOCAL_AUTH_TOKEN, which the local stack also gives the
     plugin (PARLEY_PLIVO_AUTH_ID / PARLEY_PLIVO_AUTH_TOKEN).
     """
+
+    urls = _URLS
+    api_errors = (PlivoApiError,)
 
     def __init__(
         self,
@@ -257,22 +224,16 @@ class SimulatedPlivo:
         unknown = set(signature_versions) - {"v2", "v3"}
         if unknown or not signature_versions:
             raise ValueError("signature_versions must name v2 and/or v3")
+        # An "undelivered" fault reports ErrorCode 80 (destination unreachable) unless told otherwise.
+        faults = FaultBook(FAULT_KINDS, default_error_code="80", recipient=_fault_recipient)
+        super().__init__(faults, callback_delay, callback_retry_delay, http_timeout)  # Plivo waits 8 s
         self.auth_id = auth_id
         self._auth_token = auth_token
         self.webhook_base_url = webhook_base_url.rstrip("/")
-        self.callback_delay = callback_delay
-        self.callback_retry_delay = callback_retry_delay
-        self.http_timeout = http_timeout  # Plivo waits 8 s for our webhooks
         self.signature_versions = tuple(signature_versions)
-        self._lock = threading.Lock()
         self._messages: dict[str, _Stored] = {}
         self._inbound: list[dict[str, Any]] = []
-        self._faults: list[_Fault] = []
         self._opted_out: set[tuple[str, str]] = set()  # (our number, their number), digits only
-        self._closed = threading.Event()
-        self._release = threading.Event()
-        self._held = 0
-        self._threads: set[threading.Thread] = set()
 
     def __repr__(self) -> str:
         return f"SimulatedPlivo(auth_id={self.auth_id!r}, webhook_base_url={self.webhook_base_url!r})"
@@ -290,8 +251,7 @@ class SimulatedPlivo:
     @property
     def held_requests(self) -> int:
         """How many HTTP responses a timeout fault is holding right now."""
-        with self._lock:
-            return self._held
+        return self._faults.held
 
     # --- Python API: outbound messages ------------------------------------------------------------
 
@@ -331,14 +291,14 @@ class SimulatedPlivo:
         src, method, type_ = src.strip(), (method or "POST").upper(), (type_ or "sms").lower()
         destinations = [d.strip() for d in dst.split("<") if d.strip()]
         valid, invalid = self._validate(src, destinations, text, url, method, type_, media_urls)
-        fault = self._take_fault(valid[0])
+        fault = self._faults.take(_digits(valid[0]))
         kind = fault.kind if fault else None
         if fault is not None and kind == "500":
             raise PlivoApiError(500, "internal server error (simulated)")
         if fault is not None and kind == "429":
             raise PlivoApiError(429, "too many requests (simulated)")
         if fault is not None and kind == "timeout":
-            self._hold(fault.hold_seconds)
+            self._faults.hold(fault.hold_seconds)
             raise PlivoApiError(503, "service unavailable (simulated timeout; nothing was queued)")
         final = ("undelivered", fault.error_code) if fault is not None and kind == "undelivered" else None
         uuids = [
@@ -346,7 +306,7 @@ class SimulatedPlivo:
             for d in valid
         ]
         if fault is not None and kind == "timeout_after_accept":
-            self._hold(fault.hold_seconds)
+            self._faults.hold(fault.hold_seconds)
         body: dict[str, Any] = {
             "api_id": str(uuid.uuid4()),
             "message": "message(s) queued",
@@ -390,79 +350,20 @@ class SimulatedPlivo:
             "objects": window,
         }
 
-    # --- Python API: faults and opt-outs ------------------------------------------------------------
-
-    def add_fault(
-        self,
-        kind: str,
-        count: int = 1,
-        *,
-        to: str | None = None,
-        error_code: str | None = None,
-        hold_seconds: float = 30.0,
-    ) -> dict[str, Any]:
-        """Make the next `count` valid sends (to `to`, if given) misbehave as `kind`."""
-        if kind not in FAULT_KINDS:
-            raise ValueError(f"unknown fault kind {kind!r}; expected one of {', '.join(FAULT_KINDS)}")
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            raise ValueError("count must be a positive integer")
-        if to is not None and (not isinstance(to, str) or not _digits(to)):
-            raise ValueError("to must be a phone number")
-        if isinstance(hold_seconds, bool) or not isinstance(hold_seconds, int | float) or hold_seconds < 0:
-            raise ValueError("hold_seconds must be a non-negative number")
-        fault = _Fault(
-            id=f"FA{uuid.uuid4().hex}",
-            kind=kind,
-            remaining=count,
-            to=_digits(to) if to is not None else None,
-            error_code=str(error_code) if error_code is not None else "80",  # destination unreachable
-            hold_seconds=float(hold_seconds),
-        )
-        with self._lock:
-            self._faults.append(fault)
-            return fault.to_dict()
-
-    def faults(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return [f.to_dict() for f in self._faults]
-
-    def clear_faults(self) -> None:
-        """Drop every fault and let any held response go."""
-        with self._lock:
-            self._faults.clear()
-        self.release_held()
+    # --- Python API: opt-outs ---------------------------------------------------------------------
 
     def opted_out(self, ours: str, theirs: str) -> bool:
         """Whether Plivo's DND list blocks texts from our number `ours` to `theirs`."""
         with self._lock:
             return (_digits(ours), _digits(theirs)) in self._opted_out
 
-    def release_held(self) -> None:
-        """End every hold now (the held requests then answer as they would have after the hold)."""
-        with self._lock:
-            released, self._release = self._release, threading.Event()
-            if self._closed.is_set():
-                self._release.set()
-        released.set()
-
     def reset(self) -> None:
         """Forget messages, inbound records, faults and opt-outs; pending callbacks stop."""
         with self._lock:
             self._messages.clear()
             self._inbound.clear()
-            self._faults.clear()
             self._opted_out.clear()
-        self.release_held()
-
-    def close(self, timeout: float = 2.0) -> None:
-        """Stop holding and stop callbacks, waiting briefly for their threads to finish."""
-        self._closed.set()
-        self.release_held()
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            threads = list(self._threads)
-        for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+        self._faults.clear()
 
     # --- Python API: a phone texting us -------------------------------------------------------
 
@@ -478,17 +379,13 @@ class SimulatedPlivo:
         """Post a signed, Plivo-shaped inbound text `repeat` times (one MessageUUID: Plivo's retry)."""
         if not _digits(from_) or not _digits(to):
             raise ValueError("'from' and 'to' must be phone numbers")
-        if isinstance(repeat, bool) or not isinstance(repeat, int) or not 1 <= repeat <= MAX_INBOUND_REPEAT:
-            raise ValueError(f"repeat must be an integer from 1 to {MAX_INBOUND_REPEAT}")
+        check_repeat(repeat, MAX_INBOUND_REPEAT)
         if len(media_urls) > MAX_MEDIA:
             raise ValueError(f"at most {MAX_MEDIA} media URLs")
         message_uuid = str(uuid.uuid4())
         intent = self._apply_keyword(body, ours=to, theirs=from_)
         form = self._inbound_form(message_uuid, from_, to, body, media_urls, intent)
-        responses: list[int | None] = []
-        for _ in range(repeat):
-            record = self._deliver(self.inbound_url, "POST", form)
-            responses.append(record["response_code"])
+        responses = [self._deliver(self.inbound_url, "POST", form)["response_code"] for _ in range(repeat)]
         ok = any(code is not None and 200 <= code < 300 for code in responses)
         with self._lock:
             self._inbound.append(
@@ -531,7 +428,7 @@ class SimulatedPlivo:
             "To": _digits(to),
             "Type": "mms" if media_urls else "sms",
             "MessageUUID": message_uuid,
-            "Units": str(_count_segments(body)),
+            "Units": str(count_segments(body)),
             "TotalRate": "0.00000",
             "TotalAmount": "0.00000",
             "MessageIntent": intent,
@@ -588,27 +485,6 @@ class SimulatedPlivo:
             raise PlivoApiError(400, f"{invalid[0]!r} is not a valid phone number.")
         return valid, invalid
 
-    def _take_fault(self, to: str) -> _Fault | None:
-        digits = _digits(to)
-        with self._lock:
-            for fault in self._faults:
-                if fault.remaining > 0 and (fault.to is None or fault.to == digits):
-                    fault.remaining -= 1
-                    if fault.remaining == 0:
-                        self._faults.remove(fault)
-                    return _Fault(**vars(fault))
-        return None
-
-    def _hold(self, seconds: float) -> None:
-        with self._lock:
-            release = self._release
-            self._held += 1
-        try:
-            release.wait(seconds)
-        finally:
-            with self._lock:
-                self._held -= 1
-
     def _accept(
         self,
         src: str,
@@ -622,7 +498,7 @@ class SimulatedPlivo:
     ) -> str:
         message_uuid = str(uuid.uuid4())
         now = datetime.now(UTC)
-        parts = 1 if type_ == "mms" else _count_segments(text)
+        parts = 1 if type_ == "mms" else count_segments(text)
         record: dict[str, Any] = {
             "message_uuid": message_uuid,
             "message_direction": "outbound",
@@ -652,42 +528,30 @@ class SimulatedPlivo:
             steps: list[tuple[str, str | None]] = [("failed", "200")]  # Plivo's DND block
         else:
             steps = [("sent", None), final or ("delivered", None)]
-        thread = threading.Thread(
-            target=self._run_callbacks,
-            args=(message_uuid, steps),
-            name=f"sim-plivo-{message_uuid[:8]}",
-            daemon=True,
-        )
         with self._lock:
             self._messages[message_uuid] = stored
-            self._threads.add(thread)
         logger.info("sim plivo: accepted %s (%d part(s))", message_uuid, parts)
-        thread.start()
+        callback = functools.partial(self._callbacks_of, message_uuid, itertools.count(1))
+        self._callbacks.start(f"sim-plivo-{message_uuid[:8]}", steps, callback)
         return message_uuid
 
-    def _run_callbacks(self, message_uuid: str, steps: list[tuple[str, str | None]]) -> None:
-        try:
-            sequence = 0
-            for status, error_code in steps:
-                if self._closed.wait(self.callback_delay):
-                    return
-                prepared = self._advance(message_uuid, status, error_code)
-                if prepared is None:
-                    return  # reset meanwhile
-                url, method, forms = prepared
-                for form in forms:
-                    sequence += 1
-                    form["Sequence"] = str(sequence)
-                    record = self._deliver(url, method, form)
-                    record.update(status=status, part=form["PartInfo"])
-                    with self._lock:
-                        stored = self._messages.get(message_uuid)
-                        if stored is None:
-                            return
-                        stored.callbacks.append(record)
-        finally:
+    def _callbacks_of(self, message_uuid: str, sequence: Iterator[int], step: tuple[str, str | None]) -> bool:
+        """Move the message on and post one callback per part; False once the message is forgotten."""
+        status, error_code = step
+        prepared = self._advance(message_uuid, status, error_code)
+        if prepared is None:
+            return False  # reset meanwhile
+        url, method, forms = prepared
+        for form in forms:
+            form["Sequence"] = str(next(sequence))
+            record = self._deliver(url, method, form)
+            record.update(status=status, part=form["PartInfo"])
             with self._lock:
-                self._threads.discard(threading.current_thread())
+                stored = self._messages.get(message_uuid)
+                if stored is None:
+                    return False
+                stored.callbacks.append(record)
+        return True
 
     def _advance(
         self, message_uuid: str, status: str, error_code: str | None
@@ -735,26 +599,18 @@ class SimulatedPlivo:
 
     def _deliver(self, url: str, method: str, form: dict[str, str]) -> dict[str, Any]:
         """Send one signed webhook, retrying on non-2xx or no answer like Plivo; returns what happened."""
-        record: dict[str, Any] = {"response_code": None, "attempts": 0, "error": None}
-        for attempt in range(1 + CALLBACK_RETRIES):
-            if attempt and self._closed.wait(self.callback_retry_delay * attempt):
-                break
-            record["attempts"] = attempt + 1
-            headers = self._signed_headers(method, url, form)
-            try:
-                if method == "GET":
-                    joined = url + ("&" if urlparse(url).query else "?") + urlencode(form)
-                    answer = requests.get(joined, headers=headers, timeout=self.http_timeout)
-                else:
-                    answer = requests.post(url, data=form, headers=headers, timeout=self.http_timeout)
-            except requests.RequestException as exc:
-                record["response_code"], record["error"] = None, f"{type(exc).__name__}: {exc}"
-                logger.info("sim plivo: webhook to %s failed: %s", url, exc)
-                continue
-            record["response_code"], record["error"] = answer.status_code, None
-            if 200 <= answer.status_code < 300:
-                break
-        return record
+
+        def send() -> requests.Response:
+            headers = self._signed_headers(method, url, form)  # a fresh nonce for every attempt
+            if method == "GET":
+                joined = url + ("&" if urlparse(url).query else "?") + urlencode(form)
+                return requests.get(joined, headers=headers, timeout=self.http_timeout)
+            return requests.post(url, data=form, headers=headers, timeout=self.http_timeout)
+
+        def failed(exc: requests.RequestException) -> None:
+            logger.info("sim plivo: webhook to %s failed: %s", url, exc)
+
+        return self._callbacks.deliver(send, retries=CALLBACK_RETRIES, retry=_not_2xx, failed=failed).record()
 
     def _signed_headers(self, method: str, url: str, form: Mapping[str, str]) -> dict[str, str]:
         headers = {"User-Agent": "PlivoHTTP/sim"}
@@ -772,46 +628,25 @@ class SimulatedPlivo:
 
     # --- WSGI ----------------------------------------------------------------------------------
 
-    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        request = Request(environ)
-        try:
-            response = self._dispatch(request)
-        except PlivoApiError as exc:
-            challenge = {"WWW-Authenticate": 'Basic realm="Plivo API"'} if exc.status == 401 else None
-            response = _json(exc.to_dict(), exc.status, challenge)
-        except _BadRequest as exc:
-            response = _json({"reason": str(exc)}, 400)
-        except MethodNotAllowed:
-            response = _json(PlivoApiError(405, "method not allowed").to_dict(), 405)
-        except HTTPException as exc:
-            status = exc.code or 500
-            response = _json(PlivoApiError(status, f"resource {request.path} not found").to_dict(), status)
-        return response(environ, start_response)
+    def _api_error_response(self, exc: PlivoApiError) -> Response:
+        challenge = {"WWW-Authenticate": 'Basic realm="Plivo API"'} if exc.status == 401 else None
+        return json_response(exc.to_dict(), exc.status, challenge)
 
-    def _dispatch(self, request: Request) -> Response:
-        adapter = _URLS.bind_to_environ(request.environ)
-        endpoint, args = adapter.match()
-        if endpoint == "media":
-            return sim_media.response(str(args["name"]))
-        if endpoint == "messages":
-            self._authenticate(request, str(args["auth_id"]))
-            if request.method == "POST":
-                return self._post_message(request)
-            return _json(self.list_messages(request.args))
+    def _routing_error_response(self, request: Request, exc: HTTPException) -> Response:
+        if isinstance(exc, MethodNotAllowed):
+            return self._api_error_response(PlivoApiError(405, "method not allowed"))
+        return self._api_error_response(PlivoApiError(exc.code or 500, f"resource {request.path} not found"))
+
+    def _dispatch(self, request: Request, endpoint: str, args: Mapping[str, Any]) -> Response:
+        self._authenticate(request, str(args["auth_id"]))
         if endpoint == "message":
-            self._authenticate(request, str(args["auth_id"]))
             found = self.message(str(args["message_uuid"]))
             if found is None:
                 raise PlivoApiError(404, "message not found")
-            return _json({"api_id": str(uuid.uuid4()), **_public(found)})
-        if endpoint == "faults":
-            return self._faults_endpoint(request)
-        if endpoint == "inbound":
-            return self._inbound_endpoint(request)
-        if request.method == "DELETE":
-            self.reset()
-            return Response(status=204)
-        return _json({"messages": self.messages()})
+            return json_response({"api_id": str(uuid.uuid4()), **_public(found)})
+        if request.method == "POST":
+            return self._post_message(request)
+        return json_response(self.list_messages(request.args))
 
     def _authenticate(self, request: Request, path_auth_id: str) -> None:
         auth = request.authorization
@@ -852,45 +687,7 @@ class SimulatedPlivo:
             type_=fields["type"] or "sms",
             media_urls=media,
         )
-        return _json(body, 202)
-
-    def _faults_endpoint(self, request: Request) -> Response:
-        if request.method == "GET":
-            return _json({"faults": self.faults()})
-        if request.method == "DELETE":
-            self.clear_faults()
-            return Response(status=204)
-        data = _read_json_object(request)
-        error_code = data.get("error_code")
-        try:
-            fault = self.add_fault(
-                str(data.get("kind", "")),
-                data.get("count", 1),
-                to=data.get("to"),
-                error_code=None if error_code is None else str(error_code),
-                hold_seconds=data.get("hold_seconds", 30.0),
-            )
-        except ValueError as exc:
-            raise _BadRequest(str(exc)) from exc
-        return _json(fault, 201)
-
-    def _inbound_endpoint(self, request: Request) -> Response:
-        data = _read_json_object(request)
-        from_, to, body = data.get("from"), data.get("to"), data.get("body", "")
-        media_urls = data.get("media_urls", [])
-        if data.get("media") is True and not media_urls:
-            media_urls = [sim_media.url(request)]
-        if not isinstance(from_, str) or not isinstance(to, str) or not from_ or not to:
-            raise _BadRequest("'from' and 'to' are required strings")
-        if not isinstance(body, str):
-            raise _BadRequest("'body' must be a string")
-        if not isinstance(media_urls, list) or not all(isinstance(u, str) for u in media_urls):
-            raise _BadRequest("'media_urls' must be a list of strings")
-        try:
-            result = self.send_inbound(from_, to, body, media_urls=media_urls, repeat=data.get("repeat", 1))
-        except ValueError as exc:
-            raise _BadRequest(str(exc)) from exc
-        return _json(result)
+        return json_response(body, 202)
 
 
 def _listed(

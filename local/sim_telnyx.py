@@ -45,6 +45,7 @@ opt-out does: sends to it fail with 40300, and the inbound webhook carries ``aut
 from __future__ import annotations
 
 import base64
+import functools
 import hmac
 import json
 import logging
@@ -53,10 +54,10 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -65,11 +66,8 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from local import sim_media
+from local.sim_common import FaultBook, Simulator, check_repeat, json_response
 from parley.domain.encoding import analyze
-
-if TYPE_CHECKING:
-    from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
 __all__ = [
     "DEFAULT_API_KEY",
@@ -178,30 +176,6 @@ class TelnyxApiError(Exception):
         return {"errors": [error]}
 
 
-class _BadRequest(Exception):
-    """A control-plane request we can't act on; the text is the reason returned."""
-
-
-@dataclass
-class _Fault:
-    id: str
-    kind: str
-    remaining: int
-    to: str | None
-    error_code: str
-    hold_seconds: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "kind": self.kind,
-            "remaining": self.remaining,
-            "to": self.to,
-            "error_code": self.error_code,
-            "hold_seconds": self.hold_seconds,
-        }
-
-
 @dataclass
 class _Stored:
     resource: dict[str, Any]
@@ -234,20 +208,6 @@ class _Replay:
     response: dict[str, Any]
 
 
-def _json(data: Any, status: int = 200) -> Response:
-    return Response(json.dumps(data), status=status, mimetype="application/json")
-
-
-def _read_json_object(request: Request) -> dict[str, Any]:
-    try:
-        data = json.loads(request.get_data(cache=False) or b"null")
-    except ValueError as exc:
-        raise _BadRequest(f"body is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise _BadRequest("body must be a JSON object")
-    return data
-
-
 def _encoding_and_parts(text: str) -> tuple[str, int]:
     if not text:
         return "GSM-7", 1
@@ -267,8 +227,11 @@ def _keyword(body: str) -> str | None:
     return None
 
 
-class SimulatedTelnyx:
-    """The simulator. All state lives on the instance behind one lock; the server may be threaded."""
+class SimulatedTelnyx(Simulator[TelnyxApiError]):
+    """The simulator. All state lives on the instance behind locks; the server may be threaded."""
+
+    urls = _URLS
+    api_errors = (TelnyxApiError,)
 
     def __init__(
         self,
@@ -283,23 +246,18 @@ class SimulatedTelnyx:
     ) -> None:
         """`http_timeout`: how long a webhook may take. Telnyx gives up after 2 s; the default is
         kinder because a local cold start is slow. Pass 2.0 to hold the stack to Telnyx's deadline."""
+        faults = FaultBook(
+            FAULT_KINDS, default_error_code="40006", new_id=lambda: f"fault_{uuid.uuid4().hex}"
+        )
+        super().__init__(faults, callback_delay, callback_retry_delay, http_timeout)
         self.webhook_base_url = webhook_base_url.rstrip("/")
         self._api_key = api_key
         self._signing_key = _private_key(signing_seed)
         self.messaging_profile_id = messaging_profile_id
-        self.callback_delay = callback_delay
-        self.callback_retry_delay = callback_retry_delay
-        self.http_timeout = http_timeout
-        self._lock = threading.Lock()
         self._create_lock = threading.Lock()
         self._messages: dict[str, _Stored] = {}
         self._replays: dict[str, _Replay] = {}
-        self._faults: list[_Fault] = []
         self._blocked: set[str] = set()
-        self._closed = threading.Event()
-        self._release = threading.Event()
-        self._held = 0
-        self._threads: set[threading.Thread] = set()
 
     @property
     def public_key(self) -> str:
@@ -315,8 +273,7 @@ class SimulatedTelnyx:
     @property
     def held_requests(self) -> int:
         """How many HTTP responses a timeout fault is holding right now."""
-        with self._lock:
-            return self._held
+        return self._faults.held
 
     # --- Python API: outbound messages ------------------------------------------------------------
 
@@ -366,7 +323,7 @@ class SimulatedTelnyx:
                     return dict(json.loads(json.dumps(replay.response)))
             accepted = self._validate(request_body)
             to = accepted.to
-            fault = self._take_fault(to)
+            fault = self._faults.take(to)
             kind = fault.kind if fault else None
             if fault is not None and kind == "500":
                 raise TelnyxApiError(500, "10007", "Unexpected error", "Internal error (simulated).")
@@ -379,77 +336,16 @@ class SimulatedTelnyx:
                 final = ("delivery_failed", fault.error_code)
             response = self._accept(accepted, request_body, idempotency_key, raw, final)
         if fault is not None and kind == "timeout":
-            self._hold(fault.hold_seconds)
+            self._faults.hold(fault.hold_seconds)
         return response
-
-    # --- Python API: faults -----------------------------------------------------------------------
-
-    def add_fault(
-        self,
-        kind: str,
-        count: int = 1,
-        *,
-        to: str | None = None,
-        error_code: str | None = None,
-        hold_seconds: float = 30.0,
-    ) -> dict[str, Any]:
-        """Make the next `count` valid sends (to `to`, if given) misbehave as `kind`."""
-        if kind not in FAULT_KINDS:
-            raise ValueError(f"unknown fault kind {kind!r}; expected one of {', '.join(FAULT_KINDS)}")
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            raise ValueError("count must be a positive integer")
-        if to is not None and not isinstance(to, str):
-            raise ValueError("to must be an E.164 string")
-        if isinstance(hold_seconds, bool) or not isinstance(hold_seconds, int | float) or hold_seconds < 0:
-            raise ValueError("hold_seconds must be a non-negative number")
-        fault = _Fault(
-            id=f"fault_{uuid.uuid4().hex}",
-            kind=kind,
-            remaining=count,
-            to=to,
-            error_code=str(error_code) if error_code is not None else "40006",
-            hold_seconds=float(hold_seconds),
-        )
-        with self._lock:
-            self._faults.append(fault)
-            return fault.to_dict()
-
-    def faults(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return [f.to_dict() for f in self._faults]
-
-    def clear_faults(self) -> None:
-        """Drop every fault and let any held response go."""
-        with self._lock:
-            self._faults.clear()
-        self.release_held()
-
-    def release_held(self) -> None:
-        """End every hold now (the held requests then answer as they would have after the hold)."""
-        with self._lock:
-            released, self._release = self._release, threading.Event()
-            if self._closed.is_set():
-                self._release.set()
-        released.set()
 
     def reset(self) -> None:
         """Forget messages, idempotency keys, faults and opt-outs; pending callbacks stop."""
         with self._lock:
             self._messages.clear()
             self._replays.clear()
-            self._faults.clear()
             self._blocked.clear()
-        self.release_held()
-
-    def close(self, timeout: float = 2.0) -> None:
-        """Stop holding and stop callbacks, waiting briefly for their threads to finish."""
-        self._closed.set()
-        self.release_held()
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            threads = list(self._threads)
-        for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+        self._faults.clear()
 
     # --- Python API: a phone texting us -------------------------------------------------------
 
@@ -465,8 +361,7 @@ class SimulatedTelnyx:
         """Post a signed message.received `repeat` times (one event and message id: Telnyx retrying)."""
         if not from_ or not to:
             raise ValueError("'from' and 'to' are required")
-        if isinstance(repeat, bool) or not isinstance(repeat, int) or not 1 <= repeat <= MAX_INBOUND_REPEAT:
-            raise ValueError(f"repeat must be an integer from 1 to {MAX_INBOUND_REPEAT}")
+        check_repeat(repeat, MAX_INBOUND_REPEAT)
         if len(media_urls) > MAX_MEDIA:
             raise ValueError(f"at most {MAX_MEDIA} media URLs")
         keyword = _keyword(body)
@@ -586,26 +481,6 @@ class SimulatedTelnyx:
         sender = from_ if isinstance(from_, str) else ""
         return _Accepted(to, sender, text or "", list(media_urls), webhook_url, failover_url, profile)
 
-    def _take_fault(self, to: str) -> _Fault | None:
-        with self._lock:
-            for fault in self._faults:
-                if fault.remaining > 0 and (fault.to is None or fault.to == to):
-                    fault.remaining -= 1
-                    if fault.remaining == 0:
-                        self._faults.remove(fault)
-                    return _Fault(**vars(fault))
-        return None
-
-    def _hold(self, seconds: float) -> None:
-        with self._lock:
-            release = self._release
-            self._held += 1
-        try:
-            release.wait(seconds)
-        finally:
-            with self._lock:
-                self._held -= 1
-
     def _accept(
         self,
         accepted: _Accepted,
@@ -655,40 +530,28 @@ class SimulatedTelnyx:
             "webhook_url": accepted.webhook_url,
         }
         response = {"data": json.loads(json.dumps(resource))}
-        thread = threading.Thread(
-            target=self._run_callbacks,
-            args=(message_id, final),
-            name=f"sim-telnyx-{message_id[:8]}",
-            daemon=True,
-        )
         with self._lock:
             self._messages[message_id] = _Stored(resource=resource, idempotency_key=idempotency_key)
             if idempotency_key is not None:
                 self._replays[idempotency_key] = _Replay(body=raw, response=response)
-            self._threads.add(thread)
         logger.info("sim telnyx: accepted %s %s -> %s", message_id, from_ or profile, to)
-        thread.start()
+        steps = [("message.sent", "sent", None), ("message.finalized", *final)]
+        self._callbacks.start(
+            f"sim-telnyx-{message_id[:8]}", steps, functools.partial(self._webhook, message_id)
+        )
         return dict(json.loads(json.dumps(response)))
 
-    def _run_callbacks(self, message_id: str, final: tuple[str, str | None]) -> None:
-        steps = [("message.sent", "sent", None), ("message.finalized", *final)]
-        try:
-            for event_type, status, error_code in steps:
-                if self._closed.wait(self.callback_delay):
-                    return
-                prepared = self._advance(message_id, event_type, status, error_code)
-                if prepared is None:
-                    return  # reset meanwhile
-                urls, event = prepared
-                record = self._deliver(urls, event)
-                with self._lock:
-                    stored = self._messages.get(message_id)
-                    if stored is None:
-                        return
-                    stored.callbacks.append(record)
-        finally:
-            with self._lock:
-                self._threads.discard(threading.current_thread())
+    def _webhook(self, message_id: str, step: tuple[str, str, str | None]) -> bool:
+        """Move the message on and deliver its webhook; False once the message is forgotten."""
+        prepared = self._advance(message_id, *step)
+        if prepared is None:
+            return False  # reset meanwhile
+        record = self._deliver(*prepared)
+        with self._lock:
+            stored = self._messages.get(message_id)
+            if stored is not None:
+                stored.callbacks.append(record)
+            return stored is not None
 
     def _advance(
         self, message_id: str, event_type: str, status: str, error_code: str | None
@@ -738,7 +601,7 @@ class SimulatedTelnyx:
         }
         for url in urls:
             for attempt in range(1, CALLBACK_ATTEMPTS + 1):
-                if record["attempts"] and self._closed.wait(self.callback_retry_delay * attempt):
+                if record["attempts"] and self._callbacks.pause(self.callback_retry_delay * attempt):
                     return record
                 record["attempts"] += 1
                 record["url"] = url
@@ -768,44 +631,25 @@ class SimulatedTelnyx:
 
     # --- WSGI ----------------------------------------------------------------------------------
 
-    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        request = Request(environ)
-        try:
-            response = self._dispatch(request)
-        except TelnyxApiError as exc:
-            response = _json(exc.to_dict(), exc.status)
-        except _BadRequest as exc:
-            response = _json({"reason": str(exc)}, 400)
-        except MethodNotAllowed:
-            response = _json(TelnyxApiError(405, "10015", "Method not allowed").to_dict(), 405)
-        except HTTPException as exc:
-            status = exc.code or 500
-            missing = TelnyxApiError(status, "10005", "Resource not found", f"{request.path} was not found.")
-            response = _json(missing.to_dict(), status)
-        return response(environ, start_response)
+    def _api_error_response(self, exc: TelnyxApiError) -> Response:
+        return json_response(exc.to_dict(), exc.status)
 
-    def _dispatch(self, request: Request) -> Response:
-        adapter = _URLS.bind_to_environ(request.environ)
-        endpoint, args = adapter.match()
-        if endpoint == "media":
-            return sim_media.response(str(args["name"]))
+    def _routing_error_response(self, request: Request, exc: HTTPException) -> Response:
+        if isinstance(exc, MethodNotAllowed):
+            return self._api_error_response(TelnyxApiError(405, "10015", "Method not allowed"))
+        missing = f"{request.path} was not found."
+        return self._api_error_response(
+            TelnyxApiError(exc.code or 500, "10005", "Resource not found", missing)
+        )
+
+    def _dispatch(self, request: Request, endpoint: str, args: Mapping[str, Any]) -> Response:
+        self._authenticate(request)
         if endpoint == "messages":
-            self._authenticate(request)
             return self._post_message(request)
-        if endpoint == "message":
-            self._authenticate(request)
-            found = self.message(str(args["message_id"]))
-            if found is None:
-                raise TelnyxApiError(404, "10005", "Resource not found", "No message with that id.")
-            return _json({"data": _public(found)})
-        if endpoint == "faults":
-            return self._faults_endpoint(request)
-        if endpoint == "inbound":
-            return self._inbound_endpoint(request)
-        if request.method == "DELETE":
-            self.reset()
-            return Response(status=204)
-        return _json({"messages": self.messages()})
+        found = self.message(str(args["message_id"]))
+        if found is None:
+            raise TelnyxApiError(404, "10005", "Resource not found", "No message with that id.")
+        return json_response({"data": _public(found)})
 
     def _authenticate(self, request: Request) -> None:
         scheme, _, token = (request.headers.get("Authorization") or "").partition(" ")
@@ -829,45 +673,7 @@ class SimulatedTelnyx:
         if not isinstance(body, dict):
             raise TelnyxApiError(400, "10015", "Bad Request", "The request body must be a JSON object.")
         key = request.headers.get("Idempotency-Key")
-        return _json(self.create_message(body, idempotency_key=key, raw=raw))
-
-    def _faults_endpoint(self, request: Request) -> Response:
-        if request.method == "GET":
-            return _json({"faults": self.faults()})
-        if request.method == "DELETE":
-            self.clear_faults()
-            return Response(status=204)
-        data = _read_json_object(request)
-        error_code = data.get("error_code")
-        try:
-            fault = self.add_fault(
-                str(data.get("kind", "")),
-                data.get("count", 1),
-                to=data.get("to"),
-                error_code=None if error_code is None else str(error_code),
-                hold_seconds=data.get("hold_seconds", 30.0),
-            )
-        except ValueError as exc:
-            raise _BadRequest(str(exc)) from exc
-        return _json(fault, 201)
-
-    def _inbound_endpoint(self, request: Request) -> Response:
-        data = _read_json_object(request)
-        from_, to, body = data.get("from"), data.get("to"), data.get("body", "")
-        media_urls = data.get("media_urls", [])
-        if data.get("media") is True and not media_urls:
-            media_urls = [sim_media.url(request)]
-        if not isinstance(from_, str) or not isinstance(to, str) or not from_ or not to:
-            raise _BadRequest("'from' and 'to' are required strings")
-        if not isinstance(body, str):
-            raise _BadRequest("'body' must be a string")
-        if not isinstance(media_urls, list) or not all(isinstance(u, str) for u in media_urls):
-            raise _BadRequest("'media_urls' must be a list of strings")
-        try:
-            result = self.send_inbound(from_, to, body, media_urls=media_urls, repeat=data.get("repeat", 1))
-        except ValueError as exc:
-            raise _BadRequest(str(exc)) from exc
-        return _json(result)
+        return json_response(self.create_message(body, idempotency_key=key, raw=raw))
 
 
 def _public(message: Mapping[str, Any]) -> dict[str, Any]:

@@ -29,30 +29,25 @@ up to 3 more times while our server answers 5xx or can't be reached.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
-import importlib
 import json
 import logging
 import mimetypes
-import threading
-import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import requests
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from local import sim_media
-
-if TYPE_CHECKING:
-    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+from local.sim_common import Delivery, FaultBook, Simulator, check_repeat, count_segments, json_response
 
 __all__ = ["FAULT_KINDS", "SimulatedTwilio", "TwilioApiError", "twilio_signature"]
 
@@ -137,30 +132,6 @@ class TwilioApiError(Exception):
         }
 
 
-class _BadRequest(Exception):
-    """A control-plane request we can't act on; the text is the reason returned."""
-
-
-@dataclass
-class _Fault:
-    id: str
-    kind: str
-    remaining: int
-    to: str | None
-    error_code: str
-    hold_seconds: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "kind": self.kind,
-            "remaining": self.remaining,
-            "to": self.to,
-            "error_code": self.error_code,
-            "hold_seconds": self.hold_seconds,
-        }
-
-
 @dataclass
 class _Stored:
     resource: dict[str, Any]
@@ -180,34 +151,11 @@ def _rfc2822(moment: datetime) -> str:
     return format_datetime(moment)
 
 
-def _count_segments(body: str) -> int:
-    """Segments as the shared encoder counts them; 1 if that module isn't importable (yet)."""
-    if not body:
-        return 1
-    try:
-        encoding = importlib.import_module("parley.domain.encoding")
-        return max(1, int(encoding.analyze(body).segments))
-    except Exception:  # the simulator must keep working while the encoder evolves
-        logger.debug("segment count unavailable; assuming 1", exc_info=True)
-        return 1
+class SimulatedTwilio(Simulator[TwilioApiError]):
+    """The simulator. All state lives on the instance behind locks; the server may be threaded."""
 
-
-def _json(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
-    return Response(json.dumps(data), status=status, mimetype="application/json", headers=headers)
-
-
-def _read_json_object(request: Request) -> dict[str, Any]:
-    try:
-        data = json.loads(request.get_data(cache=False) or b"null")
-    except ValueError as exc:
-        raise _BadRequest(f"body is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise _BadRequest("body must be a JSON object")
-    return data
-
-
-class SimulatedTwilio:
-    """The simulator. All state lives on the instance behind one lock; the server may be threaded."""
+    urls = _URLS
+    api_errors = (TwilioApiError,)
 
     def __init__(
         self,
@@ -219,19 +167,12 @@ class SimulatedTwilio:
         callback_retry_delay: float = 0.05,
         http_timeout: float = 15.0,
     ) -> None:
+        faults = FaultBook(FAULT_KINDS, default_error_code="30003")
+        super().__init__(faults, callback_delay, callback_retry_delay, http_timeout)  # Twilio waits 15 s
         self.account_sid = account_sid
         self._auth_token = auth_token
         self.webhook_base_url = webhook_base_url.rstrip("/")
-        self.callback_delay = callback_delay
-        self.callback_retry_delay = callback_retry_delay
-        self.http_timeout = http_timeout  # Twilio waits 15 s for our webhooks
-        self._lock = threading.Lock()
         self._messages: dict[str, _Stored] = {}
-        self._faults: list[_Fault] = []
-        self._closed = threading.Event()
-        self._release = threading.Event()
-        self._held = 0
-        self._threads: set[threading.Thread] = set()
 
     @property
     def inbound_url(self) -> str:
@@ -241,8 +182,7 @@ class SimulatedTwilio:
     @property
     def held_requests(self) -> int:
         """How many HTTP responses a timeout fault is holding right now."""
-        with self._lock:
-            return self._held
+        return self._faults.held
 
     # --- Python API: outbound messages ------------------------------------------------------------
 
@@ -270,89 +210,28 @@ class SimulatedTwilio:
         TwilioApiError. Blocks while a timeout fault holds the response."""
         to, from_ = to.strip(), from_.strip()
         self._validate(to, from_, body, media_urls, messaging_service_sid)
-        fault = self._take_fault(to)
+        fault = self._faults.take(to)
         kind = fault.kind if fault else None
         if fault is not None and kind == "500":
             raise TwilioApiError(500, 20500, "Internal Server Error (simulated)")
         if fault is not None and kind == "429":
             raise TwilioApiError(429, 20429, "Too Many Requests (simulated)")
         if fault is not None and kind == "timeout":
-            self._hold(fault.hold_seconds)
+            self._faults.hold(fault.hold_seconds)
             raise TwilioApiError(503, 20503, "Service Unavailable (simulated timeout; nothing was created)")
         final = ("undelivered", fault.error_code) if fault is not None and kind == "undelivered" else None
         resource = self._accept(to, from_, body, status_callback, media_urls, messaging_service_sid, final)
         if fault is not None and kind == "timeout_after_accept":
-            self._hold(fault.hold_seconds)
+            self._faults.hold(fault.hold_seconds)
             current = self.message(resource["sid"])  # the status may have moved on meanwhile
             return resource if current is None else _public(current)
         return resource
-
-    # --- Python API: faults -----------------------------------------------------------------------
-
-    def add_fault(
-        self,
-        kind: str,
-        count: int = 1,
-        *,
-        to: str | None = None,
-        error_code: str | None = None,
-        hold_seconds: float = 30.0,
-    ) -> dict[str, Any]:
-        """Make the next `count` valid sends (to `to`, if given) misbehave as `kind`."""
-        if kind not in FAULT_KINDS:
-            raise ValueError(f"unknown fault kind {kind!r}; expected one of {', '.join(FAULT_KINDS)}")
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            raise ValueError("count must be a positive integer")
-        if to is not None and not isinstance(to, str):
-            raise ValueError("to must be an E.164 string")
-        if isinstance(hold_seconds, bool) or not isinstance(hold_seconds, int | float) or hold_seconds < 0:
-            raise ValueError("hold_seconds must be a non-negative number")
-        fault = _Fault(
-            id=f"FA{uuid.uuid4().hex}",
-            kind=kind,
-            remaining=count,
-            to=to,
-            error_code=str(error_code) if error_code is not None else "30003",
-            hold_seconds=float(hold_seconds),
-        )
-        with self._lock:
-            self._faults.append(fault)
-            return fault.to_dict()
-
-    def faults(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return [f.to_dict() for f in self._faults]
-
-    def clear_faults(self) -> None:
-        """Drop every fault and let any held response go."""
-        with self._lock:
-            self._faults.clear()
-        self.release_held()
-
-    def release_held(self) -> None:
-        """End every hold now (the held requests then answer as they would have after the hold)."""
-        with self._lock:
-            released, self._release = self._release, threading.Event()
-            if self._closed.is_set():
-                self._release.set()
-        released.set()
 
     def reset(self) -> None:
         """Forget messages and faults; pending callbacks of forgotten messages stop."""
         with self._lock:
             self._messages.clear()
-            self._faults.clear()
-        self.release_held()
-
-    def close(self, timeout: float = 2.0) -> None:
-        """Stop holding and stop callbacks, waiting briefly for their threads to finish."""
-        self._closed.set()
-        self.release_held()
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            threads = list(self._threads)
-        for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+        self._faults.clear()
 
     # --- Python API: a phone texting us -------------------------------------------------------
 
@@ -368,26 +247,17 @@ class SimulatedTwilio:
         """Post a signed, Twilio-shaped inbound text `repeat` times (one MessageSid: a carrier retry)."""
         if not from_ or not to:
             raise ValueError("'from' and 'to' are required")
-        if isinstance(repeat, bool) or not isinstance(repeat, int) or not 1 <= repeat <= MAX_INBOUND_REPEAT:
-            raise ValueError(f"repeat must be an integer from 1 to {MAX_INBOUND_REPEAT}")
+        check_repeat(repeat, MAX_INBOUND_REPEAT)
         if len(media_urls) > MAX_MEDIA:
             raise ValueError(f"at most {MAX_MEDIA} media URLs")
         sid = f"SM{uuid.uuid4().hex}"
         form = self._inbound_form(sid, from_, to, body, media_urls)
         url = self.inbound_url
-        headers = {
-            SIGNATURE_HEADER: twilio_signature(self._auth_token, url, form),
-            "Content-Type": "application/x-www-form-urlencoded; charset=UTF-8",
-            "User-Agent": "TwilioProxy/1.1",
-        }
-        responses: list[int | None] = []
-        for _ in range(repeat):
-            try:
-                answer = requests.post(url, data=form, headers=headers, timeout=self.http_timeout)
-                responses.append(answer.status_code)
-            except requests.RequestException as exc:
-                logger.warning("sim twilio: inbound %s to %s failed: %s", sid, url, exc)
-                responses.append(None)
+
+        def failed(exc: requests.RequestException) -> None:
+            logger.warning("sim twilio: inbound %s to %s failed: %s", sid, url, exc)
+
+        responses = [self._post(url, form, retries=0, failed=failed).response_code for _ in range(repeat)]
         logger.info("sim twilio: inbound %s %s -> %s answered %s", sid, from_, to, responses)
         return {"message_sid": sid, "responses": responses}
 
@@ -409,7 +279,7 @@ class SimulatedTwilio:
             "FromCountry": "US" if from_.startswith("+1") else "",
             "To": to,
             "ToZip": "",
-            "NumSegments": str(_count_segments(body)),
+            "NumSegments": str(count_segments(body)),
             "MessageSid": sid,
             "AccountSid": self.account_sid,
             "From": from_,
@@ -450,26 +320,6 @@ class SimulatedTwilio:
             code, text = MAGIC_TO[to]
             raise TwilioApiError(400, code, text.format(to=to))
 
-    def _take_fault(self, to: str) -> _Fault | None:
-        with self._lock:
-            for fault in self._faults:
-                if fault.remaining > 0 and (fault.to is None or fault.to == to):
-                    fault.remaining -= 1
-                    if fault.remaining == 0:
-                        self._faults.remove(fault)
-                    return _Fault(**vars(fault))
-        return None
-
-    def _hold(self, seconds: float) -> None:
-        with self._lock:
-            release = self._release
-            self._held += 1
-        try:
-            release.wait(seconds)
-        finally:
-            with self._lock:
-                self._held -= 1
-
     def _accept(
         self,
         to: str,
@@ -492,7 +342,7 @@ class SimulatedTwilio:
             "messaging_service_sid": messaging_service_sid,
             "body": body,
             "status": "accepted" if messaging_service_sid else "queued",
-            "num_segments": str(_count_segments(body)),
+            "num_segments": str(count_segments(body)),
             "num_media": str(len(media_urls)),
             "direction": "outbound-api",
             "date_created": now,
@@ -509,36 +359,31 @@ class SimulatedTwilio:
             resource=resource, status_callback=status_callback or None, media_urls=list(media_urls)
         )
         steps = [("sent", None), final or ("delivered", None)]
-        thread = threading.Thread(
-            target=self._run_callbacks, args=(sid, steps), name=f"sim-twilio-{sid[:10]}", daemon=True
-        )
         with self._lock:
             self._messages[sid] = stored
-            self._threads.add(thread)
             snapshot = json.loads(json.dumps(resource))
         logger.info("sim twilio: accepted %s %s -> %s", sid, from_ or messaging_service_sid, to)
-        thread.start()
+        self._callbacks.start(f"sim-twilio-{sid[:10]}", steps, functools.partial(self._callback, sid))
         return dict(snapshot)
 
-    def _run_callbacks(self, sid: str, steps: list[tuple[str, str | None]]) -> None:
-        try:
-            for status, error_code in steps:
-                if self._closed.wait(self.callback_delay):
-                    return
-                prepared = self._advance(sid, status, error_code)
-                if prepared is None:
-                    return  # reset meanwhile
-                url, form = prepared
-                if url:
-                    record = self._deliver_callback(url, form)
-                    with self._lock:
-                        stored = self._messages.get(sid)
-                        if stored is None:
-                            return
-                        stored.callbacks.append(record)
-        finally:
-            with self._lock:
-                self._threads.discard(threading.current_thread())
+    def _callback(self, sid: str, step: tuple[str, str | None]) -> bool:
+        """Move the message on and post its status callback; False once the message is forgotten."""
+        prepared = self._advance(sid, *step)
+        if prepared is None:
+            return False  # reset meanwhile
+        url, form = prepared
+        if not url:
+            return True
+
+        def failed(exc: requests.RequestException) -> None:
+            logger.info("sim twilio: callback %s to %s failed: %s", form["MessageStatus"], url, exc)
+
+        record = {"status": form["MessageStatus"], **self._post(url, form, CALLBACK_RETRIES, failed).record()}
+        with self._lock:
+            stored = self._messages.get(sid)
+            if stored is not None:
+                stored.callbacks.append(record)
+            return stored is not None
 
     def _advance(
         self, sid: str, status: str, error_code: str | None
@@ -575,77 +420,47 @@ class SimulatedTwilio:
                 form["RawDlrDoneDate"] = now.strftime("%y%m%d%H%M")
             return stored.status_callback, form
 
-    def _deliver_callback(self, url: str, form: dict[str, str]) -> dict[str, Any]:
+    def _post(
+        self,
+        url: str,
+        form: dict[str, str],
+        retries: int,
+        failed: Callable[[requests.RequestException], None],
+    ) -> Delivery:
+        """POST a signed form as Twilio does, retrying while our server answers 5xx or can't be reached."""
         headers = {
             SIGNATURE_HEADER: twilio_signature(self._auth_token, url, form),
             "Content-Type": "application/x-www-form-urlencoded; charset=UTF-8",
             "User-Agent": "TwilioProxy/1.1",
         }
-        record: dict[str, Any] = {
-            "status": form["MessageStatus"],
-            "response_code": None,
-            "attempts": 0,
-            "error": None,
-        }
-        for attempt in range(1 + CALLBACK_RETRIES):
-            if attempt and self._closed.wait(self.callback_retry_delay * attempt):
-                break
-            record["attempts"] = attempt + 1
-            try:
-                answer = requests.post(url, data=form, headers=headers, timeout=self.http_timeout)
-            except requests.RequestException as exc:
-                record["response_code"], record["error"] = None, f"{type(exc).__name__}: {exc}"
-                logger.info("sim twilio: callback %s to %s failed: %s", form["MessageStatus"], url, exc)
-                continue
-            record["response_code"], record["error"] = answer.status_code, None
-            if answer.status_code < 500:
-                break
-        return record
+        return self._callbacks.deliver(
+            lambda: requests.post(url, data=form, headers=headers, timeout=self.http_timeout),
+            retries=retries,
+            failed=failed,
+        )
 
     # --- WSGI ----------------------------------------------------------------------------------
 
-    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        request = Request(environ)
-        try:
-            response = self._dispatch(request)
-        except TwilioApiError as exc:
-            challenge = {"WWW-Authenticate": 'Basic realm="Twilio API"'} if exc.status == 401 else None
-            response = _json(exc.to_dict(), exc.status, challenge)
-        except _BadRequest as exc:
-            response = _json({"reason": str(exc)}, 400)
-        except MethodNotAllowed:
-            response = _json(TwilioApiError(405, 20004, "Method not allowed").to_dict(), 405)
-        except HTTPException as exc:
-            status = exc.code or 500
-            missing = TwilioApiError(status, 20404, f"The requested resource {request.path} was not found")
-            response = _json(missing.to_dict(), status)
-        return response(environ, start_response)
+    def _api_error_response(self, exc: TwilioApiError) -> Response:
+        challenge = {"WWW-Authenticate": 'Basic realm="Twilio API"'} if exc.status == 401 else None
+        return json_response(exc.to_dict(), exc.status, challenge)
 
-    def _dispatch(self, request: Request) -> Response:
-        adapter = _URLS.bind_to_environ(request.environ)
-        endpoint, args = adapter.match()
-        if endpoint == "media":
-            return sim_media.response(str(args["name"]))
-        if endpoint == "messages":
-            self._authenticate(request, str(args["account_sid"]))
-            if request.method == "POST":
-                return self._post_message(request)
-            return self._list_messages(request)
+    def _routing_error_response(self, request: Request, exc: HTTPException) -> Response:
+        if isinstance(exc, MethodNotAllowed):
+            return self._api_error_response(TwilioApiError(405, 20004, "Method not allowed"))
+        missing = f"The requested resource {request.path} was not found"
+        return self._api_error_response(TwilioApiError(exc.code or 500, 20404, missing))
+
+    def _dispatch(self, request: Request, endpoint: str, args: Mapping[str, Any]) -> Response:
+        self._authenticate(request, str(args["account_sid"]))
         if endpoint == "message":
-            self._authenticate(request, str(args["account_sid"]))
-            sid = str(args["message_sid"])
-            found = self.message(sid)
+            found = self.message(str(args["message_sid"]))
             if found is None:
                 raise TwilioApiError(404, 20404, f"The requested resource {request.path} was not found")
-            return _json(_public(found))
-        if endpoint == "faults":
-            return self._faults_endpoint(request)
-        if endpoint == "inbound":
-            return self._inbound_endpoint(request)
-        if request.method == "DELETE":
-            self.reset()
-            return Response(status=204)
-        return _json({"messages": self.messages()})
+            return json_response(_public(found))
+        if request.method == "POST":
+            return self._post_message(request)
+        return self._list_messages(request)
 
     def _authenticate(self, request: Request, path_sid: str) -> None:
         auth = request.authorization
@@ -669,7 +484,7 @@ class SimulatedTwilio:
             media_urls=[u for u in form.getlist("MediaUrl") if u],
             messaging_service_sid=form.get("MessagingServiceSid") or None,
         )
-        return _json(resource, 201)
+        return json_response(resource, 201)
 
     def _list_messages(self, request: Request) -> Response:
         to = request.args.get("To")
@@ -682,7 +497,7 @@ class SimulatedTwilio:
             :page_size
         ]
         uri = f"/{API_VERSION}/Accounts/{self.account_sid}/Messages.json"
-        return _json(
+        return json_response(
             {
                 "messages": found,
                 "end": max(0, len(found) - 1),
@@ -695,44 +510,6 @@ class SimulatedTwilio:
                 "uri": f"{uri}?PageSize={page_size}&Page=0",
             }
         )
-
-    def _faults_endpoint(self, request: Request) -> Response:
-        if request.method == "GET":
-            return _json({"faults": self.faults()})
-        if request.method == "DELETE":
-            self.clear_faults()
-            return Response(status=204)
-        data = _read_json_object(request)
-        error_code = data.get("error_code")
-        try:
-            fault = self.add_fault(
-                str(data.get("kind", "")),
-                data.get("count", 1),
-                to=data.get("to"),
-                error_code=None if error_code is None else str(error_code),
-                hold_seconds=data.get("hold_seconds", 30.0),
-            )
-        except ValueError as exc:
-            raise _BadRequest(str(exc)) from exc
-        return _json(fault, 201)
-
-    def _inbound_endpoint(self, request: Request) -> Response:
-        data = _read_json_object(request)
-        from_, to, body = data.get("from"), data.get("to"), data.get("body", "")
-        media_urls = data.get("media_urls", [])
-        if data.get("media") is True and not media_urls:
-            media_urls = [sim_media.url(request)]
-        if not isinstance(from_, str) or not isinstance(to, str) or not from_ or not to:
-            raise _BadRequest("'from' and 'to' are required strings")
-        if not isinstance(body, str):
-            raise _BadRequest("'body' must be a string")
-        if not isinstance(media_urls, list) or not all(isinstance(u, str) for u in media_urls):
-            raise _BadRequest("'media_urls' must be a list of strings")
-        try:
-            result = self.send_inbound(from_, to, body, media_urls=media_urls, repeat=data.get("repeat", 1))
-        except ValueError as exc:
-            raise _BadRequest(str(exc)) from exc
-        return _json(result)
 
 
 def _public(message: Mapping[str, Any]) -> dict[str, Any]:

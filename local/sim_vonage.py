@@ -31,6 +31,7 @@ each retried up to 3 more times while our server answers 5xx or can't be reached
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import importlib
@@ -38,21 +39,19 @@ import json
 import logging
 import random
 import re
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import requests
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-if TYPE_CHECKING:
-    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+from local.sim_common import Delivery, FaultBook, Simulator, check_repeat, json_response
 
 __all__ = [
     "DEFAULT_API_KEY",
@@ -104,10 +103,6 @@ def vonage_signature(params: Mapping[str, str], secret: str, method: str = DEFAU
     return hmac.new(secret.encode("utf-8"), text.encode("utf-8"), getattr(hashlib, method)).hexdigest()
 
 
-class _BadRequest(Exception):
-    """A control-plane request we can't act on; the text is the reason returned."""
-
-
 class _Refusal(Exception):
     """A send Vonage refuses with HTTP 200 and a non-zero status."""
 
@@ -115,19 +110,6 @@ class _Refusal(Exception):
         super().__init__(f"{status}: {error_text}")
         self.status = status
         self.error_text = error_text
-
-
-@dataclass
-class _Fault:
-    id: str
-    kind: str
-    remaining: int
-    to: str | None
-    error_code: str
-    hold_seconds: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(vars(self))
 
 
 @dataclass
@@ -191,22 +173,21 @@ def _is_gsm7(text: str) -> bool:
         return True
 
 
-def _json(data: Any, status: int = 200) -> Response:
-    return Response(json.dumps(data), status=status, mimetype="application/json")
+def _fault_recipient(to: str) -> str:
+    if not isinstance(to, str):
+        raise ValueError("to must be a phone number string")
+    return _digits(to)
 
 
-def _read_json_object(request: Request) -> dict[str, Any]:
-    try:
-        data = json.loads(request.get_data(cache=False) or b"null")
-    except ValueError as exc:
-        raise _BadRequest(f"body is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise _BadRequest("body must be a JSON object")
-    return data
+class SimulatedVonage(Simulator[Exception]):
+    """The simulator. All state lives on the instance behind locks; the server may be threaded.
 
+    Vonage answers every refusal with HTTP 200 and the reason in the body, so its API raises no
+    error of its own: only an unknown path or method is an HTTP error.
+    """
 
-class SimulatedVonage:
-    """The simulator. All state lives on the instance behind one lock; the server may be threaded."""
+    urls = _URLS
+    inbound_media = False
 
     def __init__(
         self,
@@ -226,23 +207,17 @@ class SimulatedVonage:
             raise ValueError(f"signature_method must be one of {', '.join(SIGNATURE_METHODS)}")
         if webhook_format not in WEBHOOK_FORMATS:
             raise ValueError(f"webhook_format must be one of {', '.join(WEBHOOK_FORMATS)}")
+        # An "undelivered" fault reports err-code 2 (absent subscriber) unless told otherwise.
+        faults = FaultBook(FAULT_KINDS, default_error_code="2", recipient=_fault_recipient)
+        super().__init__(faults, callback_delay, callback_retry_delay, http_timeout)  # Vonage waits 15 s
         self.webhook_base_url = webhook_base_url.rstrip("/")
         self.api_key = api_key
         self._api_secret = api_secret
         self._signature_secret = signature_secret
         self.signature_method = signature_method
         self.webhook_format = webhook_format
-        self.callback_delay = callback_delay
-        self.callback_retry_delay = callback_retry_delay
-        self.http_timeout = http_timeout  # Vonage waits 15 s for our webhooks
         self._clock = clock
-        self._lock = threading.Lock()
         self._messages: dict[str, _Stored] = {}
-        self._faults: list[_Fault] = []
-        self._closed = threading.Event()
-        self._release = threading.Event()
-        self._held = 0
-        self._threads: set[threading.Thread] = set()
 
     @property
     def inbound_url(self) -> str:
@@ -257,8 +232,7 @@ class SimulatedVonage:
     @property
     def held_requests(self) -> int:
         """How many HTTP responses a timeout fault is holding right now."""
-        with self._lock:
-            return self._held
+        return self._faults.held
 
     # --- Python API: outbound messages ------------------------------------------------------------
 
@@ -284,7 +258,7 @@ class SimulatedVonage:
                 "message-count": "1",
                 "messages": [{"status": refusal.status, "error-text": refusal.error_text}],
             }
-        fault = self._take_fault(to)
+        fault = self._faults.take(to)
         kind = fault.kind if fault else None
         if fault is not None and kind == "500":
             return 500, {"error-text": "Internal Server Error (simulated)"}
@@ -297,80 +271,19 @@ class SimulatedVonage:
             }
             return 200, {"message-count": "1", "messages": [throttled]}
         if fault is not None and kind == "timeout":
-            self._hold(fault.hold_seconds)
+            self._faults.hold(fault.hold_seconds)
             return 500, {"error-text": "Service Unavailable (simulated timeout; nothing was sent)"}
         final = ("failed", fault.error_code) if fault is not None and kind == "undelivered" else None
         answer = self._accept(to, from_, text, params, final)
         if fault is not None and kind == "timeout_after_accept":
-            self._hold(fault.hold_seconds)
+            self._faults.hold(fault.hold_seconds)
         return 200, answer
-
-    # --- Python API: faults -----------------------------------------------------------------------
-
-    def add_fault(
-        self,
-        kind: str,
-        count: int = 1,
-        *,
-        to: str | None = None,
-        error_code: str | None = None,
-        hold_seconds: float = 30.0,
-    ) -> dict[str, Any]:
-        """Make the next `count` valid sends (to `to`, if given) misbehave as `kind`."""
-        if kind not in FAULT_KINDS:
-            raise ValueError(f"unknown fault kind {kind!r}; expected one of {', '.join(FAULT_KINDS)}")
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            raise ValueError("count must be a positive integer")
-        if to is not None and not isinstance(to, str):
-            raise ValueError("to must be a phone number string")
-        if isinstance(hold_seconds, bool) or not isinstance(hold_seconds, int | float) or hold_seconds < 0:
-            raise ValueError("hold_seconds must be a non-negative number")
-        fault = _Fault(
-            id=f"FA{uuid.uuid4().hex}",
-            kind=kind,
-            remaining=count,
-            to=None if to is None else _digits(to),
-            error_code="2" if error_code is None else str(error_code),  # absent subscriber (temporary)
-            hold_seconds=float(hold_seconds),
-        )
-        with self._lock:
-            self._faults.append(fault)
-            return fault.to_dict()
-
-    def faults(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return [f.to_dict() for f in self._faults]
-
-    def clear_faults(self) -> None:
-        """Drop every fault and let any held response go."""
-        with self._lock:
-            self._faults.clear()
-        self.release_held()
-
-    def release_held(self) -> None:
-        """End every hold now (held requests then answer as they would have after the hold)."""
-        with self._lock:
-            released, self._release = self._release, threading.Event()
-            if self._closed.is_set():
-                self._release.set()
-        released.set()
 
     def reset(self) -> None:
         """Forget texts and faults; pending receipts of forgotten texts stop."""
         with self._lock:
             self._messages.clear()
-            self._faults.clear()
-        self.release_held()
-
-    def close(self, timeout: float = 2.0) -> None:
-        """Stop holding and stop receipts, waiting briefly for their threads to finish."""
-        self._closed.set()
-        self.release_held()
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            threads = list(self._threads)
-        for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+        self._faults.clear()
 
     # --- Python API: a phone texting us -------------------------------------------------------
 
@@ -381,8 +294,7 @@ class SimulatedVonage:
         """
         if not from_ or not to:
             raise ValueError("'from' and 'to' are required")
-        if isinstance(repeat, bool) or not isinstance(repeat, int) or not 1 <= repeat <= MAX_INBOUND_REPEAT:
-            raise ValueError(f"repeat must be an integer from 1 to {MAX_INBOUND_REPEAT}")
+        check_repeat(repeat, MAX_INBOUND_REPEAT)
         parts = _split(body)
         ref = str(random.randint(0, 255))
         message_ids: list[str] = []
@@ -411,7 +323,7 @@ class SimulatedVonage:
                 )
             signed = self._sign(params)
             for _ in range(repeat):
-                responses.append(self._deliver(self.inbound_url, signed)[0])
+                responses.append(self._deliver(self.inbound_url, signed).response_code)
         logger.info(
             "sim vonage: inbound %s %s answered %s", message_ids[0], f"{len(parts)} part(s)", responses
         )
@@ -457,26 +369,6 @@ class SimulatedVonage:
             raise _Refusal("23", "Invalid callback url")
         return to, params["from"].strip(), text
 
-    def _take_fault(self, to: str) -> _Fault | None:
-        with self._lock:
-            for fault in self._faults:
-                if fault.remaining > 0 and fault.to in (None, to):
-                    fault.remaining -= 1
-                    if fault.remaining == 0:
-                        self._faults.remove(fault)
-                    return _Fault(**vars(fault))
-        return None
-
-    def _hold(self, seconds: float) -> None:
-        with self._lock:
-            release = self._release
-            self._held += 1
-        try:
-            release.wait(seconds)
-        finally:
-            with self._lock:
-                self._held -= 1
-
     def _accept(
         self, to: str, from_: str, text: str, params: Mapping[str, str], final: tuple[str, str] | None
     ) -> dict[str, Any]:
@@ -515,47 +407,29 @@ class SimulatedVonage:
         logger.info("sim vonage: accepted %s (%d part(s)) %s -> %s", ids[0], part_count, from_, to)
         if wants_receipts:
             steps = [("accepted", "0"), final or ("delivered", "0")]
-            thread = threading.Thread(
-                target=self._run_receipts, args=(ids[0], steps), name=f"sim-vonage-{ids[0]}", daemon=True
-            )
-            with self._lock:
-                self._threads.add(thread)
-            thread.start()
+            self._callbacks.start(f"sim-vonage-{ids[0]}", steps, functools.partial(self._receipts, ids[0]))
         return {"message-count": str(part_count), "messages": answer_parts}
 
-    def _run_receipts(self, first_id: str, steps: list[tuple[str, str]]) -> None:
-        try:
-            for status, err_code in steps:
-                if self._closed.wait(self.callback_delay):
-                    return
-                with self._lock:
-                    stored = self._messages.get(first_id)
-                    if stored is None:
-                        return  # reset meanwhile
-                    stored.record["status"] = status
-                    record = dict(stored.record)
-                url = record["callback"] or self.status_url
-                for message_id in record["message_ids"]:
-                    params = self._receipt(record, message_id, status, err_code)
-                    code, attempts, error = self._deliver(url, params)
-                    with self._lock:
-                        stored = self._messages.get(first_id)
-                        if stored is None:
-                            return
-                        stored.receipts.append(
-                            {
-                                "message_id": message_id,
-                                "status": status,
-                                "err_code": err_code,
-                                "url": url,
-                                "response_code": code,
-                                "attempts": attempts,
-                                "error": error,
-                            }
-                        )
-        finally:
+    def _receipts(self, first_id: str, step: tuple[str, str]) -> bool:
+        """Move the text on and post one receipt per part; False once the text is forgotten."""
+        status, err_code = step
+        with self._lock:
+            stored = self._messages.get(first_id)
+            if stored is None:
+                return False  # reset meanwhile
+            stored.record["status"] = status
+            record = dict(stored.record)
+        url = record["callback"] or self.status_url
+        for message_id in record["message_ids"]:
+            params = self._receipt(record, message_id, status, err_code)
+            receipt = {"message_id": message_id, "status": status, "err_code": err_code, "url": url}
+            receipt.update(self._deliver(url, params).record())
             with self._lock:
-                self._threads.discard(threading.current_thread())
+                stored = self._messages.get(first_id)
+                if stored is None:
+                    return False
+                stored.receipts.append(receipt)
+        return True
 
     def _receipt(
         self, record: Mapping[str, Any], message_id: str, status: str, err_code: str
@@ -577,59 +451,31 @@ class SimulatedVonage:
             params["client-ref"] = record["client_ref"]
         return self._sign(params)
 
-    def _deliver(self, url: str, params: dict[str, str]) -> tuple[int | None, int, str | None]:
+    def _deliver(self, url: str, params: dict[str, str]) -> Delivery:
         """Call our webhook in the configured format; retry while it answers 5xx or is unreachable."""
-        code: int | None = None
-        error: str | None = None
-        attempts = 0
-        for attempt in range(1 + CALLBACK_RETRIES):
-            if attempt and self._closed.wait(self.callback_retry_delay * attempt):
-                break
-            attempts = attempt + 1
-            try:
-                if self.webhook_format == "get":
-                    answer = requests.get(url, params=params, timeout=self.http_timeout)
-                elif self.webhook_format == "json":
-                    answer = requests.post(url, json=params, timeout=self.http_timeout)
-                else:
-                    answer = requests.post(url, data=params, timeout=self.http_timeout)
-            except requests.RequestException as exc:
-                code, error = None, f"{type(exc).__name__}: {exc}"
-                logger.info("sim vonage: webhook to %s failed: %s", url, exc)
-                continue
-            code, error = answer.status_code, None
-            if code < 500:
-                break
-        return code, attempts, error
+
+        def send() -> requests.Response:
+            if self.webhook_format == "get":
+                return requests.get(url, params=params, timeout=self.http_timeout)
+            if self.webhook_format == "json":
+                return requests.post(url, json=params, timeout=self.http_timeout)
+            return requests.post(url, data=params, timeout=self.http_timeout)
+
+        def failed(exc: requests.RequestException) -> None:
+            logger.info("sim vonage: webhook to %s failed: %s", url, exc)
+
+        return self._callbacks.deliver(send, retries=CALLBACK_RETRIES, failed=failed)
 
     # --- WSGI ----------------------------------------------------------------------------------
 
-    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        request = Request(environ)
-        try:
-            response = self._dispatch(request)
-        except _BadRequest as exc:
-            response = _json({"reason": str(exc)}, 400)
-        except MethodNotAllowed:
-            response = _json({"error-text": "Method not allowed"}, 405)
-        except HTTPException as exc:
-            response = _json({"error-text": f"{request.path} was not found"}, exc.code or 404)
-        return response(environ, start_response)
+    def _routing_error_response(self, request: Request, exc: HTTPException) -> Response:
+        if isinstance(exc, MethodNotAllowed):
+            return json_response({"error-text": "Method not allowed"}, 405)
+        return json_response({"error-text": f"{request.path} was not found"}, exc.code or 404)
 
-    def _dispatch(self, request: Request) -> Response:
-        adapter = _URLS.bind_to_environ(request.environ)
-        endpoint, _args = adapter.match()
-        if endpoint == "send":
-            status, answer = self.send_sms(self._send_params(request))
-            return _json(answer, status)
-        if endpoint == "faults":
-            return self._faults_endpoint(request)
-        if endpoint == "inbound":
-            return self._inbound_endpoint(request)
-        if request.method == "DELETE":
-            self.reset()
-            return Response(status=204)
-        return _json({"messages": self.messages()})
+    def _dispatch(self, request: Request, endpoint: str, args: Mapping[str, Any]) -> Response:
+        status, answer = self.send_sms(self._send_params(request))
+        return json_response(answer, status)
 
     @staticmethod
     def _send_params(request: Request) -> dict[str, str]:
@@ -645,36 +491,3 @@ class SimulatedVonage:
         else:
             params.update(dict(request.form.items()))
         return params
-
-    def _faults_endpoint(self, request: Request) -> Response:
-        if request.method == "GET":
-            return _json({"faults": self.faults()})
-        if request.method == "DELETE":
-            self.clear_faults()
-            return Response(status=204)
-        data = _read_json_object(request)
-        error_code = data.get("error_code")
-        try:
-            fault = self.add_fault(
-                str(data.get("kind", "")),
-                data.get("count", 1),
-                to=data.get("to"),
-                error_code=None if error_code is None else str(error_code),
-                hold_seconds=data.get("hold_seconds", 30.0),
-            )
-        except ValueError as exc:
-            raise _BadRequest(str(exc)) from exc
-        return _json(fault, 201)
-
-    def _inbound_endpoint(self, request: Request) -> Response:
-        data = _read_json_object(request)
-        from_, to, body = data.get("from"), data.get("to"), data.get("body", "")
-        if not isinstance(from_, str) or not isinstance(to, str) or not from_ or not to:
-            raise _BadRequest("'from' and 'to' are required strings")
-        if not isinstance(body, str):
-            raise _BadRequest("'body' must be a string")
-        try:
-            result = self.send_inbound(from_, to, body, repeat=data.get("repeat", 1))
-        except ValueError as exc:
-            raise _BadRequest(str(exc)) from exc
-        return _json(result)

@@ -33,29 +33,25 @@ server answers 429/5xx or can't be reached (Vonage retries those, not other 4xx)
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
-import importlib
 import json
 import logging
 import re
-import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import requests
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from local import sim_media
-
-if TYPE_CHECKING:
-    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+from local.sim_common import Delivery, FaultBook, Simulator, check_repeat, count_segments, json_response
 
 __all__ = [
     "DEFAULT_API_KEY",
@@ -174,23 +170,6 @@ def _invalid(name: str, reason: str = "Invalid value") -> VonageProblem:
     )
 
 
-class _BadRequest(Exception):
-    """A control-plane request we can't act on; the text is the reason returned."""
-
-
-@dataclass
-class _Fault:
-    id: str
-    kind: str
-    remaining: int
-    to: str | None
-    error_code: str
-    hold_seconds: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(vars(self))
-
-
 @dataclass
 class _Stored:
     resource: dict[str, Any]
@@ -212,38 +191,21 @@ def _vonage_number(number: str) -> str:
     return number[1:] if number.startswith("+") else number
 
 
-def _count_segments(body: str) -> int:
-    """Segments as the shared encoder counts them; 1 if that module isn't importable (yet)."""
-    if not body:
-        return 1
-    try:
-        encoding = importlib.import_module("parley.domain.encoding")
-        return max(1, int(encoding.analyze(body).segments))
-    except Exception:  # the simulator must keep working while the encoder evolves
-        logger.debug("segment count unavailable; assuming 1", exc_info=True)
-        return 1
-
-
-def _json(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
-    return Response(json.dumps(data), status=status, mimetype="application/json", headers=headers)
-
-
 def _problem(exc: VonageProblem) -> Response:
     return Response(json.dumps(exc.to_dict()), status=exc.status, mimetype="application/problem+json")
 
 
-def _read_json_object(request: Request) -> dict[str, Any]:
-    try:
-        data = json.loads(request.get_data(cache=False) or b"null")
-    except ValueError as exc:
-        raise _BadRequest(f"body is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise _BadRequest("body must be a JSON object")
-    return data
+def _fault_recipient(to: str) -> str:
+    if not isinstance(to, str):
+        raise ValueError("to must be a phone number string")
+    return _vonage_number(to)
 
 
-class SimulatedVonageMessages:
-    """The simulator. All state lives on the instance behind one lock; the server may be threaded."""
+class SimulatedVonageMessages(Simulator[VonageProblem]):
+    """The simulator. All state lives on the instance behind locks; the server may be threaded."""
+
+    urls = _URLS
+    api_errors = (VonageProblem,)
 
     def __init__(
         self,
@@ -257,21 +219,14 @@ class SimulatedVonageMessages:
         callback_retry_delay: float = 0.05,
         http_timeout: float = 15.0,
     ) -> None:
+        faults = FaultBook(FAULT_KINDS, default_error_code="1180", recipient=_fault_recipient)
+        super().__init__(faults, callback_delay, callback_retry_delay, http_timeout)  # Vonage waits 15 s
         self.webhook_base_url = webhook_base_url.rstrip("/")
         self.api_key = api_key
         self._api_secret = api_secret
         self._signature_secret = signature_secret
         self.application_id = application_id
-        self.callback_delay = callback_delay
-        self.callback_retry_delay = callback_retry_delay
-        self.http_timeout = http_timeout  # Vonage waits 15 s for our webhooks
-        self._lock = threading.Lock()
         self._messages: dict[str, _Stored] = {}
-        self._faults: list[_Fault] = []
-        self._closed = threading.Event()
-        self._release = threading.Event()
-        self._held = 0
-        self._threads: set[threading.Thread] = set()
 
     @property
     def inbound_url(self) -> str:
@@ -286,8 +241,7 @@ class SimulatedVonageMessages:
     @property
     def held_requests(self) -> int:
         """How many HTTP responses a timeout fault is holding right now."""
-        with self._lock:
-            return self._held
+        return self._faults.held
 
     def token(self, body: bytes) -> str:
         """A token for `body` signed with this simulator's secret, as its webhooks carry."""
@@ -313,7 +267,7 @@ class SimulatedVonageMessages:
         """What POST /v1/messages does after authentication: `{message_uuid}` or VonageProblem.
         Blocks while a timeout fault holds the response."""
         fields = self._validate(request)
-        fault = self._take_fault(fields["to"])
+        fault = self._faults.take(fields["to"])
         if fault is not None and fault.kind == "500":
             raise VonageProblem(500, "/messages#1030", "Internal error", "Simulated internal error.")
         if fault is not None and fault.kind == "429":
@@ -321,79 +275,18 @@ class SimulatedVonageMessages:
                 429, "/messages#1000", "Throttled", "Simulated: you have exceeded the submission capacity."
             )
         if fault is not None and fault.kind == "timeout":
-            self._hold(fault.hold_seconds)
+            self._faults.hold(fault.hold_seconds)
             raise VonageProblem(
                 503, "#unavailable", "Service unavailable", "Simulated timeout; nothing was sent."
             )
         final = ("rejected", fault.error_code) if fault is not None else ("delivered", None)
         return {"message_uuid": self._accept(fields, final)}
 
-    # --- Python API: faults -----------------------------------------------------------------------
-
-    def add_fault(
-        self,
-        kind: str,
-        count: int = 1,
-        *,
-        to: str | None = None,
-        error_code: str | None = None,
-        hold_seconds: float = 30.0,
-    ) -> dict[str, Any]:
-        """Make the next `count` valid sends (to `to`, if given) misbehave as `kind`."""
-        if kind not in FAULT_KINDS:
-            raise ValueError(f"unknown fault kind {kind!r}; expected one of {', '.join(FAULT_KINDS)}")
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            raise ValueError("count must be a positive integer")
-        if to is not None and not isinstance(to, str):
-            raise ValueError("to must be a phone number string")
-        if isinstance(hold_seconds, bool) or not isinstance(hold_seconds, int | float) or hold_seconds < 0:
-            raise ValueError("hold_seconds must be a non-negative number")
-        fault = _Fault(
-            id=f"FA{uuid.uuid4().hex}",
-            kind=kind,
-            remaining=count,
-            to=None if to is None else _vonage_number(to),
-            error_code=str(error_code) if error_code is not None else "1180",
-            hold_seconds=float(hold_seconds),
-        )
-        with self._lock:
-            self._faults.append(fault)
-            return fault.to_dict()
-
-    def faults(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return [f.to_dict() for f in self._faults]
-
-    def clear_faults(self) -> None:
-        """Drop every fault and let any held response go."""
-        with self._lock:
-            self._faults.clear()
-        self.release_held()
-
-    def release_held(self) -> None:
-        """End every hold now (held requests then answer as they would have after the hold)."""
-        with self._lock:
-            released, self._release = self._release, threading.Event()
-            if self._closed.is_set():
-                self._release.set()
-        released.set()
-
     def reset(self) -> None:
         """Forget messages and faults; pending callbacks of forgotten messages stop."""
         with self._lock:
             self._messages.clear()
-            self._faults.clear()
-        self.release_held()
-
-    def close(self, timeout: float = 2.0) -> None:
-        """Stop holding and stop callbacks, waiting briefly for their threads to finish."""
-        self._closed.set()
-        self.release_held()
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            threads = list(self._threads)
-        for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+        self._faults.clear()
 
     # --- Python API: a phone texting us -------------------------------------------------------
 
@@ -406,8 +299,7 @@ class SimulatedVonageMessages:
         """
         if not from_ or not to:
             raise ValueError("'from' and 'to' are required")
-        if isinstance(repeat, bool) or not isinstance(repeat, int) or not 1 <= repeat <= MAX_INBOUND_REPEAT:
-            raise ValueError(f"repeat must be an integer from 1 to {MAX_INBOUND_REPEAT}")
+        check_repeat(repeat, MAX_INBOUND_REPEAT)
         if len(media_urls) > 1:
             raise ValueError("at most one media URL (Vonage delivers one picture per webhook)")
         message_uuid = str(uuid.uuid4())
@@ -422,7 +314,7 @@ class SimulatedVonageMessages:
             image = {"url": media_urls[0], **({"caption": body} if body else {})}
             payload.update(message_type="image", image=image)
         else:
-            segments = str(_count_segments(body))
+            segments = str(count_segments(body))
             keyword = body.split()[0].upper() if body.split() else ""
             payload.update(
                 text=body,
@@ -431,16 +323,11 @@ class SimulatedVonageMessages:
                 usage=dict(PRICE),
             )
         raw = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
-        responses: list[int | None] = []
-        for _ in range(repeat):
-            try:
-                answer = requests.post(
-                    self.inbound_url, data=raw, headers=self._webhook_headers(raw), timeout=self.http_timeout
-                )
-                responses.append(answer.status_code)
-            except requests.RequestException as exc:
-                logger.warning("sim vonage: inbound %s failed: %s", message_uuid, exc)
-                responses.append(None)
+
+        def failed(exc: requests.RequestException) -> None:
+            logger.warning("sim vonage: inbound %s failed: %s", message_uuid, exc)
+
+        responses = [self._post(self.inbound_url, raw, 0, failed).response_code for _ in range(repeat)]
         logger.info("sim vonage: inbound %s answered %s", message_uuid, responses)
         return {"message_uuid": message_uuid, "responses": responses}
 
@@ -490,67 +377,42 @@ class SimulatedVonageMessages:
         fields.update(client_ref=client_ref, webhook_url=webhook_url)
         return fields
 
-    def _take_fault(self, to: str) -> _Fault | None:
-        with self._lock:
-            for fault in self._faults:
-                if fault.remaining > 0 and (fault.to is None or fault.to == to):
-                    fault.remaining -= 1
-                    if fault.remaining == 0:
-                        self._faults.remove(fault)
-                    return _Fault(**vars(fault))
-        return None
-
-    def _hold(self, seconds: float) -> None:
-        with self._lock:
-            release = self._release
-            self._held += 1
-        try:
-            release.wait(seconds)
-        finally:
-            with self._lock:
-                self._held -= 1
-
     def _accept(self, fields: dict[str, Any], final: tuple[str, str | None]) -> str:
         message_uuid = str(uuid.uuid4())
         resource = {
             "message_uuid": message_uuid,
             **fields,
-            "segments": _count_segments(fields.get("text", "")) if fields["channel"] == "sms" else 1,
+            "segments": count_segments(fields.get("text", "")) if fields["channel"] == "sms" else 1,
             "status": "accepted",
             "timestamp": _now_iso(),
             "error": None,
         }
-        thread = threading.Thread(
-            target=self._run_callbacks,
-            args=(message_uuid, [("submitted", None), final]),
-            name=f"sim-vonage-{message_uuid[:8]}",
-            daemon=True,
-        )
         with self._lock:
             self._messages[message_uuid] = _Stored(resource=resource)
-            self._threads.add(thread)
         logger.info("sim vonage: accepted %s %s -> %s", message_uuid, fields["from"], fields["to"])
-        thread.start()
+        steps = [("submitted", None), final]
+        self._callbacks.start(
+            f"sim-vonage-{message_uuid[:8]}", steps, functools.partial(self._status_webhook, message_uuid)
+        )
         return message_uuid
 
-    def _run_callbacks(self, message_uuid: str, steps: list[tuple[str, str | None]]) -> None:
-        try:
-            for status, error_code in steps:
-                if self._closed.wait(self.callback_delay):
-                    return
-                prepared = self._advance(message_uuid, status, error_code)
-                if prepared is None:
-                    return  # reset meanwhile
-                url, raw = prepared
-                record = self._deliver_callback(url, raw, status)
-                with self._lock:
-                    stored = self._messages.get(message_uuid)
-                    if stored is None:
-                        return
-                    stored.callbacks.append(record)
-        finally:
-            with self._lock:
-                self._threads.discard(threading.current_thread())
+    def _status_webhook(self, message_uuid: str, step: tuple[str, str | None]) -> bool:
+        """Move the message on and post its status webhook; False once the message is forgotten."""
+        status, error_code = step
+        prepared = self._advance(message_uuid, status, error_code)
+        if prepared is None:
+            return False  # reset meanwhile
+        url, raw = prepared
+
+        def failed(exc: requests.RequestException) -> None:
+            logger.info("sim vonage: status %s to %s failed: %s", status, url, exc)
+
+        record = {"status": status, "url": url, **self._post(url, raw, CALLBACK_RETRIES, failed).record()}
+        with self._lock:
+            stored = self._messages.get(message_uuid)
+            if stored is not None:
+                stored.callbacks.append(record)
+            return stored is not None
 
     def _advance(self, message_uuid: str, status: str, error_code: str | None) -> tuple[str, bytes] | None:
         """Move the stored message to `status` and build its status webhook body (Vonage's fields)."""
@@ -587,78 +449,45 @@ class SimulatedVonageMessages:
             url = resource["webhook_url"] or self.status_url
         return url, json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
 
-    def _deliver_callback(self, url: str, raw: bytes, status: str) -> dict[str, Any]:
-        record: dict[str, Any] = {
-            "status": status,
-            "url": url,
-            "response_code": None,
-            "attempts": 0,
-            "error": None,
-        }
-        for attempt in range(1 + CALLBACK_RETRIES):
-            if attempt and self._closed.wait(self.callback_retry_delay * attempt):
-                break
-            record["attempts"] = attempt + 1
-            try:
-                answer = requests.post(
-                    url, data=raw, headers=self._webhook_headers(raw), timeout=self.http_timeout
-                )
-            except requests.RequestException as exc:
-                record["response_code"], record["error"] = None, f"{type(exc).__name__}: {exc}"
-                logger.info("sim vonage: status %s to %s failed: %s", status, url, exc)
-                continue
-            record["response_code"], record["error"] = answer.status_code, None
-            if answer.status_code != 429 and answer.status_code < 500:
-                break
-        return record
+    def _post(
+        self, url: str, raw: bytes, retries: int, failed: Callable[[requests.RequestException], None]
+    ) -> Delivery:
+        """POST a signed webhook, retrying while our server answers 429/5xx or can't be reached."""
+        return self._callbacks.deliver(
+            lambda: requests.post(
+                url, data=raw, headers=self._webhook_headers(raw), timeout=self.http_timeout
+            ),
+            retries=retries,
+            retry=lambda code: code == 429 or code >= 500,  # Vonage retries those, not other 4xx
+            failed=failed,
+        )
 
     # --- WSGI ----------------------------------------------------------------------------------
 
-    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        request = Request(environ)
-        try:
-            response = self._dispatch(request)
-        except VonageProblem as exc:
-            response = _problem(exc)
-            if exc.status == 401:
-                response.headers["WWW-Authenticate"] = 'Basic realm="Vonage API"'
-        except _BadRequest as exc:
-            response = _json({"reason": str(exc)}, 400)
-        except MethodNotAllowed:
-            response = _problem(
-                VonageProblem(405, "#method-not-allowed", "Method not allowed", request.method)
-            )
-        except HTTPException as exc:
-            status = exc.code or 500
-            response = _problem(
-                VonageProblem(status, "#not-found", "Not found", f"{request.path} was not found")
-            )
-        return response(environ, start_response)
+    def _api_error_response(self, exc: VonageProblem) -> Response:
+        response = _problem(exc)
+        if exc.status == 401:
+            response.headers["WWW-Authenticate"] = 'Basic realm="Vonage API"'
+        return response
 
-    def _dispatch(self, request: Request) -> Response:
-        adapter = _URLS.bind_to_environ(request.environ)
-        endpoint, args = adapter.match()
-        if endpoint == "media":
-            return sim_media.response(str(args["name"]))
-        if endpoint == "send":
-            self._authenticate(request)
-            try:
-                body = json.loads(request.get_data(cache=False) or b"null")
-            except ValueError:
-                body = None
-            if not isinstance(body, dict):
-                raise VonageProblem(
-                    422, "/messages#1150", "Invalid params", "The request body did not contain valid JSON."
-                )
-            return _json(self.send_message(body), 202)
-        if endpoint == "faults":
-            return self._faults_endpoint(request)
-        if endpoint == "inbound":
-            return self._inbound_endpoint(request)
-        if request.method == "DELETE":
-            self.reset()
-            return Response(status=204)
-        return _json({"messages": self.messages()})
+    def _routing_error_response(self, request: Request, exc: HTTPException) -> Response:
+        if isinstance(exc, MethodNotAllowed):
+            return _problem(VonageProblem(405, "#method-not-allowed", "Method not allowed", request.method))
+        return _problem(
+            VonageProblem(exc.code or 500, "#not-found", "Not found", f"{request.path} was not found")
+        )
+
+    def _dispatch(self, request: Request, endpoint: str, args: Mapping[str, Any]) -> Response:
+        self._authenticate(request)
+        try:
+            body = json.loads(request.get_data(cache=False) or b"null")
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise VonageProblem(
+                422, "/messages#1150", "Invalid params", "The request body did not contain valid JSON."
+            )
+        return json_response(self.send_message(body), 202)
 
     def _authenticate(self, request: Request) -> None:
         auth = request.authorization
@@ -672,41 +501,3 @@ class SimulatedVonageMessages:
             raise VonageProblem(
                 401, "#unauthorized", "Unauthorized", "You did not provide correct credentials."
             )
-
-    def _faults_endpoint(self, request: Request) -> Response:
-        if request.method == "GET":
-            return _json({"faults": self.faults()})
-        if request.method == "DELETE":
-            self.clear_faults()
-            return Response(status=204)
-        data = _read_json_object(request)
-        error_code = data.get("error_code")
-        try:
-            fault = self.add_fault(
-                str(data.get("kind", "")),
-                data.get("count", 1),
-                to=data.get("to"),
-                error_code=None if error_code is None else str(error_code),
-                hold_seconds=data.get("hold_seconds", 30.0),
-            )
-        except ValueError as exc:
-            raise _BadRequest(str(exc)) from exc
-        return _json(fault, 201)
-
-    def _inbound_endpoint(self, request: Request) -> Response:
-        data = _read_json_object(request)
-        from_, to, body = data.get("from"), data.get("to"), data.get("body", "")
-        media_urls = data.get("media_urls", [])
-        if data.get("media") is True and not media_urls:
-            media_urls = [sim_media.url(request)]
-        if not isinstance(from_, str) or not isinstance(to, str) or not from_ or not to:
-            raise _BadRequest("'from' and 'to' are required strings")
-        if not isinstance(body, str):
-            raise _BadRequest("'body' must be a string")
-        if not isinstance(media_urls, list) or not all(isinstance(u, str) for u in media_urls):
-            raise _BadRequest("'media_urls' must be a list of strings")
-        try:
-            result = self.send_inbound(from_, to, body, media_urls=media_urls, repeat=data.get("repeat", 1))
-        except ValueError as exc:
-            raise _BadRequest(str(exc)) from exc
-        return _json(result)

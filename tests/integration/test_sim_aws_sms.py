@@ -20,7 +20,6 @@ from botocore.exceptions import ClientError
 from cryptography import x509
 from werkzeug.exceptions import NotFound
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
-from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from local.sim_aws_sms import DEFAULT_TOPIC_ARN, SimulatedAwsSms
@@ -40,6 +39,7 @@ from parley.carriers.base import (
 )
 from parley.carriers.config import CarrierConfig
 from parley.domain.vocabulary import MessageStatus
+from tests.carrier_api import serving
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -147,19 +147,13 @@ class Stack:
 def stack() -> Iterator[Stack]:
     receiver = Receiver()
     slot = _SimSlot()
-    server = make_server("127.0.0.1", 0, DispatcherMiddleware(receiver, {MOUNT: slot}), threaded=True)
-    url = f"http://127.0.0.1:{server.port}"
-    receiver.base_url = url
-    slot.sim = SimulatedAwsSms(url)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield Stack(url, slot, receiver)
-    finally:
-        slot.sim.close()
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serving(DispatcherMiddleware(receiver, {MOUNT: slot})) as url:
+        receiver.base_url = url
+        slot.sim = SimulatedAwsSms(url)
+        try:
+            yield Stack(url, slot, receiver)
+        finally:
+            slot.sim.close()
 
 
 def plugin_env(url: str, **overrides: str) -> dict[str, str]:

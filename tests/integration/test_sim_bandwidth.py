@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -20,7 +19,6 @@ import pytest
 import requests
 from werkzeug.exceptions import NotFound
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
-from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from local.sim_bandwidth import (
@@ -49,28 +47,15 @@ from parley.carriers.base import (
 )
 from parley.carriers.config import CarrierConfig
 from parley.domain.vocabulary import MessageStatus
+from tests.carrier_api import serving
 
 if TYPE_CHECKING:
-    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
 MOUNT = "/_sim/bandwidth"
 OURS = "+15005550006"
 CUSTOMER = "+14155550100"
 OTHER_CUSTOMER = "+14155550199"
-
-
-@contextmanager
-def serving(app: WSGIApplication) -> Iterator[str]:
-    """Run `app` on a threaded werkzeug server on a free local port; yield its base URL."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=2)
 
 
 @dataclass

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -24,7 +23,6 @@ import requests
 from plivo.utils import validate_signature, validate_v3_signature  # type: ignore[import-untyped]
 from werkzeug.exceptions import NotFound
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
-from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from local.sim_plivo import LOCAL_AUTH_ID, LOCAL_AUTH_TOKEN, SimulatedPlivo
@@ -44,29 +42,16 @@ from parley.carriers.base import (
 from parley.carriers.config import CarrierConfig
 from parley.carriers.plivo import PlivoCarrier, build
 from parley.domain.vocabulary import MessageStatus
+from tests.carrier_api import serving
 
 if TYPE_CHECKING:
-    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
 OUR_NUMBER = "+15005550006"
 CUSTOMER = "+14155550100"
 OTHER_CUSTOMER = "+14155550199"
 MOUNT = "/_sim/plivo"
 WAIT = 5.0
-
-
-@contextmanager
-def serving(app: WSGIApplication) -> Iterator[str]:
-    """Run `app` on a threaded werkzeug server on a free local port; yield its base URL."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=2)
 
 
 @dataclass(frozen=True)

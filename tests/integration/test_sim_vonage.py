@@ -17,7 +17,6 @@ import pytest
 import requests
 from vonage_http_client.auth import Auth  # type: ignore[import-untyped]
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
-from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from local.sim_vonage import (
@@ -42,6 +41,7 @@ from parley.carriers.base import (
 from parley.carriers.config import CarrierConfig
 from parley.carriers.vonage_sms import VonageSmsCarrier, build
 from parley.domain.vocabulary import MessageStatus
+from tests.carrier_api import serving
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -136,17 +136,9 @@ class Stack:
 def stack() -> Iterator[Stack]:
     receiver = Receiver()
     holder = Stack(url="", receiver=receiver)
-    app = DispatcherMiddleware(receiver, {MOUNT: holder.sim_app})
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    holder.url = f"http://127.0.0.1:{server.port}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
+    with serving(DispatcherMiddleware(receiver, {MOUNT: holder.sim_app})) as url:
+        holder.url = url
         yield holder
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 @pytest.fixture

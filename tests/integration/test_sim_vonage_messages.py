@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +18,6 @@ import requests
 from vonage_jwt import verify_signature  # type: ignore[import-untyped]
 from werkzeug.exceptions import NotFound
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
-from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from local.sim_vonage_messages import (
@@ -44,9 +42,10 @@ from parley.carriers.base import (
 from parley.carriers.config import CarrierConfig
 from parley.carriers.vonage_messages import VonageMessagesCarrier, build
 from parley.domain.vocabulary import MessageStatus
+from tests.carrier_api import serving
 
 if TYPE_CHECKING:
-    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
 # Vonage lets people pick short signature secrets; PyJWT (inside vonage_jwt) warns about those.
 pytestmark = pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
@@ -57,20 +56,6 @@ CUSTOMER = "+14155550100"
 OTHER_CUSTOMER = "+14155550199"
 INBOUND = "/webhooks/vonage-messages/messages"
 STATUS = "/webhooks/vonage-messages/status"
-
-
-@contextmanager
-def serving(app: WSGIApplication) -> Iterator[str]:
-    """Run `app` on a threaded werkzeug server on a free local port; yield its base URL."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=2)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, parse_qsl, quote
@@ -24,7 +23,6 @@ from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 from werkzeug.exceptions import NotFound
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
-from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from local.sim_crm import SimulatedCrm
@@ -32,6 +30,7 @@ from local.sim_twilio import SimulatedTwilio
 from parley.config import Settings
 from parley.crm.registry import UnknownCrm, build_crm
 from parley.crm.webhook import CrmError, WebhookCrm, sign, verify
+from tests.carrier_api import serving
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -56,20 +55,6 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 3.0, what: str = 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.02)
-
-
-@contextmanager
-def serving(app: WSGIApplication) -> Iterator[str]:
-    """Run `app` on a threaded werkzeug server on a free local port; yield its base URL."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=2)
 
 
 def mounted(prefix: str, app: WSGIApplication) -> WSGIApplication:

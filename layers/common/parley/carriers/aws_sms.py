@@ -74,12 +74,12 @@ from parley.carriers.sns import (
     split_list,
 )
 from parley.domain.vocabulary import MessageStatus
+from parley.redact import mask
 
 logger = logging.getLogger(__name__)
 
 NAME: Final = "aws"
 SERVICE: Final = "pinpoint-sms-voice-v2"
-CONNECT_TIMEOUT_SECONDS: Final = 3.05
 CONTEXT_KEY: Final = "parley_message_id"  # echoed back in every delivery event's `context`
 SNS_TYPE_HEADER: Final = "x-amz-sns-message-type"
 
@@ -441,6 +441,8 @@ class AwsSmsCarrier:
                 import boto3
                 from botocore.config import Config
 
+                from parley.carriers.http import CONNECT_TIMEOUT_SECONDS
+
                 session = self._session_factory() if self._session_factory else boto3.session.Session()
                 self._client = session.client(
                     SERVICE,
@@ -561,26 +563,19 @@ def _short(value: object) -> str:
     return value[:256] if isinstance(value, str) else "?"
 
 
-def _mask(number: str) -> str:
-    """First two and last two characters only (same rule as parley.redact, kept local for the cold start)."""
-    if len(number) <= 5:
-        return "*" * len(number)
-    return number[:2] + "*" * (len(number) - 4) + number[-2:]
-
-
 def _log_outcome(text: OutboundText, outcome: SendOutcome) -> None:
     if isinstance(outcome, SendAccepted):
         logger.info(
             "AWS accepted text %s to %s as %s",
             text.message_id,
-            _mask(text.to_number),
+            mask(text.to_number),
             outcome.carrier_message_id,
         )
     else:
         logger.warning(
             "AWS send of %s to %s failed (%s, %s, HTTP %s): %s",
             text.message_id,
-            _mask(text.to_number),
+            mask(text.to_number),
             outcome.kind.value,
             outcome.error_code,
             outcome.http_status,

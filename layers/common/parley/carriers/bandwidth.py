@@ -41,6 +41,7 @@ from parley.carriers.base import (
 )
 from parley.carriers.config import CarrierConfig
 from parley.domain.vocabulary import MessageStatus
+from parley.redact import mask
 
 if TYPE_CHECKING:
     import requests
@@ -58,7 +59,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DEFAULT_API_BASE: Final = "https://messaging.bandwidth.com"
-CONNECT_TIMEOUT_SECONDS: Final = 3.05  # just over a TCP retransmit window
 MAX_TEXT_CHARS: Final = 2048  # Bandwidth rejects longer text fields
 MAX_EVENTS: Final = 1000  # Bandwidth batches a handful; bounds the work a bad body can cause
 LOOKUP_PAGE_SIZE: Final = 100
@@ -425,7 +425,7 @@ class BandwidthCarrier:
     def _post(self, text: OutboundText) -> SendOutcome:
         import requests
 
-        from parley.carriers.http import network_failure
+        from parley.carriers.http import CONNECT_TIMEOUT_SECONDS, json_object, network_failure
 
         payload: dict[str, Any] = {
             "applicationId": self.application_id,
@@ -447,7 +447,7 @@ class BandwidthCarrier:
             )
         except requests.RequestException as exc:
             return network_failure(exc)  # no idempotency: after the request left, reconcile first
-        return _send_outcome(response.status_code, _json_object(response))
+        return _send_outcome(response.status_code, json_object(response))
 
     def find_sent(self, text: OutboundText, since: datetime) -> SendAccepted | None:
         """Find a text Bandwidth may have accepted before an ambiguous failure (a 504 or read timeout).
@@ -458,6 +458,8 @@ class BandwidthCarrier:
         Raises BandwidthLookupError when the search itself fails: absence is never guessed.
         """
         import requests
+
+        from parley.carriers.http import CONNECT_TIMEOUT_SECONDS, json_object
 
         if not (self.account_id and self.username and self._api_password()):
             raise BandwidthLookupError("Bandwidth API credentials are not configured")
@@ -487,7 +489,7 @@ class BandwidthCarrier:
                 raise BandwidthLookupError(f"message search failed: {type(exc).__name__}") from exc
             if response.status_code != 200:
                 raise BandwidthLookupError(f"message search failed (HTTP {response.status_code})")
-            data = _json_object(response)
+            data = json_object(response)
             listed = data.get("messages")
             if not isinstance(listed, list):
                 raise BandwidthLookupError("message search answered without a message list")
@@ -514,9 +516,9 @@ class BandwidthCarrier:
 
     def _http(self) -> requests.Session:
         if self._session is None:
-            import requests
+            from parley.carriers.http import new_session
 
-            self._session = requests.Session()
+            self._session = new_session()
         return self._session
 
     def fetch_media(self, url: str) -> FetchedMedia:
@@ -712,14 +714,6 @@ def _candidates(
 # -- send helpers -----------------------------------------------------------------------------------
 
 
-def _json_object(response: requests.Response) -> dict[str, Any]:
-    try:
-        data = response.json()
-    except (ValueError, RecursionError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def _send_outcome(status: int, data: Mapping[str, Any]) -> SendOutcome:
     if 200 <= status < 300:
         message_id = data.get("id")
@@ -758,26 +752,19 @@ def _validation_reason(data: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _mask(number: str) -> str:
-    """A number for the logs: the first 2 and last 2 characters kept."""
-    if len(number) <= 4:
-        return "*" * len(number)
-    return number[:2] + "*" * (len(number) - 4) + number[-2:]
-
-
 def _log_outcome(text: OutboundText, outcome: SendOutcome) -> None:
     if isinstance(outcome, SendAccepted):
         logger.info(
             "bandwidth accepted %s to %s as %s",
             text.message_id,
-            _mask(text.to_number),
+            mask(text.to_number),
             outcome.carrier_message_id,
         )
     else:
         logger.warning(
             "bandwidth send %s to %s failed: %s, code=%s, http=%s",
             text.message_id,
-            _mask(text.to_number),
+            mask(text.to_number),
             outcome.kind,
             outcome.error_code,
             outcome.http_status,

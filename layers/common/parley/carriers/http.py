@@ -79,10 +79,11 @@ def never_connected(exc: BaseException) -> bool:
 
 
 def json_object(response: requests.Response) -> dict[str, Any]:
-    """The response's JSON object, or {} when the body is not one (error pages, empty bodies)."""
+    """The response's JSON object, or {} when the body is not one (error pages, empty bodies, and
+    JSON nested too deep to parse)."""
     try:
         data = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         return {}
     return data if isinstance(data, dict) else {}
 

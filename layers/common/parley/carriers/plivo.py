@@ -47,6 +47,7 @@ from parley.carriers.base import (
 )
 from parley.carriers.config import CarrierConfig
 from parley.domain.vocabulary import MessageStatus
+from parley.redact import mask
 
 if TYPE_CHECKING:
     import requests
@@ -71,7 +72,6 @@ V3_NONCE_HEADER: Final = "x-plivo-signature-v3-nonce"
 V2_HEADER: Final = "x-plivo-signature-v2"
 V2_MAIN_ACCOUNT_HEADER: Final = "x-plivo-signature-ma-v2"
 V2_NONCE_HEADER: Final = "x-plivo-signature-v2-nonce"
-CONNECT_TIMEOUT_SECONDS: Final = 3.05  # just over a TCP retransmit window, as requests advises
 EMPTY_XML: Final = '<?xml version="1.0" encoding="utf-8"?><Response></Response>'
 LIST_PAGE_SIZE: Final = 20  # Plivo's maximum for the message list
 LIST_MAX_PAGES: Final = 5
@@ -349,6 +349,8 @@ class PlivoCarrier:
         """
         import requests
 
+        from parley.carriers.http import CONNECT_TIMEOUT_SECONDS, network_failure
+
         payload: dict[str, Any] = {"src": text.from_number, "dst": text.to_number, "text": text.body}
         if text.status_callback_url:
             payload["url"] = text.status_callback_url
@@ -366,7 +368,7 @@ class PlivoCarrier:
                 allow_redirects=False,  # a redirected POST would silently become a GET
             )
         except requests.RequestException as exc:
-            outcome: SendOutcome = _network_failure(exc)
+            outcome: SendOutcome = network_failure(exc)  # no idempotency: reconcile first
         else:
             outcome = _send_outcome(response)
         _log_outcome(text, outcome)
@@ -383,6 +385,8 @@ class PlivoCarrier:
         attempt (less a little clock skew). Raises PlivoLookupError when the search itself fails.
         """
         import requests
+
+        from parley.carriers.http import CONNECT_TIMEOUT_SECONDS, json_object
 
         start = _as_utc(since) - LOOKUP_CLOCK_SKEW
         params = {
@@ -407,7 +411,7 @@ class PlivoCarrier:
                 raise PlivoLookupError(f"message search failed: {type(exc).__name__}") from exc
             if response.status_code != 200:
                 raise PlivoLookupError(f"message search failed (HTTP {response.status_code})")
-            data = _json_object(response)
+            data = json_object(response)
             objects = data.get("objects")
             if not isinstance(objects, list):
                 raise PlivoLookupError("message search answered without a list of messages")
@@ -424,11 +428,11 @@ class PlivoCarrier:
 
     def _http(self) -> requests.Session:
         if self._session is None:
-            import requests
+            from parley.carriers.http import new_session
 
             with self._session_lock:
                 if self._session is None:
-                    self._session = requests.Session()
+                    self._session = new_session()
         return self._session
 
     def _url(self, resource: str) -> str:
@@ -703,22 +707,7 @@ def _digits(number: object) -> str:
     return "".join(c for c in number if c.isdigit()) if isinstance(number, str) else ""
 
 
-def _mask(number: str) -> str:
-    """Keep the first two and last two characters (same rule as parley.redact, kept stdlib-local)."""
-    if len(number) <= 5:
-        return "*" * len(number)
-    return number[:2] + "*" * (len(number) - 4) + number[-2:]
-
-
 # -- send helpers -----------------------------------------------------------------------------------
-
-
-def _json_object(response: requests.Response) -> dict[str, Any]:
-    try:
-        data = response.json()
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def _error_text(data: Mapping[str, Any]) -> str:
@@ -759,8 +748,10 @@ def _listed_match(item: object, text: OutboundText, start: datetime) -> tuple[da
 
 
 def _send_outcome(response: requests.Response) -> SendOutcome:
+    from parley.carriers.http import json_object
+
     status = response.status_code
-    data = _json_object(response)
+    data = json_object(response)
     if 200 <= status < 300:
         uuids = data.get("message_uuid")
         first = uuids[0] if isinstance(uuids, list) and uuids else uuids
@@ -804,49 +795,12 @@ def _from_words(words: str) -> tuple[tuple[FailureKind, str], bool] | None:
     return None
 
 
-def _network_failure(exc: BaseException) -> SendFailed:
-    """Connection never made -> retry; anything after the request may have left -> reconcile."""
-    import requests
-
-    if isinstance(exc, requests.ConnectTimeout) or _never_connected(exc):
-        return SendFailed(FailureKind.TRANSIENT, "could not reach the carrier; it will be retried")
-    if isinstance(exc, requests.ReadTimeout):
-        return SendFailed(
-            FailureKind.AMBIGUOUS, "the carrier did not answer in time; checking before any retry"
-        )
-    if isinstance(exc, requests.exceptions.InvalidURL | requests.exceptions.MissingSchema):
-        return SendFailed(FailureKind.PERMANENT, "the carrier API address is misconfigured")
-    return SendFailed(
-        FailureKind.AMBIGUOUS, "the connection to the carrier broke after sending; checking before any retry"
-    )
-
-
-def _never_connected(exc: BaseException) -> bool:
-    """True when urllib3 says the TCP connection was never established (refused, DNS, connect timeout)."""
-    import urllib3.exceptions
-
-    seen: set[int] = set()
-    pending: list[object] = [exc]
-    while pending:
-        current = pending.pop()
-        if id(current) in seen or not isinstance(current, BaseException):
-            continue
-        seen.add(id(current))
-        if isinstance(current, urllib3.exceptions.ConnectTimeoutError | urllib3.exceptions.ClosedPoolError):
-            return True  # NewConnectionError and NameResolutionError are ConnectTimeoutError subclasses
-        if isinstance(current, urllib3.exceptions.ProtocolError):
-            return False  # the connection existed and broke: the request may have gone out
-        pending.extend(current.args)
-        pending.extend((getattr(current, "reason", None), current.__cause__, current.__context__))
-    return False
-
-
 def _log_outcome(text: OutboundText, outcome: SendOutcome) -> None:
     if isinstance(outcome, SendAccepted):
         logger.info(
             "plivo accepted %s to %s as %s (%s)",
             text.message_id,
-            _mask(text.to_number),
+            mask(text.to_number),
             outcome.carrier_message_id,
             outcome.carrier_status,
         )
@@ -854,7 +808,7 @@ def _log_outcome(text: OutboundText, outcome: SendOutcome) -> None:
         logger.warning(
             "plivo send %s to %s failed: %s, code=%s, http=%s, opted_out=%s",
             text.message_id,
-            _mask(text.to_number),
+            mask(text.to_number),
             outcome.kind,
             outcome.error_code,
             outcome.http_status,

@@ -44,6 +44,7 @@ from parley.carriers.base import (
 )
 from parley.carriers.config import CarrierConfig
 from parley.domain.vocabulary import MessageStatus
+from parley.redact import mask
 
 if TYPE_CHECKING:
     import requests
@@ -54,7 +55,6 @@ logger = logging.getLogger(__name__)
 SIGNATURE_HEADER: Final = "telnyx-signature-ed25519"
 TIMESTAMP_HEADER: Final = "telnyx-timestamp"
 FRESHNESS_SECONDS: Final = 300  # Telnyx's SDKs accept timestamps up to 5 minutes off, either way
-CONNECT_TIMEOUT_SECONDS: Final = 3.05  # just over a TCP retransmit window, as requests advises
 DEFAULT_API_BASE: Final = "https://api.telnyx.com"
 _PUBLIC_KEY_BYTES: Final = 32
 _SIGNATURE_BYTES: Final = 64
@@ -337,7 +337,7 @@ class TelnyxCarrier:
             raw=document,
         )
         logger.debug(
-            "telnyx inbound %s from %s to %s", message_id, _mask(event.from_number), _mask(event.to_number)
+            "telnyx inbound %s from %s to %s", message_id, mask(event.from_number), mask(event.to_number)
         )
         return [event]
 
@@ -400,6 +400,8 @@ class TelnyxCarrier:
             return failure
         import requests
 
+        from parley.carriers.http import CONNECT_TIMEOUT_SECONDS
+
         headers = {
             "Authorization": f"Bearer {api_key}",
             "Content-Type": "application/json",
@@ -455,9 +457,9 @@ class TelnyxCarrier:
 
     def _session(self) -> requests.Session:
         if self._http is None:
-            import requests
+            from parley.carriers.http import new_session
 
-            self._http = requests.Session()
+            self._http = new_session()
         return self._http
 
     def fetch_media(self, url: str) -> FetchedMedia:
@@ -638,14 +640,6 @@ def _timestamp(value: object) -> datetime | None:
 # -- send helpers -----------------------------------------------------------------------------------
 
 
-def _json_object(response: requests.Response) -> dict[str, Any]:
-    try:
-        data = response.json()
-    except (ValueError, RecursionError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def _accepted(document: Mapping[str, Any]) -> SendAccepted | None:
     data = document.get("data")
     if not isinstance(data, dict):
@@ -664,8 +658,10 @@ def _accepted(document: Mapping[str, Any]) -> SendAccepted | None:
 
 
 def _send_outcome(response: requests.Response) -> SendOutcome:
+    from parley.carriers.http import json_object
+
     status = response.status_code
-    document = _json_object(response)
+    document = json_object(response)
     if 200 <= status < 300:
         accepted = _accepted(document)
         if accepted is not None:
@@ -707,19 +703,12 @@ def _network_failure(exc: Exception) -> SendFailed:
     return SendFailed(_T, f"the carrier request failed ({type(exc).__name__}); it will be retried")
 
 
-def _mask(number: str) -> str:
-    """Keep the first two and last two characters: enough to tell numbers apart in a log."""
-    if len(number) <= 5:
-        return "*" * len(number)
-    return number[:2] + "*" * (len(number) - 4) + number[-2:]
-
-
 def _log_outcome(text: OutboundText, outcome: SendOutcome) -> None:
     if isinstance(outcome, SendAccepted):
         logger.info(
             "telnyx accepted %s to %s as %s (%s)",
             text.message_id,
-            _mask(text.to_number),
+            mask(text.to_number),
             outcome.carrier_message_id,
             outcome.carrier_status,
         )
@@ -727,7 +716,7 @@ def _log_outcome(text: OutboundText, outcome: SendOutcome) -> None:
         logger.warning(
             "telnyx send %s to %s failed: %s, code=%s, http=%s, opted_out=%s",
             text.message_id,
-            _mask(text.to_number),
+            mask(text.to_number),
             outcome.kind,
             outcome.error_code,
             outcome.http_status,

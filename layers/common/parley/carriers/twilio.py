@@ -36,7 +36,6 @@ from parley.carriers.base import (
     WebhookRequest,
 )
 from parley.carriers.config import CarrierConfig
-from parley.carriers.http import CONNECT_TIMEOUT_SECONDS, json_object, network_failure, new_session
 from parley.domain.vocabulary import MessageStatus
 from parley.redact import mask
 
@@ -172,6 +171,8 @@ class TwilioCarrier:
     def _session(self) -> requests.Session:
         """Created on first send: the webhook path verifies and parses without loading requests."""
         if self._http is None:
+            from parley.carriers.http import new_session
+
             self._http = self._session_override or new_session()
         return self._http
 
@@ -283,6 +284,8 @@ class TwilioCarrier:
         """POST one message; every carrier or network failure comes back as a classified SendFailed."""
         import requests
 
+        from parley.carriers.http import CONNECT_TIMEOUT_SECONDS, network_failure
+
         form: list[tuple[str, str]] = [
             ("To", text.to_number),
             ("From", text.from_number),
@@ -313,6 +316,8 @@ class TwilioCarrier:
         """
         import requests
 
+        from parley.carriers.http import CONNECT_TIMEOUT_SECONDS
+
         try:
             response = self._session.get(
                 self._url(f"Messages/{quote(carrier_message_id, safe='')}.json"),
@@ -336,6 +341,8 @@ class TwilioCarrier:
         look for one with the same recipient, sender and body created since the first attempt.
         """
         import requests
+
+        from parley.carriers.http import CONNECT_TIMEOUT_SECONDS, json_object
 
         params = {"To": text.to_number, "From": text.from_number, "DateSent>": since.strftime("%Y-%m-%d")}
         try:
@@ -553,6 +560,8 @@ def _rfc2822(value: object) -> datetime | None:
 
 
 def _accepted(response: requests.Response) -> SendAccepted | None:
+    from parley.carriers.http import json_object
+
     data = json_object(response)
     sid = data.get("sid")
     if not isinstance(sid, str) or not sid:
@@ -567,6 +576,8 @@ def _accepted(response: requests.Response) -> SendAccepted | None:
 
 
 def _send_outcome(response: requests.Response) -> SendOutcome:
+    from parley.carriers.http import json_object
+
     status = response.status_code
     if 200 <= status < 300:
         accepted = _accepted(response)

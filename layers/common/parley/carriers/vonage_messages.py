@@ -49,6 +49,7 @@ from parley.carriers.base import (
 )
 from parley.carriers.config import CarrierConfig
 from parley.domain.vocabulary import MessageStatus
+from parley.redact import mask
 
 if TYPE_CHECKING:
     import requests
@@ -60,7 +61,6 @@ DEFAULT_API_BASE: Final = "https://api.nexmo.com"
 SEND_PATH: Final = "/v1/messages"
 DEFAULT_MAX_AGE_SECONDS: Final = 300.0
 CLOCK_SKEW_SECONDS: Final = 60.0  # Vonage's clock may run a little ahead of ours
-CONNECT_TIMEOUT_SECONDS: Final = 3.05  # just over a TCP retransmit window, as requests advises
 _MAX_TOKEN_CHARS: Final = 8192  # Vonage's tokens are a few hundred characters
 _MAX_CODE_CHARS: Final = 64
 _MAX_REASON_CHARS: Final = 300
@@ -410,6 +410,8 @@ class VonageMessagesCarrier:
 
         import requests  # off the webhook's import path
 
+        from parley.carriers.http import CONNECT_TIMEOUT_SECONDS
+
         try:
             response = self._http().post(
                 self.api_base + SEND_PATH,
@@ -425,11 +427,11 @@ class VonageMessagesCarrier:
 
     def _http(self) -> requests.Session:
         if self._session is None:
-            import requests
+            from parley.carriers.http import new_session
 
             with self._lock:
                 if self._session is None:
-                    self._session = requests.Session()
+                    self._session = new_session()
         return self._session
 
     def fetch_media(self, url: str) -> FetchedMedia:
@@ -652,17 +654,11 @@ def _request_body(text: OutboundText) -> dict[str, Any]:
     return body
 
 
-def _json_response(response: requests.Response) -> dict[str, Any]:
-    try:
-        data = response.json()
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def _send_outcome(response: requests.Response) -> SendOutcome:
+    from parley.carriers.http import json_object
+
     status = response.status_code
-    data = _json_response(response)
+    data = json_object(response)
     if 200 <= status < 300:
         message_uuid = data.get("message_uuid")
         if isinstance(message_uuid, str) and message_uuid.strip():
@@ -691,10 +687,16 @@ def _invalid_parameter(problem: Mapping[str, Any], name: str) -> bool:
 
 
 def _network_failure(exc: requests.RequestException) -> SendFailed:
-    """Connection never made → retry; anything after the request may have left → AMBIGUOUS."""
+    """Connection never made → retry; anything after the request may have left → AMBIGUOUS.
+
+    The logic of parley.carriers.http.network_failure, but with no message lookup here (see the
+    module docstring) the reasons don't promise a check before any retry.
+    """
     import requests
 
-    if isinstance(exc, requests.ConnectTimeout) or _never_connected(exc):
+    from parley.carriers.http import never_connected
+
+    if isinstance(exc, requests.ConnectTimeout) or never_connected(exc):
         return SendFailed(_T, "could not reach the carrier; it will be retried")
     if isinstance(exc, requests.ReadTimeout):
         return SendFailed(FailureKind.AMBIGUOUS, "the carrier did not answer in time; it may have the text")
@@ -705,46 +707,19 @@ def _network_failure(exc: requests.RequestException) -> SendFailed:
     )
 
 
-def _never_connected(exc: BaseException) -> bool:
-    """True when urllib3 says the TCP connection was never made (refused, DNS, connect timeout)."""
-    import urllib3.exceptions
-
-    seen: set[int] = set()
-    pending: list[object] = [exc]
-    while pending:
-        current = pending.pop()
-        if id(current) in seen or not isinstance(current, BaseException):
-            continue
-        seen.add(id(current))
-        if isinstance(current, urllib3.exceptions.ConnectTimeoutError | urllib3.exceptions.ClosedPoolError):
-            return True  # NewConnectionError and NameResolutionError are ConnectTimeoutError subclasses
-        if isinstance(current, urllib3.exceptions.ProtocolError):
-            return False  # the connection existed and broke: the request may have gone out
-        pending.extend(current.args)
-        pending.extend((getattr(current, "reason", None), current.__cause__, current.__context__))
-    return False
-
-
-def _mask(number: str) -> str:
-    """First two and last two characters only, for logs read by people who needn't see the rest."""
-    if len(number) <= 5:
-        return "*" * len(number)
-    return number[:2] + "*" * (len(number) - 4) + number[-2:]
-
-
 def _log_outcome(text: OutboundText, outcome: SendOutcome) -> None:
     if isinstance(outcome, SendAccepted):
         logger.info(
             "vonage-messages accepted %s to %s as %s",
             text.message_id,
-            _mask(text.to_number),
+            mask(text.to_number),
             outcome.carrier_message_id,
         )
     else:
         logger.warning(
             "vonage-messages send %s to %s failed: %s, code=%s, http=%s",
             text.message_id,
-            _mask(text.to_number),
+            mask(text.to_number),
             outcome.kind,
             outcome.error_code,
             outcome.http_status,

@@ -57,6 +57,7 @@ from parley.carriers.base import (
 )
 from parley.carriers.config import CarrierConfig
 from parley.domain.vocabulary import MessageStatus
+from parley.redact import mask
 
 if TYPE_CHECKING:
     import requests
@@ -66,7 +67,6 @@ logger = logging.getLogger(__name__)
 NAME: Final = "vonage"
 DEFAULT_API_BASE: Final = "https://rest.nexmo.com"
 SEND_PATH: Final = "/sms/json"
-CONNECT_TIMEOUT_SECONDS: Final = 3.05  # just over a TCP retransmit window, as requests advises
 DEFAULT_TOLERANCE_SECONDS: Final = 300.0
 SIGNATURE_METHODS: Final = ("md5hash", "md5", "sha1", "sha256", "sha512")
 ACCEPTED_STATUS: Final = "submitted"  # our word for a send answered with status "0" on every part
@@ -341,6 +341,7 @@ class VonageSmsCarrier:
         """POST one text to /sms/json; every carrier or network failure comes back as a SendFailed."""
         import requests
 
+        from parley.carriers.http import CONNECT_TIMEOUT_SECONDS, network_failure
         from parley.domain.encoding import is_gsm7
 
         outcome: SendOutcome
@@ -379,7 +380,7 @@ class VonageSmsCarrier:
                 allow_redirects=False,  # a redirected POST would silently become a GET
             )
         except requests.RequestException as exc:
-            outcome = _network_failure(exc)
+            outcome = network_failure(exc)  # no idempotency: after the request left, reconcile first
         else:
             outcome = _send_outcome(response)
         _log_outcome(text, outcome)
@@ -424,9 +425,9 @@ class VonageSmsCarrier:
 
     def _http(self) -> requests.Session:
         if self._session is None:
-            import requests
+            from parley.carriers.http import new_session
 
-            self._session = requests.Session()
+            self._session = new_session()
         return self._session
 
 
@@ -620,25 +621,19 @@ def _scts(value: str | None) -> datetime | None:
 # -- send helpers -----------------------------------------------------------------------------------
 
 
-def _json_object(response: requests.Response) -> dict[str, Any]:
-    try:
-        data = response.json()
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def _text(value: object) -> str:
     return str(value).strip() if isinstance(value, str | int) and not isinstance(value, bool) else ""
 
 
 def _send_outcome(response: requests.Response) -> SendOutcome:
     """Read Vonage's answer: HTTP errors by status; HTTP 200 by each part's `status` field."""
+    from parley.carriers.http import json_object
+
     http = response.status_code
     if not 200 <= http < 300:
         kind, reason = classify(None, http)
         return SendFailed(kind, reason, None, http)
-    data = _json_object(response)
+    data = json_object(response)
     listed = data.get("messages")
     parts = [m for m in listed if isinstance(m, dict)] if isinstance(listed, list) else []
     statuses = [_text(part.get("status")) for part in parts]
@@ -669,56 +664,12 @@ def _send_outcome(response: requests.Response) -> SendOutcome:
     return SendFailed(kind, reason, code, http)
 
 
-def _network_failure(exc: BaseException) -> SendFailed:
-    """Connection never made -> retry; anything after the request may have left -> reconcile."""
-    import requests
-
-    if isinstance(exc, requests.ConnectTimeout) or _never_connected(exc):
-        return SendFailed(_T, "could not reach the carrier; it will be retried")
-    if isinstance(exc, requests.ReadTimeout):
-        return SendFailed(
-            FailureKind.AMBIGUOUS, "the carrier did not answer in time; checking before any retry"
-        )
-    if isinstance(exc, requests.exceptions.InvalidURL | requests.exceptions.MissingSchema):
-        return SendFailed(_P, "the carrier API address is misconfigured")
-    return SendFailed(
-        FailureKind.AMBIGUOUS, "the connection to the carrier broke after sending; checking before any retry"
-    )
-
-
-def _never_connected(exc: BaseException) -> bool:
-    """True when urllib3 says the TCP connection was never made (refused, DNS, connect timeout)."""
-    import urllib3.exceptions
-
-    seen: set[int] = set()
-    pending: list[object] = [exc]
-    while pending:
-        current = pending.pop()
-        if id(current) in seen or not isinstance(current, BaseException):
-            continue
-        seen.add(id(current))
-        if isinstance(current, urllib3.exceptions.ConnectTimeoutError | urllib3.exceptions.ClosedPoolError):
-            return True  # NewConnectionError and NameResolutionError are ConnectTimeoutError subclasses
-        if isinstance(current, urllib3.exceptions.ProtocolError):
-            return False  # the connection existed and broke: the request may have gone out
-        pending.extend(current.args)
-        pending.extend((getattr(current, "reason", None), current.__cause__, current.__context__))
-    return False
-
-
-def _mask(number: str) -> str:
-    """First two and last two characters only, for logs."""
-    if len(number) <= 5:
-        return "*" * len(number)
-    return number[:2] + "*" * (len(number) - 4) + number[-2:]
-
-
 def _log_outcome(text: OutboundText, outcome: SendOutcome) -> None:
     if isinstance(outcome, SendAccepted):
         logger.info(
             "vonage accepted %s to %s as %s (%s part(s))",
             text.message_id,
-            _mask(text.to_number),
+            mask(text.to_number),
             outcome.carrier_message_id,
             outcome.segments,
         )
@@ -726,7 +677,7 @@ def _log_outcome(text: OutboundText, outcome: SendOutcome) -> None:
         logger.warning(
             "vonage send %s to %s failed: %s, code=%s, http=%s",
             text.message_id,
-            _mask(text.to_number),
+            mask(text.to_number),
             outcome.kind,
             outcome.error_code,
             outcome.http_status,
