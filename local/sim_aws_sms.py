@@ -20,6 +20,7 @@ AWS API (SigV4 with the simulator's key pair, service ``sms-voice``):
     GET  /cert.pem (also /SimpleNotificationService-<hash>.pem, the SigningCertURL) -> the certificate
 Control plane (no auth; JSON):
     POST /_inbound    {"from", "to", "body", "repeat"} -> a phone texting us (one SNS message, repeated)
+    POST /_sign       an SNS message -> the same message signed by this simulator (for local tests)
     POST /_subscribe  {} -> a signed SubscriptionConfirmation to our webhook
     POST /_faults     {"kind", "count", "to", "error_code", "hold_seconds"};  GET /_faults;  DELETE /_faults
     GET  /_messages   every accepted text with its events;  DELETE /_messages resets everything
@@ -106,6 +107,7 @@ _URLS = Map(
         Rule("/<name>.pem", endpoint="cert", methods=["GET"]),
         Rule("/_inbound", endpoint="inbound", methods=["POST"]),
         Rule("/_subscribe", endpoint="subscribe", methods=["POST"]),
+        Rule("/_sign", endpoint="sign", methods=["POST"]),
         Rule("/_faults", endpoint="faults", methods=["GET", "POST", "DELETE"]),
         Rule("/_messages", endpoint="sim_messages", methods=["GET", "DELETE"]),
     ]
@@ -494,6 +496,10 @@ class SimulatedAwsSms(Simulator[AwsApiError]):
             return Response(self.certificate_pem, content_type="application/x-pem-file")
         if endpoint == "subscribe":
             return json_response(self.request_subscription())
+        if endpoint == "sign":  # local tests: sign an SNS message as this topic, to post it themselves
+            message = read_json_object(request)
+            stripped = {k: v for k, v in message.items() if k not in ("Signature", "SignatureVersion")}
+            return json_response(self._signed({**stripped, "TopicArn": self.topic_arn}))
         if request.method == "GET":
             return self._confirm_subscription(request)
         return self._api(request)
