@@ -271,9 +271,9 @@ def _print_banner(stack: Any) -> None:
         "Parley is running locally (Ctrl-C to stop)",
         f"  API               {base}/v1/...",
         f"  carrier webhooks  {base}/webhooks/{{carrier}}/{{kind}}",
-        f"  simulated Twilio  {base}/_sim/twilio"
-        + ("" if "twilio" in stack.simulators else "  (not available)"),
+        *(f"  simulated {name:<8}{base}/_sim/{name}" for name in sorted(stack.simulators) if name != "crm"),
         f"  simulated CRM     {base}/_sim/crm" + ("" if "crm" in stack.simulators else "  (not available)"),
+        "  our numbers       parley numbers  (which carrier serves each, and its webhook URLs)",
         f"  health            {base}/_local/health",
         f"  queues            {base}/_local/queues",
         f"  moto (AWS)        {stack.endpoint_url}",
