@@ -314,6 +314,8 @@ class LocalStack:
             "PARLEY_CRM_WEBHOOK_URL": f"{base_url}/_sim/crm",
             "PARLEY_CRM_SIGNING_SECRET": os.environ.get("PARLEY_CRM_SIGNING_SECRET", DEFAULT_CRM_SECRET),
             "PARLEY_RETRY_BASE_SECONDS": "1",
+            # Off locally unless asked for, so a demo at night still sends (the template's default is on).
+            "PARLEY_QUIET_HOURS": os.environ.get("PARLEY_QUIET_HOURS", ""),
         }
 
     def _set_aws_env(self) -> None:

@@ -579,6 +579,7 @@ class World:
         policy: RetryPolicy | None = None,
         max_segments: int = 10,
         apply_parked: bool = True,
+        quiet_hours: str = "",
     ) -> SendService:
         return SendService(
             messages=self.messages,
@@ -596,6 +597,7 @@ class World:
             status_callback_url=lambda carrier: f"https://hooks.example.test/webhooks/{carrier}/status",
             on_carrier_id=self.processor().apply_parked if apply_parked else None,
             opt_outs=self.opt_outs,
+            quiet_hours=quiet_hours,
             compliance_texts={
                 Keyword.OPT_OUT: "You're unsubscribed. Reply START to resubscribe.",
                 Keyword.OPT_IN: "You're resubscribed. Reply STOP to unsubscribe.",

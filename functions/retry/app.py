@@ -27,7 +27,14 @@ def handler(event: dict[str, Any], context: Any) -> PartialItemFailureResponse |
     app = container()
     result = {
         "receipts_applied": app.processor.sweep_parked(),
-        "released": app.sender.release_due(app.messages.list_view("scheduled", limit=100, cursor=None).items),
+        "released": app.sender.release_due(
+            app.messages.list_view("scheduled", limit=100, cursor=None).items
+            + [
+                m
+                for m in app.messages.list_view("pending", limit=100, cursor=None).items
+                if m.status == "held"
+            ]
+        ),
         "recovered": app.sender.recover_stuck(
             app.messages.list_view("pending", limit=100, cursor=None).items
         ),

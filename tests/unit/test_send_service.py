@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -763,3 +763,55 @@ def test_render_fills_a_template_from_the_recipients_contact_and_names_missing_f
     assert sender.render(body=None, template_id="t", merge_values={}, to=ANA) == "Hi Ana, soon"
     with pytest.raises(SendRejected, match="first_name"):
         sender.render(body=None, template_id="t", merge_values={}, to=BO)
+
+
+# -- quiet hours ----------------------------------------------------------------------------------
+
+
+def quiet_world(at_utc: datetime) -> World:
+    world = World()
+    numbers(world)
+    world.clock.set(at_utc)
+    return world
+
+
+def test_a_text_due_at_night_in_the_recipients_zone_is_held_and_sent_when_it_opens() -> None:
+    world = quiet_world(datetime(2026, 11, 28, 7, 0, tzinfo=UTC))  # 23:00 in Los Angeles (+1415...)
+    sender = world.sender(quiet_hours="21:00-08:00")
+
+    (held,) = sender.handle_request(req(ANA), "req-night")
+    assert held.status is MessageStatus.HELD
+    assert held.next_attempt_at == datetime(2026, 11, 28, 16, 0, tzinfo=UTC)
+    assert world.carrier.sent == []
+
+    world.clock.set(datetime(2026, 11, 28, 15, 59, tzinfo=UTC))
+    assert sender.release_due([message(world, held.message_id)]) == 0
+    world.clock.set(datetime(2026, 11, 28, 16, 0, tzinfo=UTC))
+    assert sender.release_due([message(world, held.message_id)]) == 1
+    assert world.send_queue.bodies[-1] == {"message_id": held.message_id}
+
+
+def test_a_number_without_quiet_hours_sends_at_night_and_the_stop_confirmation_is_never_held() -> None:
+    world = quiet_world(datetime(2026, 11, 28, 7, 0, tzinfo=UTC))
+    world.numbers.save(OurNumber(number=SECOND, carrier="fake", quiet_hours=""))
+    sender = world.sender(quiet_hours="21:00-08:00")
+
+    (own_rule,) = sender.handle_request(req(ANA, **{"from": SECOND}), "req-own")
+    confirmation = sender.send_compliance_reply(Keyword.OPT_OUT, BO, DEFAULT, "in_stop")
+
+    assert own_rule.status is MessageStatus.ACCEPTED
+    assert confirmation is not None and confirmation.status is MessageStatus.ACCEPTED
+
+
+def test_a_scheduled_text_falling_due_at_night_waits_for_the_morning() -> None:
+    world = quiet_world(datetime(2026, 11, 28, 1, 0, tzinfo=UTC))  # 17:00 in Los Angeles
+    sender = world.sender(quiet_hours="21:00-08:00")
+    send_at = datetime(2026, 11, 28, 6, 0, tzinfo=UTC)  # 22:00 there
+    (scheduled,) = sender.submit(req(ANA, send_at=send_at.isoformat()), "req-late")
+
+    world.clock.set(send_at)
+    assert sender.release_due([message(world, scheduled.message_id)]) == 0
+
+    waiting = message(world, scheduled.message_id)
+    assert waiting.status is MessageStatus.HELD
+    assert waiting.next_attempt_at == datetime(2026, 11, 28, 16, 0, tzinfo=UTC)

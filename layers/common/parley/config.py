@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     opt_in_reply: str = "You're resubscribed to {org} texts. Reply STOP to unsubscribe, HELP for help."
     help_reply: str = "{org}: reply STOP to unsubscribe, START to resubscribe. Msg & data rates may apply."
     org_timezone: str = "UTC"
+    # No texts in this window of the recipient's local time ("" = none); held ones go when it opens.
+    quiet_hours: str = ""
 
 
 @cache

@@ -204,6 +204,8 @@ class Container:
             status_callback_url=self.status_callback_url,
             on_carrier_id=self.processor.apply_parked,
             opt_outs=self.opt_outs,
+            quiet_hours=settings.quiet_hours,
+            fallback_zone=settings.org_timezone,
             compliance_texts={
                 Keyword.OPT_OUT: settings.opt_out_reply.format(org=settings.org_name),
                 Keyword.OPT_IN: settings.opt_in_reply.format(org=settings.org_name),

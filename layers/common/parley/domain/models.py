@@ -242,6 +242,7 @@ class OurNumber(BaseModel):
     team: str = "default"
     is_default: bool = False
     capabilities: list[str] = Field(default_factory=lambda: ["sms"])
+    quiet_hours: str | None = None  # "21:00-08:00" for this number; None follows the organisation
 
 
 class ConsentChange(BaseModel):

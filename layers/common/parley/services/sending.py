@@ -7,6 +7,7 @@ which makes a redelivered request a no-op instead of a second text.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from parley.domain.models import (
     StatusChange,
 )
 from parley.domain.phone import mask
+from parley.domain.quiet_hours import parse_window, recipient_zone
 from parley.domain.retry import RetryPolicy
 from parley.domain.status import rank
 from parley.domain.templates import MissingMergeField, render
@@ -110,7 +112,11 @@ class SendService:
         on_carrier_id: Callable[[str, str], object] | None = None,
         opt_outs: OptOutRepository | None = None,
         compliance_texts: Mapping[Keyword, str] | None = None,
+        quiet_hours: str = "",
+        fallback_zone: str = "UTC",
     ) -> None:
+        self._quiet_hours = parse_window(quiet_hours)
+        self._fallback_zone = fallback_zone
         self._opt_outs = opt_outs
         self._compliance_texts = dict(compliance_texts or {})
         self._messages = messages
@@ -253,9 +259,14 @@ class SendService:
                 out.append((existing, False))
                 continue
             status = MessageStatus.SCHEDULED if scheduled else MessageStatus.QUEUED
+            next_attempt_at = request.send_at if scheduled else None
             suppressed_reason = None if compliance else self._suppression(draft.to)
             if suppressed_reason is not None:
                 status = MessageStatus.SUPPRESSED
+            elif not scheduled and not compliance:  # the legally required answers are never held
+                opens = self._quiet_opens(draft.sender, draft.to, now)
+                if opens is not None:
+                    status, next_attempt_at = MessageStatus.HELD, opens
             message = Message(
                 message_id=draft.message_id,
                 direction=Direction.OUTBOUND,
@@ -273,7 +284,7 @@ class SendService:
                 request_id=request_key,
                 requested_by=request.requested_by,
                 metadata=request.metadata,
-                next_attempt_at=request.send_at if scheduled else None,
+                next_attempt_at=next_attempt_at,
                 team=team,
                 sender_reason=draft.sender_reason,
                 error_reason=suppressed_reason,
@@ -308,6 +319,13 @@ class SendService:
             )
             out.append((message, True))
         return out
+
+    def _quiet_opens(self, sender: OurNumber, to: str, now: datetime) -> datetime | None:
+        """When the recipient's quiet hours end, if they are in them now (the sender's own window wins)."""
+        window = self._quiet_hours if sender.quiet_hours is None else parse_window(sender.quiet_hours)
+        if window is None:
+            return None
+        return window.opens_at(now, recipient_zone(to, self._fallback_zone))
 
     def _suppression(self, to: str) -> str | None:
         """Why this recipient must not be texted, if they mustn't (the did-not-trigger view shows it)."""
@@ -583,6 +601,24 @@ class SendService:
             if message.status not in (MessageStatus.SCHEDULED, MessageStatus.HELD):
                 continue  # cancelled or already released since the view was read
             if message.next_attempt_at is not None and message.next_attempt_at > now:
+                continue
+            sender = self._numbers.get(message.our_number)
+            opens = self._quiet_opens(sender, message.customer_number, now) if sender else None
+            if opens is not None:  # a scheduled text that falls due at night waits for the morning
+                with contextlib.suppress(ConflictError):
+                    self._messages.update(
+                        message.model_copy(
+                            update={
+                                "status": MessageStatus.HELD,
+                                "next_attempt_at": opens,
+                                "history": [
+                                    *message.history,
+                                    _change(MessageStatus.HELD, now, "quiet hours"),
+                                ],
+                            }
+                        ),
+                        expected_version=message.version,
+                    )
                 continue
             try:  # a plain versioned write: if it was cancelled meanwhile, the write loses
                 self._messages.update(
