@@ -191,6 +191,12 @@ class InMemoryMessages:
         found = self.items.get(message_id)
         return found.model_copy(deep=True) if found else None
 
+    def insert(self, message: Message) -> bool:
+        if message.message_id in self.items:
+            return False
+        self.items[message.message_id] = message.model_copy(deep=True)
+        return True
+
     def insert_with_conversation(self, message: Message, delta: ConversationDelta) -> bool:
         if message.message_id in self.items:
             return False

@@ -30,9 +30,17 @@ def process(record: SQSRecord) -> None:
             logger.set_correlation_id(job.request_key)
             app.sender.handle_request(job.request, job.request_key)
     except (ValueError, ValidationError, SendRejected) as exc:
-        # Retrying can't fix a bad request: record it where people look, and consume it.
-        logger.error("send request rejected", extra={"reason": str(exc), "sqs_message_id": record.message_id})
-        app.events.publish("SendRequestRejected", {"reason": str(exc), "body": record.body[:2000]})
+        # Retrying can't fix a bad request: it becomes failed messages where people look, and is consumed.
+        app.sender.record_rejected(record.body, record.message_id, _reason(exc))
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'request'}: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()
+        )
+    return str(exc)
 
 
 @logger.inject_lambda_context

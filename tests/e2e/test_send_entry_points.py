@@ -10,6 +10,7 @@ import boto3
 import pytest
 import requests
 
+from parley.domain.ids import outbound_message_id
 from tests.e2e.conftest import Stack, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -76,11 +77,18 @@ def test_a_raw_sqs_send_request_reaches_every_recipient(stack: Stack) -> None:
         assert len(stack.sim_messages(number)) == 1
 
 
-def test_an_invalid_queued_request_is_consumed_not_retried_forever(stack: Stack) -> None:
+def test_an_invalid_queued_request_becomes_a_visible_failed_message_and_is_not_retried(stack: Stack) -> None:
     sqs = _aws(stack, "sqs")
     queue_url = _resources(stack)["SendQueue"]["url"]
 
-    sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps({"to": ["not a number"], "body": "x"}))
+    sent = sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps({"to": ["not a number"], "body": "x"}))
+
+    message_id = outbound_message_id(f"rejected:{sent['MessageId']}", "not a number")
+    failed = wait_until(
+        lambda: (r := stack.api("GET", f"/v1/messages/{message_id}")).status_code == 200 and r.json()
+    )
+    assert failed["status"] == "failed"
+    assert "not a number" in failed["error_reason"] and "rejected" in failed["error_reason"]
 
     def drained() -> bool:
         depths = requests.get(stack.url("/_local/queues"), timeout=10).json()

@@ -815,3 +815,21 @@ def test_a_scheduled_text_falling_due_at_night_waits_for_the_morning() -> None:
     waiting = message(world, scheduled.message_id)
     assert waiting.status is MessageStatus.HELD
     assert waiting.next_attempt_at == datetime(2026, 11, 28, 16, 0, tzinfo=UTC)
+
+
+def test_a_rejected_queued_request_becomes_failed_messages_once_without_conversations(world: World) -> None:
+    sender = world.sender()
+    body = json.dumps(
+        {"detail-type": "SendMessage", "id": "ev-1", "detail": {"to": ["12", ANA], "body": "x"}}
+    )
+
+    first = sender.record_rejected(body, "rec-1", "to.0: '12' has the wrong number of digits")
+    again = sender.record_rejected(body, "rec-1", "to.0: '12' has the wrong number of digits")
+
+    assert [m.customer_number for m in first] == ["12", ANA]
+    assert all(
+        m.status is MessageStatus.FAILED and "wrong number of digits" in (m.error_reason or "") for m in first
+    )
+    assert again == []  # a redelivery adds nothing
+    assert world.conversations.get(ANA) is None  # nothing was sent, so no conversation
+    assert world.events.types.count("MessageFailed") == 2

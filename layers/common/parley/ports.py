@@ -55,6 +55,11 @@ class ConversationDelta:
 class MessageRepository(Protocol):
     def get(self, message_id: str) -> Message | None: ...
 
+    def insert(self, message: Message) -> bool:
+        """Store a message that belongs to no conversation (a request rejected before it had a valid
+        recipient); False when it already exists."""
+        ...
+
     def insert_with_conversation(self, message: Message, delta: ConversationDelta) -> bool:
         """Store a new message and fold it into its conversation, atomically.
 

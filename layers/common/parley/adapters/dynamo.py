@@ -298,6 +298,15 @@ class DynamoMessages:
         except MessageItem.DoesNotExist:
             return None
 
+    def insert(self, message: Message) -> bool:
+        try:
+            self._to_item(message).save(condition=MessageItem.message_id.does_not_exist())
+        except PutError as exc:
+            if exc.cause_response_code == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
     def insert_with_conversation(self, message: Message, delta: ConversationDelta) -> bool:
         item = self._to_item(message)
         current = ConversationItem.get(delta.customer_number) if _exists(delta.customer_number) else None

@@ -572,6 +572,42 @@ class SendService:
                 current = fresh
         raise ConflictError(message.message_id)
 
+    def record_rejected(self, body: str, record_id: str, reason: str) -> list[Message]:
+        """A queued or EventBridge request that can't be sent becomes visible failed messages (one per
+        recipient it named, in the Failed view) instead of vanishing; redelivery adds nothing."""
+        data = _request_data(body)
+        raw_to = data.get("to")
+        recipients = (
+            [str(t)[:64] for t in raw_to] if isinstance(raw_to, list) and raw_to else ["(no recipient)"]
+        )
+        key = str(data.get("idempotency_key") or f"rejected:{record_id}")
+        text = (
+            data.get("body") if isinstance(data.get("body"), str) else f"(template {data.get('template_id')})"
+        )
+        now = self._clock()
+        stored = []
+        for raw in recipients[:100]:
+            message = Message(
+                message_id=outbound_message_id(key, raw),
+                direction=Direction.OUTBOUND,
+                customer_number=raw,
+                our_number=str(data.get("from") or ""),
+                body=str(text)[:1600],
+                status=MessageStatus.FAILED,
+                carrier="",
+                created_at=now,
+                updated_at=now,
+                error_reason=f"the send request was rejected: {reason}"[:1000],
+                history=[_change(MessageStatus.FAILED, now, "request rejected")],
+                request_id=key,
+                metadata=data.get("metadata") if isinstance(data.get("metadata"), dict) else {},
+            )
+            if self._messages.insert(message):
+                stored.append(message)
+                self._events.publish("MessageFailed", _detail(message))
+        logger.error("send request rejected", extra={"reason": reason, "messages": len(stored)})
+        return stored
+
     # -- the sweep ---------------------------------------------------------------------------------
 
     def recover_stuck(self, pending: list[Message]) -> int:
@@ -699,6 +735,19 @@ class SendJob:
     request: SendRequest | None = None
     request_key: str | None = None
     compliance: ComplianceJob | None = None
+
+
+def _request_data(body: str) -> dict[str, Any]:
+    """The request object inside a send record, however it arrived; {} when there is none."""
+    import json
+
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return {}
+    if isinstance(data, dict) and "detail-type" in data and isinstance(data.get("detail"), dict):
+        data = data["detail"]
+    return data if isinstance(data, dict) else {}
 
 
 def parse_send_record(body: str, record_id: str) -> SendJob:
