@@ -4,7 +4,10 @@
    (importing boto3 and creating one client) measured in the same run, since absolute times on a
    shared machine mean little.
 2. AWS calls per operation (webhook ack, processing one inbound text, one send), counted with a
-   botocore `before-call` event hook on every client, against moto in-process.
+   botocore `before-call` event hook on every client, against moto in-process; from the same hook,
+   DynamoDB write and read units per sent message and what a million sent messages cost.
+3. A rate-limited burst through SendService (in-memory stores, fake carrier, simulated clock): the
+   achieved rate as a ratio to the configured one, and that no text is dropped.
 """
 
 from __future__ import annotations
@@ -69,6 +72,7 @@ class CallCounter:
 
     def __init__(self) -> None:
         self.calls: Counter[str] = Counter()
+        self.dynamo: list[tuple[str, dict[str, Any]]] = []  # (operation, params) of DynamoDB calls
 
     def install(self) -> None:
         import botocore.session
@@ -83,12 +87,65 @@ class CallCounter:
 
         botocore.session.Session.create_client = create_client
 
-    def _on_call(self, model: Any, **_: Any) -> None:
+    def _on_call(self, model: Any, params: Any = None, **_: Any) -> None:
         self.calls[f"{model.service_model.service_name}:{model.name}"] += 1
+        if model.service_model.service_name == "dynamodb":  # params is the serialised request
+            body = (params or {}).get("body") or b"{}"
+            self.dynamo.append((model.name, json.loads(body)))
 
     def take(self) -> Counter[str]:
         taken, self.calls = self.calls, Counter()
+        self.dynamo = []
         return taken
+
+    def take_dynamo(self) -> list[tuple[str, dict[str, Any]]]:
+        taken, self.dynamo = self.dynamo, []
+        return taken
+
+
+# On-demand list prices, us-east-1, dollars per million request units.
+WRITE_PRICE = 0.625
+READ_PRICE = 0.125
+
+
+def _written_attributes(op: str, params: dict[str, Any]) -> set[str]:
+    if op == "Put":
+        return set(params.get("Item", {}))
+    if op == "Update":  # the key, and every attribute the update expression names
+        return set(params.get("Key", {})) | set(params.get("ExpressionAttributeNames", {}).values())
+    return set()
+
+
+def dynamo_units(
+    calls: list[tuple[str, dict[str, Any]]], gsi_keys: dict[str, list[set[str]]]
+) -> tuple[float, float, float]:
+    """(write units, write units billed with transactions at 2 per item, read units) for these calls.
+
+    A write is 1 unit per item plus 1 per global index whose key attributes the item has (items are
+    taken as under 1 KB, which the bench's are). Reads: 1 per strongly consistent GetItem, 0.5 per
+    eventually consistent one, and 0.5 per Query or Scan page (one 4 KB page assumed).
+    """
+    writes = billed = reads = 0.0
+    for name, params in calls:
+        items: list[tuple[str, dict[str, Any]]] = []
+        if name == "PutItem":
+            items = [("Put", params)]
+        elif name == "UpdateItem":
+            items = [("Update", params)]
+        elif name == "TransactWriteItems":
+            items = [(k, v) for t in params.get("TransactItems", []) for k, v in t.items()]
+        elif name == "GetItem":
+            reads += 1.0 if params.get("ConsistentRead") else 0.5
+        elif name in ("Query", "Scan"):
+            reads += 0.5
+        for op, item in items:
+            if op not in ("Put", "Update"):
+                continue
+            attributes = _written_attributes(op, item)
+            units = 1 + sum(1 for keys in gsi_keys.get(item["TableName"], []) if keys <= attributes)
+            writes += units
+            billed += units + (1 if name == "TransactWriteItems" else 0)
+    return writes, billed, reads
 
 
 class _Context:
@@ -101,7 +158,7 @@ class _Context:
         return 30_000
 
 
-def aws_calls() -> list[tuple[str, Counter[str]]]:
+def aws_calls() -> tuple[list[tuple[str, Counter[str]]], tuple[float, float, float]]:
     counter = CallCounter()
     counter.install()
     os.environ.update(
@@ -156,6 +213,16 @@ def aws_calls() -> list[tuple[str, Counter[str]]]:
         app = container()
         app.settings  # noqa: B018 - binds the models to this stage's tables
         create_all_tables()
+        dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+        gsi_keys = {
+            table: [
+                {k["AttributeName"] for k in index["KeySchema"]}
+                for index in dynamodb.describe_table(TableName=table)["Table"].get(
+                    "GlobalSecondaryIndexes", []
+                )
+            ]
+            for table in dynamodb.list_tables()["TableNames"]
+        }
         app.numbers.save(OurNumber(number="+15005550006", carrier="twilio", is_default=True))
         counter.take()
 
@@ -174,13 +241,79 @@ def aws_calls() -> list[tuple[str, Counter[str]]]:
         rows.append(("process one inbound text", counter.take()))
 
         api.handler(_api_send_event(), _Context())
+        send_path = counter.take_dynamo()
         rows.append(("POST /v1/messages (one recipient)", counter.take()))
 
         jobs = sqs.receive_message(QueueUrl=urls["send"], MaxNumberOfMessages=10)["Messages"]
         counter.take()
         send.handler(_sqs_event(jobs[0]["Body"]), _Context())
+        send_path += counter.take_dynamo()
         rows.append(("send one queued text", counter.take()))
-    return rows
+    return rows, dynamo_units(send_path, gsi_keys)
+
+
+# -- a rate-limited burst -------------------------------------------------------------------------
+
+
+def rate_limited_burst(texts: int, rate: float) -> dict[str, float]:
+    """`texts` one-segment texts from one number at `rate`/s, the retry queue played on a simulated clock."""
+    import heapq
+    import logging
+    from datetime import timedelta
+
+    from parley.domain.models import OurNumber, SendRequest
+    from tests.fakes import World
+
+    logging.getLogger("parley").setLevel(logging.WARNING)
+    world = World()
+    world.numbers.save(
+        OurNumber(number="+15005550006", carrier="fake", is_default=True, rate_per_second=rate)
+    )
+    sender = world.sender(rate_limited=True)
+    recipients = [f"+1415555{i:04d}" for i in range(texts)]
+    start = world.clock()
+    sent_at: list[float] = []
+    deliveries = 0
+
+    def deliver(message_id: str) -> None:
+        nonlocal deliveries
+        before = len(world.carrier.sent)
+        sender.deliver(message_id)
+        deliveries += 1
+        if len(world.carrier.sent) > before:
+            sent_at.append((world.clock() - start).total_seconds())
+
+    accepted = sender.submit(
+        SendRequest.model_validate({"to": recipients, "body": "Your order is ready."}), "b"
+    )
+    due: list[tuple[float, int, str]] = []
+    seq = 0
+    for job in world.send_queue.take():
+        deliver(job.body["message_id"])
+    while True:
+        now = (world.clock() - start).total_seconds()
+        for job in world.retry_queue.take():
+            seq += 1
+            heapq.heappush(due, (now + job.delay_seconds, seq, job.body["message_id"]))
+        if not due:
+            break
+        at, _, message_id = heapq.heappop(due)
+        world.clock.set(start + timedelta(seconds=at))
+        deliver(message_id)
+    statuses = Counter(m.status.value for m in world.messages.items.values())
+    span = sent_at[-1] - sent_at[0]
+    achieved = (len(sent_at) - rate) / span if span else float("inf")  # the first second's burst aside
+    return {
+        "texts": texts,
+        "accepted": len(accepted),
+        "sent": len(sent_at),
+        "carrier_accepted": statuses["accepted"],
+        "failed": statuses["failed"],
+        "span_seconds": span,
+        "achieved": achieved,
+        "ratio": achieved / rate,
+        "deliveries": deliveries,
+    }
 
 
 def _signed_webhook(token: str) -> dict[str, Any]:
@@ -358,10 +491,35 @@ def main() -> int:
 
     print("\nAWS calls per operation (botocore before-call hook, moto in-process)\n")
     print(f"{'operation':<44} {'calls':>5}  detail")
-    for label, calls in aws_calls():
+    rows, (writes, billed, reads) = aws_calls()
+    for label, calls in rows:
         detail = ", ".join(f"{k} x{v}" if v > 1 else k for k, v in sorted(calls.items()))
         print(f"{label:<44} {sum(calls.values()):>5}  {detail}")
-    return 0
+
+    print("\nDynamoDB units per sent message (POST /v1/messages + the send; index writes counted)\n")
+    print(f"{'measure':<44} {'units':>6} {'$/1M sent':>10}")
+    print(f"{'write units (1 per item + 1 per index)':<44} {writes:>6.1f} {writes * WRITE_PRICE:>10.3f}")
+    print(f"{'  as billed (transactional items cost 2)':<44} {billed:>6.1f} {billed * WRITE_PRICE:>10.3f}")
+    print(f"{'read units':<44} {reads:>6.1f} {reads * READ_PRICE:>10.3f}")
+    total = writes * WRITE_PRICE + reads * READ_PRICE
+    total_billed = billed * WRITE_PRICE + reads * READ_PRICE
+    print(f"{'cost per million sent messages':<44} {'':>6} {total:>10.3f}  (as billed: {total_billed:.3f})")
+
+    rate = 5.0
+    burst = rate_limited_burst(60, rate)
+    print(f"\nRate-limited burst: 60 one-segment texts from one number at {rate:g}/s (simulated clock)\n")
+    print(f"{'measure':<44} {'value':>8}")
+    for label, value in (
+        ("accepted / sent / failed", f"{burst['accepted']:.0f}/{burst['sent']:.0f}/{burst['failed']:.0f}"),
+        ("span, first to last send (s)", f"{burst['span_seconds']:.1f}"),
+        ("achieved rate past the burst (/s)", f"{burst['achieved']:.2f}"),
+        ("ratio to the configured rate", f"{burst['ratio']:.3f}"),
+        ("deliver calls (re-polls while waiting)", f"{burst['deliveries']:.0f}"),
+    ):
+        print(f"{label:<44} {value:>8}")
+    ok = abs(burst["ratio"] - 1) <= 0.05 and burst["sent"] == burst["texts"] == burst["carrier_accepted"]
+    print(f"{'within 5% and nothing dropped':<44} {'yes' if ok else 'NO':>8}")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -47,6 +47,8 @@ from parley.domain.models import (
     StatusUpdate,
     Template,
 )
+from parley.domain.rate import BucketState
+from parley.domain.rate import take as take_tokens
 from parley.domain.retry import RetryPolicy
 from parley.edge import WebhookIntake
 from parley.ports import (
@@ -64,6 +66,7 @@ from parley.ports import (
     NumberRepository,
     OptOutRepository,
     Page,
+    RateLimiter,
     TemplateRepository,
 )
 from parley.services.digest import DigestService
@@ -369,6 +372,25 @@ class InMemoryMediaStore:
         return f"s3://{self.bucket}/{key}"
 
 
+# -- rate limits ------------------------------------------------------------------------------------
+
+
+class InMemoryRateLimiter:
+    """Token buckets per number, with the domain's arithmetic; `waits` records every "not now"."""
+
+    def __init__(self) -> None:
+        self.buckets: dict[str, BucketState] = {}
+        self.waits: list[tuple[str, float]] = []
+
+    def take(self, number: str, now: datetime, cost: float, rate: float) -> float:
+        new, wait = take_tokens(self.buckets.get(number), now, cost, rate)
+        if wait > 0:
+            self.waits.append((number, wait))
+        else:
+            self.buckets[number] = new
+        return wait
+
+
 # -- queues and events ------------------------------------------------------------------------------
 
 
@@ -551,6 +573,7 @@ class World:
     carrier: FakeCarrier = field(default_factory=FakeCarrier)
     crm: FakeCrm = field(default_factory=FakeCrm)
     media: InMemoryMediaStore = field(default_factory=InMemoryMediaStore)
+    rate_limiter: InMemoryRateLimiter = field(default_factory=InMemoryRateLimiter)
     shards: int = 4
     messages: InMemoryMessages = field(init=False)
 
@@ -586,6 +609,7 @@ class World:
         max_segments: int = 10,
         apply_parked: bool = True,
         quiet_hours: str = "",
+        rate_limited: bool = False,
     ) -> SendService:
         return SendService(
             messages=self.messages,
@@ -604,6 +628,7 @@ class World:
             on_carrier_id=self.processor().apply_parked if apply_parked else None,
             opt_outs=self.opt_outs,
             quiet_hours=quiet_hours,
+            rate_limiter=self.rate_limiter if rate_limited else None,
             compliance_texts={
                 Keyword.OPT_OUT: "You're unsubscribed. Reply START to resubscribe.",
                 Keyword.OPT_IN: "You're resubscribed. Reply STOP to unsubscribe.",
@@ -633,6 +658,7 @@ _contacts: ContactRepository = InMemoryContacts()
 _templates: TemplateRepository = InMemoryTemplates()
 _digests: DigestRepository = InMemoryDigests()
 _queue: JobQueue = RecordingQueue()
+_rate_limiter: RateLimiter = InMemoryRateLimiter()
 _publisher: EventPublisher = RecordingPublisher()
 _clock: Clock = SettableClock()
 _carrier: Carrier = FakeCarrier()

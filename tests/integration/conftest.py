@@ -53,6 +53,7 @@ def aws_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
             numbers_table="t-numbers",
             receipts_table="t-receipts",
             digests_table="t-digests",
+            rate_limits_table="t-rate-limits",
             inbound_queue_url=urls["inbound"],
             send_queue_url=urls["send"],
             retry_queue_url=urls["retry"],

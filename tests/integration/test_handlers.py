@@ -92,6 +92,7 @@ def stack(aws_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[S
         "PARLEY_NUMBERS_TABLE": aws_settings.numbers_table,
         "PARLEY_RECEIPTS_TABLE": aws_settings.receipts_table,
         "PARLEY_DIGESTS_TABLE": aws_settings.digests_table,
+        "PARLEY_RATE_LIMITS_TABLE": aws_settings.rate_limits_table,
         "PARLEY_INBOUND_QUEUE_URL": aws_settings.inbound_queue_url,
         "PARLEY_SEND_QUEUE_URL": aws_settings.send_queue_url,
         "PARLEY_RETRY_QUEUE_URL": aws_settings.retry_queue_url,
@@ -562,7 +563,7 @@ def test_an_unknown_route_is_404(stack: Stack) -> None:
 # -- the send queue ---------------------------------------------------------------------------------
 
 
-def test_a_bad_send_record_is_consumed_not_retried_forever(stack: Stack) -> None:
+def test_a_bad_send_record_is_consumed_and_becomes_a_visible_failed_message(stack: Stack) -> None:
     sqs = boto3.client("sqs", region_name=REGION)
     sqs.send_message(QueueUrl=stack.settings.send_queue_url, MessageBody=json.dumps({"to": ["nope"]}))
     records = stack.queue_messages(stack.settings.send_queue_url)
@@ -570,7 +571,10 @@ def test_a_bad_send_record_is_consumed_not_retried_forever(stack: Stack) -> None
     result = send_app.handler(sqs_event(records, queue="send"), CONTEXT)
 
     assert result == {"batchItemFailures": []}
-    assert stack.domain_events() == ["SendRequestRejected"]
+    assert stack.domain_events() == ["MessageFailed"]
+    failed = DynamoMessages(stack.settings).list_view("failed", limit=10, cursor=None).items
+    assert [m.customer_number for m in failed] == ["nope"]
+    assert "rejected" in (failed[0].error_reason or "")
 
 
 # -- the sample events in events/ ---------------------------------------------------------------------

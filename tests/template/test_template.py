@@ -35,6 +35,7 @@ TABLES = {
     "ReceiptsTable",
     "DigestsTable",
     "OptOutsTable",
+    "RateLimitsTable",
 }
 FUNCTIONS = {
     "WebhookFunction",

@@ -25,6 +25,7 @@ class Settings(BaseSettings):
     receipts_table: str = "parley-receipts"
     digests_table: str = "parley-digests"
     opt_outs_table: str = "parley-opt-outs"
+    rate_limits_table: str = "parley-rate-limits"
 
     # queues and bus
     inbound_queue_url: str = ""
@@ -66,6 +67,8 @@ class Settings(BaseSettings):
     org_timezone: str = "UTC"
     # No texts in this window of the recipient's local time ("" = none); held ones go when it opens.
     quiet_hours: str = ""
+    # Per-number send rates (token buckets in the rate-limits table); off: no limit at all.
+    rate_limits_enabled: bool = True
 
 
 @cache

@@ -165,6 +165,15 @@ class MediaStore(Protocol):
         ...
 
 
+class RateLimiter(Protocol):
+    """Per-number send rate (token buckets, `parley.domain.rate`), shared by every worker."""
+
+    def take(self, number: str, now: datetime, cost: float, rate: float) -> float:
+        """Charge `cost` to `number`'s bucket and return 0 if it may send now; otherwise charge
+        nothing and return the seconds to wait."""
+        ...
+
+
 class JobQueue(Protocol):
     """A work queue (SQS); `delay_seconds` defers delivery, for backoff."""
 

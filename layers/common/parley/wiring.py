@@ -25,6 +25,7 @@ if TYPE_CHECKING:
         DynamoMessages,
         DynamoNumbers,
         DynamoOptOuts,
+        DynamoRateLimiter,
         DynamoReceipts,
         DynamoTemplates,
     )
@@ -141,6 +142,12 @@ class Container:
         return DynamoOptOuts()
 
     @cached_property
+    def rate_limiter(self) -> DynamoRateLimiter | None:
+        from parley.adapters.dynamo import DynamoRateLimiter
+
+        return DynamoRateLimiter() if self.settings.rate_limits_enabled else None
+
+    @cached_property
     def events(self) -> EventBridgePublisher:
         from parley.adapters.aws import EventBridgePublisher
 
@@ -206,6 +213,7 @@ class Container:
             opt_outs=self.opt_outs,
             quiet_hours=settings.quiet_hours,
             fallback_zone=settings.org_timezone,
+            rate_limiter=self.rate_limiter,
             compliance_texts={
                 Keyword.OPT_OUT: settings.opt_out_reply.format(org=settings.org_name),
                 Keyword.OPT_IN: settings.opt_in_reply.format(org=settings.org_name),

@@ -35,6 +35,8 @@ from parley.domain.models import (
     StatusUpdate,
     Template,
 )
+from parley.domain.rate import BucketState
+from parley.domain.rate import take as take_tokens
 from parley.domain.status import view_for
 from parley.ports import ConflictError, ConversationDelta, DigestEntry, Page
 
@@ -233,6 +235,18 @@ class DigestItem(Model):
     message_count = NumberAttribute()
 
 
+class RateLimitItem(Model):
+    """One token bucket per sender number (see `parley.domain.rate`)."""
+
+    class Meta:
+        table_name = "RateLimitsTable"
+
+    number = UnicodeAttribute(hash_key=True)
+    tokens = NumberAttribute()
+    refilled_at = NumberAttribute()  # epoch seconds, fractional
+    version = NumberAttribute()
+
+
 _TABLES: dict[type[Model], str] = {}
 
 
@@ -247,6 +261,7 @@ def bind_tables(settings: Settings) -> None:
         ReceiptItem: settings.receipts_table,
         DigestItem: settings.digests_table,
         OptOutItem: settings.opt_outs_table,
+        RateLimitItem: settings.rate_limits_table,
     }
     for model, name in names.items():
         model.Meta.table_name = name
@@ -617,6 +632,43 @@ class DynamoDigests:
         ).save()
 
 
+class DynamoRateLimiter:
+    """Token buckets with optimistic writes: read, compute, write on the version read; a few tries.
+
+    A text that may go costs one strongly consistent read and one small write; one that must wait costs
+    the read alone. Under heavy contention on one number, losing every try reads as "wait one token".
+    """
+
+    ATTEMPTS = 5
+
+    def take(self, number: str, now: datetime, cost: float, rate: float) -> float:
+        for _ in range(self.ATTEMPTS):
+            try:
+                item = RateLimitItem.get(number, consistent_read=True)
+                state: BucketState | None = BucketState(
+                    float(item.tokens), datetime.fromtimestamp(float(item.refilled_at), UTC)
+                )
+                version = int(item.version)
+            except RateLimitItem.DoesNotExist:
+                state, version = None, -1
+            new, wait = take_tokens(state, now, cost, rate)
+            if wait > 0:
+                return wait
+            condition = (
+                RateLimitItem.number.does_not_exist() if version < 0 else RateLimitItem.version == version
+            )
+            try:
+                RateLimitItem(
+                    number=number, tokens=new.tokens, refilled_at=new.at.timestamp(), version=version + 1
+                ).save(condition=condition)
+            except PutError as exc:
+                if exc.cause_response_code == "ConditionalCheckFailedException":
+                    continue
+                raise
+            return 0.0
+        return min(cost, rate) / rate
+
+
 def create_all_tables() -> None:
     """For tests on moto only; deployed tables come from template.yaml."""
     for model in _TABLES:
@@ -631,6 +683,7 @@ __all__ = [
     "DynamoMessages",
     "DynamoNumbers",
     "DynamoOptOuts",
+    "DynamoRateLimiter",
     "DynamoReceipts",
     "DynamoTemplates",
     "InvalidCursor",

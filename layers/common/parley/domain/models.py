@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from parley.domain.phone import normalize_e164
+from parley.domain.rate import NumberType
 from parley.domain.vocabulary import Direction as Direction
 from parley.domain.vocabulary import MessageStatus as MessageStatus
 
@@ -243,6 +244,8 @@ class OurNumber(BaseModel):
     is_default: bool = False
     capabilities: list[str] = Field(default_factory=lambda: ["sms"])
     quiet_hours: str | None = None  # "21:00-08:00" for this number; None follows the organisation
+    number_type: NumberType = NumberType.LONG_CODE  # sets the default send rate (domain/rate.py)
+    rate_per_second: float | None = Field(default=None, gt=0)  # segments per second; None: the type's default
 
 
 class ConsentChange(BaseModel):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -38,6 +39,7 @@ from parley.domain.models import (
 )
 from parley.domain.phone import mask
 from parley.domain.quiet_hours import parse_window, recipient_zone
+from parley.domain.rate import rate_for
 from parley.domain.retry import RetryPolicy
 from parley.domain.status import rank
 from parley.domain.templates import MissingMergeField, render
@@ -52,6 +54,7 @@ from parley.ports import (
     MessageRepository,
     NumberRepository,
     OptOutRepository,
+    RateLimiter,
     TemplateRepository,
 )
 
@@ -59,6 +62,13 @@ logger = logging.getLogger(__name__)
 
 # Anything still "sending" after this long lost its worker mid-call; the sweep reconciles it.
 STUCK_SENDING_AFTER = timedelta(minutes=5)
+
+# Ordering to one recipient: a text waits while an earlier one to the same person from the same number
+# is still waiting to go. Only the recipient's latest texts are looked at, and an earlier text that has
+# been waiting longer than the horizon (its job lost, say) no longer holds the later ones back.
+ORDER_LOOKBACK = 20
+ORDER_HORIZON = timedelta(hours=1)
+MAX_QUEUE_DELAY_SECONDS = 900  # SQS's ceiling for DelaySeconds
 
 
 @dataclass(frozen=True)
@@ -114,7 +124,9 @@ class SendService:
         compliance_texts: Mapping[Keyword, str] | None = None,
         quiet_hours: str = "",
         fallback_zone: str = "UTC",
+        rate_limiter: RateLimiter | None = None,
     ) -> None:
+        self._rate_limiter = rate_limiter
         self._quiet_hours = parse_window(quiet_hours)
         self._fallback_zone = fallback_zone
         self._opt_outs = opt_outs
@@ -384,6 +396,15 @@ class SendService:
                 extra={"message_id": message_id, "status": message.status.value},
             )
             return message
+        wait = self._rate_wait(message)
+        if wait > 0:
+            delay = min(MAX_QUEUE_DELAY_SECONDS, max(1, math.ceil(wait)))
+            self._retry_queue.send({"message_id": message.message_id}, delay_seconds=delay)
+            logger.info(
+                f"rate limit: waiting {delay}s",
+                extra={"message_id": message_id, "from": message.our_number, "delay_seconds": delay},
+            )
+            return message
         last = message.attempts[-1] if message.attempts else None
         carrier = self._carriers(message.carrier)
         if last is not None and last.outcome == "ambiguous":
@@ -408,6 +429,35 @@ class SendService:
         if isinstance(outcome, SendAccepted):
             return self._record_accepted(claimed, outcome, outcome="accepted")
         return self._record_failure(claimed, outcome)
+
+    def _rate_wait(self, message: Message) -> float:
+        """Seconds this text must wait for its sender's rate (0: go now, and the bucket is charged).
+
+        A text never overtakes an earlier one to the same recipient from the same number that is still
+        waiting, so the limiter is asked only once those have gone.
+        """
+        if self._rate_limiter is None:
+            return 0.0
+        now = self._clock()
+        if self._earlier_waiting(message, now):
+            return 1.0
+        sender = self._numbers.get(message.our_number)
+        rate = rate_for(sender.number_type if sender else None, sender.rate_per_second if sender else None)
+        return self._rate_limiter.take(message.our_number, now, float(message.segments or 1), rate)
+
+    def _earlier_waiting(self, message: Message, now: datetime) -> bool:
+        recent = self._messages.list_for_conversation(
+            message.customer_number, limit=ORDER_LOOKBACK, cursor=None
+        ).items
+        return any(
+            other.message_id != message.message_id
+            and other.direction is Direction.OUTBOUND
+            and other.our_number == message.our_number
+            and other.status in (MessageStatus.QUEUED, MessageStatus.RETRYING)
+            and other.created_at < message.created_at
+            and now - other.created_at < ORDER_HORIZON
+            for other in recent
+        )
 
     def _reconcile(self, message: Message, carrier: Carrier) -> Message | None:
         """Before resending after an ambiguous outcome, ask the carrier whether it already has the text.
