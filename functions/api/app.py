@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -116,6 +117,21 @@ def preview_message() -> Response[str]:
     recipient = normalize_e164(to) if isinstance(to, str) else None
     text = container().sender.render(body=body, template_id=template_id, merge_values=values, to=recipient)
     return _json(200, {"text": text, **preview(text, smart_encoding=bool(data.get("smart_encoding", False)))})
+
+
+@app.post("/v1/messages/<message_id>/reschedule")
+def reschedule_message(message_id: str) -> Response[str]:
+    _, team = _caller()
+    raw = _body().get("send_at")
+    if not isinstance(raw, str):
+        raise ValueError("'send_at' is required: an ISO 8601 time with a time zone")
+    try:
+        send_at = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ValueError(f"'send_at' is not an ISO 8601 time: {raw!r}") from exc
+    app_container = container()
+    message = app_container.inbox.message(message_id, team)
+    return _json(200, app_container.sender.reschedule(message, send_at).model_dump(mode="json"))
 
 
 @app.post("/v1/messages/<message_id>/cancel")

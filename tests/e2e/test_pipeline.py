@@ -264,3 +264,28 @@ def test_a_scheduled_text_is_cancelled_and_never_sent(stack: Stack) -> None:
     assert stack.sim_messages(customer) == []
     again = stack.api("POST", f"/v1/messages/{message_id}/cancel")
     assert again.status_code == 409
+
+
+def test_a_scheduled_text_can_be_rescheduled_until_it_is_cancelled(stack: Stack) -> None:
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+    created = stack.api(
+        "POST", "/v1/messages", json={"to": ["+14155550152"], "body": "See you", "send_at": later.isoformat()}
+    )
+    message_id = created.json()["messages"][0]["message_id"]
+
+    moved = stack.api(
+        "POST", f"/v1/messages/{message_id}/reschedule", json={"send_at": "2099-01-01T00:00:00Z"}
+    )
+    assert moved.status_code == 400 and "a year" in moved.text
+    moved = stack.api(
+        "POST",
+        f"/v1/messages/{message_id}/reschedule",
+        json={"send_at": (later + dt.timedelta(hours=1)).isoformat()},
+    )
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["status"] == "scheduled"
+    assert dt.datetime.fromisoformat(moved.json()["next_attempt_at"]) == later + dt.timedelta(hours=1)
+
+    assert stack.api("POST", f"/v1/messages/{message_id}/cancel").status_code == 200
+    too_late = stack.api("POST", f"/v1/messages/{message_id}/reschedule", json={"send_at": later.isoformat()})
+    assert too_late.status_code == 409

@@ -53,6 +53,7 @@ API_ROUTES = {
     ("post", "/v1/messages/preview"),
     ("get", "/v1/numbers"),
     ("post", "/v1/messages/{message_id}/cancel"),
+    ("post", "/v1/messages/{message_id}/reschedule"),
 }
 WEBHOOK_ROUTE = ("post", "/webhooks/{carrier}/{kind}")
 JWT_AUTHORIZER = "ParleyJwt"

@@ -833,3 +833,20 @@ def test_a_rejected_queued_request_becomes_failed_messages_once_without_conversa
     assert again == []  # a redelivery adds nothing
     assert world.conversations.get(ANA) is None  # nothing was sent, so no conversation
     assert world.events.types.count("MessageFailed") == 2
+
+
+def test_a_scheduled_text_can_be_moved_before_it_is_sent_but_not_after(world: World) -> None:
+    sender = world.sender()
+    (scheduled,) = sender.submit(req(ANA, send_at=(T0 + timedelta(hours=2)).isoformat()), "req-move")
+
+    moved = sender.reschedule(scheduled, T0 + timedelta(hours=5))
+    world.clock.advance(hours=3)
+    assert sender.release_due([message(world, moved.message_id)]) == 0  # not yet: it moved
+    world.clock.advance(hours=2)
+    assert sender.release_due([message(world, moved.message_id)]) == 1
+
+    with pytest.raises(NotCancellable, match="queued"):
+        sender.reschedule(message(world, moved.message_id), T0 + timedelta(hours=9))
+    with pytest.raises(ValueError, match="a year"):
+        (other,) = sender.submit(req(BO, send_at=(T0 + timedelta(days=400)).isoformat()), "req-far")
+        sender.reschedule(other, T0 + timedelta(days=800))

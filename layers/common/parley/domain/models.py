@@ -6,7 +6,7 @@ vocabulary; records are what the repositories store and the API returns.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -132,6 +132,13 @@ class SendRequest(BaseModel):
     def _normalise_recipients(cls, values: list[str]) -> list[str]:
         normalised = [normalize_e164(v) for v in values]
         return list(dict.fromkeys(normalised))
+
+    @field_validator("send_at")
+    @classmethod
+    def _within_a_year(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value > utc_now() + timedelta(days=366):
+            raise ValueError("send_at can be at most a year ahead")
+        return value
 
     @field_validator("from_number")
     @classmethod

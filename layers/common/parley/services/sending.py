@@ -220,6 +220,29 @@ class SendService:
         except MissingMergeField as exc:
             raise SendRejected([FieldError("merge_values", str(exc))]) from exc
 
+    def reschedule(self, message: Message, send_at: datetime) -> Message:
+        """Move a scheduled (or held) text to a new time, before it has been sent."""
+        now = self._clock()
+        if message.status not in (MessageStatus.SCHEDULED, MessageStatus.HELD):
+            raise NotCancellable(f"the message is {message.status.value}; only scheduled texts can be moved")
+        if send_at.tzinfo is None:
+            raise ValueError("send_at needs a time zone (e.g. 2026-12-01T09:00:00Z)")
+        if send_at > now + timedelta(days=366):
+            raise ValueError("send_at can be at most a year ahead")
+        try:
+            return self._messages.update(
+                message.model_copy(
+                    update={
+                        "status": MessageStatus.SCHEDULED,
+                        "next_attempt_at": max(send_at, now),
+                        "history": [*message.history, _change(MessageStatus.SCHEDULED, now, "rescheduled")],
+                    }
+                ),
+                expected_version=message.version,
+            )
+        except ConflictError as exc:
+            raise NotCancellable("the message changed while being rescheduled; look at it again") from exc
+
     def cancel(self, message: Message) -> Message:
         """Stop a text that hasn't gone to the carrier yet (scheduled, held or still queued)."""
         if message.status not in (MessageStatus.SCHEDULED, MessageStatus.HELD, MessageStatus.QUEUED):
