@@ -20,6 +20,7 @@ import logging
 import threading
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
@@ -337,7 +338,7 @@ class CallbackPoster:
 # --- the simulator --------------------------------------------------------------------------------
 
 
-class Simulator(Generic[ApiError]):
+class Simulator(ABC, Generic[ApiError]):
     """A carrier simulator: the faults' Python API, `close`, and the WSGI app with the control plane.
 
     A subclass sets `urls` (endpoints "faults", "inbound", "media" and "sim_messages" are served
@@ -365,11 +366,13 @@ class Simulator(Generic[ApiError]):
 
     # --- Python API -----------------------------------------------------------------------------
 
+    @abstractmethod
     def messages(self, to: str | None = None) -> list[dict[str, Any]]:
-        raise NotImplementedError
+        """Every text the carrier accepted (to one number, if given), oldest first."""
 
+    @abstractmethod
     def reset(self) -> None:
-        raise NotImplementedError
+        """Forget every message and fault, and release held responses."""
 
     def add_fault(
         self,
@@ -432,15 +435,16 @@ class Simulator(Generic[ApiError]):
             return json_response(self._listing())
         return self._dispatch(request, endpoint, args)
 
+    @abstractmethod
     def _dispatch(self, request: Request, endpoint: str, args: Mapping[str, Any]) -> Response:
         """The carrier's own API."""
-        raise NotImplementedError
 
     def _api_error_response(self, exc: ApiError) -> Response:
         raise exc
 
+    @abstractmethod
     def _routing_error_response(self, request: Request, exc: HTTPException) -> Response:
-        raise NotImplementedError
+        """A 404/405 in the carrier's own error shape."""
 
     def _listing(self) -> dict[str, Any]:
         """What GET /_messages answers."""
