@@ -343,6 +343,12 @@ class InMemoryTemplates:
     def save(self, template: Template) -> None:
         self.items[template.template_id] = template
 
+    def all(self) -> list[Template]:
+        return sorted(self.items.values(), key=lambda t: t.name)
+
+    def delete(self, template_id: str) -> None:
+        self.items.pop(template_id, None)
+
 
 class InMemoryDigests:
     def __init__(self) -> None:

@@ -17,6 +17,7 @@ from parley.domain.models import SendRequest
 from parley.domain.phone import normalize_e164
 from parley.services.inbox import NotFound, preview
 from parley.services.sending import NotCancellable, SendRejected
+from parley.services.templates import TemplateDraft, TemplateNotFound
 from parley.wiring import container
 
 logger = Logger(service="parley")
@@ -93,6 +94,40 @@ def send_messages() -> Response[str]:
     return _json(202, {"messages": [m.model_dump(mode="json") for m in messages]})
 
 
+@app.get("/v1/templates")
+def list_templates() -> Response[str]:
+    user, _ = _caller()
+    templates = container().template_service.visible(user)
+    return _json(200, {"templates": [t.model_dump(mode="json") for t in templates]})
+
+
+@app.post("/v1/templates")
+def create_template() -> Response[str]:
+    user, _ = _caller()
+    draft = TemplateDraft.model_validate(_body())
+    return _json(201, container().template_service.create(draft, user).model_dump(mode="json"))
+
+
+@app.get("/v1/templates/<template_id>")
+def get_template(template_id: str) -> Response[str]:
+    user, _ = _caller()
+    return _json(200, container().template_service.get(template_id, user).model_dump(mode="json"))
+
+
+@app.put("/v1/templates/<template_id>")
+def update_template(template_id: str) -> Response[str]:
+    user, _ = _caller()
+    draft = TemplateDraft.model_validate(_body())
+    return _json(200, container().template_service.update(template_id, draft, user).model_dump(mode="json"))
+
+
+@app.delete("/v1/templates/<template_id>")
+def delete_template(template_id: str) -> Response[str]:
+    user, _ = _caller()
+    container().template_service.delete(template_id, user)
+    return Response(204, "application/json", "")
+
+
 @app.get("/v1/numbers")
 def list_numbers() -> Response[str]:
     app_container = container()
@@ -163,6 +198,11 @@ def rejected(exc: SendRejected) -> Response[str]:
 @app.exception_handler(NotCancellable)
 def not_cancellable(exc: NotCancellable) -> Response[str]:
     return _json(409, {"error": str(exc)})
+
+
+@app.exception_handler(TemplateNotFound)
+def template_not_found(exc: TemplateNotFound) -> Response[str]:
+    return _json(404, {"error": str(exc)})
 
 
 @app.exception_handler(NotFound)

@@ -289,3 +289,28 @@ def test_a_scheduled_text_can_be_rescheduled_until_it_is_cancelled(stack: Stack)
     assert stack.api("POST", f"/v1/messages/{message_id}/cancel").status_code == 200
     too_late = stack.api("POST", f"/v1/messages/{message_id}/reschedule", json={"send_at": later.isoformat()})
     assert too_late.status_code == 409
+
+
+def test_templates_are_created_used_and_deleted_through_the_api(stack: Stack) -> None:
+    created = stack.api(
+        "POST",
+        "/v1/templates",
+        json={"name": "Pickup", "body": "Hi {{first_name}}, order {{order}} is ready"},
+    )
+    assert created.status_code == 201, created.text
+    template_id = created.json()["template_id"]
+    bad = stack.api("POST", "/v1/templates", json={"name": "Bad", "body": "Hi {{first-name}}"})
+    assert bad.status_code == 400 and "merge field" in bad.text
+
+    sent = stack.api(
+        "POST",
+        "/v1/messages",
+        json={"to": ["+14155550100"], "template_id": template_id, "merge_values": {"order": "#1234"}},
+    )
+    assert sent.status_code == 202, sent.text
+    assert sent.json()["messages"][0]["body"] == "Hi Ada, order #1234 is ready"
+
+    assert stack.api("DELETE", f"/v1/templates/{template_id}").status_code == 204
+    assert stack.api("GET", f"/v1/templates/{template_id}").status_code == 404
+    names = [t["name"] for t in stack.api("GET", "/v1/templates").json()["templates"]]
+    assert "Pickup" not in names and "Welcome" in names

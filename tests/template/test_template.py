@@ -54,6 +54,11 @@ API_ROUTES = {
     ("get", "/v1/numbers"),
     ("post", "/v1/messages/{message_id}/cancel"),
     ("post", "/v1/messages/{message_id}/reschedule"),
+    ("get", "/v1/templates"),
+    ("post", "/v1/templates"),
+    ("get", "/v1/templates/{template_id}"),
+    ("put", "/v1/templates/{template_id}"),
+    ("delete", "/v1/templates/{template_id}"),
 }
 WEBHOOK_ROUTE = ("post", "/webhooks/{carrier}/{kind}")
 JWT_AUTHORIZER = "ParleyJwt"

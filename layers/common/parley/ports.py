@@ -139,6 +139,10 @@ class TemplateRepository(Protocol):
 
     def save(self, template: Template) -> None: ...
 
+    def all(self) -> list[Template]: ...
+
+    def delete(self, template_id: str) -> None: ...
+
 
 @dataclass(frozen=True)
 class DigestEntry:

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from parley.services.inbound import InboundProcessor
     from parley.services.inbox import InboxQueries
     from parley.services.sending import SendService
+    from parley.services.templates import TemplateService
 
 
 def utc_now() -> datetime:
@@ -220,6 +221,12 @@ class Container:
                 Keyword.HELP: settings.help_reply.format(org=settings.org_name),
             },
         )
+
+    @cached_property
+    def template_service(self) -> TemplateService:
+        from parley.services.templates import TemplateService
+
+        return TemplateService(self.templates)
 
     @cached_property
     def inbox(self) -> InboxQueries:

@@ -605,6 +605,13 @@ class DynamoTemplates:
     def save(self, template: Template) -> None:
         TemplateItem(template_id=template.template_id, doc=template.model_dump(mode="json")).save()
 
+    def all(self) -> list[Template]:
+        # Templates are a few hundred rows at most and listed by people, not per message.
+        return sorted((Template.model_validate(i.doc) for i in TemplateItem.scan()), key=lambda t: t.name)
+
+    def delete(self, template_id: str) -> None:
+        TemplateItem(template_id=template_id).delete()
+
 
 class DynamoDigests:
     def get(self, digest_key: str) -> DigestEntry | None:

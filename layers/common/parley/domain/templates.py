@@ -21,6 +21,15 @@ class MissingMergeField(ValueError):
         super().__init__(f"no value for merge field(s): {names}")
 
 
+def malformed_placeholders(body: str) -> list[str]:
+    """Text that looks like a merge field but isn't one (it would reach the customer as typed)."""
+    found = re.findall(r"\{\{.*?\}\}", body)
+    bad = [chunk for chunk in found if not _PLACEHOLDER.fullmatch(chunk)]
+    if body.count("{{") != len(found):
+        bad.append("{{")
+    return bad
+
+
 def placeholders(body: str) -> list[str]:
     return list(dict.fromkeys(m.group(1) for m in _PLACEHOLDER.finditer(body)))
 
