@@ -35,6 +35,14 @@ NAME_PROPERTY = {
     "AWS::SNS::Topic": "TopicName",
 }
 
+# Resources that refer to functions: planned after every function is known.
+DEFERRED_TYPES = {
+    "AWS::ApiGatewayV2::Api",
+    "AWS::Events::Rule",
+    "AWS::Scheduler::Schedule",
+    "AWS::Lambda::EventSourceMapping",
+}
+
 # Resources with no local meaning (permissions, roles, stages, alarms): they resolve (Ref), create nothing.
 IGNORED_TYPES = {
     "AWS::IAM::Role",
@@ -367,10 +375,8 @@ def plan_stack(template: LoadedTemplate, ctx: StackContext) -> StackPlan:
             plan.secrets[logical_id] = SecretSpec(logical_id, str(registry.refs[logical_id]), str(value))
         elif rtype == "AWS::Lambda::Function":
             _plan_function(plan, logical_id, props)
-        elif rtype in ("AWS::ApiGatewayV2::Api", "AWS::Events::Rule", "AWS::Scheduler::Schedule"):
-            pass  # after every function is known (second loop)
-        elif rtype == "AWS::Lambda::EventSourceMapping":
-            pass
+        elif rtype in DEFERRED_TYPES:
+            continue  # planned in the second loop, once every function is known
         elif rtype not in IGNORED_TYPES:
             plan.notes.append(f"{logical_id} ({rtype}) is not emulated")
 

@@ -6,6 +6,7 @@ vocabulary; records are what the repositories store and the API returns.
 
 from __future__ import annotations
 
+from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -70,17 +71,14 @@ class InboundMessage(Frozen):
     @classmethod
     def _e164_when_possible(cls, value: str) -> str:
         """Phones become E.164; short codes and alphanumeric senders stay as the carrier wrote them."""
-        try:
-            return normalize_e164(value, require_mobile=False)
-        except ValueError:
-            pass
-        digits = value.strip()
-        if digits.isdigit() and len(digits) >= 10:  # carriers such as Vonage drop the "+"
-            try:
-                return normalize_e164("+" + digits, require_mobile=False)
-            except ValueError:
-                pass
-        return value.strip()
+        text = value.strip()
+        candidates = [text]
+        if text.isdigit() and len(text) >= 10:  # carriers such as Vonage drop the "+"
+            candidates.append("+" + text)
+        for candidate in candidates:
+            with suppress(ValueError):
+                return normalize_e164(candidate, require_mobile=False)
+        return text
 
 
 class StatusUpdate(Frozen):
