@@ -4,10 +4,12 @@
    (importing boto3 and creating one client) measured in the same run, since absolute times on a
    shared machine mean little.
 2. AWS calls per operation (webhook ack, processing one inbound text, one send), counted with a
-   botocore `before-call` event hook on every client, against moto in-process; from the same hook,
-   DynamoDB write and read units per sent message and what a million sent messages cost.
-3. A rate-limited burst through SendService (in-memory stores, fake carrier, simulated clock): the
-   achieved rate as a ratio to the configured one, and that no text is dropped.
+   botocore `before-call` event hook on every client, against moto in-process; from the same hooks,
+   DynamoDB capacity units as billed (bench/dynamo_units.py: item sizes, index projections, key
+   changes) for a sent and a received text, and what a million of each cost.
+3. A rate-limited burst through SendService (in-memory stores, fake carrier, simulated clock), and
+   the same burst in real time through `parley local` (bench/local_burst.py): the achieved rate as a
+   ratio to the configured one, and that no text is dropped or sent twice.
 """
 
 from __future__ import annotations
@@ -23,9 +25,12 @@ import subprocess
 import sys
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
+
+from bench.dynamo_units import CapacityMeter, Charges, TableShape, request_body
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -68,11 +73,17 @@ def cold_imports(runs: int) -> list[tuple[str, float, float]]:
 
 
 class CallCounter:
-    """Counts API calls on every botocore client created after `install()` (boto3 and pynamodb)."""
+    """Counts API calls on every botocore client created after `install()` (boto3 and pynamodb).
+
+    With a `meter` attached, DynamoDB calls are also charged in capacity units (bench.dynamo_units);
+    the meter's own reads run `quietly` and are neither counted nor charged.
+    """
 
     def __init__(self) -> None:
         self.calls: Counter[str] = Counter()
-        self.dynamo: list[tuple[str, dict[str, Any]]] = []  # (operation, params) of DynamoDB calls
+        self.meter: CapacityMeter | None = None
+        self._quiet = False
+        self._request: dict[str, Any] = {}
 
     def install(self) -> None:
         import botocore.session
@@ -83,69 +94,40 @@ class CallCounter:
         def create_client(session: Any, *args: Any, **kwargs: Any) -> Any:
             client = original(session, *args, **kwargs)
             client.meta.events.register("before-call.*.*", counter._on_call)
+            client.meta.events.register("after-call.*.*", counter._after_call)
             return client
 
         botocore.session.Session.create_client = create_client
 
+    def quietly(self, call: Callable[[], Any]) -> Any:
+        self._quiet = True
+        try:
+            return call()
+        finally:
+            self._quiet = False
+
     def _on_call(self, model: Any, params: Any = None, **_: Any) -> None:
+        if self._quiet:
+            return
         self.calls[f"{model.service_model.service_name}:{model.name}"] += 1
-        if model.service_model.service_name == "dynamodb":  # params is the serialised request
-            body = (params or {}).get("body") or b"{}"
-            self.dynamo.append((model.name, json.loads(body)))
+        if model.service_model.service_name == "dynamodb" and self.meter is not None:
+            self._request = request_body(params)
+            self.quietly(lambda: self.meter.before(model.name, self._request) if self.meter else None)
+
+    def _after_call(self, model: Any, parsed: Any = None, **_: Any) -> None:
+        if self._quiet or model.service_model.service_name != "dynamodb" or self.meter is None:
+            return
+        request, meter = self._request, self.meter
+        self.quietly(lambda: meter.after(model.name, request, parsed or {}))
 
     def take(self) -> Counter[str]:
         taken, self.calls = self.calls, Counter()
-        self.dynamo = []
-        return taken
-
-    def take_dynamo(self) -> list[tuple[str, dict[str, Any]]]:
-        taken, self.dynamo = self.dynamo, []
         return taken
 
 
 # On-demand list prices, us-east-1, dollars per million request units.
 WRITE_PRICE = 0.625
 READ_PRICE = 0.125
-
-
-def _written_attributes(op: str, params: dict[str, Any]) -> set[str]:
-    if op == "Put":
-        return set(params.get("Item", {}))
-    if op == "Update":  # the key, and every attribute the update expression names
-        return set(params.get("Key", {})) | set(params.get("ExpressionAttributeNames", {}).values())
-    return set()
-
-
-def dynamo_units(
-    calls: list[tuple[str, dict[str, Any]]], gsi_keys: dict[str, list[set[str]]]
-) -> tuple[float, float, float]:
-    """(write units, write units billed with transactions at 2 per item, read units) for these calls.
-
-    A write is 1 unit per item plus 1 per global index whose key attributes the item has (items are
-    taken as under 1 KB, which the bench's are). Reads: 1 per strongly consistent GetItem, 0.5 per
-    eventually consistent one, and 0.5 per Query or Scan page (one 4 KB page assumed).
-    """
-    writes = billed = reads = 0.0
-    for name, params in calls:
-        items: list[tuple[str, dict[str, Any]]] = []
-        if name == "PutItem":
-            items = [("Put", params)]
-        elif name == "UpdateItem":
-            items = [("Update", params)]
-        elif name == "TransactWriteItems":
-            items = [(k, v) for t in params.get("TransactItems", []) for k, v in t.items()]
-        elif name == "GetItem":
-            reads += 1.0 if params.get("ConsistentRead") else 0.5
-        elif name in ("Query", "Scan"):
-            reads += 0.5
-        for op, item in items:
-            if op not in ("Put", "Update"):
-                continue
-            attributes = _written_attributes(op, item)
-            units = 1 + sum(1 for keys in gsi_keys.get(item["TableName"], []) if keys <= attributes)
-            writes += units
-            billed += units + (1 if name == "TransactWriteItems" else 0)
-    return writes, billed, reads
 
 
 class _Context:
@@ -158,7 +140,7 @@ class _Context:
         return 30_000
 
 
-def aws_calls() -> tuple[list[tuple[str, Counter[str]]], tuple[float, float, float]]:
+def aws_calls() -> tuple[list[tuple[str, Counter[str]]], Charges, Charges]:
     counter = CallCounter()
     counter.install()
     os.environ.update(
@@ -214,15 +196,14 @@ def aws_calls() -> tuple[list[tuple[str, Counter[str]]], tuple[float, float, flo
         app.settings  # noqa: B018 - binds the models to this stage's tables
         create_all_tables()
         dynamodb = boto3.client("dynamodb", region_name="us-east-1")
-        gsi_keys = {
-            table: [
-                {k["AttributeName"] for k in index["KeySchema"]}
-                for index in dynamodb.describe_table(TableName=table)["Table"].get(
-                    "GlobalSecondaryIndexes", []
-                )
-            ]
-            for table in dynamodb.list_tables()["TableNames"]
+        shapes = {
+            name: TableShape.from_description(dynamodb.describe_table(TableName=name)["Table"])
+            for name in dynamodb.list_tables()["TableNames"]
         }
+        counter.meter = CapacityMeter(
+            shapes,
+            lambda table, key: dynamodb.get_item(TableName=table, Key=key, ConsistentRead=True).get("Item"),
+        )
         app.numbers.save(OurNumber(number="+15005550006", carrier="twilio", is_default=True))
         counter.take()
 
@@ -237,19 +218,22 @@ def aws_calls() -> tuple[list[tuple[str, Counter[str]]], tuple[float, float, flo
 
         queued = sqs.receive_message(QueueUrl=urls["inbound"], MaxNumberOfMessages=10)["Messages"]
         counter.take()
+        counter.meter.take()
         processor.handler(_sqs_event(queued[0]["Body"]), _Context())
+        inbound = counter.meter.take()
         rows.append(("process one inbound text", counter.take()))
 
         api.handler(_api_send_event(), _Context())
-        send_path = counter.take_dynamo()
+        charges = counter.meter.take()
         rows.append(("POST /v1/messages (one recipient)", counter.take()))
 
         jobs = sqs.receive_message(QueueUrl=urls["send"], MaxNumberOfMessages=10)["Messages"]
         counter.take()
         send.handler(_sqs_event(jobs[0]["Body"]), _Context())
-        send_path += counter.take_dynamo()
+        sent = counter.meter.take()
+        charges.add(sent)
         rows.append(("send one queued text", counter.take()))
-    return rows, dynamo_units(send_path, gsi_keys)
+    return rows, charges, inbound
 
 
 # -- a rate-limited burst -------------------------------------------------------------------------
@@ -472,6 +456,20 @@ def _botocore_call_cpu(calls: int) -> float:
         thread.join(timeout=5)
 
 
+def _print_units(what: str, charges: Charges) -> None:
+    """Where the capacity units of one operation go, and what a million of them cost."""
+    print(f"\nDynamoDB units for {what}, as billed (bench/dynamo_units.py)\n")
+    print(f"{'charged to':<52} {'units':>6} {'$/1M':>8}")
+    for where, units in sorted(charges.writes.items()):
+        print(f"{'write ' + where:<52} {units:>6.1f} {units * WRITE_PRICE:>8.3f}")
+    for where, units in sorted(charges.reads.items()):
+        print(f"{'read ' + where:<52} {units:>6.1f} {units * READ_PRICE:>8.3f}")
+    cost = charges.write_units * WRITE_PRICE + charges.read_units * READ_PRICE
+    print(f"{'total write units':<52} {charges.write_units:>6.1f}")
+    print(f"{'total read units':<52} {charges.read_units:>6.1f}")
+    print(f"{'cost per million, at on-demand list prices':<52} {'':>6} {cost:>8.3f}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="bench", description=__doc__)
     parser.add_argument("--runs", type=int, default=5, help="fresh interpreters per import measurement")
@@ -491,19 +489,12 @@ def main() -> int:
 
     print("\nAWS calls per operation (botocore before-call hook, moto in-process)\n")
     print(f"{'operation':<44} {'calls':>5}  detail")
-    rows, (writes, billed, reads) = aws_calls()
+    rows, sent, inbound = aws_calls()
     for label, calls in rows:
         detail = ", ".join(f"{k} x{v}" if v > 1 else k for k, v in sorted(calls.items()))
         print(f"{label:<44} {sum(calls.values()):>5}  {detail}")
-
-    print("\nDynamoDB units per sent message (POST /v1/messages + the send; index writes counted)\n")
-    print(f"{'measure':<44} {'units':>6} {'$/1M sent':>10}")
-    print(f"{'write units (1 per item + 1 per index)':<44} {writes:>6.1f} {writes * WRITE_PRICE:>10.3f}")
-    print(f"{'  as billed (transactional items cost 2)':<44} {billed:>6.1f} {billed * WRITE_PRICE:>10.3f}")
-    print(f"{'read units':<44} {reads:>6.1f} {reads * READ_PRICE:>10.3f}")
-    total = writes * WRITE_PRICE + reads * READ_PRICE
-    total_billed = billed * WRITE_PRICE + reads * READ_PRICE
-    print(f"{'cost per million sent messages':<44} {'':>6} {total:>10.3f}  (as billed: {total_billed:.3f})")
+    _print_units("a sent message (POST /v1/messages + the send)", sent)
+    _print_units("a received text (processing one inbound webhook)", inbound)
 
     rate = 5.0
     burst = rate_limited_burst(60, rate)
@@ -519,7 +510,12 @@ def main() -> int:
         print(f"{label:<44} {value:>8}")
     ok = abs(burst["ratio"] - 1) <= 0.05 and burst["sent"] == burst["texts"] == burst["carrier_accepted"]
     print(f"{'within 5% and nothing dropped':<44} {'yes' if ok else 'NO':>8}")
-    return 0 if ok else 1
+
+    from bench.local_burst import print_report, run_local_burst
+
+    through_stack = run_local_burst(60, rate=rate)  # the same burst in real time, through `parley local`
+    print_report(through_stack)
+    return 0 if ok and through_stack.ok else 1
 
 
 if __name__ == "__main__":

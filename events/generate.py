@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from urllib.parse import urlencode
 
-from parley.domain.models import SendRequest
+from parley.openapi import send_request_schema
 
 OUT = Path("events")
 TOKEN = "parley-local-auth-token"
@@ -223,8 +223,7 @@ for name, data in files.items():
     (OUT / name).write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 schema_dir = OUT / "schemas"
 schema_dir.mkdir(exist_ok=True)
-schema = SendRequest.model_json_schema(by_alias=True)
-schema["$id"] = "https://parley.dev/schemas/send-request/v1.json"
-schema["title"] = "SendMessage (v1)"
+# the same schema the OpenAPI document (GET /v1/openapi.json) gives for POST /v1/messages
+schema = send_request_schema()
 (schema_dir / "send-request.v1.schema.json").write_text(json.dumps(schema, indent=2) + "\n")
 print(len(files))

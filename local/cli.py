@@ -189,7 +189,16 @@ def _cmd_numbers(args: argparse.Namespace) -> int:
         print("no numbers configured")
         return 0
     for n in numbers:
-        flags = " (default)" if n.get("is_default") else ""
+        tags = [
+            tag
+            for tag, on in (
+                ("default", n.get("is_default")),
+                ("smart encoding", n.get("smart_encoding")),
+                ("opt-outs per number", n.get("opt_out_scope") == "number"),
+            )
+            if on
+        ]
+        flags = f" ({', '.join(tags)})" if tags else ""
         print(f"{n['number']}  {n['carrier']}  team {n.get('team')}  owner {n.get('owner') or '-'}{flags}")
         for url in n.get("webhooks", []):
             print(f"    {url}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import math
 import os
 import re
 import secrets
@@ -56,6 +57,14 @@ class ControlPlane(Protocol):
     def resources(self) -> dict[str, Any]: ...
 
     def schedule_names(self) -> dict[str, list[str]]: ...
+
+    def clock(self) -> dict[str, Any]: ...
+
+    def set_clock(self, now: datetime) -> dict[str, Any]: ...
+
+    def advance_clock(self, seconds: float) -> dict[str, Any]: ...
+
+    def reset_clock(self) -> dict[str, Any]: ...
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -354,11 +363,41 @@ class Front:
             return _json_response(200, self.control.resources())
         if path == "/_local/schedules" and method == "GET":
             return _json_response(200, self.control.schedule_names())
+        if path == "/_local/clock":
+            return self._clock(request)
         if m := re.fullmatch(r"/_local/schedules/([^/]+)/fire", path):
             if method != "POST":
                 return _json_response(405, {"message": "use POST"})
             return self._fire(m.group(1), request)
         return _json_response(404, {"message": "Not Found"})
+
+    def _clock(self, request: Request) -> Response:
+        """GET: Parley's now. POST {"now": ISO 8601 with a zone} or {"advance_seconds": N} moves it (tests
+        control time); DELETE: back to real time."""
+        if request.method == "GET":
+            return _json_response(200, self.control.clock())
+        if request.method == "DELETE":
+            return _json_response(200, self.control.reset_clock())
+        if request.method != "POST":
+            return _json_response(405, {"message": "use GET, POST or DELETE"})
+        try:
+            body = json.loads(request.get_data() or b"null")
+        except json.JSONDecodeError as exc:
+            return _json_response(400, {"message": f"body is not JSON: {exc}"})
+        if not isinstance(body, dict) or set(body) not in ({"now"}, {"advance_seconds"}):
+            return _json_response(
+                400, {"message": 'give exactly one of {"now": ...} or {"advance_seconds": N}'}
+            )
+        if "now" in body:
+            try:
+                now = datetime.fromisoformat(str(body["now"]).replace("Z", "+00:00"))
+                return _json_response(200, self.control.set_clock(now))
+            except ValueError as exc:
+                return _json_response(400, {"message": f"now: {exc}"})
+        seconds = body["advance_seconds"]
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not math.isfinite(seconds):
+            return _json_response(400, {"message": "advance_seconds must be a number of seconds"})
+        return _json_response(200, self.control.advance_clock(float(seconds)))
 
     def _fire(self, name: str, request: Request) -> Response:
         raw = request.get_data()

@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -157,6 +158,7 @@ class LocalStack:
                 server.server_close()  # ThreadedMotoServer.stop() leaves the listening socket open
         self._restore_env()
         _clear_settings_cache()
+        _real_time()  # the next stack in this process starts on real time
         with LocalStack._active_lock:
             if LocalStack._active is self:
                 LocalStack._active = None
@@ -198,6 +200,35 @@ class LocalStack:
     def schedule_names(self) -> dict[str, list[str]]:
         return {s.logical_id: list(s.names) for s in self._require_plan().schedules.values()}
 
+    # -- the clock the handlers read (parley.clock): tests move it, the outside world stays on real time
+
+    def clock(self) -> dict[str, Any]:
+        """Parley's now, and how far it runs from real time."""
+        from parley import clock
+
+        offset = clock.offset()
+        return {
+            "now": clock.utc_now().isoformat(),
+            "offset_seconds": offset.total_seconds(),
+            "real_time": offset == timedelta(0),
+        }
+
+    def set_clock(self, now: datetime) -> dict[str, Any]:
+        """Put Parley's clock at `now` (it keeps ticking from there); `now` must carry a time zone."""
+        if now.tzinfo is None or now.utcoffset() is None:
+            raise ValueError("the time needs a zone (e.g. 2026-01-14T23:00:00-08:00)")
+        return self._shift_clock(now - datetime.now(UTC))
+
+    def advance_clock(self, seconds: float) -> dict[str, Any]:
+        """Move Parley's clock `seconds` on (back, if negative)."""
+        from parley import clock
+
+        return self._shift_clock(clock.offset() + timedelta(seconds=seconds))
+
+    def reset_clock(self) -> dict[str, Any]:
+        """Back to real time."""
+        return self._shift_clock(timedelta(0))
+
     def health(self) -> dict[str, Any]:
         base = self.base_url
         info: dict[str, Any] = {
@@ -221,6 +252,7 @@ class LocalStack:
         self._poll_stop.set()
         self._join_pollers()
         requests.post(f"{self.endpoint_url}/moto-api/reset", timeout=10).raise_for_status()
+        _real_time()
         provision(plan)
         for sim in self.simulators.values():
             reset = getattr(sim, "reset", None)
@@ -416,6 +448,42 @@ class LocalStack:
 
     # -- helpers
 
+    def _shift_clock(self, offset: timedelta) -> dict[str, Any]:
+        from parley import clock
+
+        moved_back = offset < clock.offset()
+        clock.set_offset(offset)
+        if moved_back:
+            self._forget_rate_buckets()
+        state = self.clock()
+        if state["real_time"]:
+            log.info("clock: real time")
+        else:
+            log.warning(
+                "clock: Parley now reads %s (%+.0f s from real time)", state["now"], offset.total_seconds()
+            )
+        return state
+
+    def _forget_rate_buckets(self) -> None:
+        """Empty the rate-limit table after the clock moved back. A bucket last charged at a later time
+        refills nothing until the clock gets there again (domain/rate.py), so the number would stall."""
+        table = os.environ.get("PARLEY_RATE_LIMITS_TABLE")
+        if not table or self.plan is None:
+            return
+        dynamodb = client("dynamodb", self.plan)
+        try:
+            keys = [
+                k["AttributeName"] for k in dynamodb.describe_table(TableName=table)["Table"]["KeySchema"]
+            ]
+        except dynamodb.exceptions.ResourceNotFoundException:
+            return
+        forgotten = 0
+        for page in dynamodb.get_paginator("scan").paginate(TableName=table):
+            for item in page.get("Items", []):
+                dynamodb.delete_item(TableName=table, Key={k: item[k] for k in keys})
+                forgotten += 1
+        log.info("clock moved back: forgot %d rate bucket(s) in %s", forgotten, table)
+
     def _require_plan(self) -> StackPlan:
         if self.plan is None:
             raise LocalStackError("the local stack is not started")
@@ -445,6 +513,15 @@ def _add_layer_paths(layer_dirs: Iterable[Path]) -> None:
         if root.is_dir() and str(root) not in sys.path:
             sys.path.append(str(root))
             log.debug("layer %s on sys.path", root)
+
+
+def _real_time() -> None:
+    """Put Parley's clock back on real time (a no-op when the layer isn't importable)."""
+    try:
+        from parley import clock
+    except ImportError:
+        return
+    clock.set_offset(timedelta(0))
 
 
 def _clear_settings_cache() -> None:

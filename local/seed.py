@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 from parley.config import Settings
-from parley.domain.models import ContactRecord, OurNumber, Template
+from parley.domain.models import ContactRecord, OptOutScope, OurNumber, Template
 from parley.wiring import Container
 
 OUR_NUMBERS = [
     OurNumber(number="+15005550006", carrier="twilio", owner="dev", team="default", is_default=True),
-    OurNumber(number="+14155550142", carrier="twilio", owner="support", team="default"),
+    # The support line shows two per-number send rules: smart encoding on (curly quotes go as GSM-7),
+    # and its own opt-outs (a STOP to it stops texts from it alone).
+    OurNumber(
+        number="+14155550142",
+        carrier="twilio",
+        owner="support",
+        team="default",
+        smart_encoding=True,
+        opt_out_scope=OptOutScope.NUMBER,
+    ),
     # One number per other carrier, so each can be tried end to end against its simulator.
     OurNumber(number="+14155550143", carrier="telnyx", owner="dev"),
     OurNumber(number="+14155550144", carrier="vonage", owner="dev"),
@@ -16,6 +25,10 @@ OUR_NUMBERS = [
     OurNumber(number="+14155550146", carrier="bandwidth", owner="dev"),
     OurNumber(number="+14155550147", carrier="plivo", owner="dev"),
     OurNumber(number="+14155550148", carrier="aws", owner="dev"),
+    # Quiet hours of its own (the organisation's are off locally): tests/e2e/test_quiet_hours.py.
+    OurNumber(number="+14155550160", carrier="twilio", owner="dev", quiet_hours="21:00-08:00"),
+    # A known rate of 5 segments a second: `make bench` sends a burst from it (bench/local_burst.py).
+    OurNumber(number="+14155550161", carrier="twilio", owner="dev", rate_per_second=5.0),
 ]
 
 CONTACTS = [

@@ -17,7 +17,8 @@ Control plane (no auth; JSON):
     POST /_inbound  {"from", "to", "body", "media_urls", "media", "repeat"} → a phone texting us
                     ("media": true attaches this simulator's /_media/parley.png)
     GET  /_media/<name>  the picture a phone attached (local.sim_media), no auth
-    GET  /_messages every accepted outbound message with its callbacks; DELETE resets everything
+    GET  /_messages every accepted outbound message with its callbacks and `received_at` (when the
+                    simulator accepted it: ISO 8601, microseconds, real time); DELETE resets everything
 
 Order of checks on create: authentication, request validation and Twilio's magic test numbers (a
 400 never consumes a fault), then faults (the first active fault matching the recipient takes one
@@ -138,9 +139,12 @@ class _Stored:
     status_callback: str | None
     media_urls: list[str]
     callbacks: list[dict[str, Any]] = field(default_factory=list)
+    # Twilio's date_created is to the second; a rate (5 a second) needs finer times, so keep our own.
+    received_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="microseconds"))
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = json.loads(json.dumps(self.resource))
+        data["received_at"] = self.received_at
         data["status_callback"] = self.status_callback
         data["media_urls"] = list(self.media_urls)
         data["callbacks"] = json.loads(json.dumps(self.callbacks))
@@ -514,4 +518,5 @@ class SimulatedTwilio(Simulator[TwilioApiError]):
 
 def _public(message: Mapping[str, Any]) -> dict[str, Any]:
     """The resource as Twilio's API shows it (without the simulator's bookkeeping)."""
-    return {k: v for k, v in message.items() if k not in ("status_callback", "media_urls", "callbacks")}
+    bookkeeping = ("status_callback", "media_urls", "callbacks", "received_at")
+    return {k: v for k, v in message.items() if k not in bookkeeping}

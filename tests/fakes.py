@@ -48,7 +48,7 @@ from parley.domain.models import (
     Template,
 )
 from parley.domain.rate import BucketState
-from parley.domain.rate import take as take_tokens
+from parley.domain.rate import reserve as reserve_tokens
 from parley.domain.retry import RetryPolicy
 from parley.edge import WebhookIntake
 from parley.ports import (
@@ -288,15 +288,20 @@ class InMemoryOptOuts:
         return self.items.get(customer_number)
 
     def record(
-        self, customer_number: str, *, opted_out: bool, source: str, at: datetime, detail: str | None
+        self,
+        customer_number: str,
+        *,
+        opted_out: bool,
+        source: str,
+        at: datetime,
+        detail: str | None,
+        number: str | None = None,
     ) -> OptOut:
         current = self.items.get(customer_number) or OptOut(
-            customer_number=customer_number, opted_out=opted_out, updated_at=at
+            customer_number=customer_number, opted_out=False, updated_at=at
         )
-        change = ConsentChange(opted_out=opted_out, at=at, source=source, detail=detail)
-        updated = current.model_copy(
-            update={"opted_out": opted_out, "updated_at": at, "history": [*current.history, change]}
-        )
+        change = ConsentChange(opted_out=opted_out, at=at, source=source, detail=detail, number=number)
+        updated = current.with_change(change)
         self.items[customer_number] = updated
         return updated
 
@@ -388,13 +393,16 @@ class InMemoryRateLimiter:
         self.buckets: dict[str, BucketState] = {}
         self.waits: list[tuple[str, float]] = []
 
-    def take(self, number: str, now: datetime, cost: float, rate: float) -> float:
-        new, wait = take_tokens(self.buckets.get(number), now, cost, rate)
+    def reserve(
+        self, number: str, now: datetime, cost: float, rate: float, *, horizon: float
+    ) -> tuple[float, bool]:
+        new, wait = reserve_tokens(self.buckets.get(number), now, cost, rate, horizon=horizon)
         if wait > 0:
             self.waits.append((number, wait))
-        else:
-            self.buckets[number] = new
-        return wait
+        if wait > horizon:
+            return wait, False
+        self.buckets[number] = new
+        return wait, True
 
 
 # -- queues and events ------------------------------------------------------------------------------
@@ -580,6 +588,7 @@ class World:
     crm: FakeCrm = field(default_factory=FakeCrm)
     media: InMemoryMediaStore = field(default_factory=InMemoryMediaStore)
     rate_limiter: InMemoryRateLimiter = field(default_factory=InMemoryRateLimiter)
+    slept: list[float] = field(default_factory=list)
     shards: int = 4
     messages: InMemoryMessages = field(init=False)
 
@@ -605,6 +614,11 @@ class World:
             compliance=lambda *reply: self.compliance_replies.append(reply),
         )
 
+    def sleep(self, seconds: float) -> None:
+        """A sleep that moves the test clock, recorded so tests can see how long the service waited."""
+        self.slept.append(seconds)
+        self.clock.advance(seconds=seconds)
+
     def intake(self, *, log_only: bool = False) -> WebhookIntake:
         return WebhookIntake(self.inbound_queue, log_only=log_only)
 
@@ -616,6 +630,7 @@ class World:
         apply_parked: bool = True,
         quiet_hours: str = "",
         rate_limited: bool = False,
+        sleeps: bool = False,
     ) -> SendService:
         return SendService(
             messages=self.messages,
@@ -635,10 +650,15 @@ class World:
             opt_outs=self.opt_outs,
             quiet_hours=quiet_hours,
             rate_limiter=self.rate_limiter if rate_limited else None,
+            sleep=self.sleep if sleeps else None,
             compliance_texts={
                 Keyword.OPT_OUT: "You're unsubscribed. Reply START to resubscribe.",
                 Keyword.OPT_IN: "You're resubscribed. Reply STOP to unsubscribe.",
                 Keyword.HELP: "Reply STOP to unsubscribe.",
+            },
+            number_scope_texts={
+                Keyword.OPT_OUT: "You're unsubscribed from this number. Reply START to resubscribe.",
+                Keyword.OPT_IN: "You're resubscribed to this number. Reply STOP to unsubscribe.",
             },
         )
 

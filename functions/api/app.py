@@ -15,6 +15,7 @@ from parley.carriers.registry import webhook_paths
 from parley.domain.ids import new_request_key
 from parley.domain.models import SendRequest
 from parley.domain.phone import normalize_e164
+from parley.openapi import openapi_json
 from parley.services.inbox import NotFound, preview
 from parley.services.sending import NotCancellable, SendRejected
 from parley.services.templates import TemplateDraft, TemplateNotFound
@@ -140,18 +141,29 @@ def list_numbers() -> Response[str]:
 
 @app.post("/v1/messages/preview")
 def preview_message() -> Response[str]:
+    _, team = _caller()
     data = _body()
     body, template_id, to = data.get("body"), data.get("template_id"), data.get("to")
     values = data.get("merge_values") or {}
+    from_number, smart_encoding = data.get("from"), data.get("smart_encoding")
     if not (body is None or isinstance(body, str)) or not (
         template_id is None or isinstance(template_id, str)
     ):
         raise ValueError("'body' and 'template_id' must be strings")
     if not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
         raise ValueError("'merge_values' must be an object of strings")
+    if not (from_number is None or isinstance(from_number, str)):
+        raise ValueError("'from' must be one of our numbers, as a string")
+    if not (smart_encoding is None or isinstance(smart_encoding, bool)):
+        raise ValueError("'smart_encoding' must be true, false or null (the sender number's setting)")
     recipient = normalize_e164(to) if isinstance(to, str) else None
-    text = container().sender.render(body=body, template_id=template_id, merge_values=values, to=recipient)
-    return _json(200, {"text": text, **preview(text, smart_encoding=bool(data.get("smart_encoding", False)))})
+    sender_number = normalize_e164(from_number, require_mobile=False) if from_number else None
+    sending = container().sender
+    # The sender the send would use: its smart-encoding setting applies unless the request says.
+    sender = sending.sender_for(from_number=sender_number, to=recipient, team=team)
+    text = sending.render(body=body, template_id=template_id, merge_values=values, to=recipient)
+    result = preview(text, smart_encoding=smart_encoding, sender=sender)
+    return _json(200, {"text": text, "from": sender.number if sender else None, **result})
 
 
 @app.post("/v1/messages/<message_id>/reschedule")
@@ -175,6 +187,11 @@ def cancel_message(message_id: str) -> Response[str]:
     app_container = container()
     message = app_container.inbox.message(message_id, team)
     return _json(200, app_container.sender.cancel(message).model_dump(mode="json"))
+
+
+@app.get("/v1/openapi.json")
+def get_openapi_document() -> Response[str]:
+    return Response(200, "application/json", openapi_json())
 
 
 @app.exception_handler(ValidationError)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from aws_lambda_powertools import Logger
 
+from parley.clock import utc_now
 from parley.wiring import container
 
 logger = Logger(service="parley")
@@ -19,5 +20,5 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if event.get("day"):
         day = date.fromisoformat(str(event["day"]))
     else:  # the nightly run logs the day that just ended in the organisation's time zone
-        day = datetime.now(ZoneInfo(app.settings.org_timezone)).date() - timedelta(days=1)
+        day = utc_now().astimezone(ZoneInfo(app.settings.org_timezone)).date() - timedelta(days=1)
     return app.digest.run(day).as_dict()

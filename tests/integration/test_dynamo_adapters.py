@@ -21,6 +21,7 @@ from parley.adapters.dynamo import (
     DynamoReceipts,
     DynamoTemplates,
     InvalidCursor,
+    MessageItem,
     shard_of,
 )
 from parley.config import Settings
@@ -153,6 +154,74 @@ def test_the_same_customer_through_two_numbers_is_one_conversation(
     assert (conversation.message_count, conversation.unread_count) == (2, 1)
     assert conversation.last_our_number == OURS_2
     assert conversation.last_direction is Direction.OUTBOUND
+
+
+def test_our_text_to_an_existing_conversation_is_stored_once_and_folded_in(
+    messages: DynamoMessages, conversations: DynamoConversations
+) -> None:
+    insert(messages, msg("m1"))
+    reply = msg("m2", at=T0 + timedelta(minutes=1), direction=Direction.OUTBOUND, ours=OURS_2)
+
+    assert insert(messages, reply, unread=0) is True
+    assert insert(messages, reply, unread=0) is False
+
+    conversation = conversations.get(ANA)
+    assert conversation is not None
+    assert (conversation.message_count, conversation.unread_count) == (2, 1)
+    assert (conversation.last_message_id, conversation.last_our_number) == ("m2", OURS_2)
+    assert messages.get("m2") == reply
+
+
+def test_our_first_text_to_a_new_number_starts_its_conversation(
+    messages: DynamoMessages, conversations: DynamoConversations
+) -> None:
+    first = msg("m1", direction=Direction.OUTBOUND, status=MessageStatus.QUEUED)
+
+    assert insert(messages, first, unread=0) is True
+
+    conversation = conversations.get(ANA)
+    assert conversation is not None and conversation.last_message_id == "m1"
+    assert conversation.message_count == 1
+
+
+def test_the_stored_item_keeps_only_what_the_keys_do_not_hold(messages: DynamoMessages) -> None:
+    """Item size is what DynamoDB bills: key copies and defaults are left out of the doc."""
+    insert(messages, msg("m1", sid="SM1"))
+
+    item = MessageItem.get("m1")
+    assert not {"message_id", "customer_number", "created_at", "status", "version"} & set(item.doc)
+    assert "attempts" not in item.doc and "media" not in item.doc
+    assert messages.get("m1") == msg("m1", sid="SM1")
+
+
+def test_a_message_stored_with_a_full_doc_still_reads(messages: DynamoMessages) -> None:
+    """Items written before the doc was trimmed carry every field; they read the same."""
+    full = msg("m1")
+    MessageItem(
+        message_id="m1",
+        customer_number=ANA,
+        created_at="2024-05-06T09:00:00.000000Z",
+        day_shard="2024-05-06#0",
+        status="received",
+        version=0,
+        doc=full.model_dump(mode="json"),
+    ).save()
+
+    assert messages.get("m1") == full
+
+
+def test_a_view_lists_only_messages_still_in_it(messages: DynamoMessages) -> None:
+    """The index lags the table on AWS; an entry whose message has moved on is left out."""
+    insert(messages, msg("m1", direction=Direction.OUTBOUND, status=MessageStatus.QUEUED), unread=0)
+    lagging = MessageItem.get("m1")
+    lagging.status = MessageStatus.SENT.value  # as the index still sees it: in "pending"
+    lagging.save()
+    insert(messages, msg("m2", direction=Direction.OUTBOUND, status=MessageStatus.QUEUED), unread=0)
+
+    pending = messages.list_view("pending", limit=10, cursor=None).items
+
+    assert [m.message_id for m in pending] == ["m2"]
+    assert pending[0].status is MessageStatus.QUEUED
 
 
 def test_the_first_owner_and_team_stick(messages: DynamoMessages, conversations: DynamoConversations) -> None:

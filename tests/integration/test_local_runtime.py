@@ -16,9 +16,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar, cast
+from zoneinfo import ZoneInfo
 
 import boto3
 import pytest
@@ -35,6 +36,7 @@ from local.cli import main as cli_main
 from local.http_front import ControlPlane, Front
 from local.runtime import LocalStack, LocalStackError
 from local.schedules import ScheduleError, parse_expression
+from parley import clock
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURE = REPO / "tests" / "fixtures" / "runtime" / "template.yaml"
@@ -449,6 +451,61 @@ def test_cli_digest_fires_nightly_on_the_running_stack(
 ) -> None:
     assert cli_main(["digest", "--day", "2024-05-31", "--url", stack.base_url]) == 0
     assert json.loads(capsys.readouterr().out) == {"got": {"day": "2024-05-31"}}
+
+
+# -- the clock (tests control time; see local/README.md)
+
+
+def test_the_clock_moves_for_every_handler_in_the_process_and_returns_to_real_time(stack: LocalStack) -> None:
+    url = f"{stack.base_url}/_local/clock"
+    assert requests.get(url, timeout=5).json()["real_time"] is True
+    night = datetime(2026, 1, 14, 23, tzinfo=ZoneInfo("America/Los_Angeles"))
+    try:
+        state = requests.post(url, json={"now": night.isoformat()}, timeout=5).json()
+        assert state["real_time"] is False
+        assert abs(datetime.fromisoformat(state["now"]) - night) < timedelta(seconds=5)
+        assert abs(clock.utc_now() - night) < timedelta(seconds=5)  # what the handlers read
+        later = requests.post(url, json={"advance_seconds": 3600}, timeout=5).json()
+        assert later["offset_seconds"] == pytest.approx(state["offset_seconds"] + 3600)
+        for bad in (
+            {"now": "2026-01-14T23:00:00"},  # no zone: which 23:00?
+            {"now": "tonight"},
+            {"advance_seconds": "60"},
+            {"advance_seconds": True},
+            {"now": night.isoformat(), "advance_seconds": 1},
+            {},
+        ):
+            response = requests.post(url, json=bad, timeout=5)
+            assert response.status_code == 400, bad
+        assert requests.get(url, timeout=5).json()["offset_seconds"] == later["offset_seconds"]
+    finally:
+        back = requests.delete(url, timeout=5)
+    assert back.status_code == 200 and back.json()["real_time"] is True
+    assert clock.offset() == timedelta(0)
+
+
+def test_moving_the_clock_back_forgets_rate_buckets(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bucket charged while the clock ran ahead would refill nothing until real time caught up."""
+    dynamodb = boto3.client("dynamodb")
+    dynamodb.create_table(
+        TableName="clock-rate-limits",
+        KeySchema=[{"AttributeName": "number", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "number", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    monkeypatch.setenv("PARLEY_RATE_LIMITS_TABLE", "clock-rate-limits")
+    try:
+        stack.advance_clock(3600)
+        dynamodb.put_item(TableName="clock-rate-limits", Item={"number": {"S": "+15005550006"}})
+        stack.advance_clock(60)  # forward: the bucket stays
+        assert dynamodb.scan(TableName="clock-rate-limits")["Count"] == 1
+        stack.reset_clock()  # back
+        assert dynamodb.scan(TableName="clock-rate-limits")["Count"] == 0
+    finally:
+        stack.reset_clock()
+        dynamodb.delete_table(TableName="clock-rate-limits")
 
 
 def test_python_dash_m_local_runs_the_stack_until_sigterm() -> None:

@@ -19,6 +19,7 @@ from cfnlint.api import ManualArgs, lint  # noqa: E402
 from samtranslator.translator.transform import transform  # noqa: E402
 from samtranslator.yaml_helper import yaml_parse  # noqa: E402
 
+from parley.adapters import dynamo  # noqa: E402
 from parley.config import Settings  # noqa: E402
 
 pytestmark = pytest.mark.template
@@ -59,7 +60,9 @@ API_ROUTES = {
     ("get", "/v1/templates/{template_id}"),
     ("put", "/v1/templates/{template_id}"),
     ("delete", "/v1/templates/{template_id}"),
+    ("get", "/v1/openapi.json"),
 }
+PUBLIC_API_ROUTES = {("get", "/v1/openapi.json")}  # the API's own description, readable without a token
 WEBHOOK_ROUTE = ("post", "/webhooks/{carrier}/{kind}")
 JWT_AUTHORIZER = "ParleyJwt"
 
@@ -417,12 +420,15 @@ def test_webhook_route_has_no_authorizer(cfn: dict[str, Any]) -> None:
     assert "WebhookFunction.Arn" in op["x-amazon-apigateway-integration"]["uri"]["Fn::Sub"]
 
 
-def test_every_v1_route_requires_the_jwt_authorizer(cfn: dict[str, Any]) -> None:
+def test_every_v1_route_but_the_public_ones_requires_the_jwt_authorizer(cfn: dict[str, Any]) -> None:
     routes = _routes(cfn)
     v1 = {key for key in routes if key[1].startswith("/v1/")}
     assert v1 == API_ROUTES
-    for key in sorted(v1):
+    for key in sorted(v1 - PUBLIC_API_ROUTES):
         assert routes[key].get("security") == [{JWT_AUTHORIZER: []}], f"{key} is not JWT-protected"
+    for key in sorted(PUBLIC_API_ROUTES):
+        schemes = {name for requirement in routes[key].get("security", []) for name in requirement}
+        assert schemes <= {"NONE"}, f"{key} is behind {schemes}"
     scheme = cfn["Resources"]["ParleyHttpApi"]["Properties"]["Body"]["components"]["securitySchemes"]
     authorizer = scheme[JWT_AUTHORIZER]["x-amazon-apigateway-authorizer"]
     assert authorizer["type"] == "jwt"
@@ -444,8 +450,43 @@ def test_table_is_on_demand_recoverable_encrypted_and_retained(source: dict[str,
     assert props["SSESpecification"]["SSEEnabled"] is True
     assert table["DeletionPolicy"] == table["UpdateReplacePolicy"] == "Retain"
     assert "TableName" not in props, "a fixed TableName collides between stages"
-    for gsi in props.get("GlobalSecondaryIndexes", []):
-        assert gsi["Projection"]["ProjectionType"] == "ALL", f"{table_id}.{gsi['IndexName']}"
+
+
+_MODELS = {
+    "MessagesTable": dynamo.MessageItem,
+    "ConversationsTable": dynamo.ConversationItem,
+    "ContactsTable": dynamo.ContactItem,
+    "TemplatesTable": dynamo.TemplateItem,
+    "NumbersTable": dynamo.NumberItem,
+    "ReceiptsTable": dynamo.ReceiptItem,
+    "DigestsTable": dynamo.DigestItem,
+    "OptOutsTable": dynamo.OptOutItem,
+    "RateLimitsTable": dynamo.RateLimitItem,
+}
+
+
+@pytest.mark.parametrize("table_id", sorted(TABLES))
+def test_table_keys_and_indexes_match_the_code(source: dict[str, Any], table_id: str) -> None:
+    """Tests and benches create tables from the pynamodb models; the deployed ones come from here."""
+    props = source["Resources"][table_id]["Properties"]
+    model = _MODELS[table_id]
+    declared = {
+        gsi["IndexName"]: (_keys(gsi["KeySchema"]), gsi["Projection"]["ProjectionType"])
+        for gsi in props.get("GlobalSecondaryIndexes", [])
+    }
+    in_code = {
+        index.Meta.index_name: (
+            _keys(index._get_schema()["key_schema"]),
+            index.Meta.projection.projection_type,
+        )
+        for index in model._indexes.values()
+    }
+    assert declared == in_code
+    assert _keys(props["KeySchema"]) == _keys(model._get_schema()["key_schema"])
+
+
+def _keys(schema: list[dict[str, str]]) -> dict[str, str]:
+    return {k["KeyType"]: k["AttributeName"] for k in schema}
 
 
 def test_tables_are_exactly_the_declared_set(source: dict[str, Any]) -> None:

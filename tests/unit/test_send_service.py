@@ -541,6 +541,21 @@ def test_a_message_for_later_is_scheduled_then_released_when_due(world: World) -
     assert len(world.carrier.sent) == 1
 
 
+def test_a_scheduled_text_to_someone_who_opted_out_meanwhile_is_suppressed_not_sent(world: World) -> None:
+    sender = world.sender()
+    (scheduled,) = sender.submit(req(ANA, send_at=(T0 + timedelta(hours=1)).isoformat()), "req-1")
+    world.opt_outs.record(ANA, opted_out=True, source="twilio:keyword", at=T0, detail="STOP")
+
+    world.clock.advance(hours=1)
+    assert sender.release_due([message(world, scheduled.message_id)]) == 1
+    deliver_queued(world, sender)
+
+    stored = message(world, scheduled.message_id)
+    assert stored.status is MessageStatus.SUPPRESSED
+    assert stored.error_reason == "the recipient has opted out of messages from all our numbers"
+    assert world.carrier.sent == []
+
+
 def test_send_at_in_the_past_sends_now(world: World) -> None:
     (sent,) = world.sender().submit(req(ANA, send_at=(T0 - timedelta(minutes=5)).isoformat()), "req-1")
     assert sent.status is MessageStatus.QUEUED
@@ -672,7 +687,7 @@ def test_a_carrier_saying_the_recipient_opted_out_records_it_and_later_sends_are
     (second,) = sender.handle_request(req(ANA), "req-opted-out-2")
 
     assert second.status is MessageStatus.SUPPRESSED
-    assert second.error_reason == "the recipient has opted out (replied STOP)"
+    assert second.error_reason == "the recipient has opted out of messages from all our numbers"
     assert len(world.carrier.sent) == 1  # the suppressed text never reached the carrier
 
 

@@ -64,6 +64,14 @@ class Settings(BaseSettings):
     )
     opt_in_reply: str = "You're resubscribed to {org} texts. Reply STOP to unsubscribe, HELP for help."
     help_reply: str = "{org}: reply STOP to unsubscribe, START to resubscribe. Msg & data rates may apply."
+    # The same answers from a number whose opt_out_scope is "number": they cover that number only.
+    opt_out_number_reply: str = (
+        "You're unsubscribed from {org} texts from this number and will get no more from it. "
+        "Reply START to resubscribe."
+    )
+    opt_in_number_reply: str = (
+        "You're resubscribed to {org} texts from this number. Reply STOP to unsubscribe, HELP for help."
+    )
     org_timezone: str = "UTC"
     # No texts in this window of the recipient's local time ("" = none); held ones go when it opens.
     quiet_hours: str = ""

@@ -61,9 +61,11 @@ class MessageRepository(Protocol):
         ...
 
     def insert_with_conversation(self, message: Message, delta: ConversationDelta) -> bool:
-        """Store a new message and fold it into its conversation, atomically.
+        """Store a new message and fold it into its conversation.
 
-        Returns False (and changes nothing) when the message already exists.
+        Returns False (and changes nothing) when the message already exists. The message and a new
+        conversation, or an unread count, are written together or not at all; our own text to an
+        existing conversation may leave its summary behind after a crash, never the thread.
         """
         ...
 
@@ -112,9 +114,20 @@ class OptOutRepository(Protocol):
     def get(self, customer_number: str) -> OptOut | None: ...
 
     def record(
-        self, customer_number: str, *, opted_out: bool, source: str, at: datetime, detail: str | None
+        self,
+        customer_number: str,
+        *,
+        opted_out: bool,
+        source: str,
+        at: datetime,
+        detail: str | None,
+        number: str | None = None,
     ) -> OptOut:
-        """Append to the consent trail and set the current state; returns the new record."""
+        """Append to the consent trail and set the current state; returns the new record.
+
+        `number` scopes the change to one of our numbers (`OptOut.numbers`); None changes the opt-out
+        from all of them (`OptOut.opted_out`). See `OptOut.with_change`.
+        """
         ...
 
 
@@ -172,9 +185,14 @@ class MediaStore(Protocol):
 class RateLimiter(Protocol):
     """Per-number send rate (token buckets, `parley.domain.rate`), shared by every worker."""
 
-    def take(self, number: str, now: datetime, cost: float, rate: float) -> float:
-        """Charge `cost` to `number`'s bucket and return 0 if it may send now; otherwise charge
-        nothing and return the seconds to wait."""
+    def reserve(
+        self, number: str, now: datetime, cost: float, rate: float, *, horizon: float
+    ) -> tuple[float, bool]:
+        """Reserve a turn for `cost` segments at `number`'s rate: (seconds until it, reserved).
+
+        Reserved, the bucket is charged (into debt if the turn is later) and 0 seconds means now. Not
+        reserved (the turn is more than `horizon` seconds ahead, or the bucket kept changing under
+        us), nothing is charged and the seconds say when to ask again."""
         ...
 
 

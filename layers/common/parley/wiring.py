@@ -7,7 +7,7 @@ pynamodb, the services) are imported only when first needed: the webhook touches
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import time
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -15,6 +15,7 @@ from parley.adapters.aws import SqsQueue
 from parley.carriers.base import Carrier
 from parley.carriers.config import CarrierConfig
 from parley.carriers.registry import build_carrier, webhook_paths
+from parley.clock import utc_now
 from parley.edge import WebhookIntake
 
 if TYPE_CHECKING:
@@ -36,10 +37,6 @@ if TYPE_CHECKING:
     from parley.services.inbox import InboxQueries
     from parley.services.sending import SendService
     from parley.services.templates import TemplateService
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class Container:
@@ -215,10 +212,15 @@ class Container:
             quiet_hours=settings.quiet_hours,
             fallback_zone=settings.org_timezone,
             rate_limiter=self.rate_limiter,
+            sleep=time.sleep,
             compliance_texts={
                 Keyword.OPT_OUT: settings.opt_out_reply.format(org=settings.org_name),
                 Keyword.OPT_IN: settings.opt_in_reply.format(org=settings.org_name),
                 Keyword.HELP: settings.help_reply.format(org=settings.org_name),
+            },
+            number_scope_texts={
+                Keyword.OPT_OUT: settings.opt_out_number_reply.format(org=settings.org_name),
+                Keyword.OPT_IN: settings.opt_in_number_reply.format(org=settings.org_name),
             },
         )
 

@@ -17,7 +17,7 @@ from pynamodb.attributes import (
 )
 from pynamodb.connection import Connection
 from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
@@ -36,7 +36,7 @@ from parley.domain.models import (
     Template,
 )
 from parley.domain.rate import BucketState
-from parley.domain.rate import take as take_tokens
+from parley.domain.rate import reserve as reserve_tokens
 from parley.domain.status import view_for
 from parley.ports import ConflictError, ConversationDelta, DigestEntry, Page
 
@@ -83,10 +83,17 @@ def decode_cursor(cursor: str | None, partition: tuple[str, str], *keys: str) ->
     return value
 
 
+class CompactJSONAttribute(JSONAttribute):
+    """JSON without the spaces: item size is what DynamoDB bills, in 1 KB steps."""
+
+    def serialize(self, value: Any) -> str | None:
+        return None if value is None else json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
 class _ByConversation(GlobalSecondaryIndex["MessageItem"]):
     class Meta:
         index_name = "by-conversation"
-        projection = AllProjection()
+        projection = KeysOnlyProjection()
 
     customer_number = UnicodeAttribute(hash_key=True)
     created_at = UnicodeAttribute(range_key=True)
@@ -95,7 +102,7 @@ class _ByConversation(GlobalSecondaryIndex["MessageItem"]):
 class _ByCarrierRef(GlobalSecondaryIndex["MessageItem"]):
     class Meta:
         index_name = "by-carrier-ref"
-        projection = AllProjection()
+        projection = KeysOnlyProjection()
 
     carrier_ref = UnicodeAttribute(hash_key=True)
 
@@ -103,7 +110,7 @@ class _ByCarrierRef(GlobalSecondaryIndex["MessageItem"]):
 class _ByView(GlobalSecondaryIndex["MessageItem"]):
     class Meta:
         index_name = "by-view"
-        projection = AllProjection()
+        projection = KeysOnlyProjection()
 
     view = UnicodeAttribute(hash_key=True)
     created_at = UnicodeAttribute(range_key=True)
@@ -112,7 +119,7 @@ class _ByView(GlobalSecondaryIndex["MessageItem"]):
 class _ByDay(GlobalSecondaryIndex["MessageItem"]):
     class Meta:
         index_name = "by-day"
-        projection = AllProjection()
+        projection = KeysOnlyProjection()
 
     day_shard = UnicodeAttribute(hash_key=True)
     created_at = UnicodeAttribute(range_key=True)
@@ -130,8 +137,10 @@ class MessageItem(Model):
     day_shard = UnicodeAttribute()
     status = UnicodeAttribute()
     version = NumberAttribute(default=0)
-    doc = JSONAttribute()  # the full Message; keys above are copies for the indexes
+    doc = CompactJSONAttribute()  # the rest of the Message, defaults left out (see DynamoMessages)
 
+    # The indexes hold keys only, so a status change rewrites none of them; readers query an index
+    # for ids and fetch the items (`_fetch`), which is also what makes their answers current.
     by_conversation = _ByConversation()
     by_carrier_ref = _ByCarrierRef()
     by_view = _ByView()
@@ -281,6 +290,10 @@ def shard_of(customer_number: str, shards: int) -> int:
     return sum(customer_number.encode()) % shards
 
 
+# Message fields stored as item attributes, so not repeated in the item's doc.
+_ITEM_ATTRIBUTES = {"message_id", "customer_number", "created_at", "status", "version"}
+
+
 class DynamoMessages:
     def __init__(self, settings: Settings) -> None:
         self._tz = settings.org_timezone
@@ -300,12 +313,21 @@ class DynamoMessages:
             day_shard=f"{day}#{shard_of(message.customer_number, self._shards)}",
             status=message.status.value,
             version=message.version,
-            doc=message.model_dump(mode="json"),
+            doc=message.model_dump(mode="json", exclude_defaults=True, exclude=_ITEM_ATTRIBUTES),
         )
 
     @staticmethod
     def _from_item(item: MessageItem) -> Message:
-        return Message.model_validate(item.doc)
+        return Message.model_validate(
+            {
+                **item.doc,
+                "message_id": item.message_id,
+                "customer_number": item.customer_number,
+                "created_at": parse_iso(item.created_at),
+                "status": item.status,
+                "version": int(item.version),
+            }
+        )
 
     def get(self, message_id: str) -> Message | None:
         try:
@@ -324,7 +346,7 @@ class DynamoMessages:
 
     def insert_with_conversation(self, message: Message, delta: ConversationDelta) -> bool:
         item = self._to_item(message)
-        current = ConversationItem.get(delta.customer_number) if _exists(delta.customer_number) else None
+        current = _conversation_or_none(delta.customer_number)
         at = iso(delta.at)
         actions: list[Any] = [
             ConversationItem.message_count.add(1),
@@ -345,7 +367,19 @@ class DynamoMessages:
                 ConversationItem.last_direction.set(delta.direction),
                 ConversationItem.last_our_number.set(delta.our_number),
             ]
-        try:
+        if current is not None and delta.unread_increment == 0:
+            # Our own text to an existing conversation: two plain writes, as a transaction bills
+            # double. A crash between them leaves only the conversation's summary one text behind
+            # (threads are read from the messages) until the next text in either direction.
+            try:
+                item.save(condition=MessageItem.message_id.does_not_exist())
+            except PutError as exc:
+                if exc.cause_response_code == "ConditionalCheckFailedException":
+                    return False
+                raise
+            ConversationItem(delta.customer_number).update(actions=actions)
+            return True
+        try:  # a new conversation, or unread counts that must move exactly once: one transaction
             with TransactWrite(connection=self._connection) as tx:
                 tx.save(item, condition=MessageItem.message_id.does_not_exist())
                 tx.update(ConversationItem(delta.customer_number), actions=actions)
@@ -372,6 +406,15 @@ class DynamoMessages:
             return self.get(item.message_id)  # re-read: the index is only eventually consistent
         return None
 
+    def _fetch(self, keys: list[MessageItem]) -> list[Message]:
+        """The messages behind index entries, in the index's order (BatchGetItem, 100 keys a call)."""
+        ids = list(dict.fromkeys(k.message_id for k in keys))
+        found: dict[str, Message] = {}
+        for start in range(0, len(ids), 100):
+            for item in MessageItem.batch_get(ids[start : start + 100]):
+                found[item.message_id] = self._from_item(item)
+        return [found[i] for i in ids if i in found]
+
     def list_for_conversation(self, customer_number: str, *, limit: int, cursor: str | None) -> Page[Message]:
         result = MessageItem.by_conversation.query(
             customer_number,
@@ -381,12 +424,12 @@ class DynamoMessages:
                 cursor, ("customer_number", customer_number), "message_id", "created_at"
             ),
         )
-        items = [self._from_item(i) for i in _take(result, limit)]
+        items = self._fetch(_take(result, limit))
         return Page(items, encode_cursor(result.last_evaluated_key))
 
     def list_for_day(self, day: str, shard: int) -> Iterable[Message]:
-        for item in MessageItem.by_day.query(f"{day}#{shard}"):
-            yield self._from_item(item)
+        keys = list(MessageItem.by_day.query(f"{day}#{shard}"))
+        yield from self._fetch(keys)
 
     def list_view(self, view: str, *, limit: int, cursor: str | None) -> Page[Message]:
         result = MessageItem.by_view.query(
@@ -395,16 +438,16 @@ class DynamoMessages:
             limit=limit,
             last_evaluated_key=decode_cursor(cursor, ("view", view), "message_id", "created_at"),
         )
-        items = [self._from_item(i) for i in _take(result, limit)]
+        # The index lags the table a little: a message that has just left the view is left out.
+        items = [m for m in self._fetch(_take(result, limit)) if view_for(m.status) == view]
         return Page(items, encode_cursor(result.last_evaluated_key))
 
 
-def _exists(customer_number: str) -> bool:
+def _conversation_or_none(customer_number: str) -> ConversationItem | None:
     try:
-        ConversationItem.get(customer_number, attributes_to_get=["customer_number"])
+        return ConversationItem.get(customer_number)
     except ConversationItem.DoesNotExist:
-        return False
-    return True
+        return None
 
 
 def _take(result: Iterator[M], limit: int) -> list[M]:
@@ -526,27 +569,33 @@ class DynamoOptOuts:
             return None
 
     def record(
-        self, customer_number: str, *, opted_out: bool, source: str, at: datetime, detail: str | None
+        self,
+        customer_number: str,
+        *,
+        opted_out: bool,
+        source: str,
+        at: datetime,
+        detail: str | None,
+        number: str | None = None,
     ) -> OptOut:
-        change = ConsentChange(opted_out=opted_out, at=at, source=source, detail=detail)
+        """One item per customer holds both scopes (the whole OptOut as `doc`); `number` scopes the change."""
+        change = ConsentChange(opted_out=opted_out, at=at, source=source, detail=detail, number=number)
         for _ in range(5):
             try:
                 item = OptOutItem.get(customer_number, consistent_read=True)
                 current = OptOut.model_validate(item.doc)
                 version = int(item.version)
             except OptOutItem.DoesNotExist:
-                current = OptOut(customer_number=customer_number, opted_out=opted_out, updated_at=at)
+                current = OptOut(customer_number=customer_number, opted_out=False, updated_at=at)
                 version = -1
-            updated = current.model_copy(
-                update={"opted_out": opted_out, "updated_at": at, "history": [*current.history, change]}
-            )
+            updated = current.with_change(change)
             condition = (
                 OptOutItem.customer_number.does_not_exist() if version < 0 else OptOutItem.version == version
             )
             try:
                 OptOutItem(
                     customer_number=customer_number,
-                    opted_out=opted_out,
+                    opted_out=updated.opted_out,  # from all numbers; per-number opt-outs are in `doc`
                     version=version + 1,
                     doc=updated.model_dump(mode="json"),
                 ).save(condition=condition)
@@ -642,13 +691,16 @@ class DynamoDigests:
 class DynamoRateLimiter:
     """Token buckets with optimistic writes: read, compute, write on the version read; a few tries.
 
-    A text that may go costs one strongly consistent read and one small write; one that must wait costs
-    the read alone. Under heavy contention on one number, losing every try reads as "wait one token".
+    Every text that gets a turn costs one strongly consistent read and one small write, whether the
+    turn is now or later (see `parley.domain.rate.reserve`). Under heavy contention on one number,
+    losing every try reads as "wait one token" with nothing reserved.
     """
 
     ATTEMPTS = 5
 
-    def take(self, number: str, now: datetime, cost: float, rate: float) -> float:
+    def reserve(
+        self, number: str, now: datetime, cost: float, rate: float, *, horizon: float
+    ) -> tuple[float, bool]:
         for _ in range(self.ATTEMPTS):
             try:
                 item = RateLimitItem.get(number, consistent_read=True)
@@ -658,9 +710,9 @@ class DynamoRateLimiter:
                 version = int(item.version)
             except RateLimitItem.DoesNotExist:
                 state, version = None, -1
-            new, wait = take_tokens(state, now, cost, rate)
-            if wait > 0:
-                return wait
+            new, wait = reserve_tokens(state, now, cost, rate, horizon=horizon)
+            if wait > horizon:
+                return wait, False
             condition = (
                 RateLimitItem.number.does_not_exist() if version < 0 else RateLimitItem.version == version
             )
@@ -672,8 +724,8 @@ class DynamoRateLimiter:
                 if exc.cause_response_code == "ConditionalCheckFailedException":
                     continue
                 raise
-            return 0.0
-        return min(cost, rate) / rate
+            return wait, True
+        return min(cost, rate) / rate, False
 
 
 def create_all_tables() -> None:

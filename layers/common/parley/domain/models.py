@@ -7,19 +7,17 @@ vocabulary; records are what the repositories store and the API returns.
 from __future__ import annotations
 
 from contextlib import suppress
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from parley.clock import utc_now as utc_now  # the clock the local runtime can move; see parley.clock
 from parley.domain.phone import normalize_e164
 from parley.domain.rate import NumberType
 from parley.domain.vocabulary import Direction as Direction
 from parley.domain.vocabulary import MessageStatus as MessageStatus
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
+from parley.domain.vocabulary import OptOutScope as OptOutScope
 
 
 class Frozen(BaseModel):
@@ -121,7 +119,15 @@ class SendRequest(BaseModel):
     from_number: str | None = Field(default=None, alias="from")
     send_at: AwareDatetime | None = None  # a naive time can't be compared with now (and means nothing)
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
-    smart_encoding: bool = False
+    # In the published schema, so services that send know what null means.
+    smart_encoding: bool | None = Field(
+        default=None,
+        description=(
+            "Replace look-alike characters (curly quotes, dashes, odd spaces) with GSM-7 ones when that"
+            " makes the whole text GSM-7, so it costs fewer segments. null (the default) follows the"
+            " sending number's own setting; true or false overrides it."
+        ),
+    )
     metadata: dict[str, Any] = Field(default_factory=dict)
     requested_by: str | None = None
 
@@ -192,8 +198,10 @@ class Message(BaseModel):
     requested_by: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
     next_attempt_at: datetime | None = None
+    rate_turn_at: datetime | None = None  # the turn this text reserved at its sender's rate, while it waits
     team: str = "default"
     sender_reason: str | None = None
+    smart_encoding_applied: bool = False  # `body` is the look-alike-free text that was (or will be) sent
     part_statuses: dict[str, MessageStatus] = Field(default_factory=dict)  # per-segment receipts
     carrier_part_ids: list[str] = Field(default_factory=list)  # one id per part, where carriers do that
     version: int = 0
@@ -251,6 +259,21 @@ class OurNumber(BaseModel):
     quiet_hours: str | None = None  # "21:00-08:00" for this number; None follows the organisation
     number_type: NumberType = NumberType.LONG_CODE  # sets the default send rate (domain/rate.py)
     rate_per_second: float | None = Field(default=None, gt=0)  # segments per second; None: the type's default
+    smart_encoding: bool = False  # the default for sends from this number that don't say
+    opt_out_scope: OptOutScope = OptOutScope.ALL  # what a STOP to this number opts the customer out of
+
+    @property
+    def opt_out_number(self) -> str | None:
+        """What an opt-out through this number is recorded against: this number alone, or None (all)."""
+        return self.number if self.opt_out_scope is OptOutScope.NUMBER else None
+
+
+def smart_encoding_for(requested: bool | None, sender: OurNumber | None) -> bool:
+    """Whether a text gets smart encoding: an explicit request wins, else the sender number's setting,
+    so a preview and the send it previews decide the same way."""
+    if requested is not None:
+        return requested
+    return sender.smart_encoding if sender is not None else False
 
 
 class ConsentChange(BaseModel):
@@ -258,12 +281,37 @@ class ConsentChange(BaseModel):
     at: datetime
     source: str  # e.g. "twilio:keyword", "telnyx:40300", "api"
     detail: str | None = None
+    number: str | None = None  # the one of our numbers this change was about; None: all of them
 
 
 class OptOut(BaseModel):
-    """A customer's consent state. Kept when everything else about them is erased: it is the legal record."""
+    """A customer's consent state. Kept when everything else about them is erased: it is the legal record.
+
+    One record per customer holds both scopes: `opted_out` is the opt-out from all our numbers, and
+    `numbers` the numbers they opted out of one by one (numbers whose `opt_out_scope` is "number").
+    The two are independent: lifting one never lifts the other.
+    """
 
     customer_number: str
     opted_out: bool
     updated_at: datetime
+    numbers: list[str] = Field(default_factory=list)
     history: list[ConsentChange] = Field(default_factory=list)
+
+    def is_opted_out(self, number: str | None) -> bool:
+        """The state one change would set: from all numbers (None), or from `number` alone."""
+        return self.opted_out if number is None else number in self.numbers
+
+    def with_change(self, change: ConsentChange) -> OptOut:
+        """This record with `change` applied and appended to the trail (the repositories share this)."""
+        numbers = [n for n in self.numbers if n != change.number]
+        if change.number is not None and change.opted_out:
+            numbers.append(change.number)
+        return self.model_copy(
+            update={
+                "opted_out": change.opted_out if change.number is None else self.opted_out,
+                "numbers": numbers,
+                "updated_at": change.at,
+                "history": [*self.history, change],
+            }
+        )

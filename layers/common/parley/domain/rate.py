@@ -3,7 +3,8 @@
 Capacity is one second of the number's rate (the burst a carrier tolerates), the bucket refills at
 the rate, and a text costs its segment count. A text longer than the whole bucket may go when the
 bucket is full and leaves it in debt, so a 3-segment text on a 1/s long code still goes, and the
-next one waits 3 seconds: the long-run rate in segments holds either way.
+next one waits 3 seconds: the long-run rate in segments holds either way. A text that must wait
+reserves its turn (the bucket goes further into debt), so waiting texts are not re-checked.
 """
 
 from __future__ import annotations
@@ -44,12 +45,16 @@ class BucketState:
     at: datetime  # when `tokens` was last brought up to date
 
 
-def take(state: BucketState | None, now: datetime, cost: float, rate: float) -> tuple[BucketState, float]:
-    """Charge `cost` tokens if the bucket has them at `now`.
+def reserve(
+    state: BucketState | None, now: datetime, cost: float, rate: float, *, horizon: float
+) -> tuple[BucketState, float]:
+    """Reserve `cost` tokens: returns (new_state, wait), wait being the seconds until the turn (0: now).
 
-    Returns (new_state, 0.0) when the text may go now (the state is charged), or (state, wait) with
-    wait > 0 seconds when it may not (the state is unchanged). `None` is a full bucket. A clock that
-    runs backwards (another worker's clock, a skewed host) refills nothing and never moves `at` back.
+    A text that must wait is charged now all the same, leaving the bucket in debt, so the next text's
+    turn comes after it: turns are handed out in the order asked, exactly at the rate. A turn more
+    than `horizon` seconds ahead is not reserved: (state, wait), unchanged. `None` is a full bucket.
+    A clock that runs backwards (another worker's clock, a skewed host) refills nothing and never
+    moves `at` back.
     """
     if rate <= 0:
         raise ValueError("rate must be positive")
@@ -58,8 +63,9 @@ def take(state: BucketState | None, now: datetime, cost: float, rate: float) -> 
         state = BucketState(tokens=capacity, at=now)
     elapsed = max(0.0, (now - state.at).total_seconds())
     tokens = min(capacity, state.tokens + elapsed * rate)
-    need = min(cost, capacity)
+    need = min(cost, capacity)  # a text longer than the whole bucket goes once it is full
     shortfall = need - tokens
-    if shortfall > _EPSILON:
-        return state, shortfall / rate
-    return BucketState(tokens=tokens - cost, at=max(now, state.at)), 0.0
+    wait = shortfall / rate if shortfall > _EPSILON else 0.0
+    if wait > horizon:
+        return state, wait
+    return BucketState(tokens=tokens - cost, at=max(now, state.at)), wait

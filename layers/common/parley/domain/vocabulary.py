@@ -1,4 +1,5 @@
-"""Parley's words for direction and status: stdlib only, so the webhook path can use them cheaply."""
+"""Parley's words for direction, status and consent scope: stdlib only, so the webhook path can use
+them cheaply."""
 
 from __future__ import annotations
 
@@ -33,4 +34,11 @@ class MessageStatus(StrEnum):
     RECEIVED = "received"
 
 
-__all__ = ["Direction", "MessageStatus"]
+class OptOutScope(StrEnum):
+    """What a STOP sent to one of our numbers opts the customer out of (the number's own setting)."""
+
+    ALL = "all"  # every one of our numbers, on every carrier
+    NUMBER = "number"  # only the number the customer texted (or the carrier reported for)
+
+
+__all__ = ["Direction", "MessageStatus", "OptOutScope"]

@@ -130,11 +130,15 @@ class InboundProcessor:
         redelivery, a duplicate, only finishes the copies still missing.
         """
         now = self._clock()
+        our = self._numbers.get(event.to_number)
         carrier_answered = event.opt_out is not None
         keyword = from_carrier_flag(event.opt_out) or keyword_of(event.body)
         if keyword in (Keyword.OPT_OUT, Keyword.OPT_IN):
             self._record_consent(
-                event, opted_out=keyword is Keyword.OPT_OUT, carrier_answered=carrier_answered
+                event,
+                opted_out=keyword is Keyword.OPT_OUT,
+                carrier_answered=carrier_answered,
+                number=our.opt_out_number if our else None,
             )
         if keyword is not None and not carrier_answered and self._compliance is not None:
             # One answer per keyword message: the reply's id derives from this message's id, so a
@@ -145,7 +149,6 @@ class InboundProcessor:
                 event.to_number,
                 inbound_message_id(event.carrier, event.carrier_message_id),
             )
-        our = self._numbers.get(event.to_number)
         team = our.team if our else "default"
         contacts = self._contacts.find_by_phone(event.from_number)
         contact = contacts[0] if len(contacts) == 1 else None
@@ -271,10 +274,16 @@ class InboundProcessor:
                 continue
         raise ConflictError(f"message {message_id} kept changing while its media was recorded")
 
-    def _record_consent(self, event: InboundMessage, *, opted_out: bool, carrier_answered: bool) -> None:
-        """One consent record per customer, across our numbers and carriers; repeats change nothing."""
+    def _record_consent(
+        self, event: InboundMessage, *, opted_out: bool, carrier_answered: bool, number: str | None
+    ) -> None:
+        """One consent record per customer, across our numbers and carriers; repeats change nothing.
+
+        `number` is set when the number texted keeps its own opt-outs (scope "number"): the keyword
+        then changes consent for that number alone; otherwise for all our numbers.
+        """
         current = self._opt_outs.get(event.from_number)
-        if current is not None and current.opted_out == opted_out:
+        if current is not None and current.is_opted_out(number) == opted_out:
             return
         self._opt_outs.record(
             event.from_number,
@@ -282,21 +291,28 @@ class InboundProcessor:
             source=f"{event.carrier}:keyword" if carrier_answered else "keyword",
             at=event.received_at,
             detail=event.body[:40],
+            number=number,
         )
         logger.info(
             "customer opted out" if opted_out else "customer opted back in",
-            extra={"customer": mask(event.from_number), "carrier_answered": carrier_answered},
+            extra={
+                "customer": mask(event.from_number),
+                "carrier_answered": carrier_answered,
+                "scope": number or "all",
+            },
         )
 
     def apply_receipt(self, update: StatusUpdate) -> None:
         message = self._find(update)
         if update.opted_out and message is not None:
+            our = self._numbers.get(message.our_number)  # the carrier refused texts from this number
             self._opt_outs.record(
                 message.customer_number,
                 opted_out=True,
                 source=f"{update.carrier}:{update.error_code or update.carrier_status}",
                 at=update.occurred_at,
                 detail=update.error_message,
+                number=our.opt_out_number if our else None,
             )
         if message is None:
             self._receipts.park(update)

@@ -6,7 +6,7 @@ from dataclasses import asdict
 from typing import Any
 
 from parley.domain.encoding import analyze
-from parley.domain.models import Conversation, Message
+from parley.domain.models import Conversation, Message, OurNumber, smart_encoding_for
 from parley.ports import ConversationRepository, MessageRepository, Page
 
 
@@ -39,9 +39,12 @@ class InboxQueries:
         return message
 
 
-def preview(body: str, *, smart_encoding: bool = False) -> dict[str, Any]:
-    """What a text will cost before it is sent, computed exactly as the send path computes it."""
-    info = analyze(body, smart_encoding=smart_encoding)
+def preview(
+    body: str, *, smart_encoding: bool | None = None, sender: OurNumber | None = None
+) -> dict[str, Any]:
+    """What a text will cost before it is sent, computed exactly as the send path computes it: smart
+    encoding as asked, else as the sender number (the one the send would use) has it set."""
+    info = analyze(body, smart_encoding=smart_encoding_for(smart_encoding, sender))
     result = asdict(info)
     result["encoding"] = info.encoding.value
     result["parts"] = list(info.parts)

@@ -33,9 +33,11 @@ from parley.domain.models import (
     Direction,
     Message,
     MessageStatus,
+    OptOutScope,
     OurNumber,
     SendRequest,
     StatusChange,
+    smart_encoding_for,
 )
 from parley.domain.phone import mask
 from parley.domain.quiet_hours import parse_window, recipient_zone
@@ -69,6 +71,10 @@ STUCK_SENDING_AFTER = timedelta(minutes=5)
 ORDER_LOOKBACK = 20
 ORDER_HORIZON = timedelta(hours=1)
 MAX_QUEUE_DELAY_SECONDS = 900  # SQS's ceiling for DelaySeconds
+RESERVE_AHEAD_SECONDS = MAX_QUEUE_DELAY_SECONDS  # a text holds a rate turn at most this far ahead
+# A text back from the queue this close to its turn goes: the queue's clock and ours differ a little,
+# and one more whole-second delay for a few milliseconds would cost the number a second of its rate.
+TURN_TOLERANCE_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -122,15 +128,22 @@ class SendService:
         on_carrier_id: Callable[[str, str], object] | None = None,
         opt_outs: OptOutRepository | None = None,
         compliance_texts: Mapping[Keyword, str] | None = None,
+        number_scope_texts: Mapping[Keyword, str] | None = None,
         quiet_hours: str = "",
         fallback_zone: str = "UTC",
         rate_limiter: RateLimiter | None = None,
+        sleep: Callable[[float], object] | None = None,
     ) -> None:
         self._rate_limiter = rate_limiter
+        # Where given, a rate wait under a second is slept in place: the queue's delays come in whole
+        # seconds, and rounding every turn up to one would cost a number up to a second per text.
+        self._sleep = sleep
         self._quiet_hours = parse_window(quiet_hours)
         self._fallback_zone = fallback_zone
         self._opt_outs = opt_outs
         self._compliance_texts = dict(compliance_texts or {})
+        # STOP/START answers from a number that keeps its own opt-outs: they must not claim "all texts".
+        self._number_scope_texts = dict(number_scope_texts or {})
         self._messages = messages
         self._conversations = conversations
         self._numbers = numbers
@@ -177,7 +190,12 @@ class SendService:
                 except MissingMergeField as exc:
                     errors.append(FieldError("merge_values", f"{exc} (for {to})"))
                     continue
-            info = analyze(text, smart_encoding=request.smart_encoding)
+            sender, reason = self._pick_sender(to, explicit, team)
+            if sender is None:
+                errors.append(FieldError("from", "no sender number is configured for this team"))
+                continue
+            # Per recipient: each may go from a different number, and each number has its own default.
+            info = analyze(text, smart_encoding=smart_encoding_for(request.smart_encoding, sender))
             if info.segments > self._max_segments:
                 errors.append(
                     FieldError(
@@ -185,10 +203,6 @@ class SendService:
                         f"the text needs {info.segments} segments; the limit is {self._max_segments}",
                     )
                 )
-                continue
-            sender, reason = self._pick_sender(to, explicit, team)
-            if sender is None:
-                errors.append(FieldError("from", "no sender number is configured for this team"))
                 continue
             drafts.append(
                 Draft(outbound_message_id(request_key, to), to, sender, reason, info.text, info, contact)
@@ -264,6 +278,18 @@ class SendService:
         except ConflictError as exc:  # it changed under us (the sweep fired it): say so, don't guess
             raise NotCancellable("the message changed while being cancelled; look at it again") from exc
 
+    def sender_for(self, *, from_number: str | None, to: str | None, team: str) -> OurNumber | None:
+        """The number a send with these fields would go from, chosen as `plan` chooses: for previews,
+        so that they apply the same number's settings. Without `to`, the team's default."""
+        if from_number is not None:
+            explicit = self._numbers.get(from_number)
+            if explicit is None:
+                raise SendRejected([FieldError("from", f"{from_number} is not one of our numbers")])
+            return explicit
+        if to is None:
+            return self._numbers.default_for_team(team)
+        return self._pick_sender(to, None, team)[0]
+
     def _pick_sender(self, to: str, explicit: OurNumber | None, team: str) -> tuple[OurNumber | None, str]:
         if explicit is not None:
             return explicit, "requested"
@@ -295,7 +321,7 @@ class SendService:
                 continue
             status = MessageStatus.SCHEDULED if scheduled else MessageStatus.QUEUED
             next_attempt_at = request.send_at if scheduled else None
-            suppressed_reason = None if compliance else self._suppression(draft.to)
+            suppressed_reason = None if compliance else self._suppression(draft.to, draft.sender.number)
             if suppressed_reason is not None:
                 status = MessageStatus.SUPPRESSED
             elif not scheduled and not compliance:  # the legally required answers are never held
@@ -322,6 +348,7 @@ class SendService:
                 next_attempt_at=next_attempt_at,
                 team=team,
                 sender_reason=draft.sender_reason,
+                smart_encoding_applied=draft.info.smart_encoding_applied,
                 error_reason=suppressed_reason,
             )
             delta = ConversationDelta(
@@ -350,6 +377,7 @@ class SendService:
                     "sender_reason": draft.sender_reason,
                     "segments": draft.info.segments,
                     "encoding": draft.info.encoding.value,
+                    "smart_encoding_applied": draft.info.smart_encoding_applied,
                 },
             )
             out.append((message, True))
@@ -362,13 +390,18 @@ class SendService:
             return None
         return window.opens_at(now, recipient_zone(to, self._fallback_zone))
 
-    def _suppression(self, to: str) -> str | None:
-        """Why this recipient must not be texted, if they mustn't (the did-not-trigger view shows it)."""
+    def _suppression(self, to: str, sender: str) -> str | None:
+        """Why this recipient must not be texted from `sender`, if they mustn't (the did-not-trigger
+        view shows it): opted out of all our numbers, or of this one alone."""
         if self._opt_outs is None:
             return None
         record = self._opt_outs.get(to)
-        if record is not None and record.opted_out:
-            return "the recipient has opted out (replied STOP)"
+        if record is None:
+            return None
+        if record.opted_out:
+            return "the recipient has opted out of messages from all our numbers"
+        if sender in record.numbers:
+            return f"the recipient has opted out of messages from {sender}"
         return None
 
     def submit(self, request: SendRequest, request_key: str, *, team: str = "default") -> list[Message]:
@@ -382,8 +415,15 @@ class SendService:
     def send_compliance_reply(
         self, keyword: Keyword, to: str, our_number: str, reference: str
     ) -> Message | None:
-        """Answer STOP, START or HELP from the number the customer texted, exactly once."""
-        text = self._compliance_texts.get(keyword)
+        """Answer STOP, START or HELP from the number the customer texted, exactly once.
+
+        A number that keeps its own opt-outs answers STOP and START with texts that say so.
+        """
+        sender = self._numbers.get(our_number)
+        text = None
+        if sender is not None and sender.opt_out_scope is OptOutScope.NUMBER:
+            text = self._number_scope_texts.get(keyword)
+        text = text or self._compliance_texts.get(keyword)
         if not text:
             return None
         request = SendRequest.model_validate(
@@ -419,9 +459,19 @@ class SendService:
                 extra={"message_id": message_id, "status": message.status.value},
             )
             return message
-        wait = self._rate_wait(message)
+        if not message.metadata.get("compliance"):
+            # Checked again here: a STOP may have come in while the text was scheduled, held or waiting.
+            reason = self._suppression(message.customer_number, message.our_number)
+            if reason is not None:
+                return self._suppress(message, reason)
+        message, wait = self._turn(message)
+        if 0 < wait < 1 and self._sleep is not None:
+            self._sleep(wait)
+            message, wait = self._turn(message)
         if wait > 0:
-            delay = min(MAX_QUEUE_DELAY_SECONDS, max(1, math.ceil(wait)))
+            # Back a little early and sleep the rest where we can; else back at or after the turn.
+            seconds = math.floor(wait) if self._sleep is not None else math.ceil(wait - 1e-6)
+            delay = min(MAX_QUEUE_DELAY_SECONDS, max(1, seconds))
             self._retry_queue.send({"message_id": message.message_id}, delay_seconds=delay)
             logger.info(
                 f"rate limit: waiting {delay}s",
@@ -440,6 +490,7 @@ class SendService:
                     update={
                         "status": MessageStatus.SENDING,
                         "history": [*message.history, _change(MessageStatus.SENDING, self._clock())],
+                        "rate_turn_at": None,  # used up: a retry waits its own turn
                     }
                 ),
                 expected_version=message.version,
@@ -453,20 +504,52 @@ class SendService:
             return self._record_accepted(claimed, outcome, outcome="accepted")
         return self._record_failure(claimed, outcome)
 
-    def _rate_wait(self, message: Message) -> float:
-        """Seconds this text must wait for its sender's rate (0: go now, and the bucket is charged).
+    def _turn(self, message: Message) -> tuple[Message, float]:
+        """Seconds until this text's turn at its sender's rate (0: now), and the message as stored.
 
-        A text never overtakes an earlier one to the same recipient from the same number that is still
-        waiting, so the limiter is asked only once those have gone.
+        A text that must wait reserves its turn once: the bucket goes into debt and the turn is kept on
+        the message, so it comes back when due and goes without asking again. A burst is then sent at
+        exactly the rate, in the order it asked, with one re-queue per waiting text. A text never
+        overtakes an earlier one to the same recipient from the same number that is still waiting.
         """
         if self._rate_limiter is None:
-            return 0.0
+            return message, 0.0
         now = self._clock()
+        if message.rate_turn_at is None:
+            sender = self._numbers.get(message.our_number)
+            rate = rate_for(
+                sender.number_type if sender else None, sender.rate_per_second if sender else None
+            )
+            wait, reserved = self._rate_limiter.reserve(
+                message.our_number, now, float(message.segments or 1), rate, horizon=RESERVE_AHEAD_SECONDS
+            )
+            if not reserved:  # too far ahead, or the bucket kept changing: ask again after `wait`
+                return message, wait
+            if wait > 0:
+                return self._update(message, {"rate_turn_at": now + timedelta(seconds=wait)}), wait
+        elif (message.rate_turn_at - now).total_seconds() > TURN_TOLERANCE_SECONDS:
+            return message, (message.rate_turn_at - now).total_seconds()
         if self._earlier_waiting(message, now):
-            return 1.0
-        sender = self._numbers.get(message.our_number)
-        rate = rate_for(sender.number_type if sender else None, sender.rate_per_second if sender else None)
-        return self._rate_limiter.take(message.our_number, now, float(message.segments or 1), rate)
+            if message.rate_turn_at is None:  # keep the turn just paid for
+                message = self._update(message, {"rate_turn_at": now})
+            return message, 1.0
+        return message, 0.0
+
+    def _suppress(self, message: Message, reason: str) -> Message:
+        now = self._clock()
+        stored = self._update(
+            message,
+            {
+                "status": MessageStatus.SUPPRESSED,
+                "error_reason": reason,
+                "next_attempt_at": None,
+                "history": [*message.history, _change(MessageStatus.SUPPRESSED, now, reason)],
+            },
+        )
+        logger.info(
+            "message suppressed before sending", extra={"message_id": message.message_id, "reason": reason}
+        )
+        return stored
 
     def _earlier_waiting(self, message: Message, now: datetime) -> bool:
         recent = self._messages.list_for_conversation(
@@ -569,12 +652,14 @@ class SendService:
         )
         attempts = [*message.attempts, attempt]
         if failure.opted_out and self._opt_outs is not None:
+            sender = self._numbers.get(message.our_number)  # the carrier refused texts from this number
             self._opt_outs.record(
                 message.customer_number,
                 opted_out=True,
                 source=f"{message.carrier}:{failure.error_code or 'send'}",
                 at=now,
                 detail=failure.reason,
+                number=sender.opt_out_number if sender else None,
             )
         retryable = failure.kind in (FailureKind.TRANSIENT, FailureKind.AMBIGUOUS)
         if retryable and self._policy.should_retry(len(attempts)):

@@ -1,0 +1,423 @@
+"""The inbox API's OpenAPI 3.1 document, generated from the models the API reads and writes.
+
+The routes are in functions/api/app.py; `OPERATIONS` says what each one takes and answers, and the
+tests hold the two together (every routed operation documented, nothing documented that isn't
+routed). Every schema comes from a pydantic model with `model_json_schema`'s machinery. The send
+request's is `send_request_schema()`, which also writes events/schemas/send-request.v1.schema.json,
+so the document and the published file can't drift apart.
+
+Powertools' own generator (`app.get_openapi_json_schema`) isn't used: it reads bodies and query
+parameters only from typed handler arguments, which are only filled in with request validation on
+(whose 422 `{"detail": [...]}` answers would replace our error bodies), and it always adds those
+validation error schemas to the document.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+from pydantic import AwareDatetime, BaseModel, Field, TypeAdapter
+from pydantic.json_schema import JsonSchemaMode
+
+from parley.domain.encoding import SegmentInfo
+from parley.domain.models import Conversation, Message, OurNumber, SendRequest, Template
+from parley.services.templates import TemplateDraft
+
+OPENAPI_VERSION = "3.1.0"
+DOCUMENT_VERSION = "v1"
+SEND_REQUEST_SCHEMA_ID = "https://parley.dev/schemas/send-request/v1.json"
+SECURITY_SCHEME = "ParleyJwt"  # the name of the JWT authorizer in template.yaml
+_REF = "#/components/schemas/{model}"
+
+
+def send_request_schema() -> dict[str, Any]:
+    """The published JSON Schema of a send request (v1), for POST /v1/messages, EventBridge and SQS."""
+    schema = SendRequest.model_json_schema(by_alias=True)
+    schema["$id"] = SEND_REQUEST_SCHEMA_ID
+    schema["title"] = "SendMessage (v1)"
+    return schema
+
+
+# ---------------------------------------------------------------- what the handlers read and answer
+# Request bodies the handlers check field by field themselves (their errors are ours, not pydantic's):
+# these models only describe them.
+
+
+class PreviewRequest(BaseModel):
+    """The text to cost: a `body`, or a `template_id` with `merge_values`, exactly as for a send."""
+
+    body: str | None = None
+    template_id: str | None = None
+    merge_values: dict[str, str] = Field(default_factory=dict)
+    to: str | None = Field(default=None, description="A recipient, for merge fields from their contact.")
+    from_number: str | None = Field(
+        default=None, alias="from", description="One of our numbers; else the one the send would pick."
+    )
+    smart_encoding: bool | None = Field(default=None, description="null follows the sender number's setting.")
+
+
+class RescheduleRequest(BaseModel):
+    """When a scheduled text should go instead: at most a year ahead."""
+
+    send_at: AwareDatetime = Field(description="ISO 8601 with a time zone, e.g. 2026-12-01T09:00:00Z.")
+
+
+class ConversationPage(BaseModel):
+    """The team's conversations, most recent first."""
+
+    conversations: list[Conversation]
+    cursor: str | None = Field(description="Pass back as `cursor` for the next page; null on the last.")
+
+
+class MessagePage(BaseModel):
+    """One conversation's messages, oldest first."""
+
+    messages: list[Message]
+    cursor: str | None = Field(description="Pass back as `cursor` for the next page; null on the last.")
+
+
+class AcceptedMessages(BaseModel):
+    """One message per recipient, in the order of `to`; the same idempotency key gives the same ones."""
+
+    messages: list[Message]
+
+
+class TemplateList(BaseModel):
+    """The team's shared templates and the caller's personal ones."""
+
+    templates: list[Template]
+
+
+class NumberWithWebhooks(OurNumber):
+    """One of our numbers, with the URLs to paste into its carrier's console."""
+
+    webhooks: list[str]
+
+
+class NumberList(BaseModel):
+    numbers: list[NumberWithWebhooks]
+
+
+class FieldError(BaseModel):
+    field: str = Field(description='The field at fault: a dotted path into the body ("to.0"), or "body".')
+    reason: str
+
+
+class Error(BaseModel):
+    """What the API answers for a request it refuses. `errors` comes with a body that isn't valid or
+    can't be sent (a 400), one entry per field."""
+
+    error: str
+    errors: list[FieldError] = Field(default_factory=list)
+
+
+class GatewayError(BaseModel):
+    """What API Gateway answers itself: 401 without a valid token, 404 for a route it doesn't have,
+    413 for a body that's too large, 429 when throttled, 500 when the function fails."""
+
+    message: str
+
+
+# ---------------------------------------------------------------- the operations
+
+_ERRORS = {
+    400: "The request is not valid, or can't be sent as given.",
+    404: "Not found, or not visible to the caller (the API says the same in both cases).",
+    409: "The message is no longer scheduled (or changed meanwhile): look at it again.",
+}
+_PATH_PARAMETERS = {
+    "number": "The customer's number in E.164, e.g. +14155550100.",
+    "message_id": "A message id, as the API returned it.",
+    "template_id": "A template id, as the API returned it.",
+}
+_QUERY_PARAMETERS: dict[str, dict[str, Any]] = {
+    "limit": {
+        "description": "How many items per page.",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
+    },
+    "cursor": {
+        "description": "The `cursor` of the previous page; leave out for the first.",
+        "schema": {"type": "string"},
+    },
+}
+_IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "Used when the body has no `idempotency_key`: the same key twice sends once.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Operation:
+    method: str = field(kw_only=False)
+    path: str = field(kw_only=False)  # an OpenAPI path template: /v1/messages/{message_id}
+    operation_id: str = field(kw_only=False)  # the handler's name in functions/api/app.py
+    tag: str
+    summary: str
+    description: str | None = None
+    body: type[BaseModel] | None = None  # the JSON request body
+    query: tuple[str, ...] = ()  # names in _QUERY_PARAMETERS
+    status: int  # the success status
+    answer: type[BaseModel] | type[SegmentInfo] | None  # None: no body (204), or a free-form object
+    answer_description: str
+    answer_also: dict[str, Any] | None = None  # properties the handler adds to `answer`'s
+    errors: tuple[int, ...] = ()  # the statuses the handler answers with an Error
+    public: bool = False  # served without a token
+
+
+OPERATIONS: tuple[Operation, ...] = (
+    Operation(
+        "get", "/v1/conversations", "list_conversations", tag="conversations",
+        summary="List the team's conversations",
+        status=200, answer=ConversationPage, answer_description="One page of conversations.",
+        query=("limit", "cursor"), errors=(400,),
+    ),
+    Operation(
+        "get", "/v1/conversations/{number}/messages", "list_messages", tag="conversations",
+        summary="List one conversation's messages",
+        status=200, answer=MessagePage, answer_description="One page of messages.",
+        query=("limit", "cursor"), errors=(400, 404),
+    ),
+    Operation(
+        "post", "/v1/messages", "send_messages", tag="messages",
+        summary="Send a text to one or more people",
+        description=(
+            "The body is the published send request (v1), as for EventBridge and SQS. "
+            "`requested_by` is the token's `sub`: a value in the body is replaced."
+        ),
+        body=SendRequest,
+        status=202, answer=AcceptedMessages,
+        answer_description="Accepted: one message per recipient, queued, scheduled, held or suppressed.",
+        errors=(400,),
+    ),
+    Operation(
+        "get", "/v1/messages/{message_id}", "get_message", tag="messages",
+        summary="Get one message, with its attempts and status history",
+        status=200, answer=Message, answer_description="The message.",
+        errors=(404,),
+    ),
+    Operation(
+        "post", "/v1/messages/preview", "preview_message", tag="messages",
+        summary="Render a text and count what it costs, without sending it",
+        body=PreviewRequest,
+        status=200, answer=SegmentInfo,
+        answer_description="The text as it would be sent, its encoding and its segments.",
+        answer_also={
+            "from": {
+                "anyOf": [{"type": "string"}, {"type": "null"}],
+                "description": "The number the send would go from; null if there is none.",
+            },
+        },
+        errors=(400,),
+    ),
+    Operation(
+        "post", "/v1/messages/{message_id}/reschedule", "reschedule_message", tag="messages",
+        summary="Move a scheduled text to another time",
+        body=RescheduleRequest,
+        status=200, answer=Message, answer_description="The rescheduled message.",
+        errors=(400, 404, 409),
+    ),
+    Operation(
+        "post", "/v1/messages/{message_id}/cancel", "cancel_message", tag="messages",
+        summary="Cancel a scheduled text",
+        status=200, answer=Message, answer_description="The cancelled message.",
+        errors=(404, 409),
+    ),
+    Operation(
+        "get", "/v1/templates", "list_templates", tag="templates",
+        summary="List the templates the caller can use",
+        status=200, answer=TemplateList, answer_description="The templates.",
+    ),
+    Operation(
+        "post", "/v1/templates", "create_template", tag="templates",
+        summary="Create a template",
+        body=TemplateDraft,
+        status=201, answer=Template, answer_description="The new template.",
+        errors=(400,),
+    ),
+    Operation(
+        "get", "/v1/templates/{template_id}", "get_template", tag="templates",
+        summary="Get one template",
+        status=200, answer=Template, answer_description="The template.",
+        errors=(404,),
+    ),
+    Operation(
+        "put", "/v1/templates/{template_id}", "update_template", tag="templates",
+        summary="Replace a template's name, body and sharing",
+        body=TemplateDraft,
+        status=200, answer=Template, answer_description="The updated template.",
+        errors=(400, 404),
+    ),
+    Operation(
+        "delete", "/v1/templates/{template_id}", "delete_template", tag="templates",
+        summary="Delete a template",
+        status=204, answer=None, answer_description="Deleted; no body.",
+        errors=(404,),
+    ),
+    Operation(
+        "get", "/v1/numbers", "list_numbers", tag="numbers",
+        summary="List our numbers and the webhook URLs each carrier must be given",
+        status=200, answer=NumberList, answer_description="Our numbers.",
+    ),
+    Operation(
+        "get", "/v1/openapi.json", "get_openapi_document", tag="meta",
+        summary="This document (no token needed)",
+        status=200, answer=None, answer_description="The OpenAPI 3.1 document.",
+        public=True,
+    ),
+)  # fmt: skip
+
+_TAGS = [
+    {"name": "conversations", "description": "One conversation per customer number, across our numbers."},
+    {"name": "messages", "description": "Send, preview, look at, reschedule and cancel texts."},
+    {"name": "templates", "description": "Texts with merge fields, shared with the team or personal."},
+    {"name": "numbers", "description": "Our numbers and where their carriers must post."},
+    {"name": "meta", "description": "About the API itself."},
+]
+
+
+# ---------------------------------------------------------------- the document
+
+
+@cache
+def openapi_json() -> str:
+    """The document, serialised once per process (it only changes with the code)."""
+    return json.dumps(openapi_document())
+
+
+def openapi_document() -> dict[str, Any]:
+    schemas, refs = _component_schemas()
+    paths: dict[str, dict[str, Any]] = {}
+    for op in OPERATIONS:
+        paths.setdefault(op.path, {})[op.method] = _operation(op, refs)
+    return {
+        "openapi": OPENAPI_VERSION,
+        "info": {
+            "title": "Parley inbox API",
+            "version": DOCUMENT_VERSION,
+            "description": (
+                "Conversations, messages, sending and templates. Every operation but this document "
+                "needs a bearer JWT, checked by API Gateway; the caller's `sub` and `team` claims "
+                "say who they are. Send requests are also accepted as EventBridge `SendMessage` "
+                f"events and SQS messages, with the same schema ({SEND_REQUEST_SCHEMA_ID})."
+            ),
+        },
+        "tags": _TAGS,
+        "security": [{SECURITY_SCHEME: []}],
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                SECURITY_SCHEME: {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+            },
+        },
+    }
+
+
+def _component_schemas() -> tuple[dict[str, Any], dict[type[Any], dict[str, Any]]]:
+    """Every model's schema under components/schemas, and the $ref to each model by type."""
+    models: dict[type[Any], JsonSchemaMode] = {}
+    for op in OPERATIONS:
+        if op.body is not None and op.body is not SendRequest:
+            models[op.body] = "validation"
+        if op.answer is not None:
+            models[op.answer] = "serialization"
+    models[Error] = models[GatewayError] = "serialization"
+    adapters: dict[str, TypeAdapter[Any]] = {model.__name__: TypeAdapter(model) for model in models}
+    top, definitions = TypeAdapter.json_schemas(
+        [(model.__name__, mode, adapters[model.__name__]) for model, mode in models.items()],
+        ref_template=_REF,
+    )
+    refs = {model: top[(model.__name__, mode)] for model, mode in models.items()}
+    schemas: dict[str, Any] = dict(definitions.get("$defs", {}))
+    schemas["SendRequest"] = as_component(send_request_schema(), schemas)
+    refs[SendRequest] = {"$ref": _REF.format(model="SendRequest")}
+    return schemas, refs
+
+
+def as_component(schema: dict[str, Any], schemas: dict[str, Any]) -> dict[str, Any]:
+    """A standalone JSON Schema as it goes under components/schemas: as published while it has no
+    $defs; else with them moved into `schemas` and its refs pointing there (OpenAPI tools resolve
+    "#/..." against the document), and without its $id, which would rebase those refs."""
+    defs: dict[str, Any] = schema.get("$defs", {})
+    if not defs:
+        return schema
+
+    def rebase(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {
+                key: _REF.format(model=value.removeprefix("#/$defs/"))
+                if key == "$ref" and isinstance(value, str) and value.startswith("#/$defs/")
+                else rebase(value)
+                for key, value in node.items()
+            }
+        if isinstance(node, list):
+            return [rebase(item) for item in node]
+        return node
+
+    for name, definition in defs.items():
+        definition = rebase(definition)
+        if schemas.setdefault(name, definition) != definition:
+            raise ValueError(f"two different schemas are both named {name!r}")
+    result: dict[str, Any] = rebase({k: v for k, v in schema.items() if k not in ("$defs", "$id")})
+    return result
+
+
+def _json_content(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+def _operation(op: Operation, refs: dict[type[Any], dict[str, Any]]) -> dict[str, Any]:
+    parameters: list[dict[str, Any]] = [
+        {"name": name, "in": "path", "required": True, "description": _PATH_PARAMETERS[name]}
+        | {"schema": {"type": "string"}}
+        for name in re.findall(r"\{(\w+)\}", op.path)
+    ]
+    parameters += [
+        {"name": name, "in": "query", "required": False} | _QUERY_PARAMETERS[name] for name in op.query
+    ]
+    if op.body is SendRequest:
+        parameters.append(_IDEMPOTENCY_KEY)
+
+    answer: dict[str, Any] = {"description": op.answer_description}
+    if op.answer is not None and op.answer_also:
+        also = {"type": "object", "properties": op.answer_also, "required": sorted(op.answer_also)}
+        answer["content"] = _json_content({"allOf": [refs[op.answer], also]})
+    elif op.answer is not None:
+        answer["content"] = _json_content(refs[op.answer])
+    elif op.status != 204:
+        answer["content"] = _json_content({"type": "object"})
+    responses: dict[str, Any] = {str(op.status): answer}
+    for status in op.errors:
+        responses[str(status)] = {"description": _ERRORS[status], "content": _json_content(refs[Error])}
+    if not op.public:
+        responses["401"] = {
+            "description": "No valid bearer token (API Gateway's JWT authorizer).",
+            "content": _json_content(refs[GatewayError]),
+        }
+    responses["default"] = {
+        "description": "API Gateway's own answers: 413, 429, 500.",
+        "content": _json_content(refs[GatewayError]),
+    }
+
+    operation: dict[str, Any] = {
+        "operationId": op.operation_id,
+        "tags": [op.tag],
+        "summary": op.summary,
+    }
+    if op.description:
+        operation["description"] = op.description
+    if parameters:
+        operation["parameters"] = parameters
+    if op.body is not None:
+        operation["requestBody"] = {"required": True, "content": _json_content(refs[op.body])}
+    operation["responses"] = responses
+    if op.public:
+        operation["security"] = []  # served without a token (see template.yaml)
+    return operation
