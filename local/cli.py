@@ -1,4 +1,4 @@
-"""`parley`: run the local stack and poke it (tokens, simulated inbound SMS, digest runs).
+"""`parley`: run the local stack and poke it (tokens, simulated inbound SMS, digest runs, dead letters).
 
 Expected failures (bad arguments, the stack not running, an HTTP error) print one line starting with
 `parley: ` and exit non-zero; a traceback means a bug in Parley, not in how it was called.
@@ -93,6 +93,25 @@ def build_parser() -> argparse.ArgumentParser:
     p_digest = sub.add_parser("digest", help="run the nightly CRM digest for one day, now")
     p_digest.add_argument("--day", required=True, help="YYYY-MM-DD")
     p_digest.add_argument("--url", default=None, help="local stack base URL")
+
+    p_dlq = sub.add_parser("dlq", help="the dead-letter queues: list what sits there, send it back")
+    dlq_sub = p_dlq.add_subparsers(dest="dlq_command", required=True, parser_class=_Parser)
+    p_dlq_list = dlq_sub.add_parser("list", help="each DLQ's depth and its messages (numbers masked)")
+    p_dlq_redrive = dlq_sub.add_parser("redrive", help="move dead letters back to their work queue")
+    for p in (p_dlq_list, p_dlq_redrive):
+        p.add_argument("--queue", choices=["inbound", "send", "retry"], action="append", default=None)
+        p.add_argument("--limit", type=int, default=100, help="at most this many per queue (default 100)")
+        p.add_argument("--url", default=None, help="local stack base URL (the default target)")
+        p.add_argument("--stack-name", default=None, help="a deployed stack (your AWS credentials)")
+        p.add_argument("--region", default=None, help="with --stack-name (default: your AWS config)")
+    p_dlq_redrive.add_argument(
+        "--id",
+        dest="ids",
+        action="append",
+        default=None,
+        metavar="MESSAGE_ID",
+        help="only these (repeatable)",
+    )
     return parser
 
 
@@ -109,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_digest(args)
         if args.command == "numbers":
             return _cmd_numbers(args)
+        if args.command == "dlq":
+            return _cmd_dlq(args)
         raise CliError(f"unknown command {args.command}", 2)
     except CliError as exc:
         print(f"parley: {exc}", file=sys.stderr)
@@ -219,6 +240,57 @@ def _cmd_digest(args: argparse.Namespace) -> int:
     except ValueError:
         print(response.text)
     return 0
+
+
+def _cmd_dlq(args: argparse.Namespace) -> int:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from local.dlq import QUEUES, DeadLetters, DlqError, summary
+
+    if args.limit < 1:
+        raise CliError("--limit must be at least 1", 2)
+    try:
+        if args.stack_name:
+            target = DeadLetters.deployed(args.stack_name, args.region)
+        else:
+            target = DeadLetters.local((args.url or _default_base()).rstrip("/"))
+        queues = args.queue or list(QUEUES)
+        if args.dlq_command == "list":
+            for name in queues:
+                depth = target.depth(name)
+                print(f"{name} DLQ: {depth['visible']} waiting, {depth['in_flight']} in flight")
+                letters = target.receive(name, args.limit)
+                try:
+                    for x in letters:
+                        print(
+                            f"  {x.message_id}  sent {x.sent_at or '-'}  first received "
+                            f"{x.first_received_at or '-'}  receives {x.receive_count}"
+                        )
+                        print(f"    {summary(x.body)}")
+                finally:
+                    target.release(name, letters)
+            return 0
+        wanted = set(args.ids or [])
+        moved = 0
+        for name in queues:
+            letters = target.receive(name, args.limit)
+            chosen = [x for x in letters if not wanted or x.message_id in wanted]
+            try:
+                for x in chosen:
+                    target.redrive(name, x)
+                    wanted.discard(x.message_id)
+                    moved += 1
+                    print(f"{name}: {x.message_id} sent back to the {name} queue")
+            finally:
+                target.release(name, [x for x in letters if x not in chosen])
+        print(f"{moved} message(s) redriven")
+        if args.ids and wanted:
+            raise CliError(f"not found in the dead-letter queues: {', '.join(sorted(wanted))}")
+        return 0
+    except DlqError as exc:
+        raise CliError(str(exc)) from exc
+    except (BotoCoreError, ClientError) as exc:
+        raise CliError(f"SQS: {exc}") from exc
 
 
 # Deploy-time parameters without defaults. Locally the front verifies dev tokens itself, so these

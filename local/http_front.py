@@ -29,6 +29,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
 from local.auth import DevTokenError, verify_dev_token
+from local.faults import BadFault
 from local.lambdas import FunctionError, LocalFunction, MarshalError, to_json
 from local.plan import RouteSpec
 from local.schedules import ScheduleError, UnknownScheduleError
@@ -65,6 +66,12 @@ class ControlPlane(Protocol):
     def advance_clock(self, seconds: float) -> dict[str, Any]: ...
 
     def reset_clock(self) -> dict[str, Any]: ...
+
+    def add_fault(self, spec: dict[str, Any]) -> dict[str, Any]: ...
+
+    def active_faults(self) -> list[dict[str, Any]]: ...
+
+    def clear_faults(self) -> list[dict[str, Any]]: ...
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -365,6 +372,8 @@ class Front:
             return _json_response(200, self.control.schedule_names())
         if path == "/_local/clock":
             return self._clock(request)
+        if path == "/_local/faults":
+            return self._faults(request)
         if m := re.fullmatch(r"/_local/schedules/([^/]+)/fire", path):
             if method != "POST":
                 return _json_response(405, {"message": "use POST"})
@@ -398,6 +407,26 @@ class Front:
         if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not math.isfinite(seconds):
             return _json_response(400, {"message": "advance_seconds must be a number of seconds"})
         return _json_response(200, self.control.advance_clock(float(seconds)))
+
+    def _faults(self, request: Request) -> Response:
+        """AWS-side faults (local/faults.py). GET: the active ones; POST {"service", "operation", "table",
+        "error", "skip", "count", ...}: add one (201); DELETE: clear all (returns what each fired)."""
+        if request.method == "GET":
+            return _json_response(200, {"faults": self.control.active_faults()})
+        if request.method == "DELETE":
+            return _json_response(200, {"cleared": self.control.clear_faults()})
+        if request.method != "POST":
+            return _json_response(405, {"message": "use GET, POST or DELETE"})
+        try:
+            body = json.loads(request.get_data() or b"null")
+        except json.JSONDecodeError as exc:
+            return _json_response(400, {"message": f"body is not JSON: {exc}"})
+        if not isinstance(body, dict):
+            return _json_response(400, {"message": "body must be a JSON object"})
+        try:
+            return _json_response(201, self.control.add_fault(body))
+        except BadFault as exc:
+            return _json_response(400, {"message": str(exc)})
 
     def _fire(self, name: str, request: Request) -> Response:
         raw = request.get_data()

@@ -23,6 +23,7 @@ from typing import Any
 import requests
 
 from local.auth import dev_jwt_secret
+from local.faults import FaultInjector, guard
 from local.http_front import Front
 from local.lambdas import LocalFunction
 from local.plan import StackContext, StackPlan, plan_stack
@@ -84,6 +85,7 @@ class LocalStack:
         self._started = False
         self._stopped = False
         self._lock = threading.Lock()
+        self.faults = FaultInjector({})
 
     # -- public API
 
@@ -156,6 +158,7 @@ class LocalStack:
             server = getattr(self._moto, "_server", None)
             if server is not None:
                 server.server_close()  # ThreadedMotoServer.stop() leaves the listening socket open
+        self.faults.deactivate()
         self._restore_env()
         _clear_settings_cache()
         _real_time()  # the next stack in this process starts on real time
@@ -196,6 +199,18 @@ class LocalStack:
 
     def resources(self) -> dict[str, Any]:
         return self._require_plan().resources_view()
+
+    # -- AWS-side faults (local/faults.py): a handler's AWS call fails, or the function dies there
+
+    def add_fault(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """Inject a fault (raises BadFault for a bad spec); see local/README.md."""
+        return self.faults.add(spec)
+
+    def active_faults(self) -> list[dict[str, Any]]:
+        return self.faults.active()
+
+    def clear_faults(self) -> list[dict[str, Any]]:
+        return self.faults.clear()
 
     def schedule_names(self) -> dict[str, list[str]]:
         return {s.logical_id: list(s.names) for s in self._require_plan().schedules.values()}
@@ -253,6 +268,7 @@ class LocalStack:
         self._join_pollers()
         requests.post(f"{self.endpoint_url}/moto-api/reset", timeout=10).raise_for_status()
         _real_time()
+        self.faults.clear()
         provision(plan)
         for sim in self.simulators.values():
             reset = getattr(sim, "reset", None)
@@ -294,6 +310,10 @@ class LocalStack:
         plan = self.plan = plan_stack(template, context)
         for note in plan.notes:
             log.warning("not emulated: %s", note)
+        names = {t.logical_id: t.name for t in plan.tables.values()}
+        names.update({q.logical_id: q.name for q in plan.all_queues.values()})
+        self.faults = FaultInjector(names, plan.functions)
+        self.faults.activate()  # before seeding and loading handlers: their clients get the hooks
         provision(plan)
 
         environment, clashes = plan.environment()
@@ -414,7 +434,7 @@ class LocalStack:
             if spec.code_dir is None:
                 continue
             function = LocalFunction(spec)
-            function.load()
+            guard(function)  # loads it; AWS faults (local/faults.py) can then name it or crash it
             self.functions[spec.logical_id] = function
 
     def _start_pollers(self) -> None:

@@ -50,6 +50,7 @@ from parley.domain.models import (
 from parley.domain.rate import BucketState
 from parley.domain.rate import reserve as reserve_tokens
 from parley.domain.retry import RetryPolicy
+from parley.domain.status import view_for
 from parley.edge import WebhookIntake
 from parley.ports import (
     Clock,
@@ -57,20 +58,25 @@ from parley.ports import (
     ContactRepository,
     ConversationDelta,
     ConversationRepository,
+    DeadLetter,
+    DeadLetterQueue,
     DigestEntry,
     DigestRepository,
     EventPublisher,
     JobQueue,
     MediaStore,
     MessageRepository,
+    MessageViews,
     NumberRepository,
     OptOutRepository,
     Page,
     RateLimiter,
     TemplateRepository,
 )
+from parley.services.dead_letters import DeadLetterService
 from parley.services.digest import DigestService
 from parley.services.inbound import InboundProcessor, ReceiptStore
+from parley.services.resend import ResendService
 from parley.services.sending import SendService
 
 T0 = datetime(2024, 5, 6, 9, 0, tzinfo=UTC)
@@ -221,9 +227,26 @@ class InMemoryMessages:
 
     def find_by_carrier_ref(self, carrier: str, carrier_message_id: str) -> Message | None:
         for message in self.items.values():
-            if message.carrier == carrier and message.carrier_message_id == carrier_message_id:
+            # As the adapter indexes it: a resent text keeps its last attempt's id until it has a new one.
+            ref = message.carrier_message_id or next(iter(message.superseded_carrier_ids[-1:]), None)
+            if message.carrier == carrier and ref == carrier_message_id:
                 return message.model_copy(deep=True)
         return None
+
+    def list_view(
+        self, view: str, *, limit: int, cursor: str | None, since: datetime | None = None
+    ) -> Page[Message]:
+        ordered = sorted(
+            (
+                m
+                for m in self.items.values()
+                if view_for(m.status) == view and (since is None or m.created_at >= since)
+            ),
+            key=lambda m: (m.created_at, m.message_id),
+            reverse=True,
+        )
+        items, next_cursor = _page_after(ordered, lambda m: [m.message_id], limit, cursor)
+        return Page([m.model_copy(deep=True) for m in items], next_cursor)
 
     def list_for_conversation(self, customer_number: str, *, limit: int, cursor: str | None) -> Page[Message]:
         ordered = sorted(
@@ -316,12 +339,15 @@ class InMemoryNumbers:
     def default_for_team(self, team: str) -> OurNumber | None:
         # the same rule as DynamoNumbers: the team's default, else any of its numbers, else any number
         numbers = list(self.items.values())
-        team_numbers = [n for n in numbers if n.team == team] or numbers
+        team_numbers = [n for n in numbers if n.team == team] or [n for n in numbers if n.team == "default"]
         defaults = [n for n in team_numbers if n.is_default] or team_numbers
         return sorted(defaults, key=lambda n: n.number)[0] if defaults else None
 
     def save(self, number: OurNumber) -> None:
         self.items[number.number] = number
+
+    def all(self) -> list[OurNumber]:
+        return sorted(self.items.values(), key=lambda n: n.number)
 
 
 class InMemoryContacts:
@@ -444,6 +470,42 @@ class RecordingPublisher:
     @property
     def types(self) -> list[str]:
         return [t for t, _ in self.events]
+
+
+class FakeDeadLetterQueue:
+    """A DLQ in memory: `receive` hides letters until `delete` or `expire` (the visibility timeout)."""
+
+    def __init__(self) -> None:
+        self.letters: dict[str, DeadLetter] = {}
+        self.in_flight: set[str] = set()
+        self.deleted: list[str] = []
+        self.fail_receive = False
+
+    def put(self, body: str, *, message_id: str | None = None, **fields: Any) -> DeadLetter:
+        letter_id = message_id or f"sqs-{len(self.letters) + len(self.deleted) + 1}"
+        letter = DeadLetter(message_id=letter_id, body=body, receipt=f"rh-{letter_id}", **fields)
+        self.letters[letter_id] = letter
+        return letter
+
+    def receive(self, max_messages: int) -> list[DeadLetter]:
+        if self.fail_receive:
+            raise RuntimeError("AccessDenied")
+        visible = [m for i, m in self.letters.items() if i not in self.in_flight][:max_messages]
+        self.in_flight.update(m.message_id for m in visible)
+        return visible
+
+    def delete(self, letter: DeadLetter) -> None:
+        self.letters.pop(letter.message_id, None)
+        self.in_flight.discard(letter.message_id)
+        self.deleted.append(letter.message_id)
+
+    def expire(self) -> None:
+        """The visibility timeout passes: what was received and not deleted is visible again."""
+        self.in_flight.clear()
+
+    @property
+    def depth(self) -> int:
+        return len(self.letters)
 
 
 # -- carrier ----------------------------------------------------------------------------------------
@@ -583,12 +645,16 @@ class World:
     inbound_queue: RecordingQueue = field(default_factory=RecordingQueue)
     send_queue: RecordingQueue = field(default_factory=RecordingQueue)
     retry_queue: RecordingQueue = field(default_factory=RecordingQueue)
+    dead_letter_queues: dict[str, FakeDeadLetterQueue] = field(
+        default_factory=lambda: {name: FakeDeadLetterQueue() for name in ("inbound", "send", "retry")}
+    )
     events: RecordingPublisher = field(default_factory=RecordingPublisher)
     carrier: FakeCarrier = field(default_factory=FakeCarrier)
     crm: FakeCrm = field(default_factory=FakeCrm)
     media: InMemoryMediaStore = field(default_factory=InMemoryMediaStore)
     rate_limiter: InMemoryRateLimiter = field(default_factory=InMemoryRateLimiter)
     slept: list[float] = field(default_factory=list)
+    dead_letter_counts: list[tuple[str, int]] = field(default_factory=list)
     shards: int = 4
     messages: InMemoryMessages = field(init=False)
 
@@ -662,6 +728,20 @@ class World:
             },
         )
 
+    def resender(self, sender: SendService | None = None) -> ResendService:
+        return ResendService(messages=self.messages, views=self.messages, sender=sender or self.sender())
+
+    def dead_letters(self, sender: SendService | None = None, *, per_queue: int = 50) -> DeadLetterService:
+        return DeadLetterService(
+            queues=self.dead_letter_queues,
+            messages=self.messages,
+            sender=sender or self.sender(),
+            events=self.events,
+            clock=self.clock,
+            per_queue=per_queue,
+            count=lambda queue, n: self.dead_letter_counts.append((queue, n)),
+        )
+
     def digest(self) -> DigestService:
         return DigestService(
             messages=self.messages,
@@ -676,6 +756,7 @@ class World:
 # -- keep the fakes honest: each must satisfy its Protocol -----------------------------------------
 
 _messages: MessageRepository = InMemoryMessages()
+_views: MessageViews = InMemoryMessages()
 _conversations: ConversationRepository = InMemoryConversations()
 _receipts: ReceiptStore = InMemoryReceipts()
 _opt_outs: OptOutRepository = InMemoryOptOuts()
@@ -694,3 +775,4 @@ _media_carrier: Carrier = FakeMediaCarrier()
 _media_source: MediaSource = FakeMediaCarrier()
 _media_store: MediaStore = InMemoryMediaStore()
 _crm: Crm = FakeCrm()
+_dead_letter_queue: DeadLetterQueue = FakeDeadLetterQueue()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
@@ -17,7 +18,8 @@ from parley.domain.models import SendRequest
 from parley.domain.phone import normalize_e164
 from parley.openapi import openapi_json
 from parley.services.inbox import NotFound, preview
-from parley.services.sending import NotCancellable, SendRejected
+from parley.services.resend import MAX_BATCH, FailedFilter
+from parley.services.sending import NotCancellable, NotResendable, SendRejected
 from parley.services.templates import TemplateDraft, TemplateNotFound
 from parley.wiring import container
 
@@ -189,6 +191,57 @@ def cancel_message(message_id: str) -> Response[str]:
     return _json(200, app_container.sender.cancel(message).model_dump(mode="json"))
 
 
+@app.post("/v1/messages/resend")
+def resend_messages() -> Response[str]:
+    user, team = _caller()
+    data = _body()
+    ids, view = data.get("ids"), data.get("view")
+    resender = container().resender
+    if (ids is None) == (view is None):
+        raise ValueError("give either 'ids' (a list of message ids) or a view filter ('view': 'failed')")
+    if ids is not None:
+        if (
+            not isinstance(ids, list)
+            or not ids
+            or not all(isinstance(i, str) and 0 < len(i) <= 200 for i in ids)
+        ):
+            raise ValueError("'ids' must be a non-empty list of message ids")
+        if len(ids) > MAX_BATCH:
+            raise ValueError(f"'ids' can name at most {MAX_BATCH} messages at a time")
+        results, more = resender.resend_ids(ids, team=team, by=user or None), False
+    else:
+        if view != "failed":
+            raise ValueError("'view' must be 'failed': only failed messages can be resent")
+        our_number, since = data.get("our_number"), data.get("since")
+        if not (our_number is None or isinstance(our_number, str)):
+            raise ValueError("'our_number' must be one of our numbers, as a string")
+        if not (since is None or isinstance(since, str)):
+            raise ValueError("'since' must be an ISO 8601 time with a time zone")
+        where = FailedFilter(
+            our_number=normalize_e164(our_number, require_mobile=False) if our_number else None,
+            since=_aware_time("since", since) if since else None,
+        )
+        results, more = resender.resend_failed(where, team=team, by=user or None)
+    return _json(200, {"results": [asdict(r) for r in results], "more": more})
+
+
+@app.post("/v1/messages/<message_id>/resend")
+def resend_message(message_id: str) -> Response[str]:
+    user, team = _caller()
+    message = container().resender.resend_one(message_id, team=team, by=user or None)
+    return _json(200, message.model_dump(mode="json"))
+
+
+def _aware_time(name: str, raw: str) -> datetime:
+    try:
+        at = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ValueError(f"'{name}' is not an ISO 8601 time: {raw!r}") from exc
+    if at.tzinfo is None:
+        raise ValueError(f"'{name}' needs a time zone (e.g. 2026-12-01T09:00:00Z)")
+    return at
+
+
 @app.get("/v1/openapi.json")
 def get_openapi_document() -> Response[str]:
     return Response(200, "application/json", openapi_json())
@@ -214,6 +267,11 @@ def rejected(exc: SendRejected) -> Response[str]:
 
 @app.exception_handler(NotCancellable)
 def not_cancellable(exc: NotCancellable) -> Response[str]:
+    return _json(409, {"error": str(exc)})
+
+
+@app.exception_handler(NotResendable)
+def not_resendable(exc: NotResendable) -> Response[str]:
     return _json(409, {"error": str(exc)})
 
 

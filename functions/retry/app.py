@@ -1,4 +1,5 @@
-"""Retry queue consumer (backed-off attempts) and the frequent sweep (parked receipts, due messages)."""
+"""Retry queue consumer (backed-off attempts) and the frequent sweep (parked receipts, due messages,
+stuck sends, and the dead-letter queues drained into failed messages)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ def process(record: SQSRecord) -> None:
 
 
 @logger.inject_lambda_context
-def handler(event: dict[str, Any], context: Any) -> PartialItemFailureResponse | dict[str, int]:
+def handler(event: dict[str, Any], context: Any) -> PartialItemFailureResponse | dict[str, Any]:
     if "Records" in event:
         return process_partial_response(event=event, record_handler=process, processor=batch, context=context)
     app = container()
@@ -38,6 +39,8 @@ def handler(event: dict[str, Any], context: Any) -> PartialItemFailureResponse |
         "recovered": app.sender.recover_stuck(
             app.messages.list_view("pending", limit=100, cursor=None).items
         ),
+        # each DLQ: how many dead letters became failed messages (a person sees them in Failed)
+        "dead_letters": app.dead_letters.drain(),
     }
     logger.info("sweep finished", extra=result)
     return result

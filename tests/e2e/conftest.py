@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 import requests
 
+from local.pollers import WAIT_SECONDS as POLL_SECONDS
 from local.process import stack_process, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,10 +65,103 @@ class Stack:
             lambda: (m := self.message(message_id))["status"] in statuses and m, timeout=timeout
         )
 
+    def control(self, method: str, path: str, *, expect: int = 200, **kwargs: Any) -> Any:
+        """A call to the stack's own control plane (`/_local/...`, `/_sim/...`): its JSON, or None."""
+        response = requests.request(method, self.url(path), timeout=60, **kwargs)
+        assert response.status_code == expect, response.text
+        return response.json() if response.content else None
+
+    def fire(self, schedule: str) -> dict[str, Any]:
+        """Run a schedule's function now (the sweep, the digest) and return what it answered."""
+        result: dict[str, Any] = self.control("POST", f"/_local/schedules/{schedule}/fire", json={})
+        return result
+
+    def message_or_none(self, message_id: str) -> dict[str, Any] | None:
+        response = self.api("GET", f"/v1/messages/{message_id}")
+        if response.status_code == 404:
+            return None
+        assert response.status_code == 200, response.text
+        result: dict[str, Any] = response.json()
+        return result
+
+    def sqs(self) -> Any:
+        """A boto3 SQS client on the stack's moto server, for what only SQS itself can do."""
+        return boto3.client(
+            "sqs",
+            endpoint_url=self.control("GET", "/_local/health")["moto"],
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
+    def queue_urls(self, *logical_ids: str) -> dict[str, str]:
+        resources = self.control("GET", "/_local/resources")
+        return {lid: str(resources[lid]["url"]) for lid in logical_ids}
+
     def sim_messages(self, to: str) -> list[dict[str, Any]]:
         response = requests.get(self.url("/_sim/twilio/_messages"), timeout=10)
         assert response.status_code == 200, response.text
         return [m for m in response.json()["messages"] if m["to"] == to]
+
+
+@contextmanager
+def queues_tuned(
+    stack: Stack, tune: Callable[[str, dict[str, str]], dict[str, str]], *logical_ids: str
+) -> Iterator[None]:
+    """Set queue attributes for a while (`tune` gets each queue's current VisibilityTimeout and
+    RedrivePolicy and returns the new ones), as one could on AWS; the old ones again afterwards."""
+    sqs, urls = stack.sqs(), stack.queue_urls(*logical_ids)
+    names = ["VisibilityTimeout", "RedrivePolicy"]
+    saved = {
+        lid: sqs.get_queue_attributes(QueueUrl=urls[lid], AttributeNames=names)["Attributes"] for lid in urls
+    }
+    for lid, attributes in saved.items():
+        sqs.set_queue_attributes(QueueUrl=urls[lid], Attributes=tune(lid, dict(attributes)))
+    # A receive takes the queue's visibility when it starts: let the pollers' current long polls end, or a
+    # message they pick up would stay hidden for the old timeout. (A known, bounded wait, not a guess.)
+    time.sleep(POLL_SECONDS + 0.5)
+    try:
+        yield
+    finally:
+        for lid, attributes in saved.items():
+            sqs.set_queue_attributes(QueueUrl=urls[lid], Attributes={k: attributes[k] for k in names})
+
+
+@pytest.fixture
+def move_clock(stack: Stack) -> Iterator[Callable[[dict[str, Any]], dict[str, Any]]]:
+    """POST /_local/clock (`{"now": ...}` or `{"advance_seconds": ...}`); real time again afterwards."""
+
+    def move(body: dict[str, Any]) -> dict[str, Any]:
+        state: dict[str, Any] = stack.control("POST", "/_local/clock", json=body)
+        return state
+
+    try:
+        yield move
+    finally:
+        assert stack.control("DELETE", "/_local/clock")["real_time"]
+
+
+def _fault_adder(stack: Stack, path: str) -> Iterator[Callable[[dict[str, Any]], dict[str, Any]]]:
+    def add(spec: dict[str, Any]) -> dict[str, Any]:
+        fault: dict[str, Any] = stack.control("POST", path, expect=201, json=spec)
+        return fault
+
+    try:
+        yield add
+    finally:
+        requests.delete(stack.url(path), timeout=10).raise_for_status()
+
+
+@pytest.fixture
+def carrier_fault(stack: Stack) -> Iterator[Callable[[dict[str, Any]], dict[str, Any]]]:
+    """POST a fault to the simulated Twilio; all of them are cleared afterwards."""
+    yield from _fault_adder(stack, "/_sim/twilio/_faults")
+
+
+@pytest.fixture
+def aws_fault(stack: Stack) -> Iterator[Callable[[dict[str, Any]], dict[str, Any]]]:
+    """POST an AWS-side fault to the local stack (local/faults.py); all of them are cleared afterwards."""
+    yield from _fault_adder(stack, "/_local/faults")
 
 
 @pytest.fixture(scope="session")

@@ -3,13 +3,12 @@ waits, and the sweep sends it once when their morning comes."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-import requests
 
 from tests.e2e.conftest import Stack
 
@@ -20,30 +19,6 @@ CUSTOMER = "+14155550621"  # a +1 415 number: America/Los_Angeles
 RECIPIENT_ZONE = ZoneInfo("America/Los_Angeles")
 
 MoveClock = Callable[[dict[str, Any]], dict[str, Any]]
-
-
-@pytest.fixture
-def move_clock(stack: Stack) -> Iterator[MoveClock]:
-    """POST /_local/clock; real time again afterwards, whatever happened, for the tests that follow."""
-
-    def move(body: dict[str, Any]) -> dict[str, Any]:
-        response = requests.post(stack.url("/_local/clock"), json=body, timeout=10)
-        assert response.status_code == 200, response.text
-        state: dict[str, Any] = response.json()
-        return state
-
-    try:
-        yield move
-    finally:
-        restored = requests.delete(stack.url("/_local/clock"), timeout=10)
-        assert restored.status_code == 200 and restored.json()["real_time"], restored.text
-
-
-def _sweep(stack: Stack) -> dict[str, Any]:
-    response = requests.post(stack.url("/_local/schedules/Sweep/fire"), json={}, timeout=30)
-    assert response.status_code == 200, response.text
-    result: dict[str, Any] = response.json()
-    return result
 
 
 def test_a_text_at_23_00_recipient_time_is_held_until_08_00_then_sent_once(
@@ -64,7 +39,7 @@ def test_a_text_at_23_00_recipient_time_is_held_until_08_00_then_sent_once(
     assert message["status"] == "held"
     assert datetime.fromisoformat(message["next_attempt_at"]) == morning
 
-    _sweep(stack)  # still night: nothing is due
+    stack.fire("Sweep")  # still night: nothing is due
     assert stack.message(message_id)["status"] == "held"
     assert stack.sim_messages(CUSTOMER) == []
 
@@ -72,7 +47,7 @@ def test_a_text_at_23_00_recipient_time_is_held_until_08_00_then_sent_once(
     overnight = (morning.astimezone(UTC) - night.astimezone(UTC)).total_seconds()
     state = move_clock({"advance_seconds": overnight + 60})
     assert datetime.fromisoformat(state["now"]) > morning
-    assert _sweep(stack)["released"] >= 1
+    assert stack.fire("Sweep")["released"] >= 1
 
     delivered = stack.wait_status(message_id, "sent", "delivered")
     statuses = [h["status"] for h in delivered["history"]]

@@ -12,6 +12,7 @@ import hmac
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -35,7 +36,7 @@ from parley.adapters.dynamo import (
 from parley.carriers.twilio import EMPTY_TWIML
 from parley.config import Settings
 from parley.domain.ids import inbound_message_id
-from parley.domain.models import MessageStatus, OurNumber, SendRequest, Template
+from parley.domain.models import Message, MessageStatus, OurNumber, SendRequest, Template
 
 REGION = "us-east-1"
 AUTH_TOKEN = "test-auth-token-0123456789"
@@ -650,6 +651,7 @@ def test_the_sample_schedules_run(sample_env: Stack) -> None:
         "receipts_applied",
         "released",
         "recovered",
+        "dead_letters",
     }
 
 
@@ -658,3 +660,148 @@ def test_the_published_send_request_schema_is_the_models_schema() -> None:
     current = SendRequest.model_json_schema(by_alias=True)
     assert published["properties"] == current["properties"]
     assert published.get("required") == current.get("required")
+
+
+# -- resend from the Failed view ----------------------------------------------------------------------
+
+OTHER_TEAM = {"sub": "u-2", "team": "support"}
+
+
+def sent(stack: Stack, *to: str, key: str) -> list[str]:
+    status, body = post_json("/v1/messages", {"to": list(to), "body": "hi", "idempotency_key": key})
+    assert status == 202, body
+    stack.queue_messages(stack.settings.send_queue_url)  # the send jobs: nothing delivers them here
+    return [m["message_id"] for m in body["messages"]]
+
+
+def fail(stack: Stack, message_id: str, *, status: MessageStatus = MessageStatus.FAILED) -> Message:
+    """As if the carrier had taken the text as SMold and reported it failed."""
+    messages = DynamoMessages(stack.settings)
+    current = messages.get(message_id)
+    assert current is not None
+    return messages.update(
+        current.model_copy(
+            update={
+                "status": status,
+                "carrier_message_id": "SM" + message_id[-30:].rjust(32, "0"),
+                "error_code": "30003",
+                "error_reason": "the handset was unreachable",
+            }
+        ),
+        expected_version=current.version,
+    )
+
+
+def send_jobs(stack: Stack) -> list[dict[str, Any]]:
+    return [json.loads(m["Body"]) for m in stack.queue_messages(stack.settings.send_queue_url)]
+
+
+def test_one_failed_message_is_resent_and_queued(stack: Stack) -> None:
+    (message_id,) = sent(stack, "+14155550100", key="k-one")
+    failed = fail(stack, message_id)
+    stack.domain_events()
+
+    status, body = post_json(f"/v1/messages/{message_id}/resend", {})
+
+    assert status == 200, body
+    assert body["message_id"] == message_id and body["status"] == "queued"
+    assert body["history"][-1]["detail"] == "resent by user-1 (was: the handset was unreachable)"
+    assert body["superseded_carrier_ids"] == [failed.carrier_message_id]
+    assert send_jobs(stack) == [{"message_id": message_id}]
+    assert stack.domain_events() == ["MessageResent"]
+    # Until the new attempt has its own id, the old one still finds the message (for late receipts).
+    assert failed.carrier_message_id is not None
+    found = DynamoMessages(stack.settings).find_by_carrier_ref("twilio", failed.carrier_message_id)
+    assert found is not None and found.message_id == message_id
+
+    again_status, again = post_json(f"/v1/messages/{message_id}/resend", {})
+    assert (again_status, again["status"]) == (200, "queued")  # already on its way: not resent twice
+    assert send_jobs(stack) == []
+
+
+def test_one_message_that_is_not_failed_is_409_and_another_teams_is_404(stack: Stack) -> None:
+    (message_id,) = sent(stack, "+14155550100", key="k-409")
+
+    status, body = post_json(f"/v1/messages/{message_id}/resend", {})
+    assert (status, body) == (409, {"error": "the message is not failed: it is queued"})
+    fail(stack, message_id)
+    assert post_json(f"/v1/messages/{message_id}/resend", {}, claims=OTHER_TEAM)[0] == 404
+    assert post_json("/v1/messages/out_nothing/resend", {})[0] == 404
+    assert get(f"/v1/messages/{message_id}")[1]["status"] == "failed"
+
+
+def test_many_by_ids_answer_per_message(stack: Stack) -> None:
+    failed_id, delivered_id = sent(stack, "+14155550100", "+14155550101", key="k-ids")
+    fail(stack, failed_id, status=MessageStatus.UNDELIVERED)
+
+    status, body = post_json("/v1/messages/resend", {"ids": [failed_id, "out_unknown", delivered_id]})
+
+    assert status == 200, body
+    assert body == {
+        "results": [
+            {"message_id": failed_id, "result": "resent", "status": "queued", "reason": None},
+            {
+                "message_id": "out_unknown",
+                "result": "refused",
+                "status": None,
+                "reason": "no message with id out_unknown",
+            },
+            {
+                "message_id": delivered_id,
+                "result": "refused",
+                "status": "queued",
+                "reason": "the message is not failed: it is queued",
+            },
+        ],
+        "more": False,
+    }
+    assert send_jobs(stack) == [{"message_id": failed_id}]
+
+
+def test_many_by_a_failed_view_filter(stack: Stack) -> None:
+    ids = sent(stack, "+14155550100", "+14155550101", "+14155550102", key="k-view")
+    for message_id in ids:
+        fail(stack, message_id)
+    since = (datetime.now(UTC) - timedelta(days=1)).isoformat()
+
+    other = post_json(
+        "/v1/messages/resend", {"view": "failed", "our_number": "+15005550006"}, claims=OTHER_TEAM
+    )
+    assert other == (200, {"results": [], "more": False})
+    assert (
+        post_json("/v1/messages/resend", {"view": "failed", "our_number": "+15005550099"})[1]["results"] == []
+    )
+    future = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    assert post_json("/v1/messages/resend", {"view": "failed", "since": future})[1]["results"] == []
+
+    status, body = post_json(
+        "/v1/messages/resend", {"view": "failed", "our_number": "+15005550006", "since": since}
+    )
+
+    assert status == 200, body
+    assert sorted(r["message_id"] for r in body["results"]) == sorted(ids)
+    assert {(r["result"], r["status"]) for r in body["results"]} == {("resent", "queued")}
+    assert sorted(j["message_id"] for j in send_jobs(stack)) == sorted(ids)
+    assert DynamoMessages(stack.settings).list_view("failed", limit=10, cursor=None).items == []
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {},
+        {"ids": []},
+        {"ids": "out_1"},
+        {"ids": [1, 2]},
+        {"ids": ["out_1"], "view": "failed"},
+        {"ids": [f"out_{i}" for i in range(501)]},
+        {"view": "pending"},
+        {"view": "failed", "since": "yesterday"},
+        {"view": "failed", "since": "2026-11-27T09:00:00"},
+        {"view": "failed", "our_number": "not a number"},
+    ],
+)
+def test_a_batch_that_names_nothing_valid_is_400(stack: Stack, payload: dict[str, Any]) -> None:
+    status, body = post_json("/v1/messages/resend", payload)
+    assert status == 400, body
+    assert body["error"]
+    assert send_jobs(stack) == []

@@ -508,6 +508,24 @@ def test_moving_the_clock_back_forgets_rate_buckets(
         dynamodb.delete_table(TableName="clock-rate-limits")
 
 
+def test_aws_faults_are_added_listed_and_cleared_over_http(stack: LocalStack) -> None:
+    """local/faults.py's control endpoint (the e2e suite, tests/e2e/test_faults.py, makes them fire)."""
+    url = f"{stack.base_url}/_local/faults"
+    spec = {"service": "sqs", "operation": "SendMessage", "queue": "WorkQueue", "error": "crash", "skip": 2}
+    try:
+        added = requests.post(url, json=spec, timeout=5)
+        assert added.status_code == 201, added.text
+        assert added.json()["queue"] == resources(stack)["WorkQueue"]["name"]  # the logical id, resolved
+        assert [f["id"] for f in requests.get(url, timeout=5).json()["faults"]] == [added.json()["id"]]
+        for bad in ({"service": "sqs"}, {"service": "sqs", "error": "crash", "function": "Nope"}, []):
+            response = requests.post(url, json=bad, timeout=5)
+            assert response.status_code == 400, bad
+    finally:
+        cleared = requests.delete(url, timeout=5)
+    assert cleared.status_code == 200 and len(cleared.json()["cleared"]) == 1
+    assert stack.active_faults() == []
+
+
 def test_python_dash_m_local_runs_the_stack_until_sigterm() -> None:
     """`python -m local local` end to end in a child process: banner, health, clean exit on SIGTERM."""
     port = free_port()

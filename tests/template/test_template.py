@@ -54,6 +54,8 @@ API_ROUTES = {
     ("post", "/v1/messages/preview"),
     ("get", "/v1/numbers"),
     ("post", "/v1/messages/{message_id}/cancel"),
+    ("post", "/v1/messages/resend"),
+    ("post", "/v1/messages/{message_id}/resend"),
     ("post", "/v1/messages/{message_id}/reschedule"),
     ("get", "/v1/templates"),
     ("post", "/v1/templates"),

@@ -162,6 +162,7 @@ def test_path_and_paging_parameters_are_documented(document: dict[str, Any]) -> 
         (("post", "/v1/messages"), "SendRequest"),
         (("post", "/v1/messages/preview"), "PreviewRequest"),
         (("post", "/v1/messages/{message_id}/reschedule"), "RescheduleRequest"),
+        (("post", "/v1/messages/resend"), "ResendRequest"),
         (("post", "/v1/templates"), "TemplateDraft"),
         (("put", "/v1/templates/{template_id}"), "TemplateDraft"),
     ],
@@ -179,6 +180,7 @@ def test_only_operations_that_read_a_body_document_one(document: dict[str, Any])
         ("post", "/v1/messages"),
         ("post", "/v1/messages/preview"),
         ("post", "/v1/messages/{message_id}/reschedule"),
+        ("post", "/v1/messages/resend"),
         ("post", "/v1/templates"),
         ("put", "/v1/templates/{template_id}"),
     }

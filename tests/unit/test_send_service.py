@@ -169,6 +169,46 @@ def test_an_explicit_sender_beats_the_sticky_one(world: World) -> None:
     assert (sent.our_number, sent.sender_reason) == (DEFAULT, "requested")
 
 
+def test_an_explicit_sender_of_another_team_is_refused(world: World) -> None:
+    with pytest.raises(SendRejected) as caught:
+        world.sender().submit(req(ANA, **{"from": SUPPORT}), "req-1", team="sales")
+
+    assert [(e.field, e.reason) for e in caught.value.errors] == [
+        ("from", f"{SUPPORT} belongs to another team")
+    ]
+    assert world.messages.items == {}
+
+
+def test_a_person_may_send_from_a_number_they_own_whatever_its_team(world: World) -> None:
+    world.numbers.save(OurNumber(number=SUPPORT, carrier="fake", team="support", owner="u-7"))
+
+    (sent,) = world.sender().submit(req(ANA, requested_by="u-7", **{"from": SUPPORT}), "req-1", team="sales")
+
+    assert (sent.our_number, sent.sender_reason) == (SUPPORT, "requested")
+
+
+def test_a_sticky_number_of_another_team_is_passed_over(world: World) -> None:
+    sender = world.sender()
+    sender.submit(req(ANA), "req-1", team="support")  # the customer last heard from SUPPORT
+
+    (sent,) = sender.submit(req(ANA), "req-2", team="sales")
+
+    assert (sent.our_number, sent.sender_reason) == (
+        DEFAULT,
+        "pool default: this team has no number of its own",
+    )
+
+
+def test_without_history_the_customer_owner_s_number_sends(world: World) -> None:
+    world.numbers.save(OurNumber(number=SECOND, carrier="fake", owner="rep-1"))
+    world.contacts.save(ContactRecord(contact_id="c1", name="Ana", phone=ANA, owner="rep-1"))
+
+    (sent,) = world.sender().submit(req(ANA), "req-1")
+
+    assert sent.our_number == SECOND
+    assert sent.sender_reason == "the number of the customer's owner (rep-1)"
+
+
 def test_each_team_defaults_to_its_own_number(world: World) -> None:
     (sent,) = world.sender().submit(req(ANA), "req-1", team="support")
     assert sent.our_number == SUPPORT
@@ -344,7 +384,7 @@ def test_transient_failures_past_the_attempt_limit_give_up_with_a_reason(world: 
     failed = message(world, queued.message_id)
     assert failed.status is MessageStatus.FAILED
     assert failed.error_reason is not None
-    assert failed.error_reason.endswith("(gave up after 3 attempts)")
+    assert failed.error_reason == f"gave up after 3 attempts over 0 seconds: {TRANSIENT.reason}"
     assert len(failed.attempts) == 3
     assert len(world.retry_queue.jobs) == 2
     assert len(world.carrier.sent) == 3
@@ -438,6 +478,41 @@ def test_ambiguous_then_retry_resends_when_the_carrier_does_not_have_it() -> Non
     assert resent is not None and resent.status is MessageStatus.ACCEPTED
     assert len(carrier.lookups) == 1
     assert len(carrier.sent) == 2
+
+
+def test_an_ambiguous_last_attempt_is_asked_about_before_the_message_fails() -> None:
+    carrier = FakeLookupCarrier(outcomes=[AMBIGUOUS, AMBIGUOUS])
+    world = World(carrier=carrier)
+    numbers(world)
+    sender = world.sender(policy=RetryPolicy(max_attempts=2))
+    (queued,) = sender.submit(req(ANA), "req-1")
+    sender.deliver(queued.message_id)
+    sender.deliver(queued.message_id)  # the second and last attempt is ambiguous too
+
+    assert message(world, queued.message_id).status is MessageStatus.RETRYING  # not failed unasked
+    failed = sender.deliver(queued.message_id)
+
+    assert failed is not None and failed.status is MessageStatus.FAILED
+    assert failed.error_reason is not None
+    assert failed.error_reason.startswith("gave up after 2 attempts")
+    assert failed.error_reason.endswith("the carrier has no record of the last attempt")
+    assert len(carrier.sent) == 2 and len(carrier.lookups) == 2  # asked, never sent a third time
+
+
+def test_an_ambiguous_last_attempt_the_carrier_has_is_reconciled_not_failed() -> None:
+    carrier = FakeLookupCarrier(outcomes=[AMBIGUOUS])
+    world = World(carrier=carrier)
+    numbers(world)
+    sender = world.sender(policy=RetryPolicy(max_attempts=1))
+    (queued,) = sender.submit(req(ANA), "req-1")
+    sender.deliver(queued.message_id)
+    carrier.known[ANA] = SendAccepted("SM-it-went", "sent")
+
+    reconciled = sender.deliver(queued.message_id)
+
+    assert reconciled is not None and reconciled.status is MessageStatus.ACCEPTED
+    assert [a.outcome for a in reconciled.attempts] == ["ambiguous", "reconciled"]
+    assert len(carrier.sent) == 1
 
 
 def test_a_failed_lookup_sends_nothing_and_leaves_the_message_retrying() -> None:

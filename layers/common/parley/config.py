@@ -31,6 +31,10 @@ class Settings(BaseSettings):
     inbound_queue_url: str = ""
     send_queue_url: str = ""
     retry_queue_url: str = ""
+    # their dead-letter queues, drained into visible failed messages by the sweep
+    inbound_dlq_url: str = ""
+    send_dlq_url: str = ""
+    retry_dlq_url: str = ""
     event_bus_name: str = "parley"
     media_bucket: str = ""
 
@@ -55,6 +59,8 @@ class Settings(BaseSettings):
     retry_max_attempts: int = 5
     retry_base_seconds: float = 30.0
     retry_max_delay_seconds: int = 900
+    # A transient failure this long after a text's first attempt (or its resend) is final.
+    retry_max_age_seconds: float = 4 * 3600.0
     digest_shards: int = 4
 
     # the legally required answers to keywords ({org} is the organisation's name)

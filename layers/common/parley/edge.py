@@ -67,6 +67,11 @@ class WebhookIntake:
 
 
 def count_metric(name: str, carrier: str, outcome: str) -> None:
+    """One count of `name` by carrier and outcome (see `emit_count`)."""
+    emit_count(name, {"carrier": carrier, "outcome": outcome})
+
+
+def emit_count(name: str, dimensions: dict[str, str], value: int = 1) -> None:
     """One CloudWatch embedded-metric-format line (a count), without loading a metrics library.
 
     Off where POWERTOOLS_METRICS_DISABLED is true (the local stack), like the rest of our metrics.
@@ -79,13 +84,12 @@ def count_metric(name: str, carrier: str, outcome: str) -> None:
             "CloudWatchMetrics": [
                 {
                     "Namespace": os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Parley"),
-                    "Dimensions": [["carrier", "outcome"]],
+                    "Dimensions": [sorted(dimensions)],
                     "Metrics": [{"Name": name, "Unit": "Count"}],
                 }
             ],
         },
-        "carrier": carrier,
-        "outcome": outcome,
-        name: 1,
+        **dimensions,
+        name: value,
     }
     print(json.dumps(record, separators=(",", ":")), flush=True)

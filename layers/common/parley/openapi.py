@@ -18,13 +18,13 @@ import json
 import re
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, Field, TypeAdapter
 from pydantic.json_schema import JsonSchemaMode
 
 from parley.domain.encoding import SegmentInfo
-from parley.domain.models import Conversation, Message, OurNumber, SendRequest, Template
+from parley.domain.models import Conversation, Message, MessageStatus, OurNumber, SendRequest, Template
 from parley.services.templates import TemplateDraft
 
 OPENAPI_VERSION = "3.1.0"
@@ -64,6 +64,41 @@ class RescheduleRequest(BaseModel):
     """When a scheduled text should go instead: at most a year ahead."""
 
     send_at: AwareDatetime = Field(description="ISO 8601 with a time zone, e.g. 2026-12-01T09:00:00Z.")
+
+
+class ResendRequest(BaseModel):
+    """Which failed messages to resend: give `ids`, or `view` ("failed") with an optional filter."""
+
+    ids: list[str] | None = Field(
+        default=None, min_length=1, max_length=500, description="Message ids; at most 500."
+    )
+    view: Literal["failed"] | None = Field(
+        default=None, description="Resend the team's Failed view, newest first, at most 500 a call."
+    )
+    our_number: str | None = Field(default=None, description="With `view`: only texts from this number.")
+    since: AwareDatetime | None = Field(
+        default=None, description="With `view`: only texts created at or after this time (ISO 8601)."
+    )
+
+
+class ResendOutcome(BaseModel):
+    """What became of one message: `resent` (back on its way, through every send rule) or `refused`."""
+
+    message_id: str
+    result: Literal["resent", "refused"]
+    status: MessageStatus | None = Field(
+        description="Where the message is now (queued, held or suppressed when resent); null if unknown."
+    )
+    reason: str | None = Field(
+        description="Why it was refused, held or suppressed, or that it had already been resent."
+    )
+
+
+class ResendAnswer(BaseModel):
+    """One result per message named, in the order named (by `ids`) or newest first (by `view`)."""
+
+    results: list[ResendOutcome]
+    more: bool = Field(description="The filter matched more than 500: call again for the rest.")
 
 
 class ConversationPage(BaseModel):
@@ -127,7 +162,8 @@ class GatewayError(BaseModel):
 _ERRORS = {
     400: "The request is not valid, or can't be sent as given.",
     404: "Not found, or not visible to the caller (the API says the same in both cases).",
-    409: "The message is no longer scheduled (or changed meanwhile): look at it again.",
+    409: "The message is not in a state that allows this (no longer scheduled, or not failed), or it "
+    "changed meanwhile: look at it again.",
 }
 _PATH_PARAMETERS = {
     "number": "The customer's number in E.164, e.g. +14155550100.",
@@ -230,6 +266,27 @@ OPERATIONS: tuple[Operation, ...] = (
         errors=(404, 409),
     ),
     Operation(
+        "post", "/v1/messages/resend", "resend_messages", tag="messages",
+        summary="Resend failed texts: by ids, or from the Failed view with a filter",
+        description=(
+            "Each failed message goes back to pending (same id; its attempts and history kept) and "
+            "through every send rule again: an opted-out recipient ends suppressed, quiet hours hold "
+            "it, the rate limit applies. Answers per message: an unknown id or a message that is "
+            "not failed is refused with the reason, and the rest are still resent. A message already "
+            "resent and still on its way is not resent again."
+        ),
+        body=ResendRequest,
+        status=200, answer=ResendAnswer, answer_description="One result per message.",
+        errors=(400,),
+    ),
+    Operation(
+        "post", "/v1/messages/{message_id}/resend", "resend_message", tag="messages",
+        summary="Resend one failed text",
+        description="As for many, for one: refused with 409 when the message is not failed.",
+        status=200, answer=Message, answer_description="The message, queued, held or suppressed.",
+        errors=(404, 409),
+    ),
+    Operation(
         "get", "/v1/templates", "list_templates", tag="templates",
         summary="List the templates the caller can use",
         status=200, answer=TemplateList, answer_description="The templates.",
@@ -275,7 +332,7 @@ OPERATIONS: tuple[Operation, ...] = (
 
 _TAGS = [
     {"name": "conversations", "description": "One conversation per customer number, across our numbers."},
-    {"name": "messages", "description": "Send, preview, look at, reschedule and cancel texts."},
+    {"name": "messages", "description": "Send, preview, look at, reschedule, cancel and resend texts."},
     {"name": "templates", "description": "Texts with merge fields, shared with the team or personal."},
     {"name": "numbers", "description": "Our numbers and where their carriers must post."},
     {"name": "meta", "description": "About the API itself."},

@@ -82,6 +82,16 @@ class MessageRepository(Protocol):
     def list_for_day(self, day: str, shard: int) -> Iterable[Message]: ...
 
 
+class MessageViews(Protocol):
+    """The work views (`parley.domain.status.view_for`): pending, failed, scheduled, suppressed."""
+
+    def list_view(
+        self, view: str, *, limit: int, cursor: str | None, since: datetime | None = None
+    ) -> Page[Message]:
+        """One page of the view, newest first; `since` keeps messages created at or after it."""
+        ...
+
+
 class ConversationRepository(Protocol):
     def get(self, customer_number: str) -> Conversation | None: ...
 
@@ -134,9 +144,13 @@ class OptOutRepository(Protocol):
 class NumberRepository(Protocol):
     def get(self, number: str) -> OurNumber | None: ...
 
-    def default_for_team(self, team: str) -> OurNumber | None: ...
+    def default_for_team(self, team: str) -> OurNumber | None:
+        """The team's default number, else any of its numbers, else the pool's (the default team's)."""
+        ...
 
     def save(self, number: OurNumber) -> None: ...
+
+    def all(self) -> list[OurNumber]: ...
 
 
 class ContactRepository(Protocol):
@@ -206,6 +220,29 @@ class EventPublisher(Protocol):
     """Domain events for other services (EventBridge)."""
 
     def publish(self, detail_type: str, detail: dict[str, Any]) -> None: ...
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """One message a queue gave up on (SQS moved it to the dead-letter queue after maxReceiveCount, or
+    EventBridge could not deliver it). `receipt` is what `DeadLetterQueue.delete` needs."""
+
+    message_id: str
+    body: str
+    receipt: str
+    receive_count: int = 0
+    first_received_at: datetime | None = None
+    sent_at: datetime | None = None
+    attributes: dict[str, str] | None = None  # message attributes (EventBridge: ERROR_CODE, ERROR_MESSAGE)
+
+
+class DeadLetterQueue(Protocol):
+    """A dead-letter queue (SQS), read by the sweep. A letter received and not deleted comes back after
+    the queue's visibility timeout, so nothing is lost if the reader stops midway."""
+
+    def receive(self, max_messages: int) -> list[DeadLetter]: ...
+
+    def delete(self, letter: DeadLetter) -> None: ...
 
 
 Clock = Callable[[], datetime]

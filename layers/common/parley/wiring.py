@@ -32,9 +32,11 @@ if TYPE_CHECKING:
     )
     from parley.config import Settings
     from parley.domain.keywords import Keyword
+    from parley.services.dead_letters import DeadLetterService
     from parley.services.digest import DigestService
     from parley.services.inbound import InboundProcessor
     from parley.services.inbox import InboxQueries
+    from parley.services.resend import ResendService
     from parley.services.sending import SendService
     from parley.services.templates import TemplateService
 
@@ -204,6 +206,7 @@ class Container:
                 max_attempts=settings.retry_max_attempts,
                 base_seconds=settings.retry_base_seconds,
                 max_delay_seconds=settings.retry_max_delay_seconds,
+                max_age_seconds=settings.retry_max_age_seconds,
             ),
             max_segments=settings.max_segments,
             status_callback_url=self.status_callback_url,
@@ -222,6 +225,34 @@ class Container:
                 Keyword.OPT_OUT: settings.opt_out_number_reply.format(org=settings.org_name),
                 Keyword.OPT_IN: settings.opt_in_number_reply.format(org=settings.org_name),
             },
+        )
+
+    @cached_property
+    def resender(self) -> ResendService:
+        from parley.services.resend import ResendService
+
+        return ResendService(messages=self.messages, views=self.messages, sender=self.sender)
+
+    @cached_property
+    def dead_letters(self) -> DeadLetterService:
+        """The sweep's drain of the dead-letter queues (those configured) into failed messages."""
+        from parley.adapters.aws import SqsDeadLetterQueue
+        from parley.edge import emit_count
+        from parley.services.dead_letters import DeadLetterService
+
+        settings = self.settings
+        urls = {
+            "inbound": settings.inbound_dlq_url,
+            "send": settings.send_dlq_url,
+            "retry": settings.retry_dlq_url,
+        }
+        return DeadLetterService(
+            queues={name: SqsDeadLetterQueue(url, settings.region) for name, url in urls.items() if url},
+            messages=self.messages,
+            sender=self.sender,
+            events=self.events,
+            clock=utc_now,
+            count=lambda queue, n: emit_count("DeadLettersDrained", {"queue": queue}, n),
         )
 
     @cached_property

@@ -1,14 +1,18 @@
-"""Small adapters over SQS, EventBridge, S3 and SSM; each client is created once per cold start."""
+"""Small adapters over SQS (work and dead-letter queues), EventBridge, S3 and SSM; each client is
+created once per cold start."""
 
 from __future__ import annotations
 
 import json
 import logging
 import re
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
 import boto3
+
+from parley.ports import DeadLetter
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +39,64 @@ class SqsQueue:
             MessageBody=json.dumps(body, separators=(",", ":"), default=str),
             DelaySeconds=max(0, min(delay_seconds, 900)),
         )
+
+
+class SqsDeadLetterQueue:
+    """A DeadLetterQueue on SQS. A received letter stays invisible for `visibility_seconds`, then comes
+    back unless deleted: the sweep deletes a letter only once what it became is stored."""
+
+    def __init__(self, url: str, region: str, *, visibility_seconds: int = 120) -> None:
+        if not url:
+            raise ValueError("dead-letter queue URL is not configured")
+        self.url = url
+        self._region = region
+        self._visibility = visibility_seconds
+
+    def receive(self, max_messages: int) -> list[DeadLetter]:
+        sqs = client("sqs", self._region)
+        letters: dict[str, DeadLetter] = {}
+        while len(letters) < max_messages:
+            batch = sqs.receive_message(
+                QueueUrl=self.url,
+                MaxNumberOfMessages=max(1, min(10, max_messages - len(letters))),
+                WaitTimeSeconds=0,
+                VisibilityTimeout=self._visibility,
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            ).get("Messages", [])
+            fresh = [m for m in batch if m["MessageId"] not in letters]
+            if not fresh:  # empty, or only letters already read (a zero visibility timeout)
+                break
+            for m in fresh:
+                letters[m["MessageId"]] = _dead_letter(m)
+        return list(letters.values())
+
+    def delete(self, letter: DeadLetter) -> None:
+        client("sqs", self._region).delete_message(QueueUrl=self.url, ReceiptHandle=letter.receipt)
+
+
+def _dead_letter(message: dict[str, Any]) -> DeadLetter:
+    attrs = message.get("Attributes", {})
+    return DeadLetter(
+        message_id=message["MessageId"],
+        body=message.get("Body", ""),
+        receipt=message["ReceiptHandle"],
+        receive_count=int(attrs.get("ApproximateReceiveCount", 0)),
+        first_received_at=_millis(attrs.get("ApproximateFirstReceiveTimestamp")),
+        sent_at=_millis(attrs.get("SentTimestamp")),
+        attributes={
+            name: str(value.get("StringValue"))
+            for name, value in (message.get("MessageAttributes") or {}).items()
+            if value.get("StringValue") is not None
+        },
+    )
+
+
+def _millis(value: str | None) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(int(value or "") / 1000, tz=UTC)
+    except ValueError:
+        return None
 
 
 class EventBridgePublisher:

@@ -303,7 +303,10 @@ class DynamoMessages:
 
     def _to_item(self, message: Message) -> MessageItem:
         day = day_of(message.created_at, self._tz)
-        ref = carrier_ref(message.carrier, message.carrier_message_id) if message.carrier_message_id else None
+        # Until a resent text's new attempt has the carrier's id, its last attempt's id stays indexed,
+        # so a late receipt for it still finds the message (and is ignored, as superseded).
+        ref_id = message.carrier_message_id or next(iter(message.superseded_carrier_ids[-1:]), None)
+        ref = carrier_ref(message.carrier, ref_id) if ref_id else None
         return MessageItem(
             message_id=message.message_id,
             customer_number=message.customer_number,
@@ -431,9 +434,12 @@ class DynamoMessages:
         keys = list(MessageItem.by_day.query(f"{day}#{shard}"))
         yield from self._fetch(keys)
 
-    def list_view(self, view: str, *, limit: int, cursor: str | None) -> Page[Message]:
+    def list_view(
+        self, view: str, *, limit: int, cursor: str | None, since: datetime | None = None
+    ) -> Page[Message]:
         result = MessageItem.by_view.query(
             view,
+            None if since is None else MessageItem.created_at >= iso(since),
             scan_index_forward=False,
             limit=limit,
             last_evaluated_key=decode_cursor(cursor, ("view", view), "message_id", "created_at"),
@@ -617,7 +623,7 @@ class DynamoNumbers:
     def default_for_team(self, team: str) -> OurNumber | None:
         # Our numbers are a handful of rows; reading them all is cheaper than an index.
         numbers = [OurNumber.model_validate(i.doc) for i in NumberItem.scan()]
-        team_numbers = [n for n in numbers if n.team == team] or numbers
+        team_numbers = [n for n in numbers if n.team == team] or [n for n in numbers if n.team == "default"]
         defaults = [n for n in team_numbers if n.is_default] or team_numbers
         return sorted(defaults, key=lambda n: n.number)[0] if defaults else None
 

@@ -204,6 +204,11 @@ class Message(BaseModel):
     smart_encoding_applied: bool = False  # `body` is the look-alike-free text that was (or will be) sent
     part_statuses: dict[str, MessageStatus] = Field(default_factory=dict)  # per-segment receipts
     carrier_part_ids: list[str] = Field(default_factory=list)  # one id per part, where carriers do that
+    # A person's resend: when, after how many attempts (the retry limits count attempts and age from
+    # there), and the carrier ids of the earlier attempts, whose late receipts no longer count.
+    resent_at: datetime | None = None
+    attempts_before_resend: int = 0
+    superseded_carrier_ids: list[str] = Field(default_factory=list)
     version: int = 0
 
 

@@ -65,6 +65,16 @@ def receipt_advances(current: S, reported: S) -> bool:
     return _RANK[reported] > _RANK[current]
 
 
+# A person may resend what the Failed view shows. This is the one way out of those final statuses, and
+# it is taken by a person's resend alone (`resend_allowed`): receipts never reopen them.
+RESENDABLE = frozenset({S.FAILED, S.UNDELIVERED})
+
+
+def resend_allowed(current: S) -> bool:
+    """True when a person's resend may move a message from `current` back to `queued`."""
+    return current in RESENDABLE
+
+
 def view_for(status: S) -> str | None:
     """The sparse index partition a message appears under, if it belongs to a work view."""
     if status in PENDING:

@@ -325,6 +325,14 @@ class InboundProcessor:
             if message is not None:
                 self.apply_parked(update.carrier, update.carrier_message_id)
             return
+        if _superseded(message, update):
+            # An earlier attempt's receipt, come late after a person resent the text: the new
+            # attempt has its own carrier id, and this must not move it.
+            logger.info(
+                "receipt for an attempt made before a resend; ignored",
+                extra={"message_id": message.message_id, "status": update.status.value},
+            )
+            return
         apply_status(self._messages, self._events, message.message_id, _with_part(message, update))
 
     def _find(self, update: StatusUpdate) -> Message | None:
@@ -335,6 +343,7 @@ class InboundProcessor:
             known = candidate is not None and (
                 update.carrier_message_id == candidate.carrier_message_id
                 or update.carrier_message_id in candidate.carrier_part_ids
+                or update.carrier_message_id in candidate.superseded_carrier_ids
             )
             if candidate is not None and candidate.carrier == update.carrier and known:
                 message = candidate
@@ -349,7 +358,8 @@ class InboundProcessor:
         if message is None:
             return 0
         for update in parked:
-            apply_status(self._messages, self._events, message.message_id, _with_part(message, update))
+            if not _superseded(message, update):
+                apply_status(self._messages, self._events, message.message_id, _with_part(message, update))
             self._receipts.remove(update)
         return len(parked)
 
@@ -376,6 +386,8 @@ def apply_status(
         message = messages.get(message_id)
         if message is None:
             return None
+        if _superseded(message, update):  # resent since the receipt was matched to it: too late now
+            return message
         changes: dict[str, object] = {}
         reported = update.status
         if update.part is not None and update.parts is not None and update.parts > 1:
@@ -418,6 +430,14 @@ def apply_status(
             events.publish(name, _event_detail(stored))
         return stored
     raise ConflictError(f"message {message_id} kept changing while a receipt was applied")
+
+
+def _superseded(message: Message, update: StatusUpdate) -> bool:
+    """True for a receipt about an attempt made before a person resent the message."""
+    current = {message.carrier_message_id, *message.carrier_part_ids}
+    return update.carrier_message_id in message.superseded_carrier_ids and (
+        update.carrier_message_id not in current
+    )
 
 
 def _with_part(message: Message, update: StatusUpdate) -> StatusUpdate:

@@ -42,8 +42,8 @@ from parley.domain.models import (
 from parley.domain.phone import mask
 from parley.domain.quiet_hours import parse_window, recipient_zone
 from parley.domain.rate import rate_for
-from parley.domain.retry import RetryPolicy
-from parley.domain.status import rank
+from parley.domain.retry import RetryPolicy, describe_span
+from parley.domain.status import PENDING, rank, resend_allowed
 from parley.domain.templates import MissingMergeField, render
 from parley.ports import (
     Clock,
@@ -85,6 +85,10 @@ class FieldError:
 
 class NotCancellable(ValueError):
     """The text has already gone (or is going) to the carrier."""
+
+
+class NotResendable(ValueError):
+    """A person's resend was refused: the message isn't failed, or can't be sent again as it is."""
 
 
 class SendRejected(ValueError):
@@ -176,6 +180,8 @@ class SendService:
             explicit = self._numbers.get(request.from_number)
             if explicit is None:
                 errors.append(FieldError("from", f"{request.from_number} is not one of our numbers"))
+            elif not may_send_from(explicit, team, request.requested_by):
+                errors.append(FieldError("from", f"{request.from_number} belongs to another team"))
         if errors:
             raise SendRejected(errors)
 
@@ -190,7 +196,7 @@ class SendService:
                 except MissingMergeField as exc:
                     errors.append(FieldError("merge_values", f"{exc} (for {to})"))
                     continue
-            sender, reason = self._pick_sender(to, explicit, team)
+            sender, reason = self._pick_sender(to, explicit, team, contact)
             if sender is None:
                 errors.append(FieldError("from", "no sender number is configured for this team"))
                 continue
@@ -278,6 +284,81 @@ class SendService:
         except ConflictError as exc:  # it changed under us (the sweep fired it): say so, don't guess
             raise NotCancellable("the message changed while being cancelled; look at it again") from exc
 
+    def resend(self, message: Message, *, by: str | None) -> tuple[Message, bool]:
+        """A person's resend of a failed text: the same message goes back to `queued` (its attempts and
+        history kept) and through every send rule again. Returns (message, resent now).
+
+        An opted-out recipient makes it `suppressed` and quiet hours make it `held`; otherwise it goes
+        to the send queue, where the rate limit applies and delivery checks consent again. The carrier
+        ids of the earlier attempts are set aside, so their late receipts can't touch the new attempt.
+        A message already resent and still on its way is left alone (resent now: False): two resends
+        send it once. Anything else that isn't failed is refused with NotResendable.
+        """
+        for _ in range(5):
+            if not resend_allowed(message.status):
+                if message.resent_at is not None and message.status in PENDING:
+                    return message, False
+                raise NotResendable(f"the message is not failed: it is {message.status.value}")
+            if message.direction is not Direction.OUTBOUND or not message.carrier or not message.our_number:
+                raise NotResendable(
+                    "the send request was rejected before it had a sender; send it again instead"
+                )
+            now = self._clock()
+            was = message.error_reason or message.error_code or "no reason given"
+            history = [
+                *message.history,
+                _change(MessageStatus.QUEUED, now, f"resent by {by or 'an unknown user'} (was: {was})"),
+            ]
+            status, next_attempt_at, reason = MessageStatus.QUEUED, None, None
+            if not message.metadata.get("compliance"):
+                reason = self._suppression(message.customer_number, message.our_number)
+            sender = self._numbers.get(message.our_number)
+            opens = self._quiet_opens(sender, message.customer_number, now) if sender else None
+            if reason is not None:
+                status = MessageStatus.SUPPRESSED
+                history.append(_change(status, now, reason))
+            elif opens is not None and not message.metadata.get("compliance"):
+                status, next_attempt_at = MessageStatus.HELD, opens
+                history.append(_change(status, now, "quiet hours"))
+            superseded = [message.carrier_message_id, *message.carrier_part_ids]
+            try:
+                stored = self._messages.update(
+                    message.model_copy(
+                        update={
+                            "status": status,
+                            "history": history,
+                            "next_attempt_at": next_attempt_at,
+                            "rate_turn_at": None,
+                            "resent_at": now,
+                            "attempts_before_resend": len(message.attempts),
+                            "carrier_message_id": None,
+                            "carrier_part_ids": [],
+                            "part_statuses": {},
+                            "superseded_carrier_ids": list(
+                                dict.fromkeys([*message.superseded_carrier_ids, *filter(None, superseded)])
+                            ),
+                            "error_code": None,  # earlier errors stay in `attempts` and `history`
+                            "error_reason": reason,
+                        }
+                    ),
+                    expected_version=message.version,
+                )
+            except ConflictError:
+                fresh = self._messages.get(message.message_id)
+                if fresh is None:
+                    raise
+                message = fresh  # a concurrent resend (or a receipt) won: decide again on what is stored
+                continue
+            if stored.status is MessageStatus.QUEUED:
+                self._send_queue.send({"message_id": stored.message_id})
+            logger.info(
+                "message resent",
+                extra={"message_id": stored.message_id, "status": stored.status.value, "by": by},
+            )
+            self._events.publish("MessageResent", {**_detail(stored), "resent_by": by})
+            return stored, True
+        raise NotResendable("the message kept changing while being resent; look at it again")
+
     def sender_for(self, *, from_number: str | None, to: str | None, team: str) -> OurNumber | None:
         """The number a send with these fields would go from, chosen as `plan` chooses: for previews,
         so that they apply the same number's settings. Without `to`, the team's default."""
@@ -290,15 +371,26 @@ class SendService:
             return self._numbers.default_for_team(team)
         return self._pick_sender(to, None, team)[0]
 
-    def _pick_sender(self, to: str, explicit: OurNumber | None, team: str) -> tuple[OurNumber | None, str]:
+    def _pick_sender(
+        self, to: str, explicit: OurNumber | None, team: str, contact: ContactRecord | None = None
+    ) -> tuple[OurNumber | None, str]:
+        """The requested number; else the one this customer last talked to; else a number of the
+        customer's owner; else the team's default (or the pool's). The reason is stored with the text."""
         if explicit is not None:
             return explicit, "requested"
         conversation = self._conversations.get(to)
         if conversation and conversation.last_our_number:
             sticky = self._numbers.get(conversation.last_our_number)
-            if sticky is not None:
+            if sticky is not None and may_send_from(sticky, team):
                 return sticky, "sticky: the number this customer last talked to"
+        if contact is not None and contact.owner:
+            owned = [n for n in self._numbers.all() if n.owner == contact.owner and may_send_from(n, team)]
+            if owned:
+                chosen = min(owned, key=lambda n: (not n.is_default, n.number))
+                return chosen, f"the number of the customer's owner ({contact.owner})"
         default = self._numbers.default_for_team(team)
+        if default is not None and default.team != team:
+            return default, "pool default: this team has no number of its own"
         return default, "team default"
 
     # -- accepting: store one message per recipient, idempotently --------------------------------
@@ -484,6 +576,8 @@ class SendService:
             reconciled = self._reconcile(message, carrier)
             if reconciled is not None:
                 return reconciled
+            if not self._may_try_again(message):  # out of attempts: this pass was only to ask
+                return self._give_up(message, "the carrier has no record of the last attempt")
         try:
             claimed = self._messages.update(
                 message.model_copy(
@@ -575,9 +669,12 @@ class SendService:
         try:
             if not isinstance(carrier, SentLookup):
                 raise LookupUnavailable(f"{carrier.name} offers no message search")
-            since = message.attempts[0].at if message.attempts else message.created_at
+            since = _first_handed_over(message)
             found = carrier.find_sent(_outbound(message, None), since)
         except LookupUnavailable:
+            if len(message.attempts) <= message.attempts_before_resend:
+                # A person was asked to check, and resent it: that was their call to make.
+                return None
             return self._needs_a_person(message)
         if found is None:
             return None
@@ -641,6 +738,35 @@ class SendService:
                 self._on_carrier_id(stored.carrier, carrier_id)
         return self._messages.get(stored.message_id) or stored
 
+    def _this_round(self, message: Message) -> tuple[list[Attempt], float]:
+        """The attempts the retry limits count (since a person's resend, if any), and their age."""
+        attempts = message.attempts[message.attempts_before_resend :]
+        age = (self._clock() - attempts[0].at).total_seconds() if attempts else 0.0
+        return attempts, age
+
+    def _may_try_again(self, message: Message) -> bool:
+        attempts, age = self._this_round(message)
+        return self._policy.should_retry(len(attempts), age)
+
+    def _give_up(self, message: Message, why: str) -> Message:
+        attempts, age = self._this_round(message)
+        last = attempts[-1] if attempts else None
+        reason = f"gave up after {len(attempts)} attempts over {describe_span(age)}: " + (
+            f"{last.detail}; {why}" if last is not None and last.detail else why
+        )
+        stored = self._update(
+            message,
+            {
+                "status": MessageStatus.FAILED,
+                "history": [*message.history, _change(MessageStatus.FAILED, self._clock(), reason)],
+                "next_attempt_at": None,
+                "error_reason": reason,
+            },
+        )
+        logger.warning("message failed", extra={"message_id": message.message_id, "reason": reason})
+        self._events.publish("MessageFailed", _detail(stored))
+        return stored
+
     def _record_failure(self, message: Message, failure: SendFailed) -> Message:
         now = self._clock()
         attempt = Attempt(
@@ -651,6 +777,9 @@ class SendService:
             detail=failure.reason,
         )
         attempts = [*message.attempts, attempt]
+        # The limits count this round of attempts: since a person's resend, if there was one.
+        this_round = attempts[message.attempts_before_resend :]
+        age = (now - this_round[0].at).total_seconds()
         if failure.opted_out and self._opt_outs is not None:
             sender = self._numbers.get(message.our_number)  # the carrier refused texts from this number
             self._opt_outs.record(
@@ -662,8 +791,12 @@ class SendService:
                 number=sender.opt_out_number if sender else None,
             )
         retryable = failure.kind in (FailureKind.TRANSIENT, FailureKind.AMBIGUOUS)
-        if retryable and self._policy.should_retry(len(attempts)):
-            delay = self._policy.delay_seconds(len(attempts))
+        # An ambiguous last attempt may have reached the customer: it is never given up on unasked.
+        # One more pass asks the carrier, and fails it only if the carrier has no record of it.
+        if retryable and (
+            self._policy.should_retry(len(this_round), age) or failure.kind is FailureKind.AMBIGUOUS
+        ):
+            delay = self._policy.delay_seconds(len(this_round))
             stored = self._update(
                 message,
                 {
@@ -690,7 +823,7 @@ class SendService:
             return stored
         reason = failure.reason
         if retryable:
-            reason = f"{failure.reason} (gave up after {len(attempts)} attempts)"
+            reason = f"gave up after {len(this_round)} attempts over {describe_span(age)}: {failure.reason}"
         stored = self._update(
             message,
             {
@@ -831,6 +964,12 @@ class SendService:
         return released
 
 
+def may_send_from(number: OurNumber, team: str, user: str | None = None) -> bool:
+    """A team sends from its own numbers, the pool's (numbers left on the default team) and, for a
+    person, the numbers they own."""
+    return number.team in (team, "default") or (user is not None and number.owner == user)
+
+
 def _merge_values(contact: ContactRecord | None, values: Mapping[str, str]) -> dict[str, str | None]:
     merged: dict[str, str | None] = {}
     if contact is not None:
@@ -855,6 +994,17 @@ def _outbound(message: Message, status_callback_url: str | None) -> OutboundText
         body=message.body,
         status_callback_url=status_callback_url,
     )
+
+
+def _first_handed_over(message: Message) -> datetime:
+    """Since when the carrier may have the text: its first claim (`sending`), else its first attempt.
+
+    Not simply the first recorded attempt: a worker that died after the carrier call recorded none,
+    and the attempt the sweep records for it comes minutes later, past the text the search must find.
+    """
+    tried = [h.at for h in message.history if h.status is MessageStatus.SENDING]
+    tried += [a.at for a in message.attempts[:1]]
+    return min(tried, default=message.created_at)
 
 
 def _change(status: MessageStatus, at: datetime, detail: str | None = None) -> StatusChange:

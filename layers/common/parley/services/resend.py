@@ -1,0 +1,102 @@
+"""Resend from the Failed view: one message, a list of ids, or every failed message a filter names.
+
+Each message is resent by `SendService.resend` (the explicit failed → queued transition, then the
+send rules again); this service picks the messages, keeps to the caller's team, and answers per
+message, so one unknown or refused id never fails the whole batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from parley.domain.models import Message, MessageStatus
+from parley.ports import MessageRepository, MessageViews
+from parley.services.inbox import NotFound
+from parley.services.sending import NotResendable, SendService
+
+MAX_BATCH = 500  # ids in one request, and messages one filter resends per call
+_PAGE = 100
+
+
+@dataclass(frozen=True)
+class ResendResult:
+    """What became of one message a resend named."""
+
+    message_id: str
+    result: Literal["resent", "refused"]
+    status: MessageStatus | None = None  # where the message is now; None for an unknown id
+    reason: str | None = None  # why it was refused, suppressed or held, or that it was already resent
+
+
+@dataclass(frozen=True)
+class FailedFilter:
+    """Which of the team's failed messages to resend: from one of our numbers, created since a time."""
+
+    our_number: str | None = None
+    since: datetime | None = None
+
+
+class ResendService:
+    def __init__(self, *, messages: MessageRepository, views: MessageViews, sender: SendService) -> None:
+        self._messages = messages
+        self._views = views
+        self._sender = sender
+
+    def resend_one(self, message_id: str, *, team: str, by: str | None) -> Message:
+        """Resend one message; NotFound (absent or another team's) or NotResendable."""
+        message = self._messages.get(message_id)
+        if message is None or message.team != team:
+            raise NotFound(f"no message with id {message_id}")
+        return self._sender.resend(message, by=by)[0]
+
+    def resend_ids(self, ids: list[str], *, team: str, by: str | None) -> list[ResendResult]:
+        """Resend each of `ids` (at most MAX_BATCH), answering for each, in the order given."""
+        if not ids:
+            raise ValueError("name at least one message id")
+        if len(ids) > MAX_BATCH:
+            raise ValueError(f"at most {MAX_BATCH} ids at a time")
+        results = []
+        for message_id in dict.fromkeys(ids):
+            message = self._messages.get(message_id)
+            if message is None or message.team != team:
+                results.append(ResendResult(message_id, "refused", reason=f"no message with id {message_id}"))
+                continue
+            results.append(self._resend(message, by))
+        return results
+
+    def resend_failed(
+        self, where: FailedFilter, *, team: str, by: str | None
+    ) -> tuple[list[ResendResult], bool]:
+        """Resend the team's failed messages that `where` names, newest first, at most MAX_BATCH of
+        them. Returns the results and whether more remain (call again: those resent have left the
+        view)."""
+        chosen: list[Message] = []
+        cursor: str | None = None
+        while True:
+            page = self._views.list_view("failed", limit=_PAGE, cursor=cursor, since=where.since)
+            chosen += [
+                m
+                for m in page.items
+                if m.team == team and (where.our_number is None or m.our_number == where.our_number)
+            ]
+            cursor = page.cursor
+            if cursor is None or len(chosen) > MAX_BATCH:
+                break
+        more = len(chosen) > MAX_BATCH or cursor is not None
+        return [self._resend(m, by) for m in chosen[:MAX_BATCH]], more
+
+    def _resend(self, message: Message, by: str | None) -> ResendResult:
+        try:
+            stored, now = self._sender.resend(message, by=by)
+        except NotResendable as exc:
+            return ResendResult(message.message_id, "refused", message.status, str(exc))
+        reason = None
+        if not now:
+            reason = "already resent; it is on its way"
+        elif stored.status is MessageStatus.SUPPRESSED:
+            reason = stored.error_reason
+        elif stored.status is MessageStatus.HELD:
+            reason = "held for the recipient's quiet hours"
+        return ResendResult(stored.message_id, "resent", stored.status, reason)
