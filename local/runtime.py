@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 STACK_NAME = "parley-local"
 REGION = "us-east-1"
 DEFAULT_CRM_SECRET = "parley-local-crm-secret"
+DEFAULT_CRM_TOKEN = "parley-local-crm-token"  # the simulated CRM's bearer token for its REST CRM routes
 
 
 class LocalStackError(Exception):
@@ -365,6 +366,18 @@ class LocalStack:
             "PARLEY_PUBLIC_BASE_URL": base_url,
             "PARLEY_CRM_WEBHOOK_URL": f"{base_url}/_sim/crm",
             "PARLEY_CRM_SIGNING_SECRET": os.environ.get("PARLEY_CRM_SIGNING_SECRET", DEFAULT_CRM_SECRET),
+            # the REST CRMs too (PARLEY_CRM=salesforce|hubspot|dynamics picks one): all at the simulated CRM
+            **{
+                name: os.environ.get(name, value)
+                for name, value in {
+                    "PARLEY_CRM_SALESFORCE_INSTANCE_URL": f"{base_url}/_sim/crm",
+                    "PARLEY_CRM_SALESFORCE_ACCESS_TOKEN": DEFAULT_CRM_TOKEN,
+                    "PARLEY_CRM_HUBSPOT_BASE_URL": f"{base_url}/_sim/crm",
+                    "PARLEY_CRM_HUBSPOT_TOKEN": DEFAULT_CRM_TOKEN,
+                    "PARLEY_CRM_DYNAMICS_INSTANCE_URL": f"{base_url}/_sim/crm",
+                    "PARLEY_CRM_DYNAMICS_ACCESS_TOKEN": DEFAULT_CRM_TOKEN,
+                }.items()
+            },
             "PARLEY_RETRY_BASE_SECONDS": "1",
             # Off locally unless asked for, so a demo at night still sends (the template's default is on).
             "PARLEY_QUIET_HOURS": os.environ.get("PARLEY_QUIET_HOURS", ""),
@@ -411,7 +424,7 @@ class LocalStack:
             for key, value in env.items():
                 if key not in self.env_overrides:  # the caller's settings win
                     self._setenv(key, value)
-        crm = SimulatedCrm(os.environ["PARLEY_CRM_SIGNING_SECRET"])
+        crm = SimulatedCrm(os.environ["PARLEY_CRM_SIGNING_SECRET"], token=DEFAULT_CRM_TOKEN)
         self.simulators["crm"] = crm
         self._front.mount("/_sim/crm", crm)
 

@@ -1,4 +1,4 @@
-"""Demo data for the local stack: two of our numbers, a few contacts, two templates. Idempotent."""
+"""Demo data for the local stack: our numbers, a few records, two templates. Idempotent."""
 
 from __future__ import annotations
 
@@ -50,6 +50,19 @@ CONTACTS = [
         owner="support",
     ),
     ContactRecord(contact_id="c-alan", name="Alan Turing", first_name="Alan", phone="+14155550102"),
+    # Routing (parley.domain.routing), shown end to end in tests/e2e/test_routing.py. Lin's home number
+    # is also on an older lead: a text from it goes to the contact, whose type ranks first.
+    ContactRecord(
+        contact_id="c-lin",
+        name="Lin Wu",
+        first_name="Lin",
+        phones=["+14155550210", "+14155550211"],
+        owner="dev",
+    ),
+    ContactRecord(contact_id="l-lin", name="Lin Wu", phone="+14155550210", owner="dev", record_type="lead"),
+    # Two contacts of equal rank on one shared line: a text from it is a conflict, left for a person.
+    ContactRecord(contact_id="c-sam", name="Sam Reyes", first_name="Sam", phone="+14155550220", owner="dev"),
+    ContactRecord(contact_id="c-kim", name="Kim Reyes", first_name="Kim", phone="+14155550220", owner="dev"),
 ]
 
 TEMPLATES = [

@@ -11,16 +11,28 @@ HTTP API (paths relative to the mount point):
     DELETE /records                 forget records and faults
     POST   /_faults                 {"kind": "500"|"429", "count": N} → the next N valid upserts fail
     GET    /_faults, DELETE /_faults
+
+It also stands in for the REST CRMs the digest can use instead (`parley.crm.salesforce`, `.hubspot`,
+`.dynamics`): each path below answers like that API's upsert, needs ``Authorization: Bearer <token>``
+(the simulator's `token`), and stores the record under our external id in the same store, with its
+``api`` (so ``GET /records`` shows them all). The faults apply to them too (a 429 carries Retry-After).
+    POST   /services/oauth2/token                                   Salesforce client credentials
+    PATCH  /services/data/vXX.X/sobjects/Task/{field}/{external_id}  201 created / 200 updated
+    POST   /crm/v3/objects/notes/search                             HubSpot: EQ filter on one property
+    POST   /crm/v3/objects/notes, PATCH /crm/v3/objects/notes/{id}   201 created / 200 updated
+    PATCH  /api/data/v9.2/{entity_set}({key}='{external_id}')      Dynamics: 201 / 200 (representation)
+                                                                    or 204 with OData-EntityId
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,8 +53,21 @@ _URLS = Map(
         Rule("/records", endpoint="records", methods=["GET", "DELETE"]),
         Rule("/records/<path:external_id>", endpoint="record", methods=["GET", "PUT"]),
         Rule("/_faults", endpoint="faults", methods=["GET", "POST", "DELETE"]),
+        Rule("/services/oauth2/token", endpoint="sf_token", methods=["POST"]),
+        Rule(
+            "/services/data/<version>/sobjects/Task/<field>/<path:external_id>",
+            endpoint="sf_task",
+            methods=["PATCH"],
+        ),
+        Rule("/crm/v3/objects/notes/search", endpoint="hs_search", methods=["POST"]),
+        Rule("/crm/v3/objects/notes", endpoint="hs_create", methods=["POST"]),
+        Rule("/crm/v3/objects/notes/<note_id>", endpoint="hs_update", methods=["PATCH"]),
+        Rule("/api/data/v9.2/<path:target>", endpoint="dyn_row", methods=["PATCH"]),
     ]
 )
+DEFAULT_TOKEN = "parley-local-crm-token"
+HUBSPOT_ID_PROPERTY = "parley_external_id"
+_DYNAMICS_ROW = re.compile(r"^(?P<entity_set>\w+)\((?P<key>\w+)='(?P<value>(?:[^']|'')*)'\)$")
 
 
 def _now_iso() -> str:
@@ -56,8 +81,11 @@ def _json(data: Any, status: int = 200) -> Response:
 class SimulatedCrm:
     """In-memory CRM; all state is on the instance and guarded by one lock (the server is threaded)."""
 
-    def __init__(self, secret: str, *, tolerance: int = DEFAULT_TOLERANCE_SECONDS) -> None:
+    def __init__(
+        self, secret: str, *, tolerance: int = DEFAULT_TOLERANCE_SECONDS, token: str = DEFAULT_TOKEN
+    ) -> None:
         self._secret = secret
+        self._token = token
         self._tolerance = tolerance
         self._lock = threading.Lock()
         self._records: dict[str, dict[str, Any]] = {}
@@ -99,14 +127,17 @@ class SimulatedCrm:
         with self._lock:
             self._faults.clear()
 
-    def upsert(self, external_id: str, payload: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    def upsert(
+        self, external_id: str, payload: dict[str, Any], *, api: str = "webhook"
+    ) -> tuple[dict[str, Any], bool]:
         """Store `payload` under `external_id`; return (record, created). Versions move only on change."""
         now = _now_iso()
         with self._lock:
             existing = self._records.get(external_id)
             if existing is None:
                 record: dict[str, Any] = {
-                    "id": f"rec_{uuid.uuid4().hex[:16]}",
+                    "id": _new_id(api),
+                    "api": api,
                     "external_id": external_id,
                     "version": 1,
                     "payload": payload,
@@ -131,6 +162,11 @@ class SimulatedCrm:
                     return FAULT_KINDS[fault["kind"]]
         return None
 
+    def _by_id(self, record_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            found = next((r for r in self._records.values() if r["id"] == record_id), None)
+            return None if found is None else json.loads(json.dumps(found))
+
     # --- WSGI -----------------------------------------------------------------------------------
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
@@ -153,6 +189,8 @@ class SimulatedCrm:
                 self.reset()
                 return Response(status=204)
             return _json({"records": self.records()})
+        if endpoint in _API_ENDPOINTS:
+            return self._api(request, endpoint, args)
         if endpoint == "record":
             external_id = str(args["external_id"])
             if request.method == "PUT":
@@ -189,6 +227,107 @@ class SimulatedCrm:
             201 if created else 200,
         )
 
+    # --- the REST CRMs -----------------------------------------------------------------------------
+
+    def _api(self, request: Request, endpoint: str, args: Mapping[str, Any]) -> Response:
+        api = _API_ENDPOINTS[endpoint]
+        if endpoint == "sf_token":
+            if not request.form.get("client_id") or not request.form.get("client_secret"):
+                return _json(
+                    {"error": "invalid_client", "error_description": "client credentials missing"}, 400
+                )
+            return _json(
+                {"access_token": self._token, "token_type": "Bearer", "instance_url": request.host_url}
+            )
+        if request.headers.get("Authorization", "") != f"Bearer {self._token}":
+            return _api_error(api, 401, "INVALID_SESSION_ID", "Session expired or invalid")
+        try:
+            body = json.loads(request.get_data(cache=False) or b"null")
+        except ValueError:
+            return _api_error(api, 400, "JSON_PARSER_ERROR", "the body is not JSON")
+        if not isinstance(body, dict):
+            return _api_error(api, 400, "JSON_PARSER_ERROR", "the body must be a JSON object")
+        if endpoint == "hs_search":
+            return self._hubspot_search(body)
+        fault = self._take_fault()
+        if fault is not None:
+            response = _api_error(api, fault, "SIMULATED_FAULT", f"simulated {fault} fault")
+            if fault == 429:
+                response.headers["Retry-After"] = "1"
+            return response
+        if endpoint == "sf_task":
+            record, created = self.upsert(str(args["external_id"]), body, api=api)
+            return _json(
+                {"id": record["id"], "success": True, "errors": [], "created": created},
+                201 if created else 200,
+            )
+        if endpoint == "hs_create":
+            return self._hubspot_create(body)
+        if endpoint == "hs_update":
+            return self._hubspot_update(str(args["note_id"]), body)
+        return self._dynamics_upsert(request, str(args["target"]), body)
+
+    def _hubspot_search(self, body: dict[str, Any]) -> Response:
+        try:
+            [group] = body["filterGroups"]
+            [condition] = group["filters"]
+            name, operator, value = condition["propertyName"], condition["operator"], condition["value"]
+        except (KeyError, TypeError, ValueError):
+            return _api_error("hubspot", 400, "VALIDATION_ERROR", "expected one filter group with one filter")
+        if operator != "EQ":
+            return _api_error(
+                "hubspot", 400, "VALIDATION_ERROR", f"the simulator supports EQ only, not {operator}"
+            )
+        results = [
+            {"id": r["id"], "properties": {name: value}, "archived": False}
+            for r in self.records()
+            if r["api"] == "hubspot" and r["payload"].get("properties", {}).get(name) == value
+        ]
+        return _json({"total": len(results), "results": results})
+
+    def _hubspot_create(self, body: dict[str, Any]) -> Response:
+        properties = body.get("properties")
+        if not isinstance(properties, dict) or not properties.get("hs_timestamp"):
+            return _api_error(
+                "hubspot", 400, "VALIDATION_ERROR", "Property values were not valid: hs_timestamp"
+            )
+        key = str(properties.get(HUBSPOT_ID_PROPERTY) or f"note-{uuid.uuid4().hex[:8]}")
+        if self.record(key) is not None:
+            # HubSpot has no unique constraint here: a second create is a second note (a duplicate)
+            key = f"{key}#duplicate-{uuid.uuid4().hex[:8]}"
+        record, _created = self.upsert(key, body, api="hubspot")
+        return _json({"id": record["id"], "properties": properties, "archived": False}, 201)
+
+    def _hubspot_update(self, note_id: str, body: dict[str, Any]) -> Response:
+        found = self._by_id(note_id)
+        if found is None or found["api"] != "hubspot":
+            return _api_error("hubspot", 404, "OBJECT_NOT_FOUND", f"resource not found: note {note_id}")
+        properties = body.get("properties")
+        if not isinstance(properties, dict):
+            return _api_error("hubspot", 400, "VALIDATION_ERROR", "properties must be an object")
+        merged = {**found["payload"], "properties": {**found["payload"].get("properties", {}), **properties}}
+        record, _created = self.upsert(found["external_id"], merged, api="hubspot")
+        return _json({"id": record["id"], "properties": merged["properties"], "archived": False})
+
+    def _dynamics_upsert(self, request: Request, target: str, body: dict[str, Any]) -> Response:
+        match = _DYNAMICS_ROW.match(target)
+        if match is None:
+            return _api_error("dynamics", 400, "0x80060888", f"Bad Request - Error in query syntax: {target}")
+        external_id = match["value"].replace("''", "'")
+        record, created = self.upsert(
+            external_id, {"entity_set": match["entity_set"], **body}, api="dynamics"
+        )
+        entity_url = (
+            f"{request.base_url.split('/api/data/')[0]}/api/data/v9.2/{match['entity_set']}({record['id']})"
+        )
+        if "return=representation" in request.headers.get("Prefer", ""):
+            response = _json({"activityid": record["id"]}, 201 if created else 200)
+        else:
+            response = Response(status=204)
+        response.headers["OData-EntityId"] = entity_url
+        response.headers["OData-Version"] = "4.0"
+        return response
+
     def _faults_endpoint(self, request: Request) -> Response:
         if request.method == "GET":
             return _json({"faults": self.faults()})
@@ -206,3 +345,32 @@ class SimulatedCrm:
         except ValueError as exc:
             return _json({"reason": str(exc)}, 400)
         return _json(fault, 201)
+
+
+_API_ENDPOINTS = {
+    "sf_token": "salesforce",
+    "sf_task": "salesforce",
+    "hs_search": "hubspot",
+    "hs_create": "hubspot",
+    "hs_update": "hubspot",
+    "dyn_row": "dynamics",
+}
+
+
+def _new_id(api: str) -> str:
+    if api == "salesforce":
+        return "00T" + uuid.uuid4().hex[:15].upper()
+    if api == "hubspot":
+        return str(uuid.uuid4().int % 10**11)
+    if api == "dynamics":
+        return str(uuid.uuid4())
+    return f"rec_{uuid.uuid4().hex[:16]}"
+
+
+def _api_error(api: str, status: int, code: str, message: str) -> Response:
+    """An error in the shape that API uses."""
+    if api == "salesforce":
+        return _json([{"message": message, "errorCode": code}], status)
+    if api == "hubspot":
+        return _json({"status": "error", "message": message, "category": code}, status)
+    return _json({"error": {"code": code, "message": message}}, status)

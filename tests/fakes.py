@@ -161,6 +161,13 @@ class InMemoryConversations:
                 conversation.owner = delta.owner
             if delta.contact_id and conversation.contact_id is None:
                 conversation.contact_id = delta.contact_id
+        if delta.routed:  # an inbound text's routing decision replaces the last one
+            conversation.contact_id = delta.contact_id
+            conversation.conflict_candidates = sorted(delta.conflict_candidates)
+            if delta.routing_reason:
+                conversation.routing_reason = delta.routing_reason
+            if delta.owner:
+                conversation.owner = delta.owner
         conversation.message_count += 1
         conversation.unread_count += delta.unread_increment
         conversation.our_numbers = sorted({*conversation.our_numbers, delta.our_number})
@@ -358,10 +365,16 @@ class InMemoryContacts:
         return self.items.get(contact_id)
 
     def find_by_phone(self, phone: str) -> list[ContactRecord]:
-        return [c for c in self.items.values() if c.phone == phone]
+        return sorted((c for c in self.items.values() if phone in c.phones), key=lambda c: c.contact_id)
 
     def save(self, contact: ContactRecord) -> None:
         self.items[contact.contact_id] = contact
+
+    def create(self, contact: ContactRecord) -> bool:
+        if contact.contact_id in self.items:
+            return False
+        self.items[contact.contact_id] = contact
+        return True
 
 
 class InMemoryTemplates:
@@ -678,6 +691,7 @@ class World:
             carriers=self.carriers,
             media=self.media,
             compliance=lambda *reply: self.compliance_replies.append(reply),
+            conversations=self.conversations,
         )
 
     def sleep(self, seconds: float) -> None:

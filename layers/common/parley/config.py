@@ -49,9 +49,37 @@ class Settings(BaseSettings):
     twilio_api_base: str = "https://api.twilio.com"
     carrier_timeout_seconds: float = 10.0
 
+    # the digest's CRM plugin (parley.crm.registry): webhook | salesforce | hubspot | dynamics
+    crm: str = "webhook"
     crm_webhook_url: str = ""
     crm_signing_secret: str = ""
     crm_signing_secret_param: str = ""
+    crm_timeout_seconds: float = 10.0
+    # Salesforce: a configured token, or client credentials against {instance}/services/oauth2/token
+    crm_salesforce_instance_url: str = ""
+    crm_salesforce_api_version: str = "v62.0"
+    crm_salesforce_external_id_field: str = "Parley_External_Id__c"
+    crm_salesforce_access_token: str = ""
+    crm_salesforce_access_token_param: str = ""
+    crm_salesforce_client_id: str = ""
+    crm_salesforce_client_secret: str = ""
+    crm_salesforce_client_secret_param: str = ""
+    # HubSpot: a private app's token
+    crm_hubspot_base_url: str = "https://api.hubapi.com"
+    crm_hubspot_id_property: str = "parley_external_id"
+    crm_hubspot_token: str = ""
+    crm_hubspot_token_param: str = ""
+    # Dynamics 365: a configured token, or Entra ID client credentials (tenant, client id, secret)
+    crm_dynamics_instance_url: str = ""
+    crm_dynamics_entity_set: str = "phonecalls"
+    crm_dynamics_alternate_key: str = "parley_externalid"
+    crm_dynamics_access_token: str = ""
+    crm_dynamics_access_token_param: str = ""
+    crm_dynamics_tenant_id: str = ""
+    crm_dynamics_client_id: str = ""
+    crm_dynamics_client_secret: str = ""
+    crm_dynamics_client_secret_param: str = ""
+    crm_dynamics_token_url: str = ""  # default: https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token
 
     # sending and retries
     default_region: str = "US"

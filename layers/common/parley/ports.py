@@ -50,6 +50,11 @@ class ConversationDelta:
     unread_increment: int
     owner: str | None = None
     contact_id: str | None = None
+    # An inbound text's routing decision (parley.domain.routing) replaces the conversation's record,
+    # owner, reason and conflict candidates; without one, `owner` and `contact_id` only fill blanks.
+    routed: bool = False
+    routing_reason: str | None = None
+    conflict_candidates: tuple[str, ...] = ()
 
 
 class MessageRepository(Protocol):
@@ -156,9 +161,18 @@ class NumberRepository(Protocol):
 class ContactRepository(Protocol):
     def get(self, contact_id: str) -> ContactRecord | None: ...
 
-    def find_by_phone(self, phone: str) -> list[ContactRecord]: ...
+    def find_by_phone(self, phone: str) -> list[ContactRecord]:
+        """Every record with `phone` among its `phones`."""
+        ...
 
-    def save(self, contact: ContactRecord) -> None: ...
+    def save(self, contact: ContactRecord) -> None:
+        """Write the record and one lookup per number, together; a number dropped loses its lookup."""
+        ...
+
+    def create(self, contact: ContactRecord) -> bool:
+        """Write a new record (as `save`) unless one with its id exists; False (and nothing written)
+        when it does."""
+        ...
 
 
 class TemplateRepository(Protocol):

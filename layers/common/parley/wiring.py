@@ -41,6 +41,17 @@ if TYPE_CHECKING:
     from parley.services.templates import TemplateService
 
 
+# secrets read from the SSM parameter named by `<name>_param` when not set directly
+_CRM_SECRETS = (
+    "crm_signing_secret",
+    "crm_salesforce_access_token",
+    "crm_salesforce_client_secret",
+    "crm_hubspot_token",
+    "crm_dynamics_access_token",
+    "crm_dynamics_client_secret",
+)
+
+
 class Container:
     """Holds the adapters and services for one process."""
 
@@ -63,8 +74,9 @@ class Container:
         """Settings with secrets filled from SSM where only a parameter name is configured."""
         settings = self.settings
         updates = {}
-        if not settings.crm_signing_secret and settings.crm_signing_secret_param:
-            updates["crm_signing_secret"] = self.env.secret("crm_signing_secret")
+        for name in _CRM_SECRETS:
+            if not getattr(settings, name) and getattr(settings, f"{name}_param"):
+                updates[name] = self.env.secret(name)
         return settings.model_copy(update=updates) if updates else settings
 
     # -- the webhook path (light) --
@@ -177,6 +189,7 @@ class Container:
             carriers=self.carrier,
             media=self.media_store,
             compliance=self.queue_compliance_reply,
+            conversations=self.conversations,
         )
 
     def queue_compliance_reply(self, keyword: Keyword, to: str, our_number: str, reference: str) -> None:
@@ -277,7 +290,7 @@ class Container:
             messages=self.messages,
             contacts=self.contacts,
             digests=DynamoDigests(),
-            crm=build_crm("webhook", self.resolved_settings()),
+            crm=build_crm(self.settings.crm, self.resolved_settings()),
             shards=self.settings.digest_shards,
             clock=utc_now,
         )

@@ -17,6 +17,7 @@ from pynamodb.attributes import (
 )
 from pynamodb.connection import Connection
 from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
+from pynamodb.expressions.condition import Condition
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
@@ -173,6 +174,8 @@ class ConversationItem(Model):
     contact_id = UnicodeAttribute(null=True)
     owner = UnicodeAttribute(null=True)
     closed = BooleanAttribute(default=False)
+    routing_reason = UnicodeAttribute(null=True)
+    conflict_candidates = UnicodeSetAttribute(null=True)  # the ids, when several records tied
 
     by_activity = _ByActivity()
 
@@ -186,12 +189,19 @@ class _ByPhone(GlobalSecondaryIndex["ContactItem"]):
 
 
 class ContactItem(Model):
+    """Two kinds of item share the table (see DynamoContacts): a record, keyed by its id and holding
+    it as `doc`; and one small lookup per (number, record), keyed `phone#<number>#<record id>`, whose
+    `phone` is what the by-phone index keys. Records written before records had several numbers carry
+    their one `phone` themselves and are still found by it."""
+
     class Meta:
         table_name = "ContactsTable"
 
     contact_id = UnicodeAttribute(hash_key=True)
-    phone = UnicodeAttribute()
-    doc = JSONAttribute()
+    phone = UnicodeAttribute(null=True)
+    record_id = UnicodeAttribute(null=True)  # a lookup's record
+    version = NumberAttribute(null=True)  # a record's, for conditional writes
+    doc = JSONAttribute(null=True)
 
     by_phone = _ByPhone()
 
@@ -358,10 +368,26 @@ class DynamoMessages:
             ConversationItem.team.set(ConversationItem.team | delta.team),
             ConversationItem.closed.set(False),
         ]
-        if delta.owner:
-            actions.append(ConversationItem.owner.set(ConversationItem.owner | delta.owner))
-        if delta.contact_id:
-            actions.append(ConversationItem.contact_id.set(ConversationItem.contact_id | delta.contact_id))
+        if delta.routed:  # an inbound text's routing decision replaces the last one
+            actions += [
+                ConversationItem.contact_id.set(delta.contact_id)
+                if delta.contact_id
+                else ConversationItem.contact_id.remove(),
+                ConversationItem.conflict_candidates.set(set(delta.conflict_candidates))
+                if delta.conflict_candidates
+                else ConversationItem.conflict_candidates.remove(),
+            ]
+            if delta.routing_reason:
+                actions.append(ConversationItem.routing_reason.set(delta.routing_reason))
+            if delta.owner:
+                actions.append(ConversationItem.owner.set(delta.owner))
+        else:
+            if delta.owner:
+                actions.append(ConversationItem.owner.set(ConversationItem.owner | delta.owner))
+            if delta.contact_id:
+                actions.append(
+                    ConversationItem.contact_id.set(ConversationItem.contact_id | delta.contact_id)
+                )
         if current is None or current.last_activity_at <= at:
             actions += [
                 ConversationItem.last_activity_at.set(at),
@@ -486,6 +512,8 @@ class DynamoConversations:
             contact_id=item.contact_id,
             owner=item.owner,
             closed=bool(item.closed),
+            routing_reason=item.routing_reason,
+            conflict_candidates=sorted(item.conflict_candidates or []),
         )
 
     def get(self, customer_number: str) -> Conversation | None:
@@ -634,20 +662,104 @@ class DynamoNumbers:
         return sorted((OurNumber.model_validate(i.doc) for i in NumberItem.scan()), key=lambda n: n.number)
 
 
+_LOOKUP = "phone#"
+
+
+def _lookup_key(phone: str, record_id: str) -> str:
+    return f"{_LOOKUP}{phone}#{record_id}"
+
+
 class DynamoContacts:
+    """Records, found by any of their numbers through one lookup item per (number, record).
+
+    The by-phone index keys one attribute per item, so a record with three numbers has three lookups
+    beside it. A record and its lookups are written in one transaction, conditional on the version of
+    the record read, so concurrent writers can't leave a dropped number's lookup behind; readers also
+    check each record still has the number, so a lookup the index still shows never misleads.
+    """
+
+    ATTEMPTS = 5
+
+    def __init__(self) -> None:
+        self._connection: Connection | None = None
+
+    def _tx(self) -> TransactWrite:
+        if self._connection is None:  # made on first use: bind_tables sets the region
+            self._connection = Connection(region=getattr(ContactItem.Meta, "region", None))
+        return TransactWrite(connection=self._connection)
+
     def get(self, contact_id: str) -> ContactRecord | None:
+        if contact_id.startswith(_LOOKUP):
+            return None
         try:
-            return ContactRecord.model_validate(ContactItem.get(contact_id).doc)
+            item = ContactItem.get(contact_id, consistent_read=True)
         except ContactItem.DoesNotExist:
             return None
+        return ContactRecord.model_validate(item.doc) if item.doc is not None else None
 
     def find_by_phone(self, phone: str) -> list[ContactRecord]:
-        return [ContactRecord.model_validate(i.doc) for i in ContactItem.by_phone.query(phone)]
+        ids = list(dict.fromkeys(i.record_id or i.contact_id for i in ContactItem.by_phone.query(phone)))
+        found: list[ContactRecord] = []
+        for start in range(0, len(ids), 100):
+            for item in ContactItem.batch_get(ids[start : start + 100], consistent_read=True):
+                if item.doc is not None:
+                    record = ContactRecord.model_validate(item.doc)
+                    if phone in record.phones:  # the index may still show a number just removed
+                        found.append(record)
+        return sorted(found, key=lambda r: r.contact_id)
 
     def save(self, contact: ContactRecord) -> None:
-        ContactItem(
-            contact_id=contact.contact_id, phone=contact.phone, doc=contact.model_dump(mode="json")
-        ).save()
+        self._write(contact, create=False)
+
+    def create(self, contact: ContactRecord) -> bool:
+        return self._write(contact, create=True)
+
+    def _write(self, contact: ContactRecord, *, create: bool) -> bool:
+        if contact.contact_id.startswith(_LOOKUP):
+            raise ValueError(f"a record id can't start with {_LOOKUP!r}")
+        for _ in range(self.ATTEMPTS):
+            try:
+                current: ContactItem | None = ContactItem.get(contact.contact_id, consistent_read=True)
+            except ContactItem.DoesNotExist:
+                current = None
+            if current is not None and create:
+                return False
+            before: list[str] = []
+            if current is not None and current.doc is not None:
+                before = ContactRecord.model_validate(current.doc).phones
+            condition: Condition
+            if current is None:
+                condition = ContactItem.contact_id.does_not_exist()
+                version = 0
+            elif current.version is None:  # written before records had versions
+                condition = ContactItem.contact_id.exists() & ContactItem.version.does_not_exist()
+                version = 0
+            else:
+                condition = ContactItem.version == int(current.version)
+                version = int(current.version)
+            record = ContactItem(
+                contact_id=contact.contact_id, version=version + 1, doc=contact.model_dump(mode="json")
+            )
+            try:
+                with self._tx() as tx:
+                    tx.save(record, condition=condition)
+                    for phone in contact.phones:  # idempotent: the same item each time
+                        tx.save(
+                            ContactItem(
+                                contact_id=_lookup_key(phone, contact.contact_id),
+                                phone=phone,
+                                record_id=contact.contact_id,
+                            )
+                        )
+                    for phone in set(before) - set(contact.phones):
+                        tx.delete(ContactItem(contact_id=_lookup_key(phone, contact.contact_id)))
+            except TransactWriteError as exc:
+                reasons = [r.code for r in (exc.cancellation_reasons or []) if r is not None]
+                if "ConditionalCheckFailed" in reasons:
+                    continue  # written meanwhile: read it again (and, creating, report it exists)
+                raise
+            return True
+        raise ConflictError(f"record {contact.contact_id} kept changing")
 
 
 class DynamoTemplates:

@@ -64,11 +64,19 @@ class CrmUpsertResult:
 class CrmError(Exception):
     """The CRM did not take the record; `transient` says whether retrying later can help."""
 
-    def __init__(self, reason: str, *, transient: bool, status_code: int | None = None) -> None:
+    def __init__(
+        self,
+        reason: str,
+        *,
+        transient: bool,
+        status_code: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.transient = transient
         self.status_code = status_code
+        self.retry_after = retry_after  # seconds the CRM asked us to wait (429 Retry-After), if it said
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:

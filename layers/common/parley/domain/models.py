@@ -228,20 +228,49 @@ class Conversation(BaseModel):
     contact_id: str | None = None
     owner: str | None = None
     closed: bool = False
+    # How the last inbound text was routed to a record (parley.domain.routing), and, when several
+    # records tied at every rule, their ids: the conversation is then left unlinked for a person.
+    routing_reason: str | None = None
+    conflict_candidates: list[str] = Field(default_factory=list)
+
+
+RecordType = Literal["contact", "account", "opportunity", "lead"]
+RECORD_TYPES: tuple[RecordType, ...] = ("contact", "account", "opportunity", "lead")  # routing's order
 
 
 class ContactRecord(BaseModel):
+    """A record kept in Parley (a contact, account, opportunity or lead), found by any of its numbers.
+
+    `phones` holds every number; `phone` is the primary one (the first of `phones`), kept for the
+    callers that know one. Either may be given: `phone` alone means `phones=[phone]`, and a `phone`
+    missing from `phones` is put first.
+    """
+
     contact_id: str
     name: str
-    phone: str
+    phone: str = ""  # filled from `phones` when left out
+    phones: list[str] = Field(default_factory=list, max_length=40)  # record + lookups: one transaction
     first_name: str | None = None
     last_name: str | None = None
     email: str | None = None
     owner: str | None = None
     team: str = "default"
-    record_type: Literal["contact", "account", "opportunity", "lead"] = "contact"
+    record_type: RecordType = "contact"
+    active: bool = True
+    updated_at: datetime | None = None
     crm_id: str | None = None
     fields: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _primary_and_all_numbers(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        phones = [p for p in (data.get("phones") or []) if isinstance(p, str)]
+        phone = data.get("phone") or (phones[0] if phones else None)
+        if phone is None:
+            raise ValueError("a record needs at least one phone number")
+        return {**data, "phone": phone, "phones": list(dict.fromkeys([phone, *phones]))}
 
 
 class Template(BaseModel):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import datetime
 from typing import Protocol
 
 from parley.carriers.base import Carrier, MediaRejected, MediaSource
@@ -20,16 +21,19 @@ from parley.domain.models import (
     Media,
     Message,
     MessageStatus,
+    OurNumber,
     StatusChange,
     StatusUpdate,
 )
 from parley.domain.phone import mask
+from parley.domain.routing import NEW_LEAD, Routing, lead_id_for, new_lead, route
 from parley.domain.status import receipt_advances
 from parley.ports import (
     Clock,
     ConflictError,
     ContactRepository,
     ConversationDelta,
+    ConversationRepository,
     EventPublisher,
     MediaStore,
     MessageRepository,
@@ -70,7 +74,9 @@ class InboundProcessor:
         carriers: Callable[[str], Carrier] | None = None,
         media: MediaStore | None = None,
         compliance: ComplianceReply | None = None,
+        conversations: ConversationRepository | None = None,
     ) -> None:
+        self._conversations = conversations
         self._compliance = compliance
         self._carriers = carriers
         self._media = media
@@ -150,8 +156,8 @@ class InboundProcessor:
                 inbound_message_id(event.carrier, event.carrier_message_id),
             )
         team = our.team if our else "default"
-        contacts = self._contacts.find_by_phone(event.from_number)
-        contact = contacts[0] if len(contacts) == 1 else None
+        routing = self._route(event.from_number, our, now)
+        contact = routing.record
         message = Message(
             message_id=inbound_message_id(event.carrier, event.carrier_message_id),
             direction=Direction.INBOUND,
@@ -178,6 +184,9 @@ class InboundProcessor:
             unread_increment=1,
             owner=(contact.owner if contact else None) or (our.owner if our else None),
             contact_id=contact.contact_id if contact else None,
+            routed=True,
+            routing_reason=routing.reason,
+            conflict_candidates=tuple(routing.tied_ids),
         )
         if not self._messages.insert_with_conversation(message, delta):
             logger.info(
@@ -191,10 +200,36 @@ class InboundProcessor:
             return None
         logger.info(
             "inbound text stored",
-            extra={"message_id": message.message_id, "from": mask(event.from_number), "team": team},
+            extra={
+                "message_id": message.message_id,
+                "from": mask(event.from_number),
+                "team": team,
+                "record": contact.contact_id if contact else None,
+                "owner": delta.owner,
+                "routing": routing.reason,
+                "candidates": [c.contact_id for c in routing.candidates],
+            },
         )
         self._events.publish("MessageReceived", _event_detail(message))
         return self.copy_media(message)
+
+    def _route(self, customer: str, our: OurNumber | None, now: datetime) -> Routing:
+        """The record this customer's text belongs to (parley.domain.routing). An E.164 number no
+        record has gets a new lead, once: its id derives from the number and the write is conditional,
+        so a redelivery or a race with the customer's next text finds the same lead."""
+        candidates = self._contacts.find_by_phone(customer)
+        if not candidates:
+            if not customer.startswith("+"):  # a short code or an alphanumeric sender: no lead
+                return route([])
+            lead = new_lead(customer, our, now)
+            if not self._contacts.create(lead):
+                existing = self._contacts.get(lead_id_for(customer))
+                if existing is None or customer not in existing.phones:
+                    return route([])  # its lead has since lost the number: left for a person
+                return route([existing])  # created meanwhile (a redelivery, or a race)
+            return Routing(lead, (lead,), NEW_LEAD)
+        conversation = self._conversations.get(customer) if self._conversations is not None else None
+        return route(candidates, linked_id=conversation.contact_id if conversation else None, number=our)
 
     def copy_media(self, message: Message) -> Message:
         """Copy each attachment not yet copied (nor given up on) to media/<message_id>/<index>.
