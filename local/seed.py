@@ -63,6 +63,9 @@ CONTACTS = [
     # Two contacts of equal rank on one shared line: a text from it is a conflict, left for a person.
     ContactRecord(contact_id="c-sam", name="Sam Reyes", first_name="Sam", phone="+14155550220", owner="dev"),
     ContactRecord(contact_id="c-kim", name="Kim Reyes", first_name="Kim", phone="+14155550220", owner="dev"),
+    # Another shared line, for the CRM conflict walk-through (tests/e2e/test_crm_conflicts.py).
+    ContactRecord(contact_id="c-eve", name="Eve Moss", first_name="Eve", phone="+14155550221", owner="dev"),
+    ContactRecord(contact_id="c-max", name="Max Moss", first_name="Max", phone="+14155550221", owner="dev"),
 ]
 
 TEMPLATES = [

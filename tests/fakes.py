@@ -54,9 +54,12 @@ from parley.domain.status import view_for
 from parley.edge import WebhookIntake
 from parley.ports import (
     Clock,
+    ConflictEntry,
     ConflictError,
+    ConflictRepository,
     ContactRepository,
     ConversationDelta,
+    ConversationLinker,
     ConversationRepository,
     DeadLetter,
     DeadLetterQueue,
@@ -142,6 +145,14 @@ class InMemoryConversations:
         )
         items, next_cursor = _page_after(ordered, lambda c: [c.customer_number], limit, cursor)
         return Page([c.model_copy(deep=True) for c in items], next_cursor)
+
+    def link(self, customer_number: str, *, contact_id: str, owner: str | None, reason: str) -> None:
+        conversation = self.items[customer_number]
+        conversation.contact_id = contact_id
+        conversation.routing_reason = reason
+        conversation.conflict_candidates = []
+        if owner:
+            conversation.owner = owner
 
     def fold(self, delta: ConversationDelta) -> None:
         """Apply one message's delta exactly as DynamoMessages.insert_with_conversation's update does."""
@@ -405,6 +416,32 @@ class InMemoryDigests:
         self.items[entry.digest_key] = entry
 
 
+class InMemoryConflicts:
+    def __init__(self) -> None:
+        self.items: dict[str, ConflictEntry] = {}
+
+    def get(self, conflict_id: str) -> ConflictEntry | None:
+        return self.items.get(conflict_id)
+
+    def add(self, entry: ConflictEntry) -> bool:
+        if entry.conflict_id in self.items:
+            return False
+        self.items[entry.conflict_id] = entry
+        return True
+
+    def list_open(self, team: str, *, limit: int, cursor: str | None) -> Page[ConflictEntry]:
+        ordered = sorted(
+            (c for c in self.items.values() if c.team == team and not c.resolved),
+            key=lambda c: (c.found_at, c.conflict_id),
+            reverse=True,
+        )
+        items, next_cursor = _page_after(ordered, lambda c: [c.conflict_id], limit, cursor)
+        return Page(items, next_cursor)
+
+    def resolve(self, entry: ConflictEntry) -> None:
+        self.items[entry.conflict_id] = entry
+
+
 class InMemoryMediaStore:
     """Objects by key, like the media bucket; a put to an existing key overwrites it."""
 
@@ -655,6 +692,7 @@ class World:
     contacts: InMemoryContacts = field(default_factory=InMemoryContacts)
     templates: InMemoryTemplates = field(default_factory=InMemoryTemplates)
     digests: InMemoryDigests = field(default_factory=InMemoryDigests)
+    conflicts: InMemoryConflicts = field(default_factory=InMemoryConflicts)
     inbound_queue: RecordingQueue = field(default_factory=RecordingQueue)
     send_queue: RecordingQueue = field(default_factory=RecordingQueue)
     retry_queue: RecordingQueue = field(default_factory=RecordingQueue)
@@ -764,6 +802,9 @@ class World:
             crm=self.crm,
             shards=self.shards,
             clock=self.clock,
+            conversations=self.conversations,
+            conflicts=self.conflicts,
+            linker=self.conversations,
         )
 
 
@@ -778,6 +819,8 @@ _numbers: NumberRepository = InMemoryNumbers()
 _contacts: ContactRepository = InMemoryContacts()
 _templates: TemplateRepository = InMemoryTemplates()
 _digests: DigestRepository = InMemoryDigests()
+_conflicts: ConflictRepository = InMemoryConflicts()
+_linker: ConversationLinker = InMemoryConversations()
 _queue: JobQueue = RecordingQueue()
 _rate_limiter: RateLimiter = InMemoryRateLimiter()
 _publisher: EventPublisher = RecordingPublisher()

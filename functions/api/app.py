@@ -9,7 +9,9 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
+from pynamodb.exceptions import PynamoDBException
 
 from parley.adapters.dynamo import InvalidCursor
 from parley.carriers.registry import webhook_paths
@@ -17,6 +19,8 @@ from parley.domain.ids import new_request_key
 from parley.domain.models import SendRequest
 from parley.domain.phone import normalize_e164
 from parley.openapi import openapi_json
+from parley.ports import ConflictEntry
+from parley.services.digest import ConflictAlreadyResolved, ConflictNotFound, ConflictPostFailed
 from parley.services.inbox import NotFound, preview
 from parley.services.resend import MAX_BATCH, FailedFilter
 from parley.services.sending import NotCancellable, NotResendable, SendRejected
@@ -242,6 +246,33 @@ def _aware_time(name: str, raw: str) -> datetime:
     return at
 
 
+def _conflict(entry: ConflictEntry) -> dict[str, Any]:
+    return {
+        **asdict(entry),
+        "found_at": entry.found_at.isoformat(),
+        "resolved_at": entry.resolved_at.isoformat() if entry.resolved_at else None,
+        "resolved": entry.resolved,
+    }
+
+
+@app.get("/v1/crm/conflicts")
+def list_crm_conflicts() -> Response[str]:
+    _, team = _caller()
+    cursor = app.current_event.get_query_string_value("cursor")
+    page = container().digest.open_conflicts(team, limit=_limit(), cursor=cursor)
+    return _json(200, {"conflicts": [_conflict(c) for c in page.items], "cursor": page.cursor})
+
+
+@app.post("/v1/crm/conflicts/<conflict_id>/resolve")
+def resolve_crm_conflict(conflict_id: str) -> Response[str]:
+    user, team = _caller()
+    record_id = _body().get("record_id")
+    if not isinstance(record_id, str) or not record_id:
+        raise ValueError("'record_id' is required: the id of one of the conflict's candidate records")
+    entry = container().digest.resolve(conflict_id, record_id, user=user or "someone", team=team)
+    return _json(200, _conflict(entry))
+
+
 @app.get("/v1/openapi.json")
 def get_openapi_document() -> Response[str]:
     return Response(200, "application/json", openapi_json())
@@ -280,6 +311,21 @@ def template_not_found(exc: TemplateNotFound) -> Response[str]:
     return _json(404, {"error": str(exc)})
 
 
+@app.exception_handler(ConflictNotFound)
+def conflict_not_found(exc: ConflictNotFound) -> Response[str]:
+    return _json(404, {"error": str(exc)})
+
+
+@app.exception_handler(ConflictAlreadyResolved)
+def conflict_resolved(exc: ConflictAlreadyResolved) -> Response[str]:
+    return _json(409, {"error": str(exc)})
+
+
+@app.exception_handler(ConflictPostFailed)
+def conflict_post_failed(exc: ConflictPostFailed) -> Response[str]:
+    return _json(502, {"error": str(exc)})
+
+
 @app.exception_handler(NotFound)
 def not_found(exc: NotFound) -> Response[str]:
     return _json(404, {"error": str(exc)})
@@ -288,6 +334,19 @@ def not_found(exc: NotFound) -> Response[str]:
 @app.exception_handler(InvalidCursor)
 def bad_cursor(exc: InvalidCursor) -> Response[str]:
     return _json(400, {"error": str(exc)})
+
+
+@app.exception_handler(BotoCoreError)
+@app.exception_handler(ClientError)
+@app.exception_handler(PynamoDBException)
+def dependency_failed(exc: Exception) -> Response[str]:
+    """DynamoDB or SQS failed past the SDK's own retries: say so, and that asking again is safe."""
+    logger.exception("a service the API depends on failed")
+    reason = (
+        "a service Parley depends on failed; nothing is lost: send the same request again "
+        "(with the same idempotency_key, a send goes out once)"
+    )
+    return Response(503, "application/json", json.dumps({"error": reason}), headers={"Retry-After": "2"})
 
 
 @app.exception_handler(ValueError)

@@ -268,3 +268,43 @@ def test_a_bulk_send_with_random_transient_faults_delivers_or_fails_each_text_on
     for number in doomed:
         assert len(by_recipient[number]["attempts"]) == 5
         assert "gave up after 5 attempts" in by_recipient[number]["error_reason"]
+
+
+# ----------------------------------------------------------------------------------------------------
+# the queue refuses the send job
+
+
+def test_a_send_job_the_queue_refused_is_answered_503_and_the_sweep_sends_the_text_once(
+    stack: Stack, aws_fault: AddFault, move_clock: MoveClock, dead_before: dict[str, int]
+) -> None:
+    """The API stored the text, then SQS failed past the SDK's retries: the caller hears 503 (safe to
+    ask again); a caller who never does still has the text sent, once, when the sweep finds it."""
+    customer = "+14155550708"
+    aws_fault(
+        {
+            "service": "sqs",
+            "operation": "SendMessage",
+            "queue": "SendQueue",
+            "function": "ApiFunction",
+            "error": "ServiceUnavailable",
+            "status": 503,
+            "count": 10,  # more than the SDK's attempts
+        }
+    )
+    request = {"to": [customer], "body": "Queued while SQS was down", "from": FAST_NUMBER}
+
+    refused = stack.api("POST", "/v1/messages", json={**request, "idempotency_key": "sqs-down-708"})
+
+    assert refused.status_code == 503, refused.text
+    assert "send the same request again" in refused.json()["error"]
+    stack.control("DELETE", "/_local/faults")
+    (message_id,) = [
+        m["message_id"] for m in stack.api("GET", f"/v1/conversations/{customer}/messages").json()["messages"]
+    ]
+    assert stack.message(message_id)["status"] == "queued"  # stored, its job lost
+
+    move_clock({"advance_seconds": 6 * 60})
+    assert stack.fire("Sweep")["recovered"] >= 1
+
+    books = count_check(stack, [message_id], baseline=dead_before)
+    assert books.delivered == 1 and books.carrier_texts == 1

@@ -62,6 +62,8 @@ API_ROUTES = {
     ("get", "/v1/templates/{template_id}"),
     ("put", "/v1/templates/{template_id}"),
     ("delete", "/v1/templates/{template_id}"),
+    ("get", "/v1/crm/conflicts"),
+    ("post", "/v1/crm/conflicts/{conflict_id}/resolve"),
     ("get", "/v1/openapi.json"),
 }
 PUBLIC_API_ROUTES = {("get", "/v1/openapi.json")}  # the API's own description, readable without a token
@@ -397,7 +399,7 @@ def test_secrets_are_read_from_exactly_their_ssm_parameters(cfn: dict[str, Any])
         "SendFunction": carriers,
         "RetryFunction": carriers,
         "DigestFunction": crm,
-        "ApiFunction": set(),
+        "ApiFunction": crm,  # resolving a CRM conflict posts that day at once
     }
     actual = {fn: _ssm_parameter_paths(cfn, f"{fn}Role") for fn in FUNCTIONS}
     assert actual == expected
@@ -461,7 +463,7 @@ _MODELS = {
     "TemplatesTable": dynamo.TemplateItem,
     "NumbersTable": dynamo.NumberItem,
     "ReceiptsTable": dynamo.ReceiptItem,
-    "DigestsTable": dynamo.DigestItem,
+    "DigestsTable": dynamo.ConflictItem,  # shares the table with DigestItem, and carries its index
     "OptOutsTable": dynamo.OptOutItem,
     "RateLimitsTable": dynamo.RateLimitItem,
 }

@@ -169,6 +169,9 @@ def test_without_a_single_contact_the_record_names_the_number(world: World) -> N
     world.contacts.save(ContactRecord(contact_id="c1", name="Ana Silva", phone=ANA))
     world.contacts.save(ContactRecord(contact_id="c2", name="Ana's office", phone=ANA))
     text_in(world, "SM1", ANA, T0, "hi")
+    # A conversation from before routing kept its candidates (now such a day is a conflict: see
+    # test_digest_conflicts.py).
+    world.conversations.items[ANA].conflict_candidates = []
     world.digest().run(DAY)
     record = world.crm.records[ANA_ID]
     assert record["contact_id"] is None

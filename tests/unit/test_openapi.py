@@ -165,6 +165,7 @@ def test_path_and_paging_parameters_are_documented(document: dict[str, Any]) -> 
         (("post", "/v1/messages/resend"), "ResendRequest"),
         (("post", "/v1/templates"), "TemplateDraft"),
         (("put", "/v1/templates/{template_id}"), "TemplateDraft"),
+        (("post", "/v1/crm/conflicts/{conflict_id}/resolve"), "ResolveConflictRequest"),
     ],
 )
 def test_request_bodies_are_documented(
@@ -183,6 +184,7 @@ def test_only_operations_that_read_a_body_document_one(document: dict[str, Any])
         ("post", "/v1/messages/resend"),
         ("post", "/v1/templates"),
         ("put", "/v1/templates/{template_id}"),
+        ("post", "/v1/crm/conflicts/{conflict_id}/resolve"),
     }
 
 

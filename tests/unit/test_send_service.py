@@ -21,6 +21,7 @@ from parley.domain.models import (
     StatusUpdate,
     Template,
 )
+from parley.domain.rate import BucketState
 from parley.domain.retry import RetryPolicy
 from parley.services.sending import NotCancellable, SendRejected, SendService, parse_send_record
 from tests.fakes import T0, FakeLookupCarrier, World
@@ -733,6 +734,57 @@ def test_a_message_left_sending_by_a_stopped_worker_is_recovered_by_the_sweep(wo
     assert world.retry_queue.bodies == [{"message_id": stuck.message_id}]
     assert message(world, fresh.message_id).status is MessageStatus.SENDING
     assert world.carrier.sent == []  # nothing is resent before the carrier is asked
+
+
+def test_a_queued_text_whose_job_was_lost_is_queued_again_by_the_sweep_and_sent_once(world: World) -> None:
+    sender = world.sender()
+    (lost,) = sender.submit(req(ANA), "req-lost")
+    world.send_queue.take()  # the queue send failed after the write, and nobody asked again
+    world.clock.advance(minutes=4)
+    assert sender.recover_stuck([message(world, lost.message_id)]) == 0  # not yet: it may be on its way
+
+    world.clock.advance(minutes=2)
+    assert sender.recover_stuck([message(world, lost.message_id)]) == 1
+    assert sender.recover_stuck([message(world, lost.message_id)]) == 0  # dated: not again at once
+    jobs = world.send_queue.take()
+    assert [j.body for j in jobs] == [{"message_id": lost.message_id}]
+    for job in [*jobs, *jobs]:  # even delivered twice, it is sent once
+        sender.deliver(job.body["message_id"])
+
+    assert message(world, lost.message_id).status is MessageStatus.ACCEPTED
+    assert len(world.carrier.sent) == 1
+
+
+def test_a_retrying_text_whose_job_was_lost_goes_back_on_the_retry_queue_after_its_time(world: World) -> None:
+    sender = world.sender()
+    world.carrier.script(TRANSIENT)
+    (waiting,) = sender.submit(req(ANA), "req-retry")
+    deliver_queued(world, sender)
+    world.retry_queue.take()  # its backoff job is lost
+    due = message(world, waiting.message_id).next_attempt_at
+    assert due is not None
+
+    world.clock.set(due + timedelta(minutes=4))
+    assert sender.recover_stuck([message(world, waiting.message_id)]) == 0
+    world.clock.set(due + timedelta(minutes=6))
+    assert sender.recover_stuck([message(world, waiting.message_id)]) == 1
+    assert world.retry_queue.bodies == [{"message_id": waiting.message_id}]
+
+
+def test_a_text_waiting_for_its_rate_turn_is_not_taken_for_lost(world: World) -> None:
+    sender = world.sender(rate_limited=True)
+    sender.submit(req(BO), "req-first")
+    deliver_queued(world, sender)
+    (later,) = sender.submit(req(ANA), "req-later")
+    deliver_queued(world, sender)  # waits for its turn, a second away
+    world.rate_limiter.buckets[DEFAULT] = BucketState(tokens=-2000.0, at=world.clock.now)
+    (far,) = sender.submit(req(CY), "req-far")
+    deliver_queued(world, sender)  # beyond the horizon: back in 15 minutes, nothing reserved
+    world.clock.advance(minutes=10)
+
+    pending = [message(world, later.message_id), message(world, far.message_id)]
+    assert sender.recover_stuck(pending) == 1  # the first's turn passed long ago; the far one is due later
+    assert world.send_queue.bodies == [{"message_id": later.message_id}]
 
 
 def test_a_redelivered_request_does_not_cut_a_retry_backoff_short(world: World) -> None:

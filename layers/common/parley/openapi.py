@@ -121,6 +121,42 @@ class AcceptedMessages(BaseModel):
     messages: list[Message]
 
 
+class ConflictCandidateModel(BaseModel):
+    """One of the records that tied for the customer's number."""
+
+    record_id: str
+    name: str
+    record_type: str = Field(description="contact, account, opportunity or lead.")
+    owner: str | None
+
+
+class CrmConflict(BaseModel):
+    """A conversation's day held back from the CRM: several records have the number and none is
+    linked to the conversation."""
+
+    conflict_id: str = Field(description="Derived from the customer number and the day.")
+    customer_number: str
+    day: str = Field(description="The day (org time zone), YYYY-MM-DD.")
+    team: str
+    candidates: list[ConflictCandidateModel]
+    found_at: AwareDatetime = Field(description="When the digest held the day.")
+    resolved: bool
+    resolved_at: AwareDatetime | None = None
+    resolved_by: str | None = None
+    record_id: str | None = Field(default=None, description="The record picked, once resolved.")
+
+
+class CrmConflictPage(BaseModel):
+    """The team's open conflicts, the most recently found first."""
+
+    conflicts: list[CrmConflict]
+    cursor: str | None = Field(description="Pass back as `cursor` for the next page; null on the last.")
+
+
+class ResolveConflictRequest(BaseModel):
+    record_id: str = Field(min_length=1, description="One of the conflict's candidates.")
+
+
 class TemplateList(BaseModel):
     """The team's shared templates and the caller's personal ones."""
 
@@ -163,12 +199,14 @@ _ERRORS = {
     400: "The request is not valid, or can't be sent as given.",
     404: "Not found, or not visible to the caller (the API says the same in both cases).",
     409: "The message is not in a state that allows this (no longer scheduled, or not failed), or it "
-    "changed meanwhile: look at it again.",
+    "changed meanwhile: look at it again. For a CRM conflict: it was resolved with another record.",
+    502: "The CRM refused the day; the conversation is linked and the conflict still open: retry.",
 }
 _PATH_PARAMETERS = {
     "number": "The customer's number in E.164, e.g. +14155550100.",
     "message_id": "A message id, as the API returned it.",
     "template_id": "A template id, as the API returned it.",
+    "conflict_id": "A conflict id, as `GET /v1/crm/conflicts` returned it.",
 }
 _QUERY_PARAMETERS: dict[str, dict[str, Any]] = {
     "limit": {
@@ -323,6 +361,26 @@ OPERATIONS: tuple[Operation, ...] = (
         status=200, answer=NumberList, answer_description="Our numbers.",
     ),
     Operation(
+        "get", "/v1/crm/conflicts", "list_crm_conflicts", tag="crm",
+        summary="List the days held back from the CRM because several records have the number",
+        status=200, answer=CrmConflictPage, answer_description="One page of open conflicts.",
+        query=("limit", "cursor"), errors=(400,),
+    ),
+    Operation(
+        "post", "/v1/crm/conflicts/{conflict_id}/resolve", "resolve_crm_conflict", tag="crm",
+        summary="Pick the record for a conflict: link the conversation and log the day to it",
+        description=(
+            "The record must be one of the candidates (else 400). The conversation is linked to it "
+            "(`routing_reason` 'chosen by <user>'), the day is posted to the CRM at once (the "
+            "digest's idempotent upsert) and later days follow the link. Resolving again with the "
+            "same record answers 200 with the resolved conflict; with another record, 409. If the "
+            "CRM refuses the day, 502: the conversation stays linked and the conflict open."
+        ),
+        body=ResolveConflictRequest,
+        status=200, answer=CrmConflict, answer_description="The resolved conflict.",
+        errors=(400, 404, 409, 502),
+    ),
+    Operation(
         "get", "/v1/openapi.json", "get_openapi_document", tag="meta",
         summary="This document (no token needed)",
         status=200, answer=None, answer_description="The OpenAPI 3.1 document.",
@@ -335,6 +393,7 @@ _TAGS = [
     {"name": "messages", "description": "Send, preview, look at, reschedule, cancel and resend texts."},
     {"name": "templates", "description": "Texts with merge fields, shared with the team or personal."},
     {"name": "numbers", "description": "Our numbers and where their carriers must post."},
+    {"name": "crm", "description": "Days the CRM digest holds for a person to pick the record."},
     {"name": "meta", "description": "About the API itself."},
 ]
 
@@ -457,6 +516,11 @@ def _operation(op: Operation, refs: dict[type[Any], dict[str, Any]]) -> dict[str
         responses["401"] = {
             "description": "No valid bearer token (API Gateway's JWT authorizer).",
             "content": _json_content(refs[GatewayError]),
+        }
+    if not op.public:
+        responses["503"] = {
+            "description": "DynamoDB or SQS failed past the SDK's retries; the same request again is safe.",
+            "content": _json_content(refs[Error]),
         }
     responses["default"] = {
         "description": "API Gateway's own answers: 413, 429, 500.",

@@ -201,6 +201,55 @@ class DigestRepository(Protocol):
     def save(self, entry: DigestEntry) -> None: ...
 
 
+@dataclass(frozen=True)
+class ConflictCandidate:
+    record_id: str
+    name: str
+    record_type: str
+    owner: str | None
+
+
+@dataclass(frozen=True)
+class ConflictEntry:
+    """A conversation's day held back from the CRM because several records tied for its number."""
+
+    conflict_id: str
+    customer_number: str
+    day: str
+    team: str
+    candidates: tuple[ConflictCandidate, ...]
+    found_at: datetime
+    resolved_at: datetime | None = None
+    resolved_by: str | None = None
+    record_id: str | None = None  # the record a person picked
+
+    @property
+    def resolved(self) -> bool:
+        return self.resolved_at is not None
+
+
+class ConflictRepository(Protocol):
+    def get(self, conflict_id: str) -> ConflictEntry | None: ...
+
+    def add(self, entry: ConflictEntry) -> bool:
+        """Store it unless one with its id exists; True when stored."""
+        ...
+
+    def list_open(self, team: str, *, limit: int, cursor: str | None) -> Page[ConflictEntry]:
+        """The team's unresolved conflicts, newest found first."""
+        ...
+
+    def resolve(self, entry: ConflictEntry) -> None:
+        """Save `entry` (resolved) so it no longer lists as open."""
+        ...
+
+
+class ConversationLinker(Protocol):
+    def link(self, customer_number: str, *, contact_id: str, owner: str | None, reason: str) -> None:
+        """Link the conversation to a record a person picked, clearing its conflict candidates."""
+        ...
+
+
 class MediaStore(Protocol):
     """Our copies of MMS attachments (S3)."""
 

@@ -282,7 +282,7 @@ class Container:
 
     @cached_property
     def digest(self) -> DigestService:
-        from parley.adapters.dynamo import DynamoDigests
+        from parley.adapters.dynamo import DynamoConflicts, DynamoDigests
         from parley.crm.registry import build_crm
         from parley.services.digest import DigestService
 
@@ -293,6 +293,9 @@ class Container:
             crm=build_crm(self.settings.crm, self.resolved_settings()),
             shards=self.settings.digest_shards,
             clock=utc_now,
+            conversations=self.conversations,
+            conflicts=DynamoConflicts(),
+            linker=self.conversations,
         )
 
 

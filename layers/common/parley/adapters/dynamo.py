@@ -22,6 +22,7 @@ from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjec
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
+from parley.clock import utc_now
 from parley.config import Settings
 from parley.domain.ids import carrier_ref
 from parley.domain.models import (
@@ -39,7 +40,14 @@ from parley.domain.models import (
 from parley.domain.rate import BucketState
 from parley.domain.rate import reserve as reserve_tokens
 from parley.domain.status import view_for
-from parley.ports import ConflictError, ConversationDelta, DigestEntry, Page
+from parley.ports import (
+    ConflictCandidate,
+    ConflictEntry,
+    ConflictError,
+    ConversationDelta,
+    DigestEntry,
+    Page,
+)
 
 M = TypeVar("M", bound=Model)
 
@@ -254,6 +262,32 @@ class DigestItem(Model):
     message_count = NumberAttribute()
 
 
+class _OpenConflicts(GlobalSecondaryIndex["ConflictItem"]):
+    """Sparse: only a conflict still open carries `open_team`."""
+
+    class Meta:
+        index_name = "open-conflicts"
+        projection = AllProjection()
+
+    open_team = UnicodeAttribute(hash_key=True)
+    found_at = UnicodeAttribute(range_key=True)
+
+
+class ConflictItem(Model):
+    """A day held back from the CRM, in the Digests table beside the digest items: its key is
+    `conflict#<conflict id>`, which no digest key (`+<number>#<day>`) can be."""
+
+    class Meta:
+        table_name = "DigestsTable"
+
+    digest_key = UnicodeAttribute(hash_key=True)
+    found_at = UnicodeAttribute()
+    open_team = UnicodeAttribute(null=True)
+    doc = JSONAttribute()
+
+    open_conflicts = _OpenConflicts()
+
+
 class RateLimitItem(Model):
     """One token bucket per sender number (see `parley.domain.rate`)."""
 
@@ -278,6 +312,7 @@ def bind_tables(settings: Settings) -> None:
         TemplateItem: settings.templates_table,
         NumberItem: settings.numbers_table,
         ReceiptItem: settings.receipts_table,
+        ConflictItem: settings.digests_table,  # first: it creates the shared table with its index (tests)
         DigestItem: settings.digests_table,
         OptOutItem: settings.opt_outs_table,
         RateLimitItem: settings.rate_limits_table,
@@ -492,7 +527,7 @@ def _take(result: Iterator[M], limit: int) -> list[M]:
 
 
 def _now() -> datetime:
-    return datetime.now(UTC)
+    return utc_now()  # the services' clock (a test or the local stack may move it)
 
 
 class DynamoConversations:
@@ -531,6 +566,18 @@ class DynamoConversations:
         )
         items = [self._from_item(i) for i in _take(result, limit)]
         return Page(items, encode_cursor(result.last_evaluated_key))
+
+    def link(self, customer_number: str, *, contact_id: str, owner: str | None, reason: str) -> None:
+        actions: list[Any] = [
+            ConversationItem.contact_id.set(contact_id),
+            ConversationItem.routing_reason.set(reason),
+            ConversationItem.conflict_candidates.remove(),
+        ]
+        if owner:
+            actions.append(ConversationItem.owner.set(owner))
+        ConversationItem(customer_number).update(
+            actions=actions, condition=ConversationItem.customer_number.exists()
+        )
 
     def mark_read(self, customer_number: str) -> None:
         try:
@@ -806,6 +853,79 @@ class DynamoDigests:
         ).save()
 
 
+_CONFLICT_PREFIX = "conflict#"
+
+
+class DynamoConflicts:
+    @staticmethod
+    def _doc(entry: ConflictEntry) -> dict[str, Any]:
+        return {
+            "conflict_id": entry.conflict_id,
+            "customer_number": entry.customer_number,
+            "day": entry.day,
+            "team": entry.team,
+            "candidates": [
+                {"record_id": c.record_id, "name": c.name, "record_type": c.record_type, "owner": c.owner}
+                for c in entry.candidates
+            ],
+            "found_at": iso(entry.found_at),
+            "resolved_at": iso(entry.resolved_at) if entry.resolved_at else None,
+            "resolved_by": entry.resolved_by,
+            "record_id": entry.record_id,
+        }
+
+    @staticmethod
+    def _from_item(item: ConflictItem) -> ConflictEntry:
+        doc = item.doc
+        return ConflictEntry(
+            conflict_id=doc["conflict_id"],
+            customer_number=doc["customer_number"],
+            day=doc["day"],
+            team=doc["team"],
+            candidates=tuple(ConflictCandidate(**c) for c in doc["candidates"]),
+            found_at=parse_iso(doc["found_at"]),
+            resolved_at=parse_iso(doc["resolved_at"]) if doc.get("resolved_at") else None,
+            resolved_by=doc.get("resolved_by"),
+            record_id=doc.get("record_id"),
+        )
+
+    def _item(self, entry: ConflictEntry) -> ConflictItem:
+        return ConflictItem(
+            digest_key=_CONFLICT_PREFIX + entry.conflict_id,
+            found_at=iso(entry.found_at),
+            open_team=None if entry.resolved else entry.team,
+            doc=self._doc(entry),
+        )
+
+    def get(self, conflict_id: str) -> ConflictEntry | None:
+        try:
+            return self._from_item(ConflictItem.get(_CONFLICT_PREFIX + conflict_id, consistent_read=True))
+        except ConflictItem.DoesNotExist:
+            return None
+
+    def add(self, entry: ConflictEntry) -> bool:
+        try:
+            self._item(entry).save(condition=ConflictItem.digest_key.does_not_exist())
+        except PutError as exc:
+            if exc.cause_response_code == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def list_open(self, team: str, *, limit: int, cursor: str | None) -> Page[ConflictEntry]:
+        result = ConflictItem.open_conflicts.query(
+            team,
+            scan_index_forward=False,
+            limit=limit,
+            last_evaluated_key=decode_cursor(cursor, ("open_team", team), "digest_key", "found_at"),
+        )
+        items = [self._from_item(i) for i in _take(result, limit)]
+        return Page(items, encode_cursor(result.last_evaluated_key))
+
+    def resolve(self, entry: ConflictEntry) -> None:
+        self._item(entry).save()  # without `open_team`: it leaves the open-conflicts index
+
+
 class DynamoRateLimiter:
     """Token buckets with optimistic writes: read, compute, write on the version read; a few tries.
 
@@ -854,6 +974,7 @@ def create_all_tables() -> None:
 
 
 __all__ = [
+    "DynamoConflicts",
     "DynamoContacts",
     "DynamoConversations",
     "DynamoDigests",

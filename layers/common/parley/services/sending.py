@@ -64,6 +64,10 @@ logger = logging.getLogger(__name__)
 
 # Anything still "sending" after this long lost its worker mid-call; the sweep reconciles it.
 STUCK_SENDING_AFTER = timedelta(minutes=5)
+# A queued or retrying text with nothing happening this long after it was due has lost its job (the
+# queue send failed after the write, say); the sweep queues it again. Sending twice is impossible:
+# delivering is a claim on the message's version.
+LOST_JOB_AFTER = timedelta(minutes=5)
 
 # Ordering to one recipient: a text waits while an earlier one to the same person from the same number
 # is still waiting to go. Only the recipient's latest texts are looked at, and an earlier text that has
@@ -618,9 +622,13 @@ class SendService:
                 message.our_number, now, float(message.segments or 1), rate, horizon=RESERVE_AHEAD_SECONDS
             )
             if not reserved:  # too far ahead, or the bucket kept changing: ask again after `wait`
+                if wait > RESERVE_AHEAD_SECONDS:  # say when it comes back, so the sweep knows it isn't lost
+                    back = now + timedelta(seconds=MAX_QUEUE_DELAY_SECONDS)
+                    return self._update(message, {"next_attempt_at": back}), wait
                 return message, wait
             if wait > 0:
-                return self._update(message, {"rate_turn_at": now + timedelta(seconds=wait)}), wait
+                turn = now + timedelta(seconds=wait)
+                return self._update(message, {"rate_turn_at": turn, "next_attempt_at": turn}), wait
         elif (message.rate_turn_at - now).total_seconds() > TURN_TOLERANCE_SECONDS:
             return message, (message.rate_turn_at - now).total_seconds()
         if self._earlier_waiting(message, now):
@@ -910,6 +918,9 @@ class SendService:
         now = self._clock()
         recovered = 0
         for message in pending:
+            if message.status in (MessageStatus.QUEUED, MessageStatus.RETRYING):
+                recovered += self._requeue_if_lost(message, now)
+                continue
             if message.status is not MessageStatus.SENDING or now - message.updated_at < STUCK_SENDING_AFTER:
                 continue
             failure = SendFailed(FailureKind.AMBIGUOUS, "the send was interrupted; checking with the carrier")
@@ -919,6 +930,31 @@ class SendService:
                 continue
             recovered += 1
         return recovered
+
+    def _requeue_if_lost(self, message: Message, now: datetime) -> int:
+        """Queue a waiting text again if its job seems lost; 1 if it was."""
+        due = max(message.updated_at, message.next_attempt_at or message.updated_at)
+        if now - due < LOST_JOB_AFTER:
+            return 0
+        try:  # the write dates the recovery, so the next sweep waits again before repeating it
+            stored = self._update(
+                message,
+                {
+                    "history": [
+                        *message.history,
+                        _change(message.status, now, "its job was lost; queued again"),
+                    ]
+                },
+            )
+        except ConflictError:
+            return 0
+        queue = self._send_queue if message.status is MessageStatus.QUEUED else self._retry_queue
+        queue.send({"message_id": stored.message_id})
+        logger.warning(
+            "a waiting text's job was lost; queued again",
+            extra={"message_id": message.message_id, "status": message.status.value},
+        )
+        return 1
 
     def release_due(self, due: list[Message]) -> int:
         """Hand scheduled or held messages whose time has come to the send queue."""

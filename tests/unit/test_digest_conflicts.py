@@ -1,0 +1,151 @@
+"""CRM conflicts: a day whose number matches several records, none linked, is held for a person."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+
+from parley.domain.models import ContactRecord, InboundMessage, OurNumber
+from parley.services.digest import (
+    ConflictAlreadyResolved,
+    ConflictNotFound,
+    conflict_id,
+    digest_key,
+    external_id,
+)
+from tests.fakes import T0, World
+
+OURS = "+15005550006"
+SHARED = "+14155550220"
+DAY = T0.date()
+NEXT_DAY = DAY + timedelta(days=1)
+CONFLICT = conflict_id(SHARED, DAY.isoformat())
+
+
+@pytest.fixture
+def world() -> World:
+    w = World()
+    w.numbers.save(OurNumber(number=OURS, carrier="fake", is_default=True))
+    w.contacts.save(ContactRecord(contact_id="c-sam", name="Sam Lee", phone=SHARED, owner="u-sam"))
+    w.contacts.save(ContactRecord(contact_id="c-kim", name="Kim Park", phone=SHARED, owner="u-kim"))
+    return w
+
+
+def text_in(world: World, sid: str, at: datetime, body: str = "hello") -> None:
+    world.processor().store_inbound(
+        InboundMessage(
+            carrier="fake",
+            carrier_message_id=sid,
+            from_number=SHARED,
+            to_number=OURS,
+            body=body,
+            received_at=at,
+        )
+    )
+
+
+def test_the_digest_holds_a_conflicting_day_instead_of_posting_it(world: World) -> None:
+    text_in(world, "SM1", T0)
+    world.clock.set(T0 + timedelta(hours=20))
+
+    report = world.digest().run(DAY)
+
+    assert (report.conflicts, report.created, world.crm.records) == (1, 0, {})
+    assert report.as_dict()["conflicts"] == 1
+    conflict = world.conflicts.get(CONFLICT)
+    assert conflict is not None
+    assert (conflict.customer_number, conflict.day, conflict.team) == (SHARED, DAY.isoformat(), "default")
+    assert [(c.record_id, c.name, c.record_type, c.owner) for c in conflict.candidates] == [
+        ("c-kim", "Kim Park", "contact", "u-kim"),
+        ("c-sam", "Sam Lee", "contact", "u-sam"),
+    ]
+    assert conflict.found_at == T0 + timedelta(hours=20)
+    assert not conflict.resolved
+    page = world.digest().open_conflicts("default", limit=50, cursor=None)
+    assert [c.conflict_id for c in page.items] == [CONFLICT]
+    assert world.digest().open_conflicts("other-team", limit=50, cursor=None).items == []
+
+
+def test_a_rerun_keeps_one_conflict_and_when_it_was_found(world: World) -> None:
+    text_in(world, "SM1", T0)
+    world.clock.set(T0 + timedelta(hours=20))
+    world.digest().run(DAY)
+    world.clock.set(T0 + timedelta(hours=22))
+
+    report = world.digest().run(DAY)
+
+    assert report.conflicts == 1
+    assert list(world.conflicts.items) == [CONFLICT]
+    conflict = world.conflicts.get(CONFLICT)
+    assert conflict is not None and conflict.found_at == T0 + timedelta(hours=20)
+    assert world.crm.records == {}
+
+
+def test_resolving_links_the_conversation_and_logs_the_day_once(world: World) -> None:
+    text_in(world, "SM1", T0)
+    world.digest().run(DAY)
+
+    resolved = world.digest().resolve(CONFLICT, "c-sam", user="u-ana", team="default")
+
+    assert (resolved.resolved, resolved.record_id, resolved.resolved_by) == (True, "c-sam", "u-ana")
+    conversation = world.conversations.get(SHARED)
+    assert conversation is not None
+    assert (conversation.contact_id, conversation.owner, conversation.routing_reason) == (
+        "c-sam",
+        "u-sam",
+        "chosen by u-ana",
+    )
+    assert conversation.conflict_candidates == []
+    record = world.crm.records[external_id(SHARED, DAY.isoformat())]
+    assert (record["contact_id"], record["subject"]) == ("c-sam", f"SMS with Sam Lee on {DAY.isoformat()}")
+    assert list(world.crm.records) == [external_id(SHARED, DAY.isoformat())]
+    assert world.digests.get(digest_key(SHARED, DAY.isoformat())) is not None
+    assert world.digest().open_conflicts("default", limit=50, cursor=None).items == []
+
+    # a re-run of that day's digest posts nothing new
+    report = world.digest().run(DAY)
+    assert (report.conflicts, report.created, report.updated, report.unchanged) == (0, 0, 0, 1)
+    assert len(world.crm.records) == 1
+
+
+def test_resolving_again_with_the_same_record_is_idempotent_and_another_is_refused(world: World) -> None:
+    text_in(world, "SM1", T0)
+    world.digest().run(DAY)
+    first = world.digest().resolve(CONFLICT, "c-sam", user="u-ana", team="default")
+    calls = len(world.crm.records)
+
+    again = world.digest().resolve(CONFLICT, "c-sam", user="u-bo", team="default")
+
+    assert again == first
+    assert len(world.crm.records) == calls
+    with pytest.raises(ConflictAlreadyResolved, match="c-sam"):
+        world.digest().resolve(CONFLICT, "c-kim", user="u-bo", team="default")
+
+
+def test_resolving_validates_the_record_and_the_conflict(world: World) -> None:
+    text_in(world, "SM1", T0)
+    world.digest().run(DAY)
+    with pytest.raises(ValueError, match="one of the candidates"):
+        world.digest().resolve(CONFLICT, "c-nobody", user="u-ana", team="default")
+    with pytest.raises(ConflictNotFound):
+        world.digest().resolve("conflict-nope", "c-sam", user="u-ana", team="default")
+    with pytest.raises(ConflictNotFound):  # another team's conflict is not visible
+        world.digest().resolve(CONFLICT, "c-sam", user="u-ana", team="other-team")
+    conversation = world.conversations.get(SHARED)
+    assert conversation is not None and conversation.contact_id is None
+    assert world.crm.records == {}
+
+
+def test_the_next_day_is_logged_to_the_chosen_record(world: World) -> None:
+    text_in(world, "SM1", T0)
+    world.digest().run(DAY)
+    world.digest().resolve(CONFLICT, "c-kim", user="u-ana", team="default")
+
+    text_in(world, "SM2", T0 + timedelta(days=1), "me again")  # routing rule 1 keeps the link
+    report = world.digest().run(NEXT_DAY)
+
+    assert (report.conflicts, report.created) == (0, 1)
+    record = world.crm.records[external_id(SHARED, NEXT_DAY.isoformat())]
+    assert record["contact_id"] == "c-kim"
+    assert world.conflicts.get(conflict_id(SHARED, NEXT_DAY.isoformat())) is None
