@@ -14,16 +14,23 @@ import re
 import signal
 import sys
 import threading
+import time
 from datetime import date
 from pathlib import Path
 from types import FrameType
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TextIO
 
 import requests
 
 from local.auth import DEFAULT_TTL_SECONDS, DevTokenError, dev_jwt_secret, issue_dev_token
 
 log = logging.getLogger(__name__)
+
+# `parley digest` follows the run it starts: how often it asks, how often it writes a plain progress
+# line when stderr is not a terminal, and how long a run may stay unknown after it was started.
+POLL_SECONDS = 0.5
+PLAIN_EVERY_SECONDS = 5.0
+NOT_FOUND_GRACE_SECONDS = 5.0
 
 
 class CliError(Exception):
@@ -90,16 +97,23 @@ def build_parser() -> argparse.ArgumentParser:
     p_numbers = sub.add_parser("numbers", help="list our numbers and the webhook URLs to give each carrier")
     p_numbers.add_argument("--url", default=None, help="local stack base URL")
 
-    p_digest = sub.add_parser("digest", help="run the nightly CRM digest for one day, now")
+    p_digest = sub.add_parser(
+        "digest", help="run the CRM digest of one day now (POST /v1/crm/digest) and follow it to the end"
+    )
     p_digest.add_argument("--day", required=True, help="YYYY-MM-DD")
     p_digest.add_argument("--url", default=None, help="local stack base URL")
+    p_digest.add_argument(
+        "--timeout", type=float, default=600.0, help="seconds to wait for the run to finish (default 600)"
+    )
 
     p_dlq = sub.add_parser("dlq", help="the dead-letter queues: list what sits there, send it back")
     dlq_sub = p_dlq.add_subparsers(dest="dlq_command", required=True, parser_class=_Parser)
     p_dlq_list = dlq_sub.add_parser("list", help="each DLQ's depth and its messages (numbers masked)")
     p_dlq_redrive = dlq_sub.add_parser("redrive", help="move dead letters back to their work queue")
     for p in (p_dlq_list, p_dlq_redrive):
-        p.add_argument("--queue", choices=["inbound", "send", "retry"], action="append", default=None)
+        p.add_argument(
+            "--queue", choices=["inbound", "send", "retry", "digest"], action="append", default=None
+        )
         p.add_argument("--limit", type=int, default=100, help="at most this many per queue (default 100)")
         p.add_argument("--url", default=None, help="local stack base URL (the default target)")
         p.add_argument("--stack-name", default=None, help="a deployed stack (your AWS credentials)")
@@ -227,19 +241,126 @@ def _cmd_numbers(args: argparse.Namespace) -> int:
 
 
 def _cmd_digest(args: argparse.Namespace) -> int:
-    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", args.day):
+    """Start the day's run through the API, as a person or a script would, and wait for its counts:
+    with the digest queue its shards run in parallel, so the POST alone says nothing of the result."""
+    if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", args.day):
         raise CliError(f"--day must be a date like 2024-05-31 (got {args.day!r})", 2)
     try:
         date.fromisoformat(args.day)
     except ValueError as exc:
         raise CliError(f"--day {args.day} is not a real date: {exc}", 2) from exc
+    if not args.timeout > 0:
+        raise CliError(f"--timeout must be more than 0 seconds (got {args.timeout:g})", 2)
     base = (args.url or _default_base()).rstrip("/")
-    response = _post(f"{base}/_local/schedules/Nightly/fire", base, json={"day": args.day}, timeout=300)
-    try:
-        print(json.dumps(response.json(), indent=2, sort_keys=True))
-    except ValueError:
-        print(response.text)
+    try:  # the token must outlive the polling
+        token = issue_dev_token(
+            "parley-cli", "default", secret=dev_jwt_secret(), ttl_seconds=int(args.timeout) + 120
+        )
+    except DevTokenError as exc:
+        raise CliError(str(exc), 2) from exc
+    headers = {"Authorization": f"Bearer {token}"}
+    # without a digest queue the stack runs the whole day within this request
+    _post(f"{base}/v1/crm/digest", base, json={"day": args.day}, headers=headers, timeout=args.timeout)
+    run = _follow_digest(base, args.day, headers, timeout=args.timeout, out=sys.stderr)
+    counts = _counts(run)
+    print(json.dumps({"day": args.day, **counts}, indent=2, sort_keys=True))
+    failed = int(counts.get("failed", 0) or 0)
+    if failed:
+        failures = run.get("failures") or []
+        first = failures[0].get("reason") if failures and isinstance(failures[0], dict) else None
+        raise CliError(
+            f"{failed} record(s) failed to reach the CRM"
+            + (f" (first: {first})" if first else "")
+            + f"; each is listed in GET {base}/v1/crm/digest/{args.day} (the first 20) and in the "
+            "digest function's log (the `make dev` output)"
+        )
     return 0
+
+
+def _follow_digest(
+    base: str, day: str, headers: dict[str, str], *, timeout: float, out: TextIO
+) -> dict[str, Any]:
+    """Poll the run until it is finished: a bar redrawn in place on a terminal, else a plain line every
+    few seconds (CI logs). Answers the finished run; a run that outlasts `timeout` is a CliError."""
+    url = f"{base}/v1/crm/digest/{day}"
+    tty = out.isatty()
+    started = time.monotonic()
+    deadline = started + timeout
+    last_line = float("-inf")
+    drawn = False
+    try:
+        while True:
+            now = time.monotonic()
+            run = _get_run(url, base, headers, timeout=max(1.0, min(30.0, deadline - now)))
+            now = time.monotonic()
+            if run is None and now - started >= NOT_FOUND_GRACE_SECONDS:
+                raise CliError(f"{url} answered 404: the stack has no digest run for {day}")
+            finished = run is not None and bool(run.get("finished"))
+            if run is not None and tty:
+                out.write(f"\r{_digest_bar(run)} {_digest_progress(run)}\x1b[K")
+                out.flush()
+                drawn = True
+            elif run is not None and (finished or now - last_line >= PLAIN_EVERY_SECONDS):
+                print(f"digest {day}: {_digest_progress(run)}", file=out, flush=True)
+                last_line = now
+            if finished:
+                assert run is not None
+                return run
+            if now >= deadline:
+                where = f" ({_digest_progress(run)})" if run is not None else ""
+                raise CliError(
+                    f"the digest of {day} did not finish within {timeout:g} s{where}; it goes on in the "
+                    f"stack: follow it with GET {url}"
+                )
+            time.sleep(min(POLL_SECONDS, max(0.0, deadline - now)))
+    finally:
+        if drawn:
+            out.write("\n")
+            out.flush()
+
+
+def _get_run(url: str, base: str, headers: dict[str, str], *, timeout: float) -> dict[str, Any] | None:
+    """The run's progress, or None while the stack has none for the day (404)."""
+    try:
+        response = requests.get(url, headers=headers, timeout=timeout)
+    except requests.ConnectionError as exc:
+        raise CliError(f"can't reach the local stack at {base} — is `make dev` running?") from exc
+    except requests.Timeout as exc:
+        raise CliError(f"the local stack at {base} did not answer in time") from exc
+    if response.status_code == 404:
+        return None
+    if response.status_code >= 400:
+        raise CliError(f"{url} answered {response.status_code}: {_reason(response)}")
+    try:
+        run = response.json()
+    except ValueError as exc:
+        raise CliError(f"{url} answered {response.status_code} without JSON") from exc
+    if not isinstance(run, dict):
+        raise CliError(f"{url} answered {response.status_code} with {type(run).__name__}, not an object")
+    return run
+
+
+def _counts(run: dict[str, Any]) -> dict[str, Any]:
+    counts = run.get("counts")
+    return counts if isinstance(counts, dict) else {}
+
+
+def _digest_progress(run: dict[str, Any]) -> str:
+    counts = _counts(run)
+    posted = int(counts.get("created", 0) or 0) + int(counts.get("updated", 0) or 0)
+    failed = int(counts.get("failed", 0) or 0)
+    text = (
+        f"{run.get('shards_done', 0)}/{run.get('shards', 0)} shards, "
+        f"{counts.get('conversations', 0)} conversations, {posted} records posted"
+    )
+    return text + (f", {failed} failed" if failed else "")
+
+
+def _digest_bar(run: dict[str, Any], width: int = 24) -> str:
+    shards = max(int(run.get("shards", 0) or 0), 1)
+    done = min(max(int(run.get("shards_done", 0) or 0), 0), shards)  # a redelivered job may count twice
+    filled = width * done // shards
+    return "[" + "#" * filled + "." * (width - filled) + "]"
 
 
 def _cmd_dlq(args: argparse.Namespace) -> int:

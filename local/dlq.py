@@ -4,8 +4,9 @@ Against the local stack the queue URLs come from `/_local/resources` and SQS is 
 `/_local/health`); against a deployed stack (`--stack-name`) from the stack's CloudFormation outputs
 (`InboundDLQUrl`, `InboundQueueUrl`, ...), with the caller's own AWS credentials.
 
-The sweep (RetryFunction, every minute) drains the DLQs into failed messages, so deployed they are
-usually empty; what is listed here is what no sweep has recorded yet.
+The sweep (RetryFunction, every minute) drains the inbound, send and retry DLQs into failed messages,
+so deployed they are usually empty; what is listed there is what no sweep has recorded yet. The
+digest's DLQ holds days the CRM kept refusing: they wait there to be redriven once the CRM is fixed.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ import requests
 
 from parley.redact import mask
 
-QUEUES = ("inbound", "send", "retry")
-_LOGICAL = {"inbound": "Inbound", "send": "Send", "retry": "Retry"}
+QUEUES = ("inbound", "send", "retry", "digest")
+_LOGICAL = {"inbound": "Inbound", "send": "Send", "retry": "Retry", "digest": "Digest"}
 _PHONE = re.compile(r"\+?\d{7,15}")
 PEEK_VISIBILITY_SECONDS = 30  # how long a listed or moved letter stays hidden from the sweep
 
@@ -186,6 +187,8 @@ def summary(body: str, width: int = 90) -> str:
     else:
         if isinstance(data, dict) and set(data) == {"message_id"}:
             text = f"job for message {data['message_id']}"
+        elif isinstance(data, dict) and str(data.get("kind", "")).startswith("digest-"):
+            text = f"{data['kind']} job " + json.dumps({k: v for k, v in data.items() if k != "kind"})
         elif isinstance(data, dict) and isinstance(data.get("event"), dict):
             event = data["event"]
             text = f"{event.get('carrier', '?')} {event.get('kind', 'event')} " + json.dumps(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from parley.config import Settings
-from parley.domain.models import ContactRecord, OptOutScope, OurNumber, Template
+from parley.domain.models import AutoLog, ContactRecord, OptOutScope, OurNumber, Template
 from parley.wiring import Container
 
 OUR_NUMBERS = [
@@ -29,6 +29,10 @@ OUR_NUMBERS = [
     OurNumber(number="+14155550160", carrier="twilio", owner="dev", quiet_hours="21:00-08:00"),
     # A known rate of 5 segments a second: `make bench` sends a burst from it (bench/local_burst.py).
     OurNumber(number="+14155550161", carrier="twilio", owner="dev", rate_per_second=5.0),
+    # Auto-log: texts through the first reach the CRM as they come; through the second, only when a
+    # person asks (`POST /v1/crm/log`). The others follow the organisation (nightly).
+    OurNumber(number="+14155550162", carrier="twilio", owner="dev", auto_log=AutoLog.IMMEDIATE),
+    OurNumber(number="+14155550163", carrier="twilio", owner="dev", auto_log=AutoLog.OFF),
 ]
 
 CONTACTS = [

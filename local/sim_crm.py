@@ -22,6 +22,20 @@ It also stands in for the REST CRMs the digest can use instead (`parley.crm.sale
     POST   /crm/v3/objects/notes, PATCH /crm/v3/objects/notes/{id}   201 created / 200 updated
     PATCH  /api/data/v9.2/{entity_set}({key}='{external_id}')      Dynamics: 201 / 200 (representation)
                                                                     or 204 with OData-EntityId
+
+The other direction, the records Parley syncs in (`parley.services.record_sync`): the simulator keeps
+people (contacts and leads) that tests put in, and answers each CRM's change query from them:
+    POST   /_people                         {"name", "first_name", "last_name", "phones": [...], "type",
+                                            "owner", "team", "active", "updated_at"?} → 201 with its id in
+                                            every CRM's format ("ids")
+    PATCH  /_people/{id}, DELETE /_people/{id}   change it / delete it (deleted: inactive everywhere)
+    GET    /_people                         {"people": [...]}
+    GET    /records/changes?since=&cursor=  our webhook protocol (signed over the query string)
+    GET    /services/data/vXX.X/queryAll?q=SELECT ... FROM Contact|Lead [WHERE LastModifiedDate > t]
+           (and /query, without the deleted), paged by Sforce-Query-Options batchSize / nextRecordsUrl
+    POST   /crm/v3/objects/contacts/search  HubSpot: GT on lastmodifieddate, ascending, limit / after
+    GET    /api/data/v9.2/contacts?$filter=modifiedon gt t   Dynamics: Prefer odata.maxpagesize, nextLink
+Salesforce and Dynamics keep whole seconds, as they do; HubSpot and the webhook milliseconds.
 """
 
 from __future__ import annotations
@@ -35,6 +49,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
@@ -51,6 +66,19 @@ FAULT_KINDS = {"500": 500, "429": 429}
 _URLS = Map(
     [
         Rule("/records", endpoint="records", methods=["GET", "DELETE"]),
+        Rule("/records/changes", endpoint="changes", methods=["GET"]),
+        Rule("/_people", endpoint="people", methods=["GET", "POST"]),
+        Rule("/_people/<person_id>", endpoint="person", methods=["PATCH", "DELETE"]),
+        Rule(
+            "/services/data/<version>/<any(query, queryAll):resource>", endpoint="sf_query", methods=["GET"]
+        ),
+        Rule(
+            "/services/data/<version>/<any(query, queryAll):resource>/<locator>",
+            endpoint="sf_query_more",
+            methods=["GET"],
+        ),
+        Rule("/crm/v3/objects/contacts/search", endpoint="hs_contacts", methods=["POST"]),
+        Rule("/api/data/v9.2/contacts", endpoint="dyn_contacts", methods=["GET"]),
         Rule("/records/<path:external_id>", endpoint="record", methods=["GET", "PUT"]),
         Rule("/_faults", endpoint="faults", methods=["GET", "POST", "DELETE"]),
         Rule("/services/oauth2/token", endpoint="sf_token", methods=["POST"]),
@@ -90,6 +118,8 @@ class SimulatedCrm:
         self._lock = threading.Lock()
         self._records: dict[str, dict[str, Any]] = {}
         self._faults: list[dict[str, Any]] = []
+        self._people: dict[str, dict[str, Any]] = {}
+        self._locators: dict[str, list[dict[str, Any]]] = {}  # Salesforce query locators: rows left
 
     # --- Python API ---------------------------------------------------------------------------
 
@@ -107,6 +137,77 @@ class SimulatedCrm:
         with self._lock:
             self._records.clear()
             self._faults.clear()
+            self._people.clear()
+            self._locators.clear()
+
+    def add_person(self, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """Put a contact (or a lead: ``"type": "lead"``) in the CRM; its id in each CRM's format."""
+        kind = str(fields.get("type") or "contact")
+        if kind not in ("contact", "account", "opportunity", "lead"):
+            raise ValueError(f"unknown type {kind!r}")
+        phones = fields.get("phones") or []
+        if not isinstance(phones, list) or not all(isinstance(p, str) for p in phones):
+            raise ValueError("phones must be a list of strings")
+        n = uuid.uuid4()
+        person: dict[str, Any] = {
+            "id": f"P{n.hex[:12]}",
+            "ids": {
+                "salesforce": ("00Q" if kind == "lead" else "003") + n.hex[:15].upper(),
+                "hubspot": str(n.int % 10**11),
+                "dynamics": str(n),
+                "webhook": f"P{n.hex[:12]}",
+            },
+            "type": kind,
+            "name": "",
+            "first_name": None,
+            "last_name": None,
+            "phones": [],
+            "owner": None,
+            "team": None,
+            "active": True,
+            "deleted": False,
+        }
+        return self._change(person, fields)
+
+    def update_person(self, person_id: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            found = self._people.get(person_id)
+        if found is None:
+            raise KeyError(person_id)
+        return self._change(dict(found), fields)
+
+    def _change(self, person: dict[str, Any], fields: Mapping[str, Any]) -> dict[str, Any]:
+        for key in ("name", "first_name", "last_name", "phones", "owner", "team", "active", "deleted"):
+            if key in fields:
+                person[key] = fields[key]
+        if not person["name"]:
+            person["name"] = " ".join(p for p in (person["first_name"], person["last_name"]) if p)
+        at = fields.get("updated_at")
+        person["updated_at"] = _parse_time(at) if isinstance(at, str) else datetime.now(UTC)
+        with self._lock:
+            self._people.pop(person["id"], None)  # re-inserted last: dicts keep change order
+            self._people[person["id"]] = person
+        return _person_json(person)
+
+    def people(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [_person_json(p) for p in self._people.values()]
+
+    def _changed(
+        self, since: datetime | None, *, seconds: bool, kinds: tuple[str, ...]
+    ) -> list[dict[str, Any]]:
+        """People of those kinds changed after `since`, oldest change first (a CRM's clock precision)."""
+        with self._lock:
+            people = [dict(p) for p in self._people.values() if p["type"] in kinds]
+        for p in people:
+            if seconds:
+                p["updated_at"] = p["updated_at"].replace(microsecond=0)
+            else:
+                p["updated_at"] = p["updated_at"].replace(
+                    microsecond=p["updated_at"].microsecond // 1000 * 1000
+                )
+        changed = [p for p in people if since is None or p["updated_at"] > since]
+        return sorted(changed, key=lambda p: p["updated_at"])
 
     def add_fault(self, kind: str, count: int = 1) -> dict[str, Any]:
         """Make the next `count` correctly signed upserts fail with HTTP `kind`."""
@@ -189,6 +290,10 @@ class SimulatedCrm:
                 self.reset()
                 return Response(status=204)
             return _json({"records": self.records()})
+        if endpoint in ("people", "person"):
+            return self._people_endpoint(request, args.get("person_id"))
+        if endpoint == "changes":
+            return self._webhook_changes(request)
         if endpoint in _API_ENDPOINTS:
             return self._api(request, endpoint, args)
         if endpoint == "record":
@@ -241,12 +346,32 @@ class SimulatedCrm:
             )
         if request.headers.get("Authorization", "") != f"Bearer {self._token}":
             return _api_error(api, 401, "INVALID_SESSION_ID", "Session expired or invalid")
+        if endpoint in _QUERY_ENDPOINTS:
+            fault = self._take_fault()
+            if fault is not None:
+                response = _api_error(api, fault, "SIMULATED_FAULT", f"simulated {fault} fault")
+                if fault == 429:
+                    response.headers["Retry-After"] = "1"
+                return response
+            if endpoint == "sf_query":
+                return self._salesforce_query(request, str(args["version"]), str(args["resource"]))
+            if endpoint == "sf_query_more":
+                return self._salesforce_more(
+                    str(args["version"]), str(args["resource"]), str(args["locator"])
+                )
+            if endpoint == "dyn_contacts":
+                return self._dynamics_contacts(request)
         try:
             body = json.loads(request.get_data(cache=False) or b"null")
         except ValueError:
             return _api_error(api, 400, "JSON_PARSER_ERROR", "the body is not JSON")
         if not isinstance(body, dict):
             return _api_error(api, 400, "JSON_PARSER_ERROR", "the body must be a JSON object")
+        if endpoint == "hs_contacts":
+            fault = self._take_fault()
+            if fault is not None:
+                return _api_error(api, fault, "SIMULATED_FAULT", f"simulated {fault} fault")
+            return self._hubspot_contacts(body)
         if endpoint == "hs_search":
             return self._hubspot_search(body)
         fault = self._take_fault()
@@ -328,6 +453,200 @@ class SimulatedCrm:
         response.headers["OData-Version"] = "4.0"
         return response
 
+    # --- records changed, for Parley's record sync -----------------------------------------------------
+
+    def _people_endpoint(self, request: Request, person_id: str | None) -> Response:
+        if request.method == "GET":
+            return _json({"people": self.people()})
+        if request.method == "DELETE":
+            try:
+                return _json(self.update_person(str(person_id), {"deleted": True}))
+            except KeyError:
+                raise NotFound(f"no person {person_id!r}") from None
+        try:
+            data = json.loads(request.get_data(cache=False) or b"null")
+        except ValueError:
+            return _json({"reason": "body is not valid JSON"}, 400)
+        if not isinstance(data, dict):
+            return _json({"reason": "expected a JSON object"}, 400)
+        try:
+            if person_id is None:
+                return _json(self.add_person(data), 201)
+            return _json(self.update_person(person_id, data))
+        except KeyError:
+            raise NotFound(f"no person {person_id!r}") from None
+        except ValueError as exc:
+            return _json({"reason": str(exc)}, 400)
+
+    def _webhook_changes(self, request: Request) -> Response:
+        timestamp = request.headers.get(TIMESTAMP_HEADER, "")
+        signature = request.headers.get(SIGNATURE_HEADER, "")
+        if not verify(self._secret, timestamp, request.query_string, signature, tolerance=self._tolerance):
+            return _json({"reason": "signature does not match"}, 401)
+        fault = self._take_fault()
+        if fault is not None:
+            return _json({"reason": f"simulated {fault} fault"}, fault)
+        since_text = request.args.get("since")
+        since = _parse_time(since_text) if since_text else None
+        changed = self._changed(since, seconds=False, kinds=("contact", "account", "opportunity", "lead"))
+        start = int(request.args.get("cursor") or 0)
+        page = changed[start : start + _WEBHOOK_PAGE]
+        records = [
+            {
+                "crm_id": p["ids"]["webhook"],
+                "type": p["type"],
+                "name": p["name"],
+                "first_name": p["first_name"],
+                "last_name": p["last_name"],
+                "phones": p["phones"],
+                "owner": p["owner"],
+                "team": p["team"],
+                "active": p["active"] and not p["deleted"],
+                "updated_at": _iso_ms(p["updated_at"]),
+            }
+            for p in page
+        ]
+        more = start + _WEBHOOK_PAGE < len(changed)
+        return _json({"records": records, "cursor": str(start + _WEBHOOK_PAGE) if more else None})
+
+    def _salesforce_query(self, request: Request, version: str, resource: str) -> Response:
+        soql = request.args.get("q", "")
+        match = _SOQL.match(soql)
+        if match is None:
+            return _api_error("salesforce", 400, "MALFORMED_QUERY", f"the simulator can't read: {soql}")
+        sobject = match["sobject"]
+        since = _parse_time(match["since"]) if match["since"] else None
+        rows = []
+        for p in self._changed(since, seconds=True, kinds=("lead",) if sobject == "Lead" else ("contact",)):
+            if p["deleted"] and resource == "query":
+                continue  # only queryAll shows the recycle bin
+            phones = list(p["phones"])
+            row = {
+                "attributes": {
+                    "type": sobject,
+                    "url": f"/services/data/{version}/sobjects/{sobject}/{p['ids']['salesforce']}",
+                },
+                "Id": p["ids"]["salesforce"],
+                "Name": p["name"],
+                "FirstName": p["first_name"],
+                "LastName": p["last_name"],
+                "MobilePhone": phones[0] if phones else None,
+                "Phone": phones[1] if len(phones) > 1 else None,
+                "OwnerId": p["owner"],
+                "LastModifiedDate": p["updated_at"].strftime("%Y-%m-%dT%H:%M:%S.000+0000"),
+                "IsDeleted": p["deleted"],
+            }
+            if sobject == "Lead":
+                row["IsConverted"] = not p["active"]
+            rows.append(row)
+        options = request.headers.get("Sforce-Query-Options", "")
+        size = int(options.split("batchSize=", 1)[1]) if "batchSize=" in options else 2000
+        return self._salesforce_batch(version, resource, rows, len(rows), max(200, min(size, 2000)))
+
+    def _salesforce_batch(
+        self, version: str, resource: str, rows: list[dict[str, Any]], total: int, size: int
+    ) -> Response:
+        batch, rest = rows[:size], rows[size:]
+        body: dict[str, Any] = {"totalSize": total, "done": not rest, "records": batch}
+        if rest:
+            locator = f"01g{uuid.uuid4().hex[:15].upper()}-{size}"
+            with self._lock:
+                self._locators[locator] = rest
+            body["nextRecordsUrl"] = f"/services/data/{version}/{resource}/{locator}"
+        return _json(body)
+
+    def _salesforce_more(self, version: str, resource: str, locator: str) -> Response:
+        with self._lock:
+            rest = self._locators.pop(locator, None)
+        if rest is None:
+            return _api_error("salesforce", 400, "INVALID_QUERY_LOCATOR", "invalid query locator")
+        size = int(locator.rsplit("-", 1)[1])
+        return self._salesforce_batch(version, resource, rest, len(rest), size)
+
+    def _hubspot_contacts(self, body: dict[str, Any]) -> Response:
+        since = None
+        for group in body.get("filterGroups") or []:
+            for condition in group.get("filters") or []:
+                if condition.get("propertyName") != "lastmodifieddate" or condition.get("operator") != "GT":
+                    return _api_error("hubspot", 400, "VALIDATION_ERROR", "the simulator supports GT only")
+                since = datetime.fromtimestamp(int(condition["value"]) / 1000, UTC)
+        changed = [p for p in self._changed(since, seconds=False, kinds=("contact",)) if not p["deleted"]]
+        limit = min(int(body.get("limit") or 10), 200)
+        start = int(body.get("after") or 0)
+        if start >= 10_000:
+            return _api_error("hubspot", 400, "VALIDATION_ERROR", "paging past 10000 results")
+        results = []
+        for p in changed[start : start + limit]:
+            phones = list(p["phones"])
+            results.append(
+                {
+                    "id": p["ids"]["hubspot"],
+                    "properties": {
+                        "firstname": p["first_name"],
+                        "lastname": p["last_name"],
+                        "mobilephone": phones[0] if phones else None,
+                        "phone": phones[1] if len(phones) > 1 else None,
+                        "hubspot_owner_id": p["owner"],
+                        "lastmodifieddate": _iso_ms(p["updated_at"]),
+                        "hs_object_id": p["ids"]["hubspot"],
+                    },
+                    "createdAt": _iso_ms(p["updated_at"]),
+                    "updatedAt": _iso_ms(p["updated_at"]),
+                    "archived": False,
+                }
+            )
+        answer: dict[str, Any] = {"total": len(changed), "results": results}
+        if start + limit < len(changed):
+            answer["paging"] = {"next": {"after": str(start + limit), "link": f"?after={start + limit}"}}
+        return _json(answer)
+
+    def _dynamics_contacts(self, request: Request) -> Response:
+        since = None
+        condition = request.args.get("$filter", "")
+        if condition:
+            match = _ODATA_SINCE.fullmatch(condition.strip())
+            if match is None:
+                return _api_error(
+                    "dynamics", 400, "0x80060888", f"the simulator can't read $filter={condition}"
+                )
+            since = _parse_time(match[1])
+        changed = self._changed(since, seconds=True, kinds=("contact",))
+        prefer = request.headers.get("Prefer", "")
+        size = (
+            int(prefer.split("odata.maxpagesize=", 1)[1].split(",")[0]) if "maxpagesize=" in prefer else 5000
+        )
+        start = int(request.args.get("$skiptoken") or 0)
+        rows = []
+        for p in changed[start : start + size]:
+            phones = list(p["phones"])
+            rows.append(
+                {
+                    "@odata.etag": f'W/"{int(p["updated_at"].timestamp())}"',
+                    "contactid": p["ids"]["dynamics"],
+                    "fullname": p["name"],
+                    "firstname": p["first_name"],
+                    "lastname": p["last_name"],
+                    "mobilephone": phones[0] if phones else None,
+                    "telephone1": phones[1] if len(phones) > 1 else None,
+                    "telephone2": phones[2] if len(phones) > 2 else None,
+                    "_ownerid_value": p["owner"],
+                    "modifiedon": p["updated_at"].strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "statecode": 1 if p["deleted"] or not p["active"] else 0,
+                }
+            )
+        base = request.base_url
+        answer: dict[str, Any] = {
+            "@odata.context": f"{base.split('/api/data/')[0]}/api/data/v9.2/$metadata#contacts",
+            "value": rows,
+        }
+        if start + size < len(changed):
+            kept = [(k, v) for k, v in request.args.items(multi=True) if k != "$skiptoken"]
+            query = "&".join(f"{k}={quote(v, safe=',:')}" for k, v in kept)
+            answer["@odata.nextLink"] = f"{base}?{query}&$skiptoken={start + size}"
+        response = _json(answer)
+        response.headers["Preference-Applied"] = f"odata.maxpagesize={size}"
+        return response
+
     def _faults_endpoint(self, request: Request) -> Response:
         if request.method == "GET":
             return _json({"faults": self.faults()})
@@ -348,6 +667,10 @@ class SimulatedCrm:
 
 
 _API_ENDPOINTS = {
+    "sf_query": "salesforce",
+    "sf_query_more": "salesforce",
+    "hs_contacts": "hubspot",
+    "dyn_contacts": "dynamics",
     "sf_token": "salesforce",
     "sf_task": "salesforce",
     "hs_search": "hubspot",
@@ -355,6 +678,32 @@ _API_ENDPOINTS = {
     "hs_update": "hubspot",
     "dyn_row": "dynamics",
 }
+
+_QUERY_ENDPOINTS = ("sf_query", "sf_query_more", "dyn_contacts")
+_WEBHOOK_PAGE = 100
+_SOQL = re.compile(
+    r"^SELECT .+ FROM (?P<sobject>Contact|Lead)(?: WHERE LastModifiedDate > (?P<since>\S+))?"
+    r" ORDER BY LastModifiedDate ASC$"
+)
+_ODATA_SINCE = re.compile(r"modifiedon gt (\S+)")
+
+
+def _parse_time(text: str) -> datetime:
+    at = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def _iso_ms(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _person_json(person: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **person,
+        "ids": dict(person["ids"]),
+        "phones": list(person["phones"]),
+        "updated_at": _iso_ms(person["updated_at"]),
+    }
 
 
 def _new_id(api: str) -> str:

@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from parley.adapters.dynamo import day_of, iso, shard_of
+from parley.adapters.dynamo import iso, shard_of
 from parley.carriers.base import (
     Carrier,
     FailureKind,
@@ -46,6 +46,7 @@ from parley.domain.models import (
     OurNumber,
     StatusUpdate,
     Template,
+    day_of,
 )
 from parley.domain.rate import BucketState
 from parley.domain.rate import reserve as reserve_tokens
@@ -53,6 +54,7 @@ from parley.domain.retry import RetryPolicy
 from parley.domain.status import view_for
 from parley.edge import WebhookIntake
 from parley.ports import (
+    AutoLogSettings,
     Clock,
     ConflictEntry,
     ConflictError,
@@ -65,6 +67,8 @@ from parley.ports import (
     DeadLetterQueue,
     DigestEntry,
     DigestRepository,
+    DigestRun,
+    DigestRunRepository,
     EventPublisher,
     JobQueue,
     MediaStore,
@@ -74,10 +78,13 @@ from parley.ports import (
     OptOutRepository,
     Page,
     RateLimiter,
+    SyncState,
+    SyncStateRepository,
     TemplateRepository,
 )
 from parley.services.dead_letters import DeadLetterService
 from parley.services.digest import DigestService
+from parley.services.digest_jobs import DigestJobs
 from parley.services.inbound import InboundProcessor, ReceiptStore
 from parley.services.resend import ResendService
 from parley.services.sending import SendService
@@ -210,6 +217,7 @@ class InMemoryMessages:
         self._tz = org_timezone
         self._shards = shards
         self._conflicts = 0
+        self.day_pages: list[tuple[str, int, str | None]] = []  # each page of the day index read
 
     def inject_conflicts(self, count: int) -> None:
         self._conflicts = count
@@ -275,11 +283,30 @@ class InMemoryMessages:
         items, next_cursor = _page_after(ordered, lambda m: [m.message_id], limit, cursor)
         return Page([m.model_copy(deep=True) for m in items], next_cursor)
 
-    def list_for_day(self, day: str, shard: int) -> Iterable[Message]:
+    def _day(self, day: str, shard: int) -> list[Message]:
+        return sorted(
+            (
+                m
+                for m in self.items.values()
+                if day_of(m.created_at, self._tz) == day
+                and shard_of(m.customer_number, self._shards) == shard
+            ),
+            key=lambda m: (m.customer_number, m.created_at, m.message_id),
+        )
+
+    def day_conversations(
+        self, day: str, shard: int, *, after: str | None, limit: int
+    ) -> tuple[list[str], str | None]:
+        numbers = list(dict.fromkeys(m.customer_number for m in self._day(day, shard)))
+        if after is not None:
+            numbers = [n for n in numbers if n > after]
+        self.day_pages.append((day, shard, after))
+        return numbers[:limit], (numbers[limit - 1] if len(numbers) > limit else None)
+
+    def list_conversation_day(self, customer_number: str, day: str) -> list[Message]:
+        shard = shard_of(customer_number, self._shards)
         return [
-            m.model_copy(deep=True)
-            for m in sorted(self.items.values(), key=lambda m: (m.created_at, m.message_id))
-            if day_of(m.created_at, self._tz) == day and shard_of(m.customer_number, self._shards) == shard
+            m.model_copy(deep=True) for m in self._day(day, shard) if m.customer_number == customer_number
         ]
 
 
@@ -414,6 +441,44 @@ class InMemoryDigests:
 
     def save(self, entry: DigestEntry) -> None:
         self.items[entry.digest_key] = entry
+
+
+class InMemoryDigestRuns:
+    def __init__(self) -> None:
+        self.items: dict[str, DigestRun] = {}
+
+    def start(self, day: str, shards: int, at: datetime) -> DigestRun:
+        self.items[day] = DigestRun(day=day, shards=shards, started_at=at)
+        return self.items[day]
+
+    def record(
+        self, day: str, counts: dict[str, int], failures: list[dict[str, str]], *, shard_done: bool
+    ) -> None:
+        run = self.items.get(day) or DigestRun(day=day, shards=0, started_at=None)
+        merged = {k: run.counts.get(k, 0) + counts.get(k, 0) for k in {*run.counts, *counts}}
+        self.items[day] = replace(
+            run,
+            shards_done=run.shards_done + int(shard_done),
+            counts=merged,
+            failures=(run.failures + tuple(failures))[:20],
+        )
+
+    def get(self, day: str) -> DigestRun | None:
+        return self.items.get(day)
+
+
+class InMemoryAutoLogSettings:
+    def __init__(self) -> None:
+        self.users: dict[str, str] = {}
+
+    def get_user(self, user: str) -> str | None:
+        return self.users.get(user)
+
+    def set_user(self, user: str, mode: str | None) -> None:
+        if mode is None:
+            self.users.pop(user, None)
+        else:
+            self.users[user] = mode
 
 
 class InMemoryConflicts:
@@ -655,10 +720,12 @@ class FakeCrm:
         self.records: dict[str, dict[str, Any]] = {}
         self.versions: dict[str, int] = {}
         self.calls: list[tuple[str, dict[str, Any]]] = []
-        self.failing: dict[str, str] = {}  # external id -> reason
+        self.failing: dict[str, tuple[str, bool]] = {}  # external id -> (reason, transient)
 
-    def fail(self, external_id: str, reason: str = "CRM answered 503: unavailable") -> None:
-        self.failing[external_id] = reason
+    def fail(
+        self, external_id: str, reason: str = "CRM answered 503: unavailable", *, transient: bool = True
+    ) -> None:
+        self.failing[external_id] = (reason, transient)
 
     def recover(self, external_id: str) -> None:
         self.failing.pop(external_id, None)
@@ -666,7 +733,8 @@ class FakeCrm:
     def upsert(self, external_id: str, payload: dict[str, Any]) -> CrmUpsertResult:
         self.calls.append((external_id, payload))
         if external_id in self.failing:
-            raise CrmError(self.failing[external_id], transient=True, status_code=503)
+            reason, transient = self.failing[external_id]
+            raise CrmError(reason, transient=transient, status_code=503 if transient else 400)
         created = external_id not in self.records
         if created or self.records[external_id] != payload:
             self.versions[external_id] = self.versions.get(external_id, 0) + 1
@@ -693,6 +761,11 @@ class World:
     templates: InMemoryTemplates = field(default_factory=InMemoryTemplates)
     digests: InMemoryDigests = field(default_factory=InMemoryDigests)
     conflicts: InMemoryConflicts = field(default_factory=InMemoryConflicts)
+    digest_runs: InMemoryDigestRuns = field(default_factory=InMemoryDigestRuns)
+    auto_log: InMemoryAutoLogSettings = field(default_factory=InMemoryAutoLogSettings)
+    digest_queue: RecordingQueue = field(default_factory=RecordingQueue)
+    digest_page_size: int = 200
+    metrics: list[tuple[str, int]] = field(default_factory=list)
     inbound_queue: RecordingQueue = field(default_factory=RecordingQueue)
     send_queue: RecordingQueue = field(default_factory=RecordingQueue)
     retry_queue: RecordingQueue = field(default_factory=RecordingQueue)
@@ -805,6 +878,20 @@ class World:
             conversations=self.conversations,
             conflicts=self.conflicts,
             linker=self.conversations,
+            runs=self.digest_runs,
+            jobs=self.digest_queue,
+            numbers=self.numbers,
+            auto_log=self.auto_log,
+            page_size=self.digest_page_size,
+        )
+
+    def digest_jobs(self, *, queued: bool = True, lookback_days: int = 2) -> DigestJobs:
+        return DigestJobs(
+            self.digest(),
+            self.digest_queue if queued else None,
+            timezone="UTC",
+            lookback_days=lookback_days,
+            count=lambda name, n: self.metrics.append((name, n)),
         )
 
 
@@ -820,6 +907,8 @@ _contacts: ContactRepository = InMemoryContacts()
 _templates: TemplateRepository = InMemoryTemplates()
 _digests: DigestRepository = InMemoryDigests()
 _conflicts: ConflictRepository = InMemoryConflicts()
+_digest_runs: DigestRunRepository = InMemoryDigestRuns()
+_auto_log: AutoLogSettings = InMemoryAutoLogSettings()
 _linker: ConversationLinker = InMemoryConversations()
 _queue: JobQueue = RecordingQueue()
 _rate_limiter: RateLimiter = InMemoryRateLimiter()
@@ -833,3 +922,35 @@ _media_source: MediaSource = FakeMediaCarrier()
 _media_store: MediaStore = InMemoryMediaStore()
 _crm: Crm = FakeCrm()
 _dead_letter_queue: DeadLetterQueue = FakeDeadLetterQueue()
+
+
+# -- record sync ------------------------------------------------------------------------------------
+
+
+class InMemorySyncStates:
+    def __init__(self) -> None:
+        self.items: dict[str, SyncState] = {}
+        self.saves: list[tuple[str, SyncState]] = []  # every save, in order
+
+    def get(self, crm: str) -> SyncState:
+        return self.items.get(crm, SyncState())
+
+    def save(self, crm: str, state: SyncState) -> None:
+        self.items[crm] = state
+        self.saves.append((crm, state))
+
+
+class CountingContacts(InMemoryContacts):
+    """InMemoryContacts that counts writes, so a test can see an unchanged record written nothing."""
+
+    def __init__(self, *contacts: ContactRecord) -> None:
+        super().__init__(*contacts)
+        self.writes: list[str] = []
+
+    def save(self, contact: ContactRecord) -> None:
+        self.writes.append(contact.contact_id)
+        super().save(contact)
+
+
+_sync_states: SyncStateRepository = InMemorySyncStates()
+_counting_contacts: ContactRepository = CountingContacts()

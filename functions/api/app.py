@@ -1,11 +1,14 @@
-"""The inbox API (`/v1/*`, JWT-authenticated at the gateway): conversations, messages, send, preview."""
+"""The inbox API (`/v1/*`, JWT-authenticated at the gateway): conversations, messages, send, preview,
+and the CRM digest (runs, one conversation's day, auto-log, conflicts)."""
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
@@ -15,13 +18,16 @@ from pynamodb.exceptions import PynamoDBException
 
 from parley.adapters.dynamo import InvalidCursor
 from parley.carriers.registry import webhook_paths
+from parley.clock import utc_now
 from parley.domain.ids import new_request_key
-from parley.domain.models import SendRequest
-from parley.domain.phone import normalize_e164
+from parley.domain.models import AutoLog, SendRequest, effective_auto_log
+from parley.domain.phone import InvalidPhoneNumber, normalize_e164
 from parley.openapi import openapi_json
-from parley.ports import ConflictEntry
-from parley.services.digest import ConflictAlreadyResolved, ConflictNotFound, ConflictPostFailed
+from parley.ports import ConflictEntry, DigestRun
+from parley.services.digest import COUNTS, ConflictAlreadyResolved, ConflictNotFound
+from parley.services.digest import conflict_id as held_conflict_id
 from parley.services.inbox import NotFound, preview
+from parley.services.records import NewRecord, RecordDraft, RecordExists, RecordNotFound
 from parley.services.resend import MAX_BATCH, FailedFilter
 from parley.services.sending import NotCancellable, NotResendable, SendRejected
 from parley.services.templates import TemplateDraft, TemplateNotFound
@@ -133,6 +139,36 @@ def delete_template(template_id: str) -> Response[str]:
     user, _ = _caller()
     container().template_service.delete(template_id, user)
     return Response(204, "application/json", "")
+
+
+@app.post("/v1/records")
+def create_record() -> Response[str]:
+    user, team = _caller()
+    draft = NewRecord.model_validate(_body())
+    return _json(201, container().records.create(draft, team=team, user=user).model_dump(mode="json"))
+
+
+@app.get("/v1/records")
+def find_records() -> Response[str]:
+    _, team = _caller()
+    phone = app.current_event.get_query_string_value("phone")
+    if not phone:
+        raise ValueError("'phone' is required: records are found by one of their numbers")
+    found = container().records.find(phone, team=team)
+    return _json(200, {"records": [r.model_dump(mode="json") for r in found]})
+
+
+@app.get("/v1/records/<record_id>")
+def get_record(record_id: str) -> Response[str]:
+    _, team = _caller()
+    return _json(200, container().records.get(record_id, team=team).model_dump(mode="json"))
+
+
+@app.put("/v1/records/<record_id>")
+def update_record(record_id: str) -> Response[str]:
+    _, team = _caller()
+    draft = RecordDraft.model_validate(_body())
+    return _json(200, container().records.update(record_id, draft, team=team).model_dump(mode="json"))
 
 
 @app.get("/v1/numbers")
@@ -269,8 +305,157 @@ def resolve_crm_conflict(conflict_id: str) -> Response[str]:
     record_id = _body().get("record_id")
     if not isinstance(record_id, str) or not record_id:
         raise ValueError("'record_id' is required: the id of one of the conflict's candidate records")
-    entry = container().digest.resolve(conflict_id, record_id, user=user or "someone", team=team)
-    return _json(200, _conflict(entry))
+    outcome = container().digest.resolve(conflict_id, record_id, user=user or "someone", team=team)
+    # 202: the choice is saved and the day waits on the digest queue, retried until the CRM takes it
+    body = {**_conflict(outcome.conflict), "logged": outcome.logged, "error": outcome.error}
+    return _json(200 if outcome.logged else 202, body)
+
+
+# -- the CRM digest: runs, one conversation's day, auto-log ------------------------------------------
+
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _only(data: dict[str, Any], *allowed: str) -> None:
+    """Refuse fields we don't read: a misspelt `our_number` must not change the caller's own setting."""
+    unknown = sorted(set(data) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown field(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(allowed)}")
+
+
+def _day(raw: object) -> date:
+    """A calendar day as YYYY-MM-DD (strictly: `fromisoformat` alone also takes 20240531)."""
+    if not isinstance(raw, str) or not _DAY.fullmatch(raw):
+        raise ValueError(f"'day' must be a date as YYYY-MM-DD, e.g. 2026-05-31, not {raw!r:.40}")
+    try:
+        return date.fromisoformat(raw)
+    except ValueError as exc:
+        raise ValueError(f"'day' {raw} is not a real date ({exc})") from exc
+
+
+def _past_day(raw: object) -> date:
+    """A day that can have texts: up to today in the organisation's time zone, with a day of slack
+    for a caller whose own zone is already on tomorrow."""
+    day = _day(raw)
+    zone = container().settings.org_timezone
+    today = utc_now().astimezone(ZoneInfo(zone)).date()
+    if day > today + timedelta(days=1):
+        raise ValueError(f"'day' {day} is in the future: it is {today} in {zone}")
+    return day
+
+
+def _run(run: DigestRun) -> dict[str, Any]:
+    started = run.started_at
+    if started is not None and started.tzinfo is None:
+        started = started.replace(tzinfo=UTC)
+    return {
+        "day": run.day,
+        "shards": run.shards,
+        "shards_done": run.shards_done,
+        "finished": run.finished,
+        "started_at": started.isoformat() if started else None,  # None: jobs nobody started
+        "counts": {name: int(run.counts.get(name, 0)) for name in COUNTS},
+        "failures": list(run.failures),
+    }
+
+
+@app.post("/v1/crm/digest")
+def start_crm_digest() -> Response[str]:
+    data = _body()
+    _only(data, "day")
+    day = _past_day(data.get("day"))
+    return _json(202, container().digest_jobs.start([day]))
+
+
+@app.get("/v1/crm/digest/<day>")
+def get_crm_digest(day: str) -> Response[str]:
+    run = container().digest.progress(_day(day))
+    if run is None:
+        raise NotFound(f"no digest run for {day}; start one with POST /v1/crm/digest")
+    return _json(200, _run(run))
+
+
+@app.post("/v1/crm/log")
+def log_crm_day() -> Response[str]:
+    _, team = _caller()
+    data = _body()
+    _only(data, "customer_number", "day")
+    raw = data.get("customer_number")
+    if not isinstance(raw, str):
+        raise ValueError("'customer_number' is required: the customer's number in E.164, e.g. +14155550100")
+    try:
+        number = normalize_e164(raw, require_mobile=False)
+    except InvalidPhoneNumber as exc:
+        raise ValueError(f"'customer_number': {exc}") from exc
+    day = _past_day(data.get("day"))
+    app_container = container()
+    app_container.inbox.conversation(number, team)  # another team's conversation: 404
+    report = app_container.digest.log_day(number, day)
+    if report.conflicts:
+        held = held_conflict_id(number, day.isoformat())
+        reason = (
+            f"several records have {number} and none is linked to the conversation: pick one with "
+            f"POST /v1/crm/conflicts/{held}/resolve, which logs the day"
+        )
+        return _json(409, {"error": reason, "conflict_id": held})
+    if report.failed:
+        # 502: our request was fine and the CRM (upstream) refused it. Nothing is recorded as logged,
+        # so the same request again is safe; no retry is queued: the person asking is the retry.
+        reason = f"the CRM refused the day: {report.failed[0]['reason']}; nothing was logged, ask again"
+        return _json(502, {"error": reason, "report": report.as_dict()})
+    return _json(200, report.as_dict())
+
+
+def _auto_log_state(user: str, team: str) -> dict[str, Any]:
+    app_container = container()
+    default = AutoLog(app_container.settings.auto_log_default)
+    mine = app_container.auto_log_settings.get_user(user) if user else None
+    numbers = sorted((n for n in app_container.numbers.all() if n.team == team), key=lambda n: n.number)
+    return {
+        "default": default.value,
+        "user": mine,
+        "effective_for_user": effective_auto_log([AutoLog(mine) if mine else None], default).value,
+        "numbers": [
+            {"number": n.number, "auto_log": n.auto_log.value if n.auto_log else None} for n in numbers
+        ],
+    }
+
+
+@app.get("/v1/crm/auto-log")
+def get_crm_auto_log() -> Response[str]:
+    user, team = _caller()
+    return _json(200, _auto_log_state(user, team))
+
+
+@app.put("/v1/crm/auto-log")
+def set_crm_auto_log() -> Response[str]:
+    user, team = _caller()
+    data = _body()
+    _only(data, "auto_log", "our_number")
+    choices = "'nightly', 'immediate', 'off', or null to follow the default"
+    if "auto_log" not in data:
+        raise ValueError(f"'auto_log' is required: {choices}")
+    raw, our_number = data["auto_log"], data.get("our_number")
+    if raw is not None and (not isinstance(raw, str) or raw not in {m.value for m in AutoLog}):
+        raise ValueError(f"'auto_log' must be {choices}, not {raw!r:.40}")
+    mode = AutoLog(raw) if raw is not None else None
+    app_container = container()
+    if our_number is None:
+        if not user:
+            raise ValueError("the token has no 'sub', so there is no user to set auto-log for")
+        app_container.auto_log_settings.set_user(user, mode.value if mode else None)
+    else:
+        if not isinstance(our_number, str):
+            raise ValueError("'our_number' must be one of the team's numbers, as a string")
+        try:
+            normalized = normalize_e164(our_number, require_mobile=False)
+        except InvalidPhoneNumber as exc:
+            raise ValueError(f"'our_number': {exc}") from exc
+        number = app_container.numbers.get(normalized)
+        if number is None or number.team != team:
+            raise NotFound(f"no number {normalized} in your team")
+        app_container.numbers.save(number.model_copy(update={"auto_log": mode}))
+    return _json(200, _auto_log_state(user, team))
 
 
 @app.get("/v1/openapi.json")
@@ -306,6 +491,16 @@ def not_resendable(exc: NotResendable) -> Response[str]:
     return _json(409, {"error": str(exc)})
 
 
+@app.exception_handler(RecordNotFound)
+def record_not_found(exc: RecordNotFound) -> Response[str]:
+    return _json(404, {"error": str(exc)})
+
+
+@app.exception_handler(RecordExists)
+def record_exists(exc: RecordExists) -> Response[str]:
+    return _json(409, {"error": str(exc)})
+
+
 @app.exception_handler(TemplateNotFound)
 def template_not_found(exc: TemplateNotFound) -> Response[str]:
     return _json(404, {"error": str(exc)})
@@ -319,11 +514,6 @@ def conflict_not_found(exc: ConflictNotFound) -> Response[str]:
 @app.exception_handler(ConflictAlreadyResolved)
 def conflict_resolved(exc: ConflictAlreadyResolved) -> Response[str]:
     return _json(409, {"error": str(exc)})
-
-
-@app.exception_handler(ConflictPostFailed)
-def conflict_post_failed(exc: ConflictPostFailed) -> Response[str]:
-    return _json(502, {"error": str(exc)})
 
 
 @app.exception_handler(NotFound)

@@ -1,10 +1,12 @@
-"""Nightly CRM digest (schedule, or on demand with {"day": "YYYY-MM-DD"})."""
+"""The CRM digest: the nightly schedule (or {"day": "YYYY-MM-DD"}) starts runs; the digest queue
+brings their shard jobs, days to log again, and the bus events that auto-log at once. The CrmSync
+schedule ({"sync": "crm"}) pulls the records changed in the CRM into the Contacts table."""
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+import json
+from datetime import date
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from aws_lambda_powertools import Logger
 
@@ -16,9 +18,11 @@ logger = Logger(service="parley")
 
 @logger.inject_lambda_context
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    app = container()
-    if event.get("day"):
-        day = date.fromisoformat(str(event["day"]))
-    else:  # the nightly run logs the day that just ended in the organisation's time zone
-        day = utc_now().astimezone(ZoneInfo(app.settings.org_timezone)).date() - timedelta(days=1)
-    return app.digest.run(day).as_dict()
+    if event.get("sync") == "crm":  # the CrmSync schedule: records changed in the CRM
+        return container().record_sync.run().as_dict()
+    jobs = container().digest_jobs
+    if "Records" in event:
+        retry = jobs.handle(event["Records"], json.loads)
+        return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in retry]}
+    days = [date.fromisoformat(str(event["day"]))] if event.get("day") else jobs.nightly_days(utc_now())
+    return jobs.start(days)

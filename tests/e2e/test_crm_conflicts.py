@@ -65,7 +65,7 @@ def test_a_shared_line_is_held_listed_resolved_and_then_logged_once(stack: Stack
     assert resolved.status_code == 200, resolved.text
     assert (resolved.json()["resolved"], resolved.json()["record_id"]) == (True, "c-max")
     records = _crm_records(stack)
-    assert [r["external_id"] for r in records] == [external_id(SHARED, day)]
+    assert [r["external_id"] for r in records] == [external_id("c-max", day)]
     assert records[0]["payload"]["contact_id"] == "c-max"
     linked = conversation_now(stack)
     assert (linked["contact_id"], linked["conflict_candidates"]) == ("c-max", [])

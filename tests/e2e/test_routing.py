@@ -59,3 +59,19 @@ def test_a_shared_number_is_a_conflict_with_both_candidates(stack: Stack) -> Non
     assert conversation["contact_id"] is None
     assert conversation["conflict_candidates"] == ["c-kim", "c-sam"]
     assert conversation["routing_reason"].startswith("conflict: 2 records tie on every rule")
+
+
+def test_a_record_created_through_the_api_gets_its_number_s_texts(stack: Stack) -> None:
+    created = stack.api(
+        "POST",
+        "/v1/records",
+        json={"record_id": "c-api-ivy", "name": "Ivy Chen", "phones": ["(415) 555-0233"], "owner": "dev"},
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["phones"] == ["+14155550233"]
+
+    conversation = _text(stack, "+14155550233", "Ivy here")
+
+    assert (conversation["contact_id"], conversation["owner"]) == ("c-api-ivy", "dev")
+    found = stack.api("GET", "/v1/records", params={"phone": "+14155550233"})
+    assert [r["contact_id"] for r in found.json()["records"]] == ["c-api-ivy"]  # no lead was made

@@ -31,8 +31,8 @@ OURS = "+15005550006"
 ANA = "+14155550100"
 BO = "+14155550101"
 DAY = T0.date()
-ANA_ID = external_id(ANA, DAY.isoformat())
-BO_ID = external_id(BO, DAY.isoformat())
+ANA_ID = external_id("c1", DAY.isoformat())  # Ana's contact record (below)
+BO_ID = external_id("lead-14155550101", DAY.isoformat())  # the lead made for Bo's unknown number
 
 
 @pytest.fixture(scope="module")

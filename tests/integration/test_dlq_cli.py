@@ -13,7 +13,7 @@ from local import cli
 from local.dlq import summary
 
 REGION = "us-east-1"
-QUEUES = ("Inbound", "Send", "Retry")
+QUEUES = ("Inbound", "Send", "Retry", "Digest")
 TEMPLATE = {
     "Resources": {
         **{f"{q}Queue": {"Type": "AWS::SQS::Queue"} for q in QUEUES},

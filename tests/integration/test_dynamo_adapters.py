@@ -13,8 +13,10 @@ import pytest
 from parley.adapters import aws
 from parley.adapters.aws import EventBridgePublisher, SqsQueue
 from parley.adapters.dynamo import (
+    DynamoAutoLogSettings,
     DynamoContacts,
     DynamoConversations,
+    DynamoDigestRuns,
     DynamoDigests,
     DynamoMessages,
     DynamoNumbers,
@@ -202,6 +204,7 @@ def test_a_message_stored_with_a_full_doc_still_reads(messages: DynamoMessages) 
         customer_number=ANA,
         created_at="2024-05-06T09:00:00.000000Z",
         day_shard="2024-05-06#0",
+        day_order=f"{ANA}#2024-05-06T09:00:00.000000Z",
         status="received",
         version=0,
         doc=full.model_dump(mode="json"),
@@ -324,20 +327,75 @@ def test_a_cursor_for_another_conversation_is_rejected(messages: DynamoMessages)
         messages.list_for_conversation(BO, limit=1, cursor=page.cursor)
 
 
-def test_list_for_day_finds_the_days_messages_across_shards(aws_settings: Settings) -> None:
+def test_the_day_index_lists_each_shard_s_conversations_in_pages(aws_settings: Settings) -> None:
     messages = DynamoMessages(aws_settings)
     shards = aws_settings.digest_shards
-    customers = [f"+1415555010{i}" for i in range(6)]
+    customers = [f"+1415555010{i}" for i in range(8)]
     assert len({shard_of(c, shards) for c in customers}) > 1
     for i, customer in enumerate(customers):
-        insert(messages, msg(f"today-{i}", customer=customer, at=T0 + timedelta(minutes=i)))
+        for minute in range(3):  # several texts each: a conversation counts once
+            insert(messages, msg(f"today-{i}-{minute}", customer=customer, at=T0 + timedelta(minutes=minute)))
         insert(messages, msg(f"yesterday-{i}", customer=customer, at=T0 - timedelta(days=1)))
 
-    found = {m.message_id for s in range(shards) for m in messages.list_for_day("2024-05-06", s)}
+    listed: list[str] = []
+    for shard in range(shards):
+        after: str | None = None
+        pages = 0
+        while True:
+            numbers, after = messages.day_conversations("2024-05-06", shard, after=after, limit=1)
+            pages += 1
+            assert len(numbers) <= 1 and all(shard_of(n, shards) == shard for n in numbers)
+            listed += numbers
+            if after is None:
+                break
+        assert pages >= 1
+    assert sorted(listed) == customers and len(listed) == len(set(listed))
 
-    assert found == {f"today-{i}" for i in range(6)}
-    for s in range(shards):
-        assert all(shard_of(m.customer_number, shards) == s for m in messages.list_for_day("2024-05-06", s))
+
+def test_one_conversation_s_day_is_one_key_range(aws_settings: Settings) -> None:
+    messages = DynamoMessages(aws_settings)
+    # a number that is a prefix of another must not pull in the other's texts
+    insert(messages, msg("short", customer="+1415555010", at=T0))
+    insert(messages, msg("long-1", customer="+14155550101", at=T0 + timedelta(minutes=5)))
+    insert(messages, msg("long-0", customer="+14155550101", at=T0))
+    insert(messages, msg("long-before", customer="+14155550101", at=T0 - timedelta(days=1)))
+
+    day = messages.list_conversation_day("+14155550101", "2024-05-06")
+
+    assert [m.message_id for m in day] == ["long-0", "long-1"]
+    assert [m.message_id for m in messages.list_conversation_day("+1415555010", "2024-05-06")] == ["short"]
+
+
+def test_digest_runs_add_up_jobs_that_finish_in_parallel(aws_settings: Settings) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    runs = DynamoDigestRuns(aws_settings)
+    runs.start("2024-05-06", 4, T0)
+
+    def one_job(shard: int) -> None:
+        failures = [{"customer_number": ANA, "day": "2024-05-06", "reason": f"503 on shard {shard}"}]
+        runs.record("2024-05-06", {"conversations": 5, "created": 4, "failed": 1}, failures, shard_done=True)
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(one_job, range(4)))
+
+    run = runs.get("2024-05-06")
+    assert run is not None and run.finished and run.started_at == T0
+    assert run.counts == {"conversations": 20, "created": 16, "failed": 4}
+    assert 1 <= len(run.failures) <= 4 and all("503" in f["reason"] for f in run.failures)
+    runs.start("2024-05-06", 4, T0 + timedelta(hours=1))  # starting again starts from zero
+    again = runs.get("2024-05-06")
+    assert again is not None and (again.shards_done, again.counts) == (0, {})
+    assert runs.get("2024-05-07") is None
+
+
+def test_auto_log_settings_per_user(aws_settings: Settings) -> None:
+    settings = DynamoAutoLogSettings()
+    assert settings.get_user("u-ana") is None
+    settings.set_user("u-ana", "immediate")
+    assert settings.get_user("u-ana") == "immediate"
+    settings.set_user("u-ana", None)
+    assert settings.get_user("u-ana") is None
 
 
 # -- conversations ----------------------------------------------------------------------------------

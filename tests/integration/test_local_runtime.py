@@ -446,11 +446,7 @@ def test_cli_sim_sms_against_a_stopped_port_says_so(capsys: pytest.CaptureFixtur
     assert capsys.readouterr().err == expected
 
 
-def test_cli_digest_fires_nightly_on_the_running_stack(
-    stack: LocalStack, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert cli_main(["digest", "--day", "2024-05-31", "--url", stack.base_url]) == 0
-    assert json.loads(capsys.readouterr().out) == {"got": {"day": "2024-05-31"}}
+# `parley digest` against the API it drives: tests/integration/test_cli_digest.py
 
 
 # -- the clock (tests control time; see local/README.md)

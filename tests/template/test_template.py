@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import json
 import os
 import re
 import shutil
@@ -53,6 +54,10 @@ API_ROUTES = {
     ("get", "/v1/messages/{message_id}"),
     ("post", "/v1/messages/preview"),
     ("get", "/v1/numbers"),
+    ("post", "/v1/records"),
+    ("get", "/v1/records"),
+    ("get", "/v1/records/{record_id}"),
+    ("put", "/v1/records/{record_id}"),
     ("post", "/v1/messages/{message_id}/cancel"),
     ("post", "/v1/messages/resend"),
     ("post", "/v1/messages/{message_id}/resend"),
@@ -64,6 +69,11 @@ API_ROUTES = {
     ("delete", "/v1/templates/{template_id}"),
     ("get", "/v1/crm/conflicts"),
     ("post", "/v1/crm/conflicts/{conflict_id}/resolve"),
+    ("post", "/v1/crm/digest"),
+    ("get", "/v1/crm/digest/{day}"),
+    ("post", "/v1/crm/log"),
+    ("get", "/v1/crm/auto-log"),
+    ("put", "/v1/crm/auto-log"),
     ("get", "/v1/openapi.json"),
 }
 PUBLIC_API_ROUTES = {("get", "/v1/openapi.json")}  # the API's own description, readable without a token
@@ -290,6 +300,7 @@ def test_each_work_queue_has_exactly_its_consumer(cfn: dict[str, Any]) -> None:
         "InboundQueue": "InboundProcessorFunction",
         "SendQueue": "SendFunction",
         "RetryQueue": "RetryFunction",
+        "DigestQueue": "DigestFunction",
     }
 
 
@@ -323,13 +334,16 @@ def test_no_eventbridge_rule_targets_a_lambda(cfn: dict[str, Any]) -> None:
 
 def test_schedules_are_stage_scoped(cfn: dict[str, Any]) -> None:
     schedules = _of_type(cfn, "AWS::Scheduler::Schedule")
-    assert set(schedules) == {"RetryFunctionSweep", "DigestFunctionNightly"}
+    assert set(schedules) == {"RetryFunctionSweep", "DigestFunctionNightly", "DigestFunctionCrmSync"}
     for lid, schedule in schedules.items():
         name = schedule["Properties"]["Name"]
         assert isinstance(name, dict) and "${Stage}" in name["Fn::Sub"], f"{lid}: name {name!r} not per stage"
     nightly = schedules["DigestFunctionNightly"]["Properties"]
     assert nightly["ScheduleExpression"] == {"Ref": "DigestCron"}
     assert nightly["ScheduleExpressionTimezone"] == {"Ref": "OrgTimezone"}
+    sync = schedules["DigestFunctionCrmSync"]["Properties"]
+    assert sync["ScheduleExpression"] == "rate(15 minutes)"
+    assert json.loads(sync["Target"]["Input"]) == {"sync": "crm"}
 
 
 # ---------------------------------------------------------------- IAM
@@ -359,6 +373,17 @@ def test_no_iam_statement_uses_a_wildcard_action(cfn: dict[str, Any]) -> None:
         actions = [actions] if isinstance(actions, str) else actions
         assert actions, f"{lid}: statement without Action"
         assert [a for a in actions if "*" in str(a)] == [], f"{lid}: wildcard action in {st}"
+
+
+# Each CRM secret's SecureString, named by the convention parley.crm.config follows.
+CRM_SECRETS = (
+    "signing-secret",
+    "salesforce-access-token",
+    "salesforce-client-secret",
+    "hubspot-token",
+    "dynamics-access-token",
+    "dynamics-client-secret",
+)
 
 
 def _ssm_parameter_paths(cfn: dict[str, Any], role_id: str) -> set[str]:
@@ -392,7 +417,7 @@ def test_secrets_are_read_from_exactly_their_ssm_parameters(cfn: dict[str, Any])
             "plivo/auth-token",
         )
     }
-    crm = {"/parley/${Stage}/crm/signing-secret"}
+    crm = {f"/parley/${{Stage}}/crm/{name}" for name in ("config", *CRM_SECRETS)}
     expected = {
         "WebhookFunction": carriers,
         "InboundProcessorFunction": carriers,
@@ -507,7 +532,7 @@ def test_messages_table_indexes(source: dict[str, Any]) -> None:
         "by-conversation": ("customer_number", "created_at"),
         "by-carrier-ref": ("carrier_ref",),
         "by-view": ("view", "created_at"),
-        "by-day": ("day_shard", "created_at"),
+        "by-day": ("day_shard", "day_order"),
     }
     assert props["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
 

@@ -479,22 +479,3 @@ def test_the_registry_builds_each_crm_from_settings() -> None:
     ]:
         with pytest.raises(ValueError, match=words):
             build_crm(name, settings)
-
-
-def test_the_container_reads_each_crm_secret_from_its_ssm_parameter() -> None:
-    from parley.carriers.config import CarrierConfig
-    from parley.wiring import Container
-
-    environ = {"PARLEY_CRM_HUBSPOT_TOKEN_PARAM": "/parley/dev/crm/hubspot-token"}
-    read: list[str] = []
-
-    def ssm(name: str, _region: str) -> str:
-        read.append(name)
-        return "token-from-ssm"
-
-    container = Container(
-        settings=Settings(crm="hubspot", crm_hubspot_token_param="/parley/dev/crm/hubspot-token"),
-        env=CarrierConfig(environ, ssm=ssm),
-    )
-    assert container.resolved_settings().crm_hubspot_token == "token-from-ssm"
-    assert read == ["/parley/dev/crm/hubspot-token"]

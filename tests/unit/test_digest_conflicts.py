@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 
 import pytest
@@ -86,8 +87,10 @@ def test_resolving_links_the_conversation_and_logs_the_day_once(world: World) ->
     text_in(world, "SM1", T0)
     world.digest().run(DAY)
 
-    resolved = world.digest().resolve(CONFLICT, "c-sam", user="u-ana", team="default")
+    outcome = world.digest().resolve(CONFLICT, "c-sam", user="u-ana", team="default")
+    resolved = outcome.conflict
 
+    assert (outcome.logged, outcome.error) == (True, None)
     assert (resolved.resolved, resolved.record_id, resolved.resolved_by) == (True, "c-sam", "u-ana")
     conversation = world.conversations.get(SHARED)
     assert conversation is not None
@@ -97,10 +100,10 @@ def test_resolving_links_the_conversation_and_logs_the_day_once(world: World) ->
         "chosen by u-ana",
     )
     assert conversation.conflict_candidates == []
-    record = world.crm.records[external_id(SHARED, DAY.isoformat())]
+    record = world.crm.records[external_id("c-sam", DAY.isoformat())]
     assert (record["contact_id"], record["subject"]) == ("c-sam", f"SMS with Sam Lee on {DAY.isoformat()}")
-    assert list(world.crm.records) == [external_id(SHARED, DAY.isoformat())]
-    assert world.digests.get(digest_key(SHARED, DAY.isoformat())) is not None
+    assert list(world.crm.records) == [external_id("c-sam", DAY.isoformat())]
+    assert world.digests.get(digest_key("c-sam", DAY.isoformat())) is not None
     assert world.digest().open_conflicts("default", limit=50, cursor=None).items == []
 
     # a re-run of that day's digest posts nothing new
@@ -146,6 +149,29 @@ def test_the_next_day_is_logged_to_the_chosen_record(world: World) -> None:
     report = world.digest().run(NEXT_DAY)
 
     assert (report.conflicts, report.created) == (0, 1)
-    record = world.crm.records[external_id(SHARED, NEXT_DAY.isoformat())]
+    record = world.crm.records[external_id("c-kim", NEXT_DAY.isoformat())]
     assert record["contact_id"] == "c-kim"
     assert world.conflicts.get(conflict_id(SHARED, NEXT_DAY.isoformat())) is None
+
+
+def test_a_crm_outage_keeps_the_choice_and_queues_the_day_to_try_again(world: World) -> None:
+    text_in(world, "SM1", T0)
+    world.digest().run(DAY)
+    world.crm.fail(external_id("c-sam", DAY.isoformat()), "CRM answered 503: maintenance")
+
+    outcome = world.digest().resolve(CONFLICT, "c-sam", user="u-ana", team="default")
+
+    assert (outcome.logged, outcome.error) == (False, "CRM answered 503: maintenance")
+    assert outcome.conflict.resolved  # nobody has to pick again
+    assert world.digest().open_conflicts("default", limit=50, cursor=None).items == []
+    (job,) = world.digest_queue.take()
+    assert job.body == {"kind": "digest-log", "customer_number": SHARED, "day": DAY.isoformat()}
+    assert job.delay_seconds > 0
+
+    # the queue hands the job back: failing still, it is left for another try; then it posts
+    jobs = world.digest_jobs()
+    record = {"messageId": "m1", "body": json.dumps(job.body)}
+    assert jobs.handle([record], json.loads) == ["m1"]
+    world.crm.recover(external_id("c-sam", DAY.isoformat()))
+    assert jobs.handle([record], json.loads) == []
+    assert world.crm.records[external_id("c-sam", DAY.isoformat())]["contact_id"] == "c-sam"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, timedelta
 
 import pytest
@@ -15,8 +16,10 @@ OURS = "+15005550006"
 ANA = "+14155550100"
 BO = "+14155550101"
 DAY = T0.date()
-ANA_ID = external_id(ANA, DAY.isoformat())
-BO_ID = external_id(BO, DAY.isoformat())
+# A text from an unknown number creates its lead (see routing); the day is logged to that record.
+ANA_LEAD, BO_LEAD = "lead-14155550100", "lead-14155550101"
+ANA_ID = external_id(ANA_LEAD, DAY.isoformat())
+BO_ID = external_id(BO_LEAD, DAY.isoformat())
 
 
 @pytest.fixture
@@ -73,12 +76,16 @@ def test_one_record_per_conversation_per_day_with_both_directions_in_order(world
     assert (first["from"], first["to"]) == (ANA, OURS)
     assert (reply["from"], reply["to"]) == (OURS, ANA)
     assert [m["body"] for m in world.crm.records[BO_ID]["messages"]] == ["Call me"]
-    entry = world.digests.get(digest_key(ANA, DAY.isoformat()))
+    entry = world.digests.get(digest_key(ANA_LEAD, DAY.isoformat()))
     assert entry is not None and (entry.version, entry.message_count) == (1, 3)
 
 
 def test_external_ids_are_stable_and_url_safe() -> None:
     assert external_id("+14155550100", "2024-05-06") == "parley-sms-14155550100-2024-05-06"
+    assert external_id("c-lin", "2024-05-06") == "parley-sms-c-lin-2024-05-06"
+    hashed = external_id("003/Ab cd", "2024-05-06")  # a CRM's id with characters a URL won't take
+    assert hashed == external_id("003/Ab cd", "2024-05-06")
+    assert re.fullmatch(r"parley-sms-h[0-9a-f]{24}-2024-05-06", hashed)
 
 
 def test_a_rerun_changes_nothing_and_posts_nothing(world: World) -> None:
@@ -91,7 +98,7 @@ def test_a_rerun_changes_nothing_and_posts_nothing(world: World) -> None:
 
     assert (report.created, report.updated, report.unchanged) == (0, 0, 2)
     assert len(world.crm.calls) == calls
-    entry = world.digests.get(digest_key(ANA, DAY.isoformat()))
+    entry = world.digests.get(digest_key(ANA_LEAD, DAY.isoformat()))
     assert entry is not None and entry.version == 1
 
 
@@ -108,13 +115,13 @@ def test_a_late_message_updates_the_same_record_and_leaves_the_others(world: Wor
     assert sorted(world.crm.records) == sorted([ANA_ID, BO_ID])  # no second record for Ana's day
     assert world.crm.versions[ANA_ID] == 2
     assert [m["body"] for m in world.crm.records[ANA_ID]["messages"]][-1] == "One more thing"
-    entry = world.digests.get(digest_key(ANA, DAY.isoformat()))
+    entry = world.digests.get(digest_key(ANA_LEAD, DAY.isoformat()))
     assert entry is not None and (entry.version, entry.message_count) == (2, 4)
     assert [c for c in world.crm.calls if c[0] == BO_ID] == bo_calls
 
 
 def test_a_status_change_after_posting_updates_the_record(world: World) -> None:
-    text_out(world, "req-1", ANA, T0, "Your order shipped")
+    text_out(world, "req-1", ANA, T0, "Your order shipped")  # no record: logged by the number
     digest = world.digest()
     digest.run(DAY)
     (message,) = world.messages.items.values()
@@ -123,7 +130,8 @@ def test_a_status_change_after_posting_updates_the_record(world: World) -> None:
     report = digest.run(DAY)
 
     assert report.updated == 1
-    assert world.crm.records[ANA_ID]["messages"][0]["status"] == "accepted"
+    by_number = external_id(ANA, DAY.isoformat())
+    assert world.crm.records[by_number]["messages"][0]["status"] == "accepted"
 
 
 def test_a_crm_failure_is_reported_the_others_still_post_and_the_next_run_retries(world: World) -> None:
@@ -133,10 +141,12 @@ def test_a_crm_failure_is_reported_the_others_still_post_and_the_next_run_retrie
 
     report = digest.run(DAY)
 
-    assert report.failed == [{"customer_number": ANA, "reason": "CRM answered 503: maintenance"}]
+    assert report.failed == [
+        {"customer_number": ANA, "day": DAY.isoformat(), "reason": "CRM answered 503: maintenance"}
+    ]
     assert report.created == 1
     assert list(world.crm.records) == [BO_ID]
-    assert world.digests.get(digest_key(ANA, DAY.isoformat())) is None  # not marked as posted
+    assert world.digests.get(digest_key(ANA_LEAD, DAY.isoformat())) is None  # not marked as posted
 
     world.crm.recover(ANA_ID)
     again = digest.run(DAY)
@@ -159,7 +169,7 @@ def test_a_linked_contact_names_the_record(world: World) -> None:
 
     world.digest().run(DAY)
 
-    record = world.crm.records[ANA_ID]
+    record = world.crm.records[external_id("c1", DAY.isoformat())]
     assert (record["contact_id"], record["crm_contact_id"]) == ("c1", "003XYZ")
     assert record["subject"] == f"SMS with Ana Silva on {DAY.isoformat()}"
 
@@ -173,6 +183,6 @@ def test_without_a_single_contact_the_record_names_the_number(world: World) -> N
     # test_digest_conflicts.py).
     world.conversations.items[ANA].conflict_candidates = []
     world.digest().run(DAY)
-    record = world.crm.records[ANA_ID]
+    record = world.crm.records[external_id(ANA, DAY.isoformat())]
     assert record["contact_id"] is None
     assert record["subject"] == f"SMS with {ANA} on {DAY.isoformat()}"

@@ -166,6 +166,9 @@ def test_path_and_paging_parameters_are_documented(document: dict[str, Any]) -> 
         (("post", "/v1/templates"), "TemplateDraft"),
         (("put", "/v1/templates/{template_id}"), "TemplateDraft"),
         (("post", "/v1/crm/conflicts/{conflict_id}/resolve"), "ResolveConflictRequest"),
+        (("post", "/v1/crm/digest"), "StartDigestRequest"),
+        (("post", "/v1/crm/log"), "LogDayRequest"),
+        (("put", "/v1/crm/auto-log"), "SetAutoLogRequest"),
     ],
 )
 def test_request_bodies_are_documented(
@@ -185,7 +188,24 @@ def test_only_operations_that_read_a_body_document_one(document: dict[str, Any])
         ("post", "/v1/templates"),
         ("put", "/v1/templates/{template_id}"),
         ("post", "/v1/crm/conflicts/{conflict_id}/resolve"),
+        ("post", "/v1/crm/digest"),
+        ("post", "/v1/crm/log"),
+        ("put", "/v1/crm/auto-log"),
+        ("post", "/v1/records"),
+        ("put", "/v1/records/{record_id}"),
     }
+
+
+def test_answers_other_than_the_success_and_errors_are_documented(document: dict[str, Any]) -> None:
+    """A resolve the CRM refused is a 202 of the same shape; a day the CRM refused, a 502 with the report."""
+    ops = _operations(document)
+    resolve = ops[("post", "/v1/crm/conflicts/{conflict_id}/resolve")]["responses"]
+    for status in ("200", "202"):
+        schema = resolve[status]["content"]["application/json"]["schema"]
+        assert schema == {"$ref": "#/components/schemas/ResolvedConflict"}
+    assert "502" not in resolve
+    refused = ops[("post", "/v1/crm/log")]["responses"]["502"]["content"]["application/json"]["schema"]
+    assert refused == {"$ref": "#/components/schemas/CrmRefused"}
 
 
 def test_every_operation_documents_its_success_and_errors_as_json(document: dict[str, Any]) -> None:

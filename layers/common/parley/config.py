@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import cache
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -51,6 +52,9 @@ class Settings(BaseSettings):
 
     # the digest's CRM plugin (parley.crm.registry): webhook | salesforce | hubspot | dynamics
     crm: str = "webhook"
+    # Deployed: the SSM String parameter holding the CRM's other settings as JSON (parley.crm.config),
+    # since Lambda's 4 KB environment has no room for them; the digest and API functions read it.
+    crm_config_param: str = ""
     crm_webhook_url: str = ""
     crm_signing_secret: str = ""
     crm_signing_secret_param: str = ""
@@ -89,7 +93,14 @@ class Settings(BaseSettings):
     retry_max_delay_seconds: int = 900
     # A transient failure this long after a text's first attempt (or its resend) is final.
     retry_max_age_seconds: float = 4 * 3600.0
+    # The digest: shards of each day's messages (fixed once data exists), conversations per job, and
+    # how many days before yesterday the nightly run looks at again for late messages and receipts.
     digest_shards: int = 4
+    digest_page_size: int = Field(default=200, ge=1, le=5000)
+    digest_lookback_days: int = Field(default=2, ge=0, le=14)
+    digest_queue_url: str = ""
+    # auto-log where neither the user nor our number says: nightly | immediate | off
+    auto_log_default: Literal["nightly", "immediate", "off"] = "nightly"
 
     # the legally required answers to keywords ({org} is the organisation's name)
     org_name: str = "us"

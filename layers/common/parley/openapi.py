@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from datetime import date
 from functools import cache
 from typing import Any, Literal
 
@@ -24,7 +25,17 @@ from pydantic import AwareDatetime, BaseModel, Field, TypeAdapter
 from pydantic.json_schema import JsonSchemaMode
 
 from parley.domain.encoding import SegmentInfo
-from parley.domain.models import Conversation, Message, MessageStatus, OurNumber, SendRequest, Template
+from parley.domain.models import (
+    AutoLog,
+    ContactRecord,
+    Conversation,
+    Message,
+    MessageStatus,
+    OurNumber,
+    SendRequest,
+    Template,
+)
+from parley.services.records import NewRecord, RecordDraft
 from parley.services.templates import TemplateDraft
 
 OPENAPI_VERSION = "3.1.0"
@@ -157,6 +168,119 @@ class ResolveConflictRequest(BaseModel):
     record_id: str = Field(min_length=1, description="One of the conflict's candidates.")
 
 
+class ResolvedConflict(CrmConflict):
+    """The resolved conflict, and whether its day reached the CRM."""
+
+    logged: bool = Field(description="false: the CRM refused the day; it is retried from the digest queue.")
+    error: str | None = Field(description="Why the CRM refused the day; null when logged.")
+
+
+class StartDigestRequest(BaseModel):
+    day: date = Field(
+        description="YYYY-MM-DD, in the organisation's time zone; at most tomorrow there (a 400 after)."
+    )
+
+
+class DigestStarted(BaseModel):
+    """The run has begun; follow it with GET /v1/crm/digest/{day}."""
+
+    days: list[str]
+    jobs: int = Field(description="Shard jobs begun: one per shard.")
+    queued: bool = Field(
+        description="true: the jobs are on the digest queue, worked in parallel; false: no queue is "
+        "configured and the run finished within this call."
+    )
+
+
+class DigestCounts(BaseModel):
+    conversations: int = Field(description="Conversations with texts that day.")
+    created: int = Field(description="CRM records created.")
+    updated: int = Field(description="CRM records updated (a late text or a new status).")
+    unchanged: int = Field(description="Days already logged as they are: nothing posted.")
+    conflicts: int = Field(description="Days held because several records have the number.")
+    skipped: int = Field(description="Auto-log off: not logged until a person asks.")
+    merged: int = Field(description="Posted with another number of the same record.")
+    failed: int = Field(description="Records the CRM refused.")
+
+
+class DigestFailure(BaseModel):
+    customer_number: str
+    day: str
+    reason: str = Field(description="What the CRM said.")
+
+
+class DigestProgress(BaseModel):
+    """A day's run: its shards finish one by one, in any order; the counts add up as they do."""
+
+    day: str
+    shards: int
+    shards_done: int
+    finished: bool = Field(description="Every shard is done: the counts are final.")
+    started_at: AwareDatetime | None = Field(
+        description="null: jobs ran for the day without a start (left from an earlier run)."
+    )
+    counts: DigestCounts
+    failures: list[DigestFailure] = Field(description="The first 20; the digest function's log has all.")
+
+
+class LogDayRequest(BaseModel):
+    customer_number: str = Field(description="The conversation's customer number, e.g. +14155550100.")
+    day: date = Field(description="YYYY-MM-DD, in the organisation's time zone; at most tomorrow there.")
+
+
+class DayLogged(BaseModel):
+    """What logging one conversation's day did: one of created, updated or unchanged is 1 (all 0 when
+    the conversation had no texts that day); `merged` is never counted here."""
+
+    day: str
+    conversations: int
+    created: int
+    updated: int
+    unchanged: int
+    conflicts: int
+    skipped: int
+    merged: int
+    failed: list[DigestFailure]
+
+
+class CrmRefused(BaseModel):
+    """The CRM refused the day: nothing is recorded as logged, so the same request again is safe."""
+
+    error: str
+    report: DayLogged
+
+
+class NumberAutoLog(BaseModel):
+    number: str
+    auto_log: AutoLog | None = Field(description="null follows the users' and the organisation's choice.")
+
+
+class AutoLogState(BaseModel):
+    """How conversations reach the CRM. Where choices differ, `off` wins, then `immediate`, then
+    `nightly`: a conversation follows its owner's choice and those of the numbers it went through."""
+
+    default: AutoLog = Field(description="The organisation's, where neither the user nor the number says.")
+    user: AutoLog | None = Field(description="The caller's own choice; null follows the default.")
+    effective_for_user: AutoLog = Field(
+        description="What the caller's conversations get, unless one of their numbers says otherwise."
+    )
+    numbers: list[NumberAutoLog] = Field(description="The caller's team's numbers.")
+
+
+class SetAutoLogRequest(BaseModel):
+    auto_log: AutoLog | None = Field(description="null: follow the default (or, for a number, the users').")
+    our_number: str | None = Field(
+        default=None,
+        description="One of the team's numbers: set its choice. Left out: set the caller's own.",
+    )
+
+
+class RecordList(BaseModel):
+    """The caller's team's records with that number (several records may share one)."""
+
+    records: list[ContactRecord]
+
+
 class TemplateList(BaseModel):
     """The team's shared templates and the caller's personal ones."""
 
@@ -184,6 +308,9 @@ class Error(BaseModel):
 
     error: str
     errors: list[FieldError] = Field(default_factory=list)
+    conflict_id: str | None = Field(
+        default=None, description="With a 409 from POST /v1/crm/log: the conflict holding the day."
+    )
 
 
 class GatewayError(BaseModel):
@@ -200,13 +327,14 @@ _ERRORS = {
     404: "Not found, or not visible to the caller (the API says the same in both cases).",
     409: "The message is not in a state that allows this (no longer scheduled, or not failed), or it "
     "changed meanwhile: look at it again. For a CRM conflict: it was resolved with another record.",
-    502: "The CRM refused the day; the conversation is linked and the conflict still open: retry.",
 }
 _PATH_PARAMETERS = {
     "number": "The customer's number in E.164, e.g. +14155550100.",
     "message_id": "A message id, as the API returned it.",
     "template_id": "A template id, as the API returned it.",
     "conflict_id": "A conflict id, as `GET /v1/crm/conflicts` returned it.",
+    "day": "A day, YYYY-MM-DD, in the organisation's time zone.",
+    "record_id": "A record id, as the API returned it.",
 }
 _QUERY_PARAMETERS: dict[str, dict[str, Any]] = {
     "limit": {
@@ -216,6 +344,11 @@ _QUERY_PARAMETERS: dict[str, dict[str, Any]] = {
     "cursor": {
         "description": "The `cursor` of the previous page; leave out for the first.",
         "schema": {"type": "string"},
+    },
+    "phone": {
+        "description": "One of the record's numbers, in E.164 or as a person types it.",
+        "required": True,
+        "schema": {"type": "string", "minLength": 1, "maxLength": 32},
     },
 }
 _IDEMPOTENCY_KEY = {
@@ -242,6 +375,8 @@ class Operation:
     answer_description: str
     answer_also: dict[str, Any] | None = None  # properties the handler adds to `answer`'s
     errors: tuple[int, ...] = ()  # the statuses the handler answers with an Error
+    error_notes: tuple[tuple[int, str], ...] = ()  # (status, description) where _ERRORS' is too general
+    other_answers: tuple[tuple[int, type[BaseModel], str], ...] = ()  # (status, body, description)
     public: bool = False  # served without a token
 
 
@@ -356,6 +491,35 @@ OPERATIONS: tuple[Operation, ...] = (
         errors=(404,),
     ),
     Operation(
+        "post", "/v1/records", "create_record", tag="records",
+        summary="Create a record (contact, account, opportunity or lead) for the caller's team",
+        description="Its numbers are stored in E.164; routing and the digest find it by any of them. "
+        "The owner defaults to the caller.",
+        body=NewRecord,
+        status=201, answer=ContactRecord, answer_description="The new record.",
+        errors=(400, 409), error_notes=((409, "A record with this `record_id` exists already."),),
+    ),
+    Operation(
+        "get", "/v1/records", "find_records", tag="records",
+        summary="Find the team's records by one of their numbers",
+        query=("phone",),
+        status=200, answer=RecordList, answer_description="The records with that number.",
+        errors=(400,),
+    ),
+    Operation(
+        "get", "/v1/records/{record_id}", "get_record", tag="records",
+        summary="Get one record",
+        status=200, answer=ContactRecord, answer_description="The record.",
+        errors=(404,),
+    ),
+    Operation(
+        "put", "/v1/records/{record_id}", "update_record", tag="records",
+        summary="Replace a record's fields (a number left out stops finding it)",
+        body=RecordDraft,
+        status=200, answer=ContactRecord, answer_description="The updated record.",
+        errors=(400, 404),
+    ),
+    Operation(
         "get", "/v1/numbers", "list_numbers", tag="numbers",
         summary="List our numbers and the webhook URLs each carrier must be given",
         status=200, answer=NumberList, answer_description="Our numbers.",
@@ -374,11 +538,68 @@ OPERATIONS: tuple[Operation, ...] = (
             "(`routing_reason` 'chosen by <user>'), the day is posted to the CRM at once (the "
             "digest's idempotent upsert) and later days follow the link. Resolving again with the "
             "same record answers 200 with the resolved conflict; with another record, 409. If the "
-            "CRM refuses the day, 502: the conversation stays linked and the conflict open."
+            "CRM refuses the day, 202: the choice is saved (linked and resolved, nobody picks "
+            "again) and the day is retried from the digest queue until the CRM takes it."
         ),
         body=ResolveConflictRequest,
-        status=200, answer=CrmConflict, answer_description="The resolved conflict.",
-        errors=(400, 404, 409, 502),
+        status=200, answer=ResolvedConflict, answer_description="Resolved, and the day logged.",
+        other_answers=(
+            (202, ResolvedConflict, "Resolved (the choice is saved), but the CRM refused the day: "
+             "`logged` is false and `error` says why; the day is retried from the digest queue."),
+        ),
+        errors=(400, 404, 409),
+    ),
+    Operation(
+        "post", "/v1/crm/digest", "start_crm_digest", tag="crm",
+        summary="Start the digest run of one day (every conversation with texts that day)",
+        description=(
+            "Safe to repeat: an unchanged day posts nothing. The run's counts start again from zero. "
+            "With the digest queue, one job per shard is queued and the call returns at once; follow "
+            "the run with `GET /v1/crm/digest/{day}`. Each conversation follows its auto-log: `off` "
+            "is skipped."
+        ),
+        body=StartDigestRequest,
+        status=202, answer=DigestStarted, answer_description="Started.",
+        errors=(400,),
+    ),
+    Operation(
+        "get", "/v1/crm/digest/{day}", "get_crm_digest", tag="crm",
+        summary="How far the day's run has got, and what it has done",
+        status=200, answer=DigestProgress, answer_description="The day's latest run.",
+        errors=(400, 404),
+        error_notes=((404, "No run for that day."),),
+    ),
+    Operation(
+        "post", "/v1/crm/log", "log_crm_day", tag="crm",
+        summary="Log one conversation's day to the CRM now, whatever auto-log says",
+        description=(
+            "The same idempotent upsert as the digest: asking twice posts once. The conversation "
+            "must be the caller's team's (else 404). A day held as a conflict is 409 with its "
+            "`conflict_id`: resolve it, which logs the day. If the CRM refuses the day, 502 with "
+            "the reason: nothing is recorded as logged, so asking again is safe."
+        ),
+        body=LogDayRequest,
+        status=200, answer=DayLogged, answer_description="Logged (or already logged as it is).",
+        other_answers=((502, CrmRefused, "The CRM refused the day; the same request again is safe."),),
+        errors=(400, 404, 409),
+        error_notes=((409, "Several records have the number: resolve the conflict `conflict_id`."),),
+    ),
+    Operation(
+        "get", "/v1/crm/auto-log", "get_crm_auto_log", tag="crm",
+        summary="Auto-log: the organisation's default, the caller's choice and the team's numbers'",
+        status=200, answer=AutoLogState, answer_description="The choices.",
+    ),
+    Operation(
+        "put", "/v1/crm/auto-log", "set_crm_auto_log", tag="crm",
+        summary="Set the caller's auto-log, or one of the team's numbers'",
+        description=(
+            "`nightly`: the nightly digest logs the day; `immediate`: also within moments of each "
+            "text; `off`: only when a person asks (`POST /v1/crm/log`). null clears the choice."
+        ),
+        body=SetAutoLogRequest,
+        status=200, answer=AutoLogState, answer_description="The choices, as now set.",
+        errors=(400, 404),
+        error_notes=((404, "The number is not one of the caller's team's."),),
     ),
     Operation(
         "get", "/v1/openapi.json", "get_openapi_document", tag="meta",
@@ -393,7 +614,11 @@ _TAGS = [
     {"name": "messages", "description": "Send, preview, look at, reschedule, cancel and resend texts."},
     {"name": "templates", "description": "Texts with merge fields, shared with the team or personal."},
     {"name": "numbers", "description": "Our numbers and where their carriers must post."},
-    {"name": "crm", "description": "Days the CRM digest holds for a person to pick the record."},
+    {
+        "name": "crm",
+        "description": "The CRM digest: its runs, one conversation's day on request, auto-log, and days "
+        "held for a person to pick the record.",
+    },
     {"name": "meta", "description": "About the API itself."},
 ]
 
@@ -444,6 +669,8 @@ def _component_schemas() -> tuple[dict[str, Any], dict[type[Any], dict[str, Any]
             models[op.body] = "validation"
         if op.answer is not None:
             models[op.answer] = "serialization"
+        for _, model, _ in op.other_answers:
+            models[model] = "serialization"
     models[Error] = models[GatewayError] = "serialization"
     adapters: dict[str, TypeAdapter[Any]] = {model.__name__: TypeAdapter(model) for model in models}
     top, definitions = TypeAdapter.json_schemas(
@@ -510,8 +737,12 @@ def _operation(op: Operation, refs: dict[type[Any], dict[str, Any]]) -> dict[str
     elif op.status != 204:
         answer["content"] = _json_content({"type": "object"})
     responses: dict[str, Any] = {str(op.status): answer}
+    for status, model, description in op.other_answers:
+        responses[str(status)] = {"description": description, "content": _json_content(refs[model])}
+    notes = dict(op.error_notes)
     for status in op.errors:
-        responses[str(status)] = {"description": _ERRORS[status], "content": _json_content(refs[Error])}
+        description = notes.get(status, _ERRORS[status])
+        responses[str(status)] = {"description": description, "content": _json_content(refs[Error])}
     if not op.public:
         responses["401"] = {
             "description": "No valid bearer token (API Gateway's JWT authorizer).",

@@ -7,7 +7,7 @@ in-memory fakes in tests/fakes.py, which mypy checks against the same Protocols.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
@@ -84,7 +84,16 @@ class MessageRepository(Protocol):
         self, customer_number: str, *, limit: int, cursor: str | None
     ) -> Page[Message]: ...
 
-    def list_for_day(self, day: str, shard: int) -> Iterable[Message]: ...
+    def day_conversations(
+        self, day: str, shard: int, *, after: str | None, limit: int
+    ) -> tuple[list[str], str | None]:
+        """Up to `limit` customer numbers with messages on `day` in `shard`, in order, after `after`;
+        and the cursor to go on from (None when the shard is done)."""
+        ...
+
+    def list_conversation_day(self, customer_number: str, day: str) -> list[Message]:
+        """One conversation's messages created on `day` (the organisation's time zone)."""
+        ...
 
 
 class MessageViews(Protocol):
@@ -202,6 +211,44 @@ class DigestRepository(Protocol):
 
 
 @dataclass(frozen=True)
+class DigestRun:
+    """Progress of one day's run: its shards finish one by one, in any order, on any worker."""
+
+    day: str
+    shards: int
+    started_at: datetime | None  # None: jobs ran for a day nobody started (a job left from before)
+    shards_done: int = 0
+    counts: dict[str, int] = field(default_factory=dict)  # conversations, created, updated, ...
+    failures: tuple[dict[str, str], ...] = ()  # the last few, for a person to read
+
+    @property
+    def finished(self) -> bool:
+        return self.shards_done >= self.shards
+
+
+class DigestRunRepository(Protocol):
+    def start(self, day: str, shards: int, at: datetime) -> DigestRun:
+        """Begin (or begin again) the day's run, with its counts at zero."""
+        ...
+
+    def record(
+        self, day: str, counts: dict[str, int], failures: list[dict[str, str]], *, shard_done: bool
+    ) -> None:
+        """Add one job's counts (atomically: jobs run in parallel)."""
+        ...
+
+    def get(self, day: str) -> DigestRun | None: ...
+
+
+class AutoLogSettings(Protocol):
+    """Each user's auto-log choice (parley.domain.models.AutoLog); our numbers carry their own."""
+
+    def get_user(self, user: str) -> str | None: ...
+
+    def set_user(self, user: str, mode: str | None) -> None: ...
+
+
+@dataclass(frozen=True)
 class ConflictCandidate:
     record_id: str
     name: str
@@ -309,3 +356,26 @@ class DeadLetterQueue(Protocol):
 
 
 Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class SyncState:
+    """Where the record sync from a CRM stands (`parley.services.record_sync`).
+
+    `since` is the watermark: every change up to it is stored. A pass reads everything changed after
+    it, page by page; `cursor` is the next page of an unfinished pass and `latest` the newest change
+    the pass has stored, which becomes the watermark when the pass ends.
+    """
+
+    since: datetime | None = None
+    cursor: str | None = None
+    latest: datetime | None = None
+    synced_at: datetime | None = None  # when a page was last stored
+
+
+class SyncStateRepository(Protocol):
+    def get(self, crm: str) -> SyncState:
+        """The CRM's sync state; an empty one (sync everything) before the first pass."""
+        ...
+
+    def save(self, crm: str, state: SyncState) -> None: ...

@@ -8,8 +8,9 @@ pynamodb, the services) are imported only when first needed: the webhook touches
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from parley.adapters.aws import SqsQueue
 from parley.carriers.base import Carrier
@@ -21,6 +22,7 @@ from parley.edge import WebhookIntake
 if TYPE_CHECKING:
     from parley.adapters.aws import EventBridgePublisher, S3MediaStore
     from parley.adapters.dynamo import (
+        DynamoAutoLogSettings,
         DynamoContacts,
         DynamoConversations,
         DynamoMessages,
@@ -31,25 +33,18 @@ if TYPE_CHECKING:
         DynamoTemplates,
     )
     from parley.config import Settings
+    from parley.crm.registry import Crm
     from parley.domain.keywords import Keyword
     from parley.services.dead_letters import DeadLetterService
     from parley.services.digest import DigestService
+    from parley.services.digest_jobs import DigestJobs
     from parley.services.inbound import InboundProcessor
     from parley.services.inbox import InboxQueries
+    from parley.services.record_sync import RecordSync
+    from parley.services.records import RecordService
     from parley.services.resend import ResendService
     from parley.services.sending import SendService
     from parley.services.templates import TemplateService
-
-
-# secrets read from the SSM parameter named by `<name>_param` when not set directly
-_CRM_SECRETS = (
-    "crm_signing_secret",
-    "crm_salesforce_access_token",
-    "crm_salesforce_client_secret",
-    "crm_hubspot_token",
-    "crm_dynamics_access_token",
-    "crm_dynamics_client_secret",
-)
 
 
 class Container:
@@ -70,14 +65,13 @@ class Container:
         bind_tables(settings)
         return settings
 
-    def resolved_settings(self) -> Settings:
-        """Settings with secrets filled from SSM where only a parameter name is configured."""
-        settings = self.settings
-        updates = {}
-        for name in _CRM_SECRETS:
-            if not getattr(settings, name) and getattr(settings, f"{name}_param"):
-                updates[name] = self.env.secret(name)
-        return settings.model_copy(update=updates) if updates else settings
+    @cached_property
+    def crm_settings(self) -> Settings:
+        """Settings to build the CRM from: the JSON parameter PARLEY_CRM_CONFIG_PARAM names merged in,
+        then the chosen CRM's secrets. Only the digest and API functions get here, once per cold start."""
+        from parley.crm.config import load_crm_settings
+
+        return load_crm_settings(self.settings)
 
     # -- the webhook path (light) --
     def carrier(self, name: str) -> Carrier:
@@ -269,6 +263,12 @@ class Container:
         )
 
     @cached_property
+    def records(self) -> RecordService:
+        from parley.services.records import RecordService
+
+        return RecordService(self.contacts, utc_now, region=self.settings.default_region)
+
+    @cached_property
     def template_service(self) -> TemplateService:
         from parley.services.templates import TemplateService
 
@@ -282,21 +282,90 @@ class Container:
 
     @cached_property
     def digest(self) -> DigestService:
-        from parley.adapters.dynamo import DynamoConflicts, DynamoDigests
-        from parley.crm.registry import build_crm
+        from parley.adapters.dynamo import (
+            DynamoConflicts,
+            DynamoDigestRuns,
+            DynamoDigests,
+        )
+        from parley.domain.models import AutoLog
         from parley.services.digest import DigestService
 
         return DigestService(
             messages=self.messages,
             contacts=self.contacts,
             digests=DynamoDigests(),
-            crm=build_crm(self.settings.crm, self.resolved_settings()),
+            crm=_CrmOnFirstUse(lambda: self.crm),
             shards=self.settings.digest_shards,
             clock=utc_now,
             conversations=self.conversations,
             conflicts=DynamoConflicts(),
             linker=self.conversations,
+            runs=DynamoDigestRuns(self.settings),
+            jobs=self.digest_queue,
+            numbers=self.numbers,
+            auto_log=self.auto_log_settings,
+            auto_log_default=AutoLog(self.settings.auto_log_default),
+            page_size=self.settings.digest_page_size,
+            timezone=self.settings.org_timezone,
         )
+
+    @cached_property
+    def crm(self) -> Crm:
+        from parley.crm.registry import build_crm
+
+        return build_crm(self.crm_settings.crm, self.crm_settings)
+
+    @cached_property
+    def digest_jobs(self) -> DigestJobs:
+        from parley.edge import emit_count
+        from parley.services.digest_jobs import DigestJobs
+
+        return DigestJobs(
+            self.digest,
+            self.digest_queue,
+            timezone=self.settings.org_timezone,
+            lookback_days=self.settings.digest_lookback_days,
+            count=lambda name, n: emit_count(name, {"service": "digest"}, n),
+        )
+
+    @cached_property
+    def auto_log_settings(self) -> DynamoAutoLogSettings:
+        from parley.adapters.dynamo import DynamoAutoLogSettings
+
+        self.settings  # noqa: B018 - binds the tables
+        return DynamoAutoLogSettings()
+
+    @cached_property
+    def record_sync(self) -> RecordSync:
+        """Records changed in the CRM, stored here every 15 minutes (the `CrmSync` schedule)."""
+        from parley.adapters.dynamo import DynamoSyncStates
+        from parley.crm.registry import build_record_source
+        from parley.services.record_sync import RecordSync
+
+        settings = self.crm_settings
+        return RecordSync(
+            build_record_source(settings.crm, settings),
+            self.contacts,
+            DynamoSyncStates(),
+            utc_now,
+        )
+
+    @cached_property
+    def digest_queue(self) -> SqsQueue | None:
+        """Digest jobs: shard pages of a run, and days to log again; absent, runs stay in-process."""
+        url = self.settings.digest_queue_url
+        return SqsQueue(url, self.settings.region) if url else None
+
+
+class _CrmOnFirstUse:
+    """The CRM, built on the first upsert: reading a run's progress or auto-log settings needs no
+    CRM, and a wrong CRM configuration then fails each record with its reason, not the whole call."""
+
+    def __init__(self, build: Callable[[], Crm]) -> None:
+        self._build = build
+
+    def upsert(self, external_id: str, payload: dict[str, Any]) -> Any:
+        return self._build().upsert(external_id, payload)
 
 
 _container: Container | None = None

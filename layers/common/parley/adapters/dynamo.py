@@ -36,6 +36,7 @@ from parley.domain.models import (
     OurNumber,
     StatusUpdate,
     Template,
+    day_of,
 )
 from parley.domain.rate import BucketState
 from parley.domain.rate import reserve as reserve_tokens
@@ -46,7 +47,9 @@ from parley.ports import (
     ConflictError,
     ConversationDelta,
     DigestEntry,
+    DigestRun,
     Page,
+    SyncState,
 )
 
 M = TypeVar("M", bound=Model)
@@ -126,12 +129,15 @@ class _ByView(GlobalSecondaryIndex["MessageItem"]):
 
 
 class _ByDay(GlobalSecondaryIndex["MessageItem"]):
+    """A day's messages in shards, sorted by conversation then time: the digest reads one
+    conversation's day as a key range, and pages through a shard conversation by conversation."""
+
     class Meta:
         index_name = "by-day"
         projection = KeysOnlyProjection()
 
     day_shard = UnicodeAttribute(hash_key=True)
-    created_at = UnicodeAttribute(range_key=True)
+    day_order = UnicodeAttribute(range_key=True)
 
 
 class MessageItem(Model):
@@ -144,6 +150,7 @@ class MessageItem(Model):
     carrier_ref = UnicodeAttribute(null=True)
     view = UnicodeAttribute(null=True)
     day_shard = UnicodeAttribute()
+    day_order = UnicodeAttribute()  # "<customer number>#<created at>"
     status = UnicodeAttribute()
     version = NumberAttribute(default=0)
     doc = CompactJSONAttribute()  # the rest of the Message, defaults left out (see DynamoMessages)
@@ -288,6 +295,29 @@ class ConflictItem(Model):
     open_conflicts = _OpenConflicts()
 
 
+class DigestRunItem(Model):
+    """A day's run progress, `run#<day>` in the Digests table; jobs add to it in parallel (ADD)."""
+
+    class Meta:
+        table_name = "DigestsTable"
+
+    digest_key = UnicodeAttribute(hash_key=True)
+    started_at = UnicodeAttribute()
+    shards = NumberAttribute()
+    shards_done = NumberAttribute(default=0)
+    failures = JSONAttribute(null=True)
+
+
+class AutoLogItem(Model):
+    """A user's auto-log choice, `user#<id>` in the Digests table (it is CRM-logging state)."""
+
+    class Meta:
+        table_name = "DigestsTable"
+
+    digest_key = UnicodeAttribute(hash_key=True)
+    auto_log = UnicodeAttribute(null=True)
+
+
 class RateLimitItem(Model):
     """One token bucket per sender number (see `parley.domain.rate`)."""
 
@@ -314,6 +344,9 @@ def bind_tables(settings: Settings) -> None:
         ReceiptItem: settings.receipts_table,
         ConflictItem: settings.digests_table,  # first: it creates the shared table with its index (tests)
         DigestItem: settings.digests_table,
+        DigestRunItem: settings.digests_table,
+        AutoLogItem: settings.digests_table,
+        SyncItem: settings.digests_table,
         OptOutItem: settings.opt_outs_table,
         RateLimitItem: settings.rate_limits_table,
     }
@@ -322,12 +355,6 @@ def bind_tables(settings: Settings) -> None:
         model.Meta.region = settings.region
         model._connection = None  # drop a connection cached for another table name
     _TABLES.update(names)
-
-
-def day_of(at: datetime, tz_name: str) -> str:
-    from zoneinfo import ZoneInfo
-
-    return at.astimezone(ZoneInfo(tz_name)).date().isoformat()
 
 
 def shard_of(customer_number: str, shards: int) -> int:
@@ -359,6 +386,7 @@ class DynamoMessages:
             carrier_ref=ref,
             view=view_for(message.status),
             day_shard=f"{day}#{shard_of(message.customer_number, self._shards)}",
+            day_order=f"{message.customer_number}#{iso(message.created_at)}",
             status=message.status.value,
             version=message.version,
             doc=message.model_dump(mode="json", exclude_defaults=True, exclude=_ITEM_ATTRIBUTES),
@@ -491,9 +519,27 @@ class DynamoMessages:
         items = self._fetch(_take(result, limit))
         return Page(items, encode_cursor(result.last_evaluated_key))
 
-    def list_for_day(self, day: str, shard: int) -> Iterable[Message]:
-        keys = list(MessageItem.by_day.query(f"{day}#{shard}"))
-        yield from self._fetch(keys)
+    def day_conversations(
+        self, day: str, shard: int, *, after: str | None, limit: int
+    ) -> tuple[list[str], str | None]:
+        """Reads index keys only, and stops one conversation past `limit`."""
+        condition = None if after is None else MessageItem.day_order > f"{after}#\uffff"
+        numbers: list[str] = []
+        for key in MessageItem.by_day.query(f"{day}#{shard}", condition):
+            number = key.day_order.rsplit("#", 1)[0]
+            if numbers and numbers[-1] == number:
+                continue
+            if len(numbers) == limit:
+                return numbers, numbers[-1]
+            numbers.append(number)
+        return numbers, None
+
+    def list_conversation_day(self, customer_number: str, day: str) -> list[Message]:
+        keys = MessageItem.by_day.query(
+            f"{day}#{shard_of(customer_number, self._shards)}",
+            MessageItem.day_order.startswith(f"{customer_number}#"),
+        )
+        return list(self._fetch(list(keys)))
 
     def list_view(
         self, view: str, *, limit: int, cursor: str | None, since: datetime | None = None
@@ -926,6 +972,80 @@ class DynamoConflicts:
         self._item(entry).save()  # without `open_team`: it leaves the open-conflicts index
 
 
+_RUN_PREFIX = "run#"
+_FAILURES_KEPT = 20
+
+
+class DynamoDigestRuns:
+    """Counts are top-level numbers (`n_<name>`) so parallel jobs can ADD to them in one write."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._connection = Connection(region=settings.region)
+
+    def start(self, day: str, shards: int, at: datetime) -> DigestRun:
+        DigestRunItem(digest_key=_RUN_PREFIX + day, started_at=iso(at), shards=shards, shards_done=0).save()
+        return DigestRun(day=day, shards=shards, started_at=at)
+
+    def record(
+        self, day: str, counts: dict[str, int], failures: list[dict[str, str]], *, shard_done: bool
+    ) -> None:
+        names = {f"#n{i}": f"n_{name}" for i, name in enumerate(counts)}
+        values: dict[str, Any] = {f":n{i}": {"N": str(v)} for i, v in enumerate(counts.values())}
+        adds = [f"#n{i} :n{i}" for i in range(len(counts))]
+        if shard_done:
+            names["#done"] = "shards_done"
+            values[":one"] = {"N": "1"}
+            adds.append("#done :one")
+        self._connection.client.update_item(
+            TableName=DigestRunItem.Meta.table_name,
+            Key={"digest_key": {"S": _RUN_PREFIX + day}},
+            UpdateExpression="ADD " + ", ".join(adds),
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
+        if failures:  # the first few of the run are kept for a person; the log has them all
+            item = DigestRunItem.get(_RUN_PREFIX + day, consistent_read=True)
+            kept = list(item.failures or [])
+            if len(kept) < _FAILURES_KEPT:
+                item.update(actions=[DigestRunItem.failures.set((kept + failures)[:_FAILURES_KEPT])])
+
+    def get(self, day: str) -> DigestRun | None:
+        found = self._connection.client.get_item(
+            TableName=DigestRunItem.Meta.table_name,
+            Key={"digest_key": {"S": _RUN_PREFIX + day}},
+            ConsistentRead=True,
+        ).get("Item")
+        if not found:
+            return None
+        counts = {k[2:]: int(v["N"]) for k, v in found.items() if k.startswith("n_")}
+        failures = json.loads(found["failures"]["S"]) if "failures" in found else []
+        return DigestRun(
+            day=day,
+            shards=int(found["shards"]["N"]) if "shards" in found else 0,
+            started_at=parse_iso(found["started_at"]["S"]) if "started_at" in found else None,
+            shards_done=int(found.get("shards_done", {"N": "0"})["N"]),
+            counts=counts,
+            failures=tuple(failures),
+        )
+
+
+_USER_PREFIX = "user#"
+
+
+class DynamoAutoLogSettings:
+    def get_user(self, user: str) -> str | None:
+        try:
+            return AutoLogItem.get(_USER_PREFIX + user, consistent_read=True).auto_log
+        except AutoLogItem.DoesNotExist:
+            return None
+
+    def set_user(self, user: str, mode: str | None) -> None:
+        if mode is None:
+            AutoLogItem(digest_key=_USER_PREFIX + user).delete()
+        else:
+            AutoLogItem(digest_key=_USER_PREFIX + user, auto_log=mode).save()
+
+
 class DynamoRateLimiter:
     """Token buckets with optimistic writes: read, compute, write on the version read; a few tries.
 
@@ -983,9 +1103,49 @@ __all__ = [
     "DynamoOptOuts",
     "DynamoRateLimiter",
     "DynamoReceipts",
+    "DynamoSyncStates",
     "DynamoTemplates",
     "InvalidCursor",
     "MessageStatus",
     "bind_tables",
     "create_all_tables",
 ]
+
+
+_SYNC_PREFIX = "sync#"
+
+
+class SyncItem(Model):
+    """The record sync's state for one CRM, `sync#<crm>` in the Digests table (it is CRM state)."""
+
+    class Meta:
+        table_name = "DigestsTable"
+
+    digest_key = UnicodeAttribute(hash_key=True)
+    since = UnicodeAttribute(null=True)
+    cursor = UnicodeAttribute(null=True)
+    latest = UnicodeAttribute(null=True)
+    synced_at = UnicodeAttribute(null=True)
+
+
+class DynamoSyncStates:
+    def get(self, crm: str) -> SyncState:
+        try:
+            item = SyncItem.get(_SYNC_PREFIX + crm, consistent_read=True)
+        except SyncItem.DoesNotExist:
+            return SyncState()
+        return SyncState(
+            since=parse_iso(item.since) if item.since else None,
+            cursor=item.cursor or None,
+            latest=parse_iso(item.latest) if item.latest else None,
+            synced_at=parse_iso(item.synced_at) if item.synced_at else None,
+        )
+
+    def save(self, crm: str, state: SyncState) -> None:
+        SyncItem(
+            digest_key=_SYNC_PREFIX + crm,
+            since=iso(state.since) if state.since else None,
+            cursor=state.cursor,
+            latest=iso(state.latest) if state.latest else None,
+            synced_at=iso(state.synced_at) if state.synced_at else None,
+        ).save()

@@ -19,26 +19,37 @@ so two runs for the same day seconds apart could create two notes; the nightly d
 apart and an unchanged day posts nothing at all. If several notes already match, the oldest (lowest id)
 is updated and the rest are left for a person. HubSpot's rate limits answer 429 (transient: the next run
 retries); the search API's own limit is lower than the object APIs'.
+
+Record sync (`changed_records`): contacts changed after the watermark, through the same search API:
+``POST /crm/v3/objects/contacts/search`` with a ``GT`` filter on ``lastmodifieddate`` (epoch
+milliseconds), sorted ascending by it, with the properties we keep; the next page moves that filter up
+to the page's newest change and uses ``after`` only within that millisecond. HubSpot answers
+``{"total", "results": [{"id", "properties", "updatedAt", "archived"}], "paging": {"next": {"after"}}}``;
+archived contacts don't appear.
 """
 
 from __future__ import annotations
 
 import html
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import requests
 
 from parley.crm._http import TokenSource, call, day_lines
+from parley.crm.changes import PageBuilder, RecordPage, parse_crm_time
 from parley.crm.webhook import CrmError, CrmUpsertResult
 
-__all__ = ["NOTE_TO_CONTACT", "HubSpotCrm", "note_properties"]
+__all__ = ["CONTACT_PROPERTIES", "NOTE_TO_CONTACT", "SEARCH_CAP", "HubSpotCrm", "note_properties"]
 
 logger = logging.getLogger(__name__)
 
 NOTE_TO_CONTACT = 202  # HUBSPOT_DEFINED association type id, note → contact
 BODY_MAX = 65_536  # hs_note_body
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+SEARCH_CAP = 10_000  # the search API answers at most this many results for one query, however paged
+CONTACT_PROPERTIES = ("firstname", "lastname", "phone", "mobilephone", "hubspot_owner_id", "lastmodifieddate")
 
 
 def _utc_millis(value: str) -> str:
@@ -72,6 +83,8 @@ class HubSpotCrm:
         id_property: str = "parley_external_id",
         timeout: float = 10.0,
         session: requests.Session | None = None,
+        region: str = "US",
+        page_size: int = 100,
     ) -> None:
         if not id_property:
             raise ValueError("HubSpot needs the notes property that holds our external id")
@@ -80,6 +93,8 @@ class HubSpotCrm:
         self._property = id_property
         self._timeout = timeout
         self._session = session or requests.Session()
+        self._region = region
+        self._page_size = max(1, min(page_size, 200))  # the search API's most per page
 
     def _call(self, method: str, path: str, body: Any) -> requests.Response:
         return call(
@@ -151,6 +166,82 @@ class HubSpotCrm:
             )
         logger.debug("hubspot note %s (created=%s)", crm_id, created)
         return CrmUpsertResult(crm_id=str(crm_id), created=created, version=0)
+
+    def changed_records(self, since: datetime | None, cursor: str | None) -> RecordPage:
+        """One page of contacts changed after the watermark; the cursor is ``<since ms>:<after>``.
+
+        Each page's cursor moves the query's own watermark up to the newest change on the page (less a
+        millisecond), with ``after`` skipping only the contacts already read at that millisecond. Paging
+        one query with ``after`` alone would fail twice over: the search API stops at 10,000 results
+        per query, however paged, and an offset shifts when a contact already read is modified (it
+        moves to the end), so a contact would be skipped. Moving the watermark forward avoids both.
+        """
+        if cursor:
+            since_text, _, after = cursor.partition(":")
+            if not (since_text.lstrip("-").isdigit() or since_text == "") or not (
+                after.isdigit() or after == ""
+            ):
+                raise CrmError(f"HubSpot sync cursor {cursor!r} is not one of ours", transient=False)
+            since_ms = int(since_text) if since_text else None
+        else:
+            since_ms = _epoch_ms(since) if since is not None else None
+            after = ""
+        body: dict[str, Any] = {
+            "sorts": [{"propertyName": "lastmodifieddate", "direction": "ASCENDING"}],
+            "properties": list(CONTACT_PROPERTIES),
+            "limit": self._page_size,
+        }
+        if since_ms is not None:
+            body["filterGroups"] = [
+                {"filters": [{"propertyName": "lastmodifieddate", "operator": "GT", "value": str(since_ms)}]}
+            ]
+        if after:
+            body["after"] = after
+        data = _json(self._call("POST", "/crm/v3/objects/contacts/search", body))
+        results = data.get("results") if isinstance(data, dict) else None
+        if not isinstance(data, dict) or not isinstance(results, list):
+            raise CrmError("HubSpot search answered without results", transient=False)
+        builder = PageBuilder("hubspot", self._region)
+        moments: list[int] = []
+        for result in results:
+            if not isinstance(result, dict) or not result.get("id"):
+                continue
+            props = result.get("properties")
+            props = props if isinstance(props, dict) else {}
+            contact = str(result["id"])
+            first, last = props.get("firstname") or None, props.get("lastname") or None
+            changed = parse_crm_time(props.get("lastmodifieddate") or result.get("updatedAt"))
+            if changed is not None:
+                moments.append(_epoch_ms(changed))
+            builder.add(
+                contact_id=f"hs-{contact}",
+                crm_id=contact,
+                name=" ".join(str(p) for p in (first, last) if p),
+                first_name=first,
+                last_name=last,
+                phones=(props.get("mobilephone"), props.get("phone")),
+                owner=props.get("hubspot_owner_id"),
+                active=result.get("archived") is not True,
+                updated_at=changed,
+            )
+        paging = data.get("paging")
+        following = paging.get("next") if isinstance(paging, dict) else None
+        if not isinstance(following, dict) or not following.get("after"):
+            return builder.page(None)
+        if not moments:  # no change times to move by: page on within this query
+            return builder.page(f"{'' if since_ms is None else since_ms}:{following['after']}")
+        newest = max(moments)
+        read_at_newest = moments.count(newest) + (int(after or 0) if since_ms == newest - 1 else 0)
+        if read_at_newest + self._page_size > SEARCH_CAP:
+            # more contacts changed in one millisecond than one query can list: go past that millisecond
+            logger.warning("hubspot: over %d contacts changed at %d ms; moving past them", SEARCH_CAP, newest)
+            return builder.page(f"{newest}:")
+        return builder.page(f"{newest - 1}:{read_at_newest}")
+
+
+def _epoch_ms(at: datetime) -> int:
+    """Milliseconds since the epoch, exactly (HubSpot's datetime filter values)."""
+    return (at - _EPOCH) // timedelta(milliseconds=1)
 
 
 def _json(response: requests.Response) -> Any:

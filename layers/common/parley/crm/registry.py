@@ -16,8 +16,9 @@ from parley.crm.webhook import CrmUpsertResult, WebhookCrm
 
 if TYPE_CHECKING:
     from parley.crm._http import TokenSource
+    from parley.crm.changes import RecordSource
 
-__all__ = ["Crm", "CrmFactory", "UnknownCrm", "build_crm", "names", "register"]
+__all__ = ["Crm", "CrmFactory", "UnknownCrm", "build_crm", "build_record_source", "names", "register"]
 
 logger = logging.getLogger(__name__)
 
@@ -68,12 +69,22 @@ def build_crm(name: str, settings: Settings) -> Crm:
     return factory(settings)
 
 
+def build_record_source(name: str, settings: Settings) -> RecordSource:
+    """The configured CRM as a source of changed records, for the record sync."""
+    from parley.crm.changes import RecordSource
+
+    crm = build_crm(name, settings)
+    if not isinstance(crm, RecordSource):
+        raise UnknownCrm(f"the {name!r} CRM can't list changed records, so records can't be synced from it")
+    return crm
+
+
 def _build_webhook(settings: Settings) -> Crm:
     if not settings.crm_webhook_url:
         raise ValueError("the webhook CRM needs PARLEY_CRM_WEBHOOK_URL")
     if not settings.crm_signing_secret:
         raise ValueError("the webhook CRM needs PARLEY_CRM_SIGNING_SECRET (resolved from its parameter)")
-    return WebhookCrm(settings.crm_webhook_url, settings.crm_signing_secret)
+    return WebhookCrm(settings.crm_webhook_url, settings.crm_signing_secret, region=settings.default_region)
 
 
 register("webhook", _build_webhook)
@@ -128,6 +139,7 @@ def _build_salesforce(settings: Settings) -> Crm:
         api_version=settings.crm_salesforce_api_version,
         external_id_field=settings.crm_salesforce_external_id_field,
         timeout=settings.crm_timeout_seconds,
+        region=settings.default_region,
     )
 
 
@@ -142,6 +154,7 @@ def _build_hubspot(settings: Settings) -> Crm:
         base_url=settings.crm_hubspot_base_url,
         id_property=settings.crm_hubspot_id_property,
         timeout=settings.crm_timeout_seconds,
+        region=settings.default_region,
     )
 
 
@@ -171,6 +184,7 @@ def _build_dynamics(settings: Settings) -> Crm:
         entity_set=settings.crm_dynamics_entity_set,
         alternate_key=settings.crm_dynamics_alternate_key,
         timeout=settings.crm_timeout_seconds,
+        region=settings.default_region,
     )
 
 

@@ -21,6 +21,25 @@ no-op that keeps the version, which is what makes a digest re-run harmless.
 Failures: 5xx, 429, timeouts and connection errors are transient (retry later); any other 4xx is
 permanent (fix the request or the configuration); a 2xx without a record id is a broken receiver,
 also not worth retrying blindly.
+
+Record changes (the other direction: the CRM's contacts, accounts, opportunities and leads, which Parley
+keeps so it can route texts to them). Parley asks every 15 minutes for what changed since its watermark:
+
+    GET {crm_base_url}/records/changes?since=<ISO 8601 UTC, exclusive; absent the first time>&cursor=<c>
+    X-Parley-Timestamp: <unix seconds>
+    X-Parley-Signature: v1=<hex HMAC-SHA256(secret, f"{timestamp}.".encode() + raw_query)>
+
+There is no body, so the signed bytes are the raw query string exactly as sent (what follows ``?``;
+empty when there is none), checked the same way as an upsert's. ``cursor`` is whatever the previous
+page answered, sent back unchanged. The answer, oldest change first:
+
+    200 {"records": [{"crm_id": "...", "type": "contact"|"account"|"opportunity"|"lead",
+                      "name": "...", "first_name": ..., "last_name": ..., "phones": ["..."],
+                      "owner": ..., "team": ..., "active": true, "updated_at": "<ISO 8601>"}],
+         "cursor": "<the next page>" | null}
+
+``null`` ends the pass. Each record becomes Parley's ``crm-<crm_id>``; numbers are normalised to E.164
+and one that doesn't parse is skipped. Failures are classified as for upserts.
 """
 
 from __future__ import annotations
@@ -31,10 +50,14 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import quote
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlencode
 
 import requests
+
+if TYPE_CHECKING:
+    from parley.crm.changes import RecordPage
 
 __all__ = [
     "SIGNATURE_HEADER",
@@ -120,6 +143,7 @@ class WebhookCrm:
         *,
         timeout: float = 10.0,
         session: requests.Session | None = None,
+        region: str = "US",
     ) -> None:
         if not base_url:
             raise ValueError("the CRM webhook needs a base URL")
@@ -129,6 +153,7 @@ class WebhookCrm:
         self._secret = secret
         self._timeout = timeout
         self._session = session or requests.Session()
+        self._region = region  # where a number written without a country code is
 
     def record_url(self, external_id: str) -> str:
         return f"{self._base_url}/records/{quote(external_id, safe='')}"
@@ -173,6 +198,69 @@ class WebhookCrm:
             result.version,
         )
         return result
+
+    def changed_records(self, since: datetime | None, cursor: str | None) -> RecordPage:
+        """One page of the receiver's changed records (``GET /records/changes``, above)."""
+        from parley.crm.changes import PageBuilder, parse_crm_time
+        from parley.domain.models import RECORD_TYPES
+
+        params: dict[str, str] = {}
+        if since is not None:
+            params["since"] = since.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        if cursor:
+            params["cursor"] = cursor
+        query = urlencode(params)
+        timestamp = str(int(time.time()))
+        headers = {
+            "Accept": "application/json",
+            TIMESTAMP_HEADER: timestamp,
+            SIGNATURE_HEADER: sign(self._secret, timestamp, query.encode()),
+        }
+        url = f"{self._base_url}/records/changes" + (f"?{query}" if query else "")
+        try:
+            response = self._session.get(url, headers=headers, timeout=self._timeout, allow_redirects=False)
+        except (requests.Timeout, requests.ConnectionError) as exc:
+            raise CrmError(f"CRM unreachable: {type(exc).__name__}", transient=True) from exc
+        except requests.RequestException as exc:
+            raise CrmError(f"CRM request failed: {type(exc).__name__}", transient=False) from exc
+        status = response.status_code
+        if status == 429 or status >= 500:
+            raise CrmError(f"CRM answered {status}: {_detail(response)}", transient=True, status_code=status)
+        try:
+            data = response.json() if 200 <= status < 300 else None
+        except ValueError:
+            data = None
+        records = data.get("records") if isinstance(data, dict) else None
+        if not isinstance(data, dict) or not isinstance(records, list):
+            reason = _detail(response) if not 200 <= status < 300 else "no records list"
+            raise CrmError(
+                f"CRM answered changes with {status}: {reason}", transient=False, status_code=status
+            )
+        builder = PageBuilder("webhook", self._region)
+        for record in records:
+            if not isinstance(record, dict) or not record.get("crm_id"):
+                continue
+            crm_id = str(record["crm_id"])
+            kind = record.get("type", "contact")
+            if kind not in RECORD_TYPES:
+                logger.warning("crm record %s has a type Parley doesn't keep: %r", crm_id, kind)
+                continue
+            phones = record.get("phones")
+            builder.add(
+                contact_id=f"crm-{crm_id}",
+                crm_id=crm_id,
+                name=str(record.get("name") or ""),
+                first_name=record.get("first_name"),
+                last_name=record.get("last_name"),
+                phones=phones if isinstance(phones, list) else [],
+                owner=record.get("owner"),
+                team=record.get("team"),
+                record_type=kind,
+                active=record.get("active") is not False,
+                updated_at=parse_crm_time(record.get("updated_at")),
+            )
+        following = data.get("cursor")
+        return builder.page(str(following) if following else None)
 
 
 def _parse_result(response: requests.Response) -> CrmUpsertResult:

@@ -6,8 +6,10 @@ vocabulary; records are what the repositories store and the API returns.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from contextlib import suppress
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -281,6 +283,32 @@ class Template(BaseModel):
     shared: bool = True
 
 
+def day_of(at: datetime, tz_name: str) -> str:
+    """The organisation's calendar day of a moment: what the digest calls a day."""
+    from zoneinfo import ZoneInfo
+
+    return at.astimezone(ZoneInfo(tz_name)).date().isoformat()
+
+
+class AutoLog(StrEnum):
+    """How a conversation's days reach the CRM, set per user and per our number.
+
+    When they differ, `off` wins (someone chose not to log), then `immediate`, then `nightly`.
+    """
+
+    NIGHTLY = "nightly"  # the nightly digest logs the day (and a re-run or a late message updates it)
+    IMMEDIATE = "immediate"  # also logged within moments of each message or status change
+    OFF = "off"  # nothing is logged until a person asks for that conversation and day
+
+
+def effective_auto_log(choices: Iterable[AutoLog | None], default: AutoLog) -> AutoLog:
+    chosen = {c for c in choices if c is not None} or {default}
+    for mode in (AutoLog.OFF, AutoLog.IMMEDIATE):
+        if mode in chosen:
+            return mode
+    return AutoLog.NIGHTLY
+
+
 class OurNumber(BaseModel):
     """One of our sender numbers and who it belongs to."""
 
@@ -295,6 +323,7 @@ class OurNumber(BaseModel):
     rate_per_second: float | None = Field(default=None, gt=0)  # segments per second; None: the type's default
     smart_encoding: bool = False  # the default for sends from this number that don't say
     opt_out_scope: OptOutScope = OptOutScope.ALL  # what a STOP to this number opts the customer out of
+    auto_log: AutoLog | None = None  # how its conversations reach the CRM; None follows the organisation
 
     @property
     def opt_out_number(self) -> str | None:

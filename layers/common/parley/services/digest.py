@@ -1,13 +1,24 @@
-"""The nightly CRM digest: one record per conversation per day, safe to run any number of times.
+"""The CRM digest: one record per contact per day, holding all of that day's texts, safe to run any
+number of times.
 
-The CRM record is keyed by (customer number, day) as its external id, and we keep a hash of what
-we last posted: an unchanged day posts nothing, a day that gained a late message or a new status
-updates the same record.
+The CRM record is keyed by (record, day) as its external id (by (customer number, day) for a
+conversation linked to no record), and we keep a hash of what we last posted: an unchanged day
+posts nothing, a day that gained a late message or a new status updates the same record. A record
+with several numbers gets one record a day holding the texts of all its conversations.
+
+A run fans out in shard jobs (`ShardJob`), each a page of one shard's conversations that hands on a
+cursor, so any number of active conversations fits Lambda's limits; its cost grows with the day's
+active conversations, never with the tables. Progress is counted per day (`DigestRun`).
+
+Auto-log (`parley.domain.models.AutoLog`, per user and per our number) decides whether the nightly
+run logs a conversation, and whether each message logs its day at once (`on_activity`); a person
+can always ask for one conversation's day (`log_day`).
 
 A conversation that is linked to no record while several records tie for its number (see
 `parley.domain.routing`) is not posted: its day is held as a conflict (`conflict_id`), listed for a
 person to pick the record. Picking one (`resolve`) links the conversation, so that day is posted at
-once and every later day goes to the same record.
+once (or retried through the job queue if the CRM is down) and every later day goes to the same
+record.
 """
 
 from __future__ import annotations
@@ -15,14 +26,22 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections import defaultdict
+import re
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Protocol
 
-from parley.domain.models import ContactRecord, Message
+from parley.domain.models import (
+    AutoLog,
+    ContactRecord,
+    Conversation,
+    Message,
+    day_of,
+    effective_auto_log,
+)
 from parley.domain.phone import mask
 from parley.ports import (
+    AutoLogSettings,
     Clock,
     ConflictCandidate,
     ConflictEntry,
@@ -32,7 +51,11 @@ from parley.ports import (
     ConversationRepository,
     DigestEntry,
     DigestRepository,
+    DigestRun,
+    DigestRunRepository,
+    JobQueue,
     MessageRepository,
+    NumberRepository,
     Page,
 )
 
@@ -48,6 +71,11 @@ class Crm(Protocol):
     def upsert(self, external_id: str, payload: dict[str, Any]) -> Any: ...
 
 
+RETRY_DELAY_SECONDS = 60  # then the queue's visibility timeout spaces the tries, until its DLQ
+
+COUNTS = ("conversations", "created", "updated", "unchanged", "conflicts", "skipped", "merged", "failed")
+
+
 @dataclass
 class DigestReport:
     day: str
@@ -56,31 +84,70 @@ class DigestReport:
     updated: int = 0
     unchanged: int = 0
     conflicts: int = 0  # days held for a person to pick the record
+    skipped: int = 0  # auto-log off: nothing logged until a person asks
+    merged: int = 0  # posted with another number of the same record
     failed: list[dict[str, str]] = field(default_factory=list)
+    retry: list[str] = field(default_factory=list)  # customer numbers whose day failed transiently
+
+    def counts(self) -> dict[str, int]:
+        return {name: len(self.failed) if name == "failed" else getattr(self, name) for name in COUNTS}
+
+    def add(self, other: DigestReport) -> None:
+        for name in COUNTS[:-1]:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.failed.extend(other.failed)
+        self.retry.extend(other.retry)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "day": self.day,
-            "conversations": self.conversations,
-            "created": self.created,
-            "updated": self.updated,
-            "unchanged": self.unchanged,
-            "conflicts": self.conflicts,
-            "failed": self.failed,
-        }
+        return {"day": self.day, **self.counts(), "failed": self.failed}
 
     def log_fields(self) -> dict[str, Any]:
         """The same figures under names that don't collide with LogRecord's own (`created`)."""
         return {f"digest_{key}": value for key, value in self.as_dict().items()}
 
 
-def digest_key(customer_number: str, day: str) -> str:
-    return f"{customer_number}#{day}"
+@dataclass(frozen=True)
+class ShardJob:
+    """One page of one shard of a day's run; `after` is the last conversation a job before did."""
+
+    day: str
+    shard: int
+    after: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"kind": "digest-shard", "day": self.day, "shard": self.shard, "after": self.after}
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> ShardJob:
+        date.fromisoformat(str(body["day"]))
+        return cls(day=str(body["day"]), shard=int(body["shard"]), after=body.get("after") or None)
 
 
-def external_id(customer_number: str, day: str) -> str:
-    """Stable at the CRM across re-runs; digits only so any CRM accepts it in a URL."""
-    return f"parley-sms-{customer_number.lstrip('+')}-{day}"
+@dataclass(frozen=True)
+class ResolveOutcome:
+    conflict: ConflictEntry
+    logged: bool  # False: the choice is saved; the day is retried through the job queue
+    error: str | None = None
+
+
+_SLUG = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def digest_key(subject: str, day: str) -> str:
+    """`rec#<record id>#<day>`, or `<customer number>#<day>` for a conversation with no record."""
+    return f"{subject}#{day}" if subject.startswith("+") else f"rec#{subject}#{day}"
+
+
+def external_id(subject: str, day: str) -> str:
+    """Stable at the CRM across re-runs, and safe in any CRM's URL: the record id (hashed when it
+    has other characters), or the customer number's digits."""
+    if subject.startswith("+"):
+        slug = subject.lstrip("+")
+    elif _SLUG.fullmatch(subject):
+        slug = subject
+    else:
+        slug = "h" + hashlib.sha256(subject.encode()).hexdigest()[:24]
+    return f"parley-sms-{slug}-{day}"
 
 
 def conflict_id(customer_number: str, day: str) -> str:
@@ -96,8 +163,18 @@ class ConflictAlreadyResolved(Exception):
     """The conflict was resolved with another record (409)."""
 
 
-class ConflictPostFailed(Exception):
-    """The conversation is linked but its day could not be posted to the CRM (502); retry."""
+class CrmLogFailed(Exception):
+    """The CRM refused a day logged as its messages came; the job queue tries it again."""
+
+
+@dataclass
+class _Day:
+    """What one CRM record of a day holds: its subject (record or number) and its texts."""
+
+    subject: str
+    numbers: list[str]
+    messages: list[Message]
+    record: ContactRecord | None
 
 
 class DigestService:
@@ -113,6 +190,13 @@ class DigestService:
         conversations: ConversationRepository | None = None,
         conflicts: ConflictRepository | None = None,
         linker: ConversationLinker | None = None,
+        runs: DigestRunRepository | None = None,
+        jobs: JobQueue | None = None,
+        numbers: NumberRepository | None = None,
+        auto_log: AutoLogSettings | None = None,
+        auto_log_default: AutoLog = AutoLog.NIGHTLY,
+        page_size: int = 200,
+        timezone: str = "UTC",
     ) -> None:
         self._messages = messages
         self._contacts = contacts
@@ -123,46 +207,172 @@ class DigestService:
         self._conversations = conversations
         self._conflicts = conflicts
         self._linker = linker
+        self._runs = runs
+        self._jobs = jobs
+        self._numbers = numbers
+        self._auto_log = auto_log
+        self._auto_log_default = auto_log_default
+        self._page_size = page_size
+        self._timezone = timezone
+
+    # -- a day's run: fanned out in shard jobs ---------------------------------------------------------
+
+    def start(self, day: date) -> list[ShardJob]:
+        """Begin the day's run (its progress at zero) and answer the first job of every shard."""
+        day_text = day.isoformat()
+        if self._runs is not None:
+            self._runs.start(day_text, self._shards, self._clock())
+        logger.info("digest run started", extra={"day": day_text, "shards": self._shards})
+        return [ShardJob(day_text, shard) for shard in range(self._shards)]
+
+    def work(self, job: ShardJob) -> tuple[DigestReport, ShardJob | None]:
+        """Log one page of the shard's conversations; answer what it did and the job that goes on."""
+        numbers, after = self._messages.day_conversations(
+            job.day, job.shard, after=job.after, limit=self._page_size
+        )
+        report = DigestReport(day=job.day)
+        lookups = _Lookups(self._numbers, self._auto_log)
+        for customer_number in numbers:
+            report.conversations += 1
+            self._log(customer_number, job.day, report, lookups, nightly=True)
+        if self._jobs is not None:  # a CRM outage or rate limit: the queue tries the day again later
+            for customer_number in report.retry:
+                self._jobs.send(log_job(customer_number, job.day), delay_seconds=RETRY_DELAY_SECONDS)
+        following = ShardJob(job.day, job.shard, after) if after is not None else None
+        if self._runs is not None:
+            self._runs.record(job.day, report.counts(), report.failed[:20], shard_done=following is None)
+        logger.info(
+            "digest page done",
+            extra={"shard": job.shard, "more": following is not None, **report.log_fields()},
+        )
+        return report, following
 
     def run(self, day: date) -> DigestReport:
-        """Cost grows with the day's messages (one index query per shard), never with table size."""
-        day_text = day.isoformat()
-        report = DigestReport(day=day_text)
-        for shard in range(self._shards):
-            by_conversation: dict[str, list[Message]] = defaultdict(list)
-            for message in self._messages.list_for_day(day_text, shard):
-                by_conversation[message.customer_number].append(message)
-            for customer_number, messages in sorted(by_conversation.items()):
-                report.conversations += 1
-                self._post_one(customer_number, day_text, messages, report)
-        logger.info("digest finished", extra=report.log_fields())
+        """The whole day in this process, job after job (tests, benches, small stacks)."""
+        total = DigestReport(day=day.isoformat())
+        for first in self.start(day):
+            job: ShardJob | None = first
+            while job is not None:
+                report, job = self.work(job)
+                total.add(report)
+        logger.info("digest finished", extra=total.log_fields())
+        return total
+
+    def progress(self, day: date) -> DigestRun | None:
+        assert self._runs is not None, "no run store wired"
+        return self._runs.get(day.isoformat())
+
+    # -- one conversation's day, on request or as its messages come -------------------------------------
+
+    def log_day(self, customer_number: str, day: date) -> DigestReport:
+        """A person asks for this conversation's day: logged whatever auto-log says."""
+        report = DigestReport(day=day.isoformat(), conversations=1)
+        self._log(customer_number, day.isoformat(), report, _Lookups(self._numbers, self._auto_log))
         return report
 
-    def _post_one(
-        self, customer_number: str, day: str, messages: list[Message], report: DigestReport
+    def on_activity(self, message_id: str) -> str:
+        """A message was stored or changed: log its day now if auto-log says `immediate`.
+
+        Answers what happened, for the log line: 'logged', 'not immediate', 'unknown message'...
+        """
+        message = self._messages.get(message_id)
+        if message is None:
+            return "unknown message"
+        conversation = self._conversation(message.customer_number)
+        lookups = _Lookups(self._numbers, self._auto_log)
+        if self._mode(conversation, lookups) is not AutoLog.IMMEDIATE:
+            return "not immediate"
+        day = day_of(message.created_at, self._timezone)
+        report = DigestReport(day=day)
+        self._log(message.customer_number, day, report, lookups)
+        if report.failed:
+            raise CrmLogFailed(report.failed[0]["reason"])  # the queue retries it
+        return "logged" if report.created or report.updated else "unchanged"
+
+    # -- the work -------------------------------------------------------------------------------------
+
+    def _log(
+        self,
+        customer_number: str,
+        day: str,
+        report: DigestReport,
+        lookups: _Lookups,
+        *,
+        nightly: bool = False,
     ) -> None:
-        messages.sort(key=lambda m: (m.created_at, m.message_id))
-        linked: ContactRecord | None = None
-        conversation = self._conversations.get(customer_number) if self._conversations else None
-        if conversation is not None and conversation.contact_id:
-            linked = self._contacts.get(conversation.contact_id)
-        elif conversation is not None and conversation.conflict_candidates and self._conflicts:
+        conversation = self._conversation(customer_number)
+        if nightly and self._mode(conversation, lookups) is AutoLog.OFF:
+            report.skipped += 1
+            return
+        if conversation is not None and _tied(conversation) and self._conflicts is not None:
             self._hold(customer_number, day, conversation.team, conversation.conflict_candidates)
             report.conflicts += 1
             return
-        payload = self._payload(customer_number, day, messages, linked)
+        the_day = self._gather(customer_number, day, conversation, defer_to_first=nightly)
+        if the_day is None:
+            report.merged += 1
+            return
+        if not the_day.messages:
+            return
+        self._post(the_day, day, report)
+
+    def _gather(
+        self, customer_number: str, day: str, conversation: Conversation | None, *, defer_to_first: bool
+    ) -> _Day | None:
+        """The day's texts for one CRM record: this conversation's, and those of the record's other
+        numbers whose conversations are linked to it. None: another of its numbers comes first in
+        the run and posts them all."""
+        record: ContactRecord | None = None
+        if conversation is not None and conversation.contact_id:
+            record = self._contacts.get(conversation.contact_id)
+        elif conversation is None or not conversation.conflict_candidates:
+            found = self._contacts.find_by_phone(customer_number)
+            record = found[0] if len(found) == 1 else None
+        if record is None:
+            only = self._messages.list_conversation_day(customer_number, day)
+            return _Day(customer_number, [customer_number], only, None)
+        numbers = [customer_number]
+        messages: list[Message] = []
+        for other in sorted(set(record.phones) - {customer_number}):
+            linked = self._conversation(other)
+            if linked is None or linked.contact_id != record.contact_id:
+                continue
+            theirs = self._messages.list_conversation_day(other, day)
+            if not theirs:
+                continue
+            if defer_to_first and other < customer_number:
+                return None
+            numbers.append(other)
+            messages.extend(theirs)
+        messages.extend(self._messages.list_conversation_day(customer_number, day))
+        return _Day(record.contact_id, sorted(numbers), messages, record)
+
+    def _post(self, the_day: _Day, day: str, report: DigestReport) -> None:
+        the_day.messages.sort(key=lambda m: (m.created_at, m.message_id))
+        payload = self._payload(the_day, day)
         content_hash = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-        key = digest_key(customer_number, day)
+        key = digest_key(the_day.subject, day)
         previous = self._digests.get(key)
         if previous is not None and previous.content_hash == content_hash:
             report.unchanged += 1
             return
         try:
-            result = self._crm.upsert(external_id(customer_number, day), payload)
-        except Exception as exc:  # one conversation's failure must not stop the others
+            result = self._crm.upsert(external_id(the_day.subject, day), payload)
+        except Exception as exc:  # one record's failure must not stop the others
             reason = getattr(exc, "reason", None) or str(exc)
-            logger.error("digest record failed", extra={"customer": mask(customer_number), "reason": reason})
-            report.failed.append({"customer_number": customer_number, "reason": reason})
+            transient = bool(getattr(exc, "transient", True))
+            logger.error(
+                "digest record failed",
+                extra={
+                    "customer": mask(the_day.numbers[0]),
+                    "day": day,
+                    "reason": reason,
+                    "transient": transient,
+                },
+            )
+            report.failed.append({"customer_number": the_day.numbers[0], "day": day, "reason": reason})
+            if transient:
+                report.retry.append(the_day.numbers[0])
             return
         self._digests.save(
             DigestEntry(
@@ -171,13 +381,24 @@ class DigestService:
                 content_hash=content_hash,
                 version=(previous.version + 1) if previous else 1,
                 posted_at=self._clock(),
-                message_count=len(messages),
+                message_count=len(the_day.messages),
             )
         )
         if previous is None:
             report.created += 1
         else:
             report.updated += 1
+
+    def _conversation(self, customer_number: str) -> Conversation | None:
+        return self._conversations.get(customer_number) if self._conversations else None
+
+    def _mode(self, conversation: Conversation | None, lookups: _Lookups) -> AutoLog:
+        if conversation is None:
+            return self._auto_log_default
+        choices = [lookups.user(conversation.owner)] + [lookups.number(n) for n in conversation.our_numbers]
+        return effective_auto_log(choices, self._auto_log_default)
+
+    # -- conflicts: listed for a person, resolved by picking a record --------------------------------
 
     def _hold(self, customer_number: str, day: str, team: str, candidate_ids: list[str]) -> None:
         assert self._conflicts is not None
@@ -207,18 +428,17 @@ class DigestService:
         )
         logger.info("digest day held as a conflict", extra={"customer": mask(customer_number), "day": day})
 
-    # -- conflicts: listed for a person, resolved by picking a record --------------------------------
-
     def open_conflicts(self, team: str, *, limit: int, cursor: str | None) -> Page[ConflictEntry]:
         assert self._conflicts is not None, "no conflict store wired"
         return self._conflicts.list_open(team, limit=limit, cursor=cursor)
 
-    def resolve(self, conflict: str, record_id: str, *, user: str, team: str) -> ConflictEntry:
-        """Link the conversation to `record_id` (one of the candidates), post that day to the CRM
-        now (the same idempotent upsert as the nightly run) and mark the conflict resolved.
+    def resolve(self, conflict: str, record_id: str, *, user: str, team: str) -> ResolveOutcome:
+        """Link the conversation to `record_id` (one of the candidates), mark the conflict resolved
+        and post that day to the CRM now (the same idempotent upsert as the nightly run).
 
-        Resolving again with the same record answers the resolved conflict (idempotent); with
-        another record raises ConflictAlreadyResolved.
+        The choice is kept even when the CRM refuses the day: the day then goes to the job queue,
+        which tries again with backoff, so nobody has to pick twice. Resolving again with the same
+        record answers the resolved conflict (idempotent); with another raises ConflictAlreadyResolved.
         """
         assert self._conflicts is not None and self._linker is not None, "no conflict store wired"
         entry = self._conflicts.get(conflict)
@@ -226,7 +446,7 @@ class DigestService:
             raise ConflictNotFound(f"no conflict {conflict!r}")
         if entry.resolved:
             if entry.record_id == record_id:
-                return entry
+                return ResolveOutcome(entry, logged=True)
             raise ConflictAlreadyResolved(
                 f"conflict {conflict!r} was already resolved with {entry.record_id!r} by {entry.resolved_by}"
             )
@@ -241,20 +461,6 @@ class DigestService:
         self._linker.link(
             entry.customer_number, contact_id=record_id, owner=record.owner, reason=f"chosen by {user}"
         )
-        report = DigestReport(day=entry.day)
-        messages = [
-            m
-            for shard in range(self._shards)
-            for m in self._messages.list_for_day(entry.day, shard)
-            if m.customer_number == entry.customer_number
-        ]
-        if messages:
-            self._post_one(entry.customer_number, entry.day, messages, report)
-        if report.failed:
-            raise ConflictPostFailed(
-                f"linked to {record_id!r}, but the CRM refused the day: {report.failed[0]['reason']}; "
-                "resolve again or let the nightly digest post it"
-            )
         resolved = ConflictEntry(
             conflict_id=entry.conflict_id,
             customer_number=entry.customer_number,
@@ -271,28 +477,28 @@ class DigestService:
             "digest conflict resolved",
             extra={"customer": mask(entry.customer_number), "day": entry.day, "record_id": record_id},
         )
-        return resolved
+        report = self.log_day(entry.customer_number, date.fromisoformat(entry.day))
+        if not report.failed:
+            return ResolveOutcome(resolved, logged=True)
+        reason = report.failed[0]["reason"]
+        if self._jobs is not None:
+            self._jobs.send(log_job(entry.customer_number, entry.day), delay_seconds=RETRY_DELAY_SECONDS)
+        return ResolveOutcome(resolved, logged=False, error=reason)
 
-    def _payload(
-        self,
-        customer_number: str,
-        day: str,
-        messages: list[Message],
-        linked: ContactRecord | None = None,
-    ) -> dict[str, Any]:
-        if linked is not None:
-            contact: ContactRecord | None = linked
-        else:
-            contacts = self._contacts.find_by_phone(customer_number)
-            contact = contacts[0] if len(contacts) == 1 else None
+    # -- what the CRM gets ----------------------------------------------------------------------------
+
+    def _payload(self, the_day: _Day, day: str) -> dict[str, Any]:
+        record = the_day.record
+        name = record.name if record else the_day.numbers[0]
         return {
             "type": "sms_digest",
             "day": day,
-            "customer_number": customer_number,
-            "contact_id": contact.contact_id if contact else None,
-            "crm_contact_id": contact.crm_id if contact else None,
-            "subject": f"SMS with {contact.name if contact else customer_number} on {day}",
-            "message_count": len(messages),
+            "customer_number": the_day.numbers[0],
+            "customer_numbers": the_day.numbers,
+            "contact_id": record.contact_id if record else None,
+            "crm_contact_id": record.crm_id if record else None,
+            "subject": f"SMS with {name} on {day}",
+            "message_count": len(the_day.messages),
             "messages": [
                 {
                     "message_id": m.message_id,
@@ -303,6 +509,42 @@ class DigestService:
                     "body": m.body,
                     "status": m.status.value,
                 }
-                for m in messages
+                for m in the_day.messages
             ],
         }
+
+
+def _tied(conversation: Conversation) -> bool:
+    """Several records tie for the number and nobody has picked one yet."""
+    return not conversation.contact_id and bool(conversation.conflict_candidates)
+
+
+def log_job(customer_number: str, day: str) -> dict[str, Any]:
+    """A job-queue body asking for one conversation's day (a retry after the CRM refused it)."""
+    return {"kind": "digest-log", "customer_number": customer_number, "day": day}
+
+
+class _Lookups:
+    """Auto-log choices read once per job: users and numbers repeat across conversations."""
+
+    def __init__(self, numbers: NumberRepository | None, users: AutoLogSettings | None) -> None:
+        self._numbers = numbers
+        self._users = users
+        self._number_modes: dict[str, AutoLog | None] = {}
+        self._user_modes: dict[str, AutoLog | None] = {}
+
+    def number(self, number: str) -> AutoLog | None:
+        if self._numbers is None:
+            return None
+        if number not in self._number_modes:
+            found = self._numbers.get(number)
+            self._number_modes[number] = found.auto_log if found else None
+        return self._number_modes[number]
+
+    def user(self, user: str | None) -> AutoLog | None:
+        if self._users is None or not user:
+            return None
+        if user not in self._user_modes:
+            mode = self._users.get_user(user)
+            self._user_modes[user] = AutoLog(mode) if mode else None
+        return self._user_modes[user]

@@ -1,0 +1,87 @@
+"""Records a person creates or edits through the API: contacts, accounts, opportunities and leads.
+
+A record belongs to a team; a caller sees and changes only their team's records (another team's
+record answers as absent). Numbers are stored in E.164, so routing and the digest find the record
+by any of them whatever way they were typed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from parley.domain.models import ContactRecord, RecordType
+from parley.domain.phone import normalize_e164
+from parley.ports import Clock, ContactRepository
+
+
+class RecordNotFound(LookupError):
+    """Absent, or another team's: the API says the same in both cases (404)."""
+
+
+class RecordExists(Exception):
+    """A record with this id exists already (409)."""
+
+
+class RecordDraft(BaseModel):
+    """What a person may set on a record."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    phones: list[str] = Field(min_length=1, max_length=40)
+    record_type: RecordType = "contact"
+    first_name: str | None = Field(default=None, max_length=100)
+    last_name: str | None = Field(default=None, max_length=100)
+    email: str | None = Field(default=None, max_length=254)
+    owner: str | None = Field(default=None, max_length=200)
+    active: bool = True
+    crm_id: str | None = Field(default=None, max_length=200)
+    fields: dict[str, str] = Field(default_factory=dict, max_length=50)
+
+    @field_validator("phones")
+    @classmethod
+    def _e164(cls, phones: list[str]) -> list[str]:
+        # a landline may be a record's number (an office line), so any valid number is accepted
+        return list(dict.fromkeys(normalize_e164(p, require_mobile=False) for p in phones))
+
+
+class NewRecord(RecordDraft):
+    record_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]{1,100}$")
+
+
+class RecordService:
+    def __init__(self, contacts: ContactRepository, clock: Clock, *, region: str = "US") -> None:
+        self._contacts = contacts
+        self._clock = clock
+        self._region = region
+
+    def create(self, draft: NewRecord, *, team: str, user: str) -> ContactRecord:
+        record_id = draft.record_id or f"r-{uuid.uuid4().hex[:16]}"
+        record = self._record(record_id, draft, team=team, owner=draft.owner or user)
+        if not self._contacts.create(record):
+            raise RecordExists(f"a record with id {record_id!r} exists already")
+        return record
+
+    def get(self, record_id: str, *, team: str) -> ContactRecord:
+        record = self._contacts.get(record_id)
+        if record is None or record.team != team:
+            raise RecordNotFound(f"no record {record_id!r}")
+        return record
+
+    def update(self, record_id: str, draft: RecordDraft, *, team: str) -> ContactRecord:
+        current = self.get(record_id, team=team)
+        record = self._record(record_id, draft, team=team, owner=draft.owner or current.owner)
+        self._contacts.save(record)
+        return record
+
+    def find(self, phone: str, *, team: str) -> list[ContactRecord]:
+        number = normalize_e164(phone, region=self._region, require_mobile=False)
+        return [r for r in self._contacts.find_by_phone(number) if r.team == team]
+
+    def _record(self, record_id: str, draft: RecordDraft, *, team: str, owner: str | None) -> ContactRecord:
+        values: dict[str, Any] = draft.model_dump(exclude={"record_id"})
+        values.update(contact_id=record_id, team=team, owner=owner, updated_at=self._clock())
+        return ContactRecord.model_validate(values)
