@@ -10,6 +10,9 @@
 3. A rate-limited burst through SendService (in-memory stores, fake carrier, simulated clock), and
    the same burst in real time through `parley local` (bench/local_burst.py): the achieved rate as a
    ratio to the configured one, and that no text is dropped or sent twice.
+4. The digest's DynamoDB units against table size (bench/digest_scale.py, in its own process, so its
+   moto tables and hooks don't meet these): the same 100 active conversations in 1,000 and in 10,000,
+   and 1,000 active. Alone: `python -m bench.digest_scale`.
 """
 
 from __future__ import annotations
@@ -25,12 +28,11 @@ import subprocess
 import sys
 import uuid
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from bench.dynamo_units import CapacityMeter, Charges, TableShape, request_body
+from bench.dynamo_units import CallCounter, Charges, meter_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -70,59 +72,6 @@ def cold_imports(runs: int) -> list[tuple[str, float, float]]:
 
 
 # -- AWS calls per operation --------------------------------------------------------------------
-
-
-class CallCounter:
-    """Counts API calls on every botocore client created after `install()` (boto3 and pynamodb).
-
-    With a `meter` attached, DynamoDB calls are also charged in capacity units (bench.dynamo_units);
-    the meter's own reads run `quietly` and are neither counted nor charged.
-    """
-
-    def __init__(self) -> None:
-        self.calls: Counter[str] = Counter()
-        self.meter: CapacityMeter | None = None
-        self._quiet = False
-        self._request: dict[str, Any] = {}
-
-    def install(self) -> None:
-        import botocore.session
-
-        original = botocore.session.Session.create_client
-        counter = self
-
-        def create_client(session: Any, *args: Any, **kwargs: Any) -> Any:
-            client = original(session, *args, **kwargs)
-            client.meta.events.register("before-call.*.*", counter._on_call)
-            client.meta.events.register("after-call.*.*", counter._after_call)
-            return client
-
-        botocore.session.Session.create_client = create_client
-
-    def quietly(self, call: Callable[[], Any]) -> Any:
-        self._quiet = True
-        try:
-            return call()
-        finally:
-            self._quiet = False
-
-    def _on_call(self, model: Any, params: Any = None, **_: Any) -> None:
-        if self._quiet:
-            return
-        self.calls[f"{model.service_model.service_name}:{model.name}"] += 1
-        if model.service_model.service_name == "dynamodb" and self.meter is not None:
-            self._request = request_body(params)
-            self.quietly(lambda: self.meter.before(model.name, self._request) if self.meter else None)
-
-    def _after_call(self, model: Any, parsed: Any = None, **_: Any) -> None:
-        if self._quiet or model.service_model.service_name != "dynamodb" or self.meter is None:
-            return
-        request, meter = self._request, self.meter
-        self.quietly(lambda: meter.after(model.name, request, parsed or {}))
-
-    def take(self) -> Counter[str]:
-        taken, self.calls = self.calls, Counter()
-        return taken
 
 
 # On-demand list prices, us-east-1, dollars per million request units.
@@ -195,15 +144,7 @@ def aws_calls() -> tuple[list[tuple[str, Counter[str]]], Charges, Charges]:
         app = container()
         app.settings  # noqa: B018 - binds the models to this stage's tables
         create_all_tables()
-        dynamodb = boto3.client("dynamodb", region_name="us-east-1")
-        shapes = {
-            name: TableShape.from_description(dynamodb.describe_table(TableName=name)["Table"])
-            for name in dynamodb.list_tables()["TableNames"]
-        }
-        counter.meter = CapacityMeter(
-            shapes,
-            lambda table, key: dynamodb.get_item(TableName=table, Key=key, ConsistentRead=True).get("Item"),
-        )
+        counter.meter = meter_for(boto3.client("dynamodb", region_name="us-east-1"))
         app.numbers.save(OurNumber(number="+15005550006", carrier="twilio", is_default=True))
         counter.take()
 
@@ -515,7 +456,10 @@ def main() -> int:
 
     through_stack = run_local_burst(60, rate=rate)  # the same burst in real time, through `parley local`
     print_report(through_stack)
-    return 0 if ok and through_stack.ok else 1
+
+    sys.stdout.flush()
+    digest_scale = subprocess.run([sys.executable, "-m", "bench.digest_scale"], cwd=ROOT, check=False)
+    return 0 if ok and through_stack.ok and digest_scale.returncode == 0 else 1
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -227,3 +227,79 @@ def request_body(params: Mapping[str, Any] | None) -> dict[str, Any]:
     """The DynamoDB JSON request from botocore's serialised `params` (the JSON protocol body)."""
     body = (params or {}).get("body") or b"{}"
     return dict(json.loads(body))
+
+
+class CallCounter:
+    """Counts API calls on every botocore client created after `install()` (boto3 and pynamodb).
+
+    With a `meter` attached, DynamoDB calls are also charged in capacity units; the meter's own
+    reads run `quietly` and are neither counted nor charged. An `intercept` may answer a DynamoDB
+    call itself (a response dict, or None to let it through): a bench's seeding uses it to gather
+    the real repositories' writes into batches. An answered call is neither counted nor charged.
+    """
+
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+        self.meter: CapacityMeter | None = None
+        self.intercept: Callable[[str, dict[str, Any]], dict[str, Any] | None] | None = None
+        self._quiet = False
+        self._request: dict[str, Any] = {}
+
+    def install(self) -> None:
+        import botocore.session
+
+        original = botocore.session.Session.create_client
+        counter = self
+
+        def create_client(session: Any, *args: Any, **kwargs: Any) -> Any:
+            client = original(session, *args, **kwargs)
+            client.meta.events.register("before-call.*.*", counter._on_call)
+            client.meta.events.register("after-call.*.*", counter._after_call)
+            return client
+
+        botocore.session.Session.create_client = create_client
+
+    def quietly(self, call: Callable[[], Any]) -> Any:
+        self._quiet = True
+        try:
+            return call()
+        finally:
+            self._quiet = False
+
+    def _on_call(self, model: Any, params: Any = None, **_: Any) -> tuple[Any, dict[str, Any]] | None:
+        if self._quiet:
+            return None
+        if self.intercept is not None and model.service_model.service_name == "dynamodb":
+            answer = self.intercept(model.name, request_body(params))
+            if answer is not None:
+                from botocore.awsrequest import AWSResponse
+
+                return AWSResponse("", 200, {}, None), answer  # botocore skips the request
+        self.calls[f"{model.service_model.service_name}:{model.name}"] += 1
+        if model.service_model.service_name == "dynamodb" and self.meter is not None:
+            self._request = request_body(params)
+            self.quietly(lambda: self.meter.before(model.name, self._request) if self.meter else None)
+        return None
+
+    def _after_call(self, model: Any, parsed: Any = None, **_: Any) -> None:
+        if self._quiet or model.service_model.service_name != "dynamodb" or self.meter is None:
+            return
+        request, meter = self._request, self.meter
+        self.quietly(lambda: meter.after(model.name, request, parsed or {}))
+
+    def take(self) -> Counter[str]:
+        taken, self.calls = self.calls, Counter()
+        return taken
+
+
+def meter_for(dynamodb: Any) -> CapacityMeter:
+    """A meter for every table `dynamodb` (a boto3 client) sees, reading items through it; build it
+    under `CallCounter.quietly`, which also keeps the meter's reads out of the count."""
+    shapes = {
+        name: TableShape.from_description(dynamodb.describe_table(TableName=name)["Table"])
+        for name in dynamodb.list_tables()["TableNames"]
+    }
+    return CapacityMeter(
+        shapes,
+        lambda table, key: dynamodb.get_item(TableName=table, Key=key, ConsistentRead=True).get("Item"),
+    )
