@@ -721,11 +721,18 @@ class FakeCrm:
         self.versions: dict[str, int] = {}
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.failing: dict[str, tuple[str, bool]] = {}  # external id -> (reason, transient)
+        self.retry_after: dict[str, float | None] = {}
 
     def fail(
-        self, external_id: str, reason: str = "CRM answered 503: unavailable", *, transient: bool = True
+        self,
+        external_id: str,
+        reason: str = "CRM answered 503: unavailable",
+        *,
+        transient: bool = True,
+        retry_after: float | None = None,
     ) -> None:
         self.failing[external_id] = (reason, transient)
+        self.retry_after[external_id] = retry_after
 
     def recover(self, external_id: str) -> None:
         self.failing.pop(external_id, None)
@@ -734,7 +741,12 @@ class FakeCrm:
         self.calls.append((external_id, payload))
         if external_id in self.failing:
             reason, transient = self.failing[external_id]
-            raise CrmError(reason, transient=transient, status_code=503 if transient else 400)
+            raise CrmError(
+                reason,
+                transient=transient,
+                status_code=503 if transient else 400,
+                retry_after=self.retry_after.get(external_id),
+            )
         created = external_id not in self.records
         if created or self.records[external_id] != payload:
             self.versions[external_id] = self.versions.get(external_id, 0) + 1

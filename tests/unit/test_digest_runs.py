@@ -223,3 +223,13 @@ def test_a_crm_outage_in_a_run_queues_the_day_again_and_a_refusal_is_only_report
     assert job.delay_seconds > 0
     run = world.digest_runs.get(DAY.isoformat())
     assert run is not None and run.counts["failed"] == 2 and len(run.failures) == 2
+
+
+def test_a_rate_limited_day_waits_as_long_as_the_crm_asked(world: World) -> None:
+    text_in(world, "SM1", "+14155550502")
+    world.crm.fail(external_id("lead-14155550502", DAY.isoformat()), "CRM answered 429", retry_after=300.0)
+
+    world.digest().run(DAY)
+
+    (job,) = world.digest_queue.take()
+    assert job.delay_seconds == 300

@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import date
@@ -87,7 +88,8 @@ class DigestReport:
     skipped: int = 0  # auto-log off: nothing logged until a person asks
     merged: int = 0  # posted with another number of the same record
     failed: list[dict[str, str]] = field(default_factory=list)
-    retry: list[str] = field(default_factory=list)  # customer numbers whose day failed transiently
+    # customer numbers whose day failed transiently, and how long the CRM asked us to wait (or 0)
+    retry: list[tuple[str, float]] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         return {name: len(self.failed) if name == "failed" else getattr(self, name) for name in COUNTS}
@@ -236,8 +238,9 @@ class DigestService:
             report.conversations += 1
             self._log(customer_number, job.day, report, lookups, nightly=True)
         if self._jobs is not None:  # a CRM outage or rate limit: the queue tries the day again later
-            for customer_number in report.retry:
-                self._jobs.send(log_job(customer_number, job.day), delay_seconds=RETRY_DELAY_SECONDS)
+            for customer_number, asked in report.retry:
+                delay = max(RETRY_DELAY_SECONDS, math.ceil(asked))  # SQS caps it at 15 minutes
+                self._jobs.send(log_job(customer_number, job.day), delay_seconds=delay)
         following = ShardJob(job.day, job.shard, after) if after is not None else None
         if self._runs is not None:
             self._runs.record(job.day, report.counts(), report.failed[:20], shard_done=following is None)
@@ -372,7 +375,7 @@ class DigestService:
             )
             report.failed.append({"customer_number": the_day.numbers[0], "day": day, "reason": reason})
             if transient:
-                report.retry.append(the_day.numbers[0])
+                report.retry.append((the_day.numbers[0], float(getattr(exc, "retry_after", None) or 0)))
             return
         self._digests.save(
             DigestEntry(
