@@ -33,16 +33,21 @@ def dev_jwt_secret() -> str:
 
 def issue_dev_token(
     user: str,
-    team: str,
+    team: str | None = None,
     *,
     secret: str,
+    teams: list[str] | None = None,
+    roles: list[str] | None = None,
     ttl_seconds: int = DEFAULT_TTL_SECONDS,
     scopes: list[str] | None = None,
     now: int | None = None,
 ) -> str:
-    """Sign a token carrying what the API reads from API Gateway's JWT claims: `sub` (the user) and `team`."""
-    if not user or not team:
-        raise DevTokenError("a dev token needs a non-empty user and team")
+    """Sign a token carrying what the API reads from API Gateway's JWT claims: `sub` (the user),
+    `teams` (a list, as an OIDC provider's groups claim; `team`, the first, for older readers) and
+    `roles` (`admin` sees every team)."""
+    all_teams = list(dict.fromkeys(([team] if team else []) + [t.strip() for t in teams or [] if t.strip()]))
+    if not user or not all_teams:
+        raise DevTokenError("a dev token needs a non-empty user and at least one team")
     if ttl_seconds <= 0:
         raise DevTokenError(f"ttl_seconds must be positive (got {ttl_seconds})")
     issued = int(time.time()) if now is None else now
@@ -50,10 +55,13 @@ def issue_dev_token(
         "iss": ISSUER,
         "aud": AUDIENCE,
         "sub": user,
-        "team": team,
+        "team": all_teams[0],
+        "teams": all_teams,
         "iat": issued,
         "exp": issued + ttl_seconds,
     }
+    if roles:
+        claims["roles"] = list(roles)
     if scopes:
         claims["scope"] = " ".join(scopes)
     return jwt.encode(claims, secret, algorithm=ALGORITHM)

@@ -77,7 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_token = sub.add_parser("token", help="print a dev JWT for the local /v1 API")
     p_token.add_argument("--user", required=True)
-    p_token.add_argument("--team", required=True)
+    p_token.add_argument("--team", help="one team (the same as --teams with one name)")
+    p_token.add_argument("--teams", help="the user's teams, comma-separated: sales,support")
+    p_token.add_argument("--admin", action="store_true", help="the admin role: sees every team")
     p_token.add_argument("--ttl", type=int, default=DEFAULT_TTL_SECONDS, help="seconds (default 12 h)")
 
     p_sim = sub.add_parser("sim", help="drive the simulators")
@@ -157,7 +159,15 @@ def main(argv: list[str] | None = None) -> int:
 
 def _cmd_token(args: argparse.Namespace) -> int:
     try:
-        print(issue_dev_token(args.user, args.team, secret=dev_jwt_secret(), ttl_seconds=args.ttl))
+        teams = [args.team] if args.team else []
+        teams += [t for t in (args.teams or "").split(",") if t.strip()]
+        if not teams:
+            raise CliError("give --team or --teams (comma-separated)", 2)
+        roles = ["admin"] if args.admin else None
+        token = issue_dev_token(
+            args.user, teams=teams, roles=roles, secret=dev_jwt_secret(), ttl_seconds=args.ttl
+        )
+        print(token)
     except DevTokenError as exc:
         raise CliError(str(exc), 2) from exc
     return 0

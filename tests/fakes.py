@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -51,7 +51,8 @@ from parley.domain.models import (
 from parley.domain.rate import BucketState
 from parley.domain.rate import reserve as reserve_tokens
 from parley.domain.retry import RetryPolicy
-from parley.domain.status import view_for
+from parley.domain.search import terms_for
+from parley.domain.views import box_for, indexed_view, team_box
 from parley.edge import WebhookIntake
 from parley.ports import (
     AutoLogSettings,
@@ -60,7 +61,9 @@ from parley.ports import (
     ConflictError,
     ConflictRepository,
     ContactRepository,
+    ConversationBrowser,
     ConversationDelta,
+    ConversationFilter,
     ConversationLinker,
     ConversationRepository,
     DeadLetter,
@@ -70,18 +73,25 @@ from parley.ports import (
     DigestRun,
     DigestRunRepository,
     EventPublisher,
+    IndexHit,
+    IndexSlice,
     JobQueue,
     MediaStore,
+    MessageListing,
     MessageRepository,
     MessageViews,
     NumberRepository,
     OptOutRepository,
     Page,
+    Partition,
     RateLimiter,
+    SearchHit,
+    SearchIndex,
     SyncState,
     SyncStateRepository,
     TemplateRepository,
 )
+from parley.services.conversations import keeps
 from parley.services.dead_letters import DeadLetterService
 from parley.services.digest import DigestService
 from parley.services.digest_jobs import DigestJobs
@@ -160,6 +170,43 @@ class InMemoryConversations:
         conversation.conflict_candidates = []
         if owner:
             conversation.owner = owner
+
+    # -- the inbox's operations (ConversationBrowser), as DynamoConversations does them ------------
+    def mark_read(self, customer_number: str) -> None:
+        if customer_number in self.items:
+            self.items[customer_number].unread_count = 0
+
+    def set_closed(self, customer_number: str, closed: bool) -> None:
+        if customer_number in self.items:
+            self.items[customer_number].closed = closed
+
+    def get_many(self, customer_numbers: list[str]) -> list[Conversation]:
+        return [c for n in dict.fromkeys(customer_numbers) if (c := self.get(n)) is not None]
+
+    def slice_by_activity(
+        self, team: str, where: ConversationFilter, *, start: str | None, limit: int
+    ) -> IndexSlice[Conversation]:
+        """One Query's worth: `limit` items read after `start`, the filter applied to them."""
+        ordered = sorted(
+            (c for c in self.items.values() if c.team == team),
+            key=lambda c: (c.last_activity_at, c.customer_number),
+            reverse=True,
+        )
+        keys = [_encode_cursor([iso(c.last_activity_at), c.customer_number]) for c in ordered]
+        first = keys.index(start) + 1 if start in keys else (0 if start is None else len(keys))
+        read = list(range(first, min(first + limit, len(ordered))))
+        hits = [
+            IndexHit(iso(ordered[i].last_activity_at), keys[i], ordered[i].model_copy(deep=True))
+            for i in read
+            if keeps(where, ordered[i])
+        ]
+        more = bool(read) and read[-1] + 1 < len(ordered)
+        last = read[-1] if more else None
+        return IndexSlice(
+            hits,
+            keys[last] if last is not None else None,
+            iso(ordered[last].last_activity_at) if last is not None else None,
+        )
 
     def fold(self, delta: ConversationDelta) -> None:
         """Apply one message's delta exactly as DynamoMessages.insert_with_conversation's update does."""
@@ -266,7 +313,40 @@ class InMemoryMessages:
             (
                 m
                 for m in self.items.values()
-                if view_for(m.status) == view and (since is None or m.created_at >= since)
+                if indexed_view(m.status, deleted=m.deleted_at is not None) == view
+                and (since is None or m.created_at >= since)
+            ),
+            key=lambda m: (m.created_at, m.message_id),
+            reverse=True,
+        )
+        items, next_cursor = _page_after(ordered, lambda m: [m.message_id], limit, cursor)
+        return Page([m.model_copy(deep=True) for m in items], next_cursor)
+
+    def list_merged(
+        self,
+        partitions: Sequence[Partition],
+        *,
+        limit: int,
+        cursor: str | None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> Page[Message]:
+        """As the adapter keys its indexes (parley.domain.views): `by-view` and `by-team`."""
+        wanted = set(partitions)
+
+        def keys(m: Message) -> set[Partition]:
+            deleted = m.deleted_at is not None
+            found = {("team_box", team_box(m.team, box_for(m.direction, deleted=deleted)))}
+            view = indexed_view(m.status, deleted=deleted)
+            return found | ({("view", view)} if view else set())
+
+        ordered = sorted(
+            (
+                m
+                for m in self.items.values()
+                if keys(m) & wanted
+                and (since is None or m.created_at >= since)
+                and (until is None or m.created_at <= until)
             ),
             key=lambda m: (m.created_at, m.message_id),
             reverse=True,
@@ -911,6 +991,7 @@ class World:
 
 _messages: MessageRepository = InMemoryMessages()
 _views: MessageViews = InMemoryMessages()
+_listing: MessageListing = InMemoryMessages()
 _conversations: ConversationRepository = InMemoryConversations()
 _receipts: ReceiptStore = InMemoryReceipts()
 _opt_outs: OptOutRepository = InMemoryOptOuts()
@@ -966,3 +1047,43 @@ class CountingContacts(InMemoryContacts):
 
 _sync_states: SyncStateRepository = InMemorySyncStates()
 _counting_contacts: ContactRepository = CountingContacts()
+
+
+# -- conversation search ----------------------------------------------------------------------------
+
+
+class InMemorySearch:
+    """Search terms per team, sorted, as DynamoSearch keeps them (parley.domain.search)."""
+
+    def __init__(self) -> None:
+        self.terms: dict[str, dict[str, SearchHit]] = {}  # team -> "<term>#<number>" -> hit
+        self.names: dict[tuple[str, str], str | None] = {}  # (team, number) -> the name indexed
+        self.writes = 0
+
+    def index(self, customer_number: str, team: str, name: str | None) -> None:
+        key = (team, customer_number)
+        if key in self.names and self.names[key] == (name or None):
+            return
+        found = self.terms.setdefault(team, {})
+        for sk in [sk for sk, hit in found.items() if hit.customer_number == customer_number]:
+            del found[sk]
+        for term in terms_for(customer_number, name):
+            found[f"{term}#{customer_number}"] = SearchHit(
+                customer_number, term, name if term.startswith("w#") else None
+            )
+            self.writes += 1
+        self.names[key] = name or None
+
+    def slice_matching(
+        self, team: str, prefix: str, *, start: str | None, limit: int
+    ) -> IndexSlice[SearchHit]:
+        ordered = sorted(sk for sk in self.terms.get(team, {}) if sk.startswith(prefix))
+        first = 0 if start is None else len([sk for sk in ordered if sk <= start])
+        read = ordered[first : first + limit]
+        hits = [IndexHit(sk, sk, self.terms[team][sk]) for sk in read]
+        more = first + limit < len(ordered)
+        return IndexSlice(hits, read[-1] if more else None, read[-1] if more else None)
+
+
+_browser: ConversationBrowser = InMemoryConversations()
+_search: SearchIndex = InMemorySearch()

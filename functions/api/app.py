@@ -8,6 +8,7 @@ import re
 from dataclasses import asdict
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from urllib.parse import unquote
 from zoneinfo import ZoneInfo
 
 from aws_lambda_powertools import Logger
@@ -16,6 +17,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 from pynamodb.exceptions import PynamoDBException
 
+from parley.access import Caller
 from parley.adapters.dynamo import InvalidCursor
 from parley.carriers.registry import webhook_paths
 from parley.clock import utc_now
@@ -24,12 +26,21 @@ from parley.domain.models import AutoLog, SendRequest, effective_auto_log
 from parley.domain.phone import InvalidPhoneNumber, normalize_e164
 from parley.openapi import openapi_json
 from parley.ports import ConflictEntry, DigestRun
+from parley.services.conversations import AlreadyLinked, conversation_filter
 from parley.services.digest import COUNTS, ConflictAlreadyResolved, ConflictNotFound
 from parley.services.digest import conflict_id as held_conflict_id
 from parley.services.inbox import NotFound, preview
+from parley.services.mailbox import MAX_BATCH as MAILBOX_BATCH
+from parley.services.mailbox import Content, ViewFilter
 from parley.services.records import NewRecord, RecordDraft, RecordExists, RecordNotFound
 from parley.services.resend import MAX_BATCH, FailedFilter
-from parley.services.sending import NotCancellable, NotResendable, SendRejected
+from parley.services.sending import (
+    FieldError,
+    NotCancellable,
+    NotResendable,
+    SendRejected,
+    may_send_from,
+)
 from parley.services.templates import TemplateDraft, TemplateNotFound
 from parley.wiring import container
 
@@ -41,9 +52,18 @@ def _json(status: int, body: Any) -> Response[str]:
     return Response(status, "application/json", json.dumps(body, default=str))
 
 
-def _caller() -> tuple[str, str]:
+def _caller() -> Caller:
+    """Who is asking, from the JWT authorizer's claims: every route decides what they see by it."""
     claims = app.current_event.request_context.authorizer.jwt_claim or {}
-    return str(claims.get("sub", "")), str(claims.get("team", "default"))
+    return Caller.from_claims(claims)
+
+
+def _visible_teams(caller: Caller) -> frozenset[str]:
+    """The teams whose items a caller lists: their own; for an admin, every team that has a number
+    (conversations, conflicts and records take their team from our number), the pool included."""
+    if not caller.admin:
+        return caller.teams
+    return caller.teams | {n.team for n in container().numbers.all()} | {"default"}
 
 
 def webhook_urls(carrier: str, base_url: str) -> list[str]:
@@ -73,118 +93,203 @@ def _body() -> dict[str, Any]:
 
 @app.get("/v1/conversations")
 def list_conversations() -> Response[str]:
-    _, team = _caller()
-    cursor = app.current_event.get_query_string_value("cursor")
-    page = container().inbox.conversations(team, limit=_limit(), cursor=cursor)
-    return _json(
-        200, {"conversations": [c.model_dump(mode="json") for c in page.items], "cursor": page.cursor}
-    )
+    """Newest activity first, filtered; or, with `q`, a search. A page may hold fewer than `limit`
+    (even none) and still have a cursor: each page reads at most `limit` index items per team."""
+    caller, query = _caller(), app.current_event.get_query_string_value
+    cursor, q, team = query("cursor"), query("q"), query("team")
+    if team is not None and not 0 < len(team) <= 100:
+        raise ValueError("'team' must be 1 to 100 characters")
+    app_container = container()
+    region = app_container.settings.default_region
+    service = app_container.conversation_service
+    if q is not None:
+        where = conversation_filter(query, region=region, default_status="all")
+        page = service.search(caller, q, limit=_limit(), cursor=cursor, where=where, team=team)
+    else:
+        where = conversation_filter(query, region=region)
+        page = service.list(caller, where, limit=_limit(), cursor=cursor, team=team)
+    conversations = [c.model_dump(mode="json") for c in page.conversations]
+    return _json(200, {"conversations": conversations, "cursor": page.cursor})
+
+
+@app.post("/v1/conversations/read")
+def mark_all_conversations_read() -> Response[str]:
+    data = _body()
+    _only(data, "our_number", "cursor")
+    our_number, cursor = data.get("our_number"), data.get("cursor")
+    if not (our_number is None or isinstance(our_number, str)):
+        raise ValueError("'our_number' must be one of our numbers, as a string")
+    if not (cursor is None or isinstance(cursor, str)):
+        raise ValueError("'cursor' must be the cursor a previous call answered")
+    number = None
+    if our_number is not None:
+        try:
+            number = normalize_e164(our_number, require_mobile=False)
+        except InvalidPhoneNumber as exc:
+            raise ValueError(f"'our_number': {exc}") from exc
+    done = container().conversation_service.mark_all_read(_caller(), our_number=number, cursor=cursor)
+    return _json(200, {"marked": done.marked, "cursor": done.cursor})
+
+
+@app.post("/v1/conversations/<number>/read")
+def mark_conversation_read(number: str) -> Response[str]:
+    conversation = container().conversation_service.mark_read(_caller(), number)
+    return _json(200, conversation.model_dump(mode="json"))
+
+
+@app.post("/v1/conversations/<number>/close")
+def close_conversation(number: str) -> Response[str]:
+    conversation = container().conversation_service.close(_caller(), number)
+    return _json(200, conversation.model_dump(mode="json"))
+
+
+@app.post("/v1/conversations/<number>/reopen")
+def reopen_conversation(number: str) -> Response[str]:
+    conversation = container().conversation_service.reopen(_caller(), number)
+    return _json(200, conversation.model_dump(mode="json"))
+
+
+@app.post("/v1/conversations/<number>/contact")
+def add_conversation_contact(number: str) -> Response[str]:
+    caller, service = _caller(), container().conversation_service
+    record = service.add_contact(caller, number, _body())
+    conversation = service.get(caller, number)
+    body = {"record": record.model_dump(mode="json"), "conversation": conversation.model_dump(mode="json")}
+    return _json(201, body)
 
 
 @app.get("/v1/conversations/<number>/messages")
 def list_messages(number: str) -> Response[str]:
-    _, team = _caller()
     cursor = app.current_event.get_query_string_value("cursor")
-    page = container().inbox.messages(number, team, limit=_limit(), cursor=cursor)
-    return _json(200, {"messages": [m.model_dump(mode="json") for m in page.items], "cursor": page.cursor})
+    shown = _include_deleted()
+    page = container().inbox.messages(number, _caller(), limit=_limit(), cursor=cursor)
+    # A deleted message is left out of the thread, as inbox products do, unless asked for.
+    items = [m for m in page.items if shown or m.deleted_at is None]
+    return _json(200, {"messages": [m.model_dump(mode="json") for m in items], "cursor": page.cursor})
+
+
+def _include_deleted() -> bool:
+    raw = app.current_event.get_query_string_value("include_deleted", "false")
+    if raw not in ("true", "false"):
+        raise ValueError("'include_deleted' must be true or false")
+    return raw == "true"
 
 
 @app.get("/v1/messages/<message_id>")
 def get_message(message_id: str) -> Response[str]:
-    _, team = _caller()
-    return _json(200, container().inbox.message(message_id, team).model_dump(mode="json"))
+    return _json(200, container().inbox.message(message_id, _caller()).model_dump(mode="json"))
 
 
 @app.post("/v1/messages")
 def send_messages() -> Response[str]:
-    user, team = _caller()
+    caller = _caller()
     data = _body()
+    team = _sending_team(caller, data.get("team"))
     data.setdefault("idempotency_key", app.current_event.headers.get("idempotency-key"))
     if data["idempotency_key"] is None:
         data.pop("idempotency_key")
-    request = SendRequest.model_validate({**data, "requested_by": user or None})
+    request = SendRequest.model_validate({**data, "team": team, "requested_by": caller.user or None})
+    _check_template(caller, request.template_id)
     messages = container().sender.submit(request, request.idempotency_key or new_request_key(), team=team)
     return _json(202, {"messages": [m.model_dump(mode="json") for m in messages]})
 
 
+def _sending_team(caller: Caller, team: object) -> str:
+    """The team a send goes out as: the caller's first, or one of theirs they name (an admin, any)."""
+    if team is None:
+        return caller.home_team
+    if not isinstance(team, str) or not (caller.admin or team in caller.teams):
+        raise SendRejected([FieldError("team", f"you are not in team {team!r:.60}")])
+    return team
+
+
+def _check_template(caller: Caller, template_id: str | None) -> None:
+    """Another person's personal template, or another team's, is as absent to a send or a preview."""
+    if template_id is None:
+        return
+    try:
+        container().template_service.get(template_id, caller)
+    except TemplateNotFound as exc:
+        raise SendRejected([FieldError("template_id", f"no template with id '{template_id}'")]) from exc
+
+
 @app.get("/v1/templates")
 def list_templates() -> Response[str]:
-    user, _ = _caller()
-    templates = container().template_service.visible(user)
+    templates = container().template_service.visible(_caller())
     return _json(200, {"templates": [t.model_dump(mode="json") for t in templates]})
 
 
 @app.post("/v1/templates")
 def create_template() -> Response[str]:
-    user, _ = _caller()
     draft = TemplateDraft.model_validate(_body())
-    return _json(201, container().template_service.create(draft, user).model_dump(mode="json"))
+    return _json(201, container().template_service.create(draft, _caller()).model_dump(mode="json"))
 
 
 @app.get("/v1/templates/<template_id>")
 def get_template(template_id: str) -> Response[str]:
-    user, _ = _caller()
-    return _json(200, container().template_service.get(template_id, user).model_dump(mode="json"))
+    return _json(200, container().template_service.get(template_id, _caller()).model_dump(mode="json"))
 
 
 @app.put("/v1/templates/<template_id>")
 def update_template(template_id: str) -> Response[str]:
-    user, _ = _caller()
     draft = TemplateDraft.model_validate(_body())
-    return _json(200, container().template_service.update(template_id, draft, user).model_dump(mode="json"))
+    updated = container().template_service.update(template_id, draft, _caller())
+    return _json(200, updated.model_dump(mode="json"))
 
 
 @app.delete("/v1/templates/<template_id>")
 def delete_template(template_id: str) -> Response[str]:
-    user, _ = _caller()
-    container().template_service.delete(template_id, user)
+    container().template_service.delete(template_id, _caller())
     return Response(204, "application/json", "")
 
 
 @app.post("/v1/records")
 def create_record() -> Response[str]:
-    user, team = _caller()
+    caller = _caller()
     draft = NewRecord.model_validate(_body())
-    return _json(201, container().records.create(draft, team=team, user=user).model_dump(mode="json"))
+    record = container().records.create(draft, team=caller.home_team, user=caller.user)
+    return _json(201, record.model_dump(mode="json"))
 
 
 @app.get("/v1/records")
 def find_records() -> Response[str]:
-    _, team = _caller()
     phone = app.current_event.get_query_string_value("phone")
     if not phone:
         raise ValueError("'phone' is required: records are found by one of their numbers")
-    found = container().records.find(phone, team=team)
+    found = container().records.find(phone, caller=_caller())
     return _json(200, {"records": [r.model_dump(mode="json") for r in found]})
 
 
 @app.get("/v1/records/<record_id>")
 def get_record(record_id: str) -> Response[str]:
-    _, team = _caller()
-    return _json(200, container().records.get(record_id, team=team).model_dump(mode="json"))
+    return _json(200, container().records.get(record_id, caller=_caller()).model_dump(mode="json"))
 
 
 @app.put("/v1/records/<record_id>")
 def update_record(record_id: str) -> Response[str]:
-    _, team = _caller()
     draft = RecordDraft.model_validate(_body())
-    return _json(200, container().records.update(record_id, draft, team=team).model_dump(mode="json"))
+    record = container().records.update(record_id, draft, caller=_caller())
+    return _json(200, record.model_dump(mode="json"))
 
 
 @app.get("/v1/numbers")
 def list_numbers() -> Response[str]:
+    caller = _caller()
     app_container = container()
+    # the caller's teams' numbers and the pool's (the "default" team's, which every team sends from)
     numbers = [
         {**n.model_dump(mode="json"), "webhooks": webhook_urls(n.carrier, app_container.public_base_url)}
         for n in app_container.numbers.all()
+        if caller.sees(n.team) or n.team == "default"
     ]
     return _json(200, {"numbers": numbers})
 
 
 @app.post("/v1/messages/preview")
 def preview_message() -> Response[str]:
-    _, team = _caller()
+    caller = _caller()
     data = _body()
+    team = _sending_team(caller, data.pop("team", None))
     body, template_id, to = data.get("body"), data.get("template_id"), data.get("to")
     values = data.get("merge_values") or {}
     from_number, smart_encoding = data.get("from"), data.get("smart_encoding")
@@ -203,6 +308,9 @@ def preview_message() -> Response[str]:
     sending = container().sender
     # The sender the send would use: its smart-encoding setting applies unless the request says.
     sender = sending.sender_for(from_number=sender_number, to=recipient, team=team)
+    if sender_number and sender and not may_send_from(sender, team, caller.user or None):
+        raise SendRejected([FieldError("from", f"{sender_number} belongs to another team")])
+    _check_template(caller, template_id)
     text = sending.render(body=body, template_id=template_id, merge_values=values, to=recipient)
     result = preview(text, smart_encoding=smart_encoding, sender=sender)
     return _json(200, {"text": text, "from": sender.number if sender else None, **result})
@@ -210,7 +318,7 @@ def preview_message() -> Response[str]:
 
 @app.post("/v1/messages/<message_id>/reschedule")
 def reschedule_message(message_id: str) -> Response[str]:
-    _, team = _caller()
+    caller = _caller()
     raw = _body().get("send_at")
     if not isinstance(raw, str):
         raise ValueError("'send_at' is required: an ISO 8601 time with a time zone")
@@ -219,21 +327,20 @@ def reschedule_message(message_id: str) -> Response[str]:
     except ValueError as exc:
         raise ValueError(f"'send_at' is not an ISO 8601 time: {raw!r}") from exc
     app_container = container()
-    message = app_container.inbox.message(message_id, team)
+    message = app_container.inbox.message(message_id, caller)
     return _json(200, app_container.sender.reschedule(message, send_at).model_dump(mode="json"))
 
 
 @app.post("/v1/messages/<message_id>/cancel")
 def cancel_message(message_id: str) -> Response[str]:
-    _, team = _caller()
     app_container = container()
-    message = app_container.inbox.message(message_id, team)
+    message = app_container.inbox.message(message_id, _caller())
     return _json(200, app_container.sender.cancel(message).model_dump(mode="json"))
 
 
 @app.post("/v1/messages/resend")
 def resend_messages() -> Response[str]:
-    user, team = _caller()
+    caller = _caller()
     data = _body()
     ids, view = data.get("ids"), data.get("view")
     resender = container().resender
@@ -248,7 +355,7 @@ def resend_messages() -> Response[str]:
             raise ValueError("'ids' must be a non-empty list of message ids")
         if len(ids) > MAX_BATCH:
             raise ValueError(f"'ids' can name at most {MAX_BATCH} messages at a time")
-        results, more = resender.resend_ids(ids, team=team, by=user or None), False
+        results, more = resender.resend_ids(ids, caller=caller, by=caller.user or None), False
     else:
         if view != "failed":
             raise ValueError("'view' must be 'failed': only failed messages can be resent")
@@ -261,14 +368,14 @@ def resend_messages() -> Response[str]:
             our_number=normalize_e164(our_number, require_mobile=False) if our_number else None,
             since=_aware_time("since", since) if since else None,
         )
-        results, more = resender.resend_failed(where, team=team, by=user or None)
+        results, more = resender.resend_failed(where, caller=caller, by=caller.user or None)
     return _json(200, {"results": [asdict(r) for r in results], "more": more})
 
 
 @app.post("/v1/messages/<message_id>/resend")
 def resend_message(message_id: str) -> Response[str]:
-    user, team = _caller()
-    message = container().resender.resend_one(message_id, team=team, by=user or None)
+    caller = _caller()
+    message = container().resender.resend_one(message_id, caller=caller, by=caller.user or None)
     return _json(200, message.model_dump(mode="json"))
 
 
@@ -293,19 +400,18 @@ def _conflict(entry: ConflictEntry) -> dict[str, Any]:
 
 @app.get("/v1/crm/conflicts")
 def list_crm_conflicts() -> Response[str]:
-    _, team = _caller()
     cursor = app.current_event.get_query_string_value("cursor")
-    page = container().digest.open_conflicts(team, limit=_limit(), cursor=cursor)
+    page = container().digest.open_conflicts(_visible_teams(_caller()), limit=_limit(), cursor=cursor)
     return _json(200, {"conflicts": [_conflict(c) for c in page.items], "cursor": page.cursor})
 
 
 @app.post("/v1/crm/conflicts/<conflict_id>/resolve")
 def resolve_crm_conflict(conflict_id: str) -> Response[str]:
-    user, team = _caller()
+    caller = _caller()
     record_id = _body().get("record_id")
     if not isinstance(record_id, str) or not record_id:
         raise ValueError("'record_id' is required: the id of one of the conflict's candidate records")
-    outcome = container().digest.resolve(conflict_id, record_id, user=user or "someone", team=team)
+    outcome = container().digest.resolve(conflict_id, record_id, user=caller.user or "someone", caller=caller)
     # 202: the choice is saved and the day waits on the digest queue, retried until the CRM takes it
     body = {**_conflict(outcome.conflict), "logged": outcome.logged, "error": outcome.error}
     return _json(200 if outcome.logged else 202, body)
@@ -369,15 +475,30 @@ def start_crm_digest() -> Response[str]:
 
 @app.get("/v1/crm/digest/<day>")
 def get_crm_digest(day: str) -> Response[str]:
+    caller = _caller()
     run = container().digest.progress(_day(day))
     if run is None:
         raise NotFound(f"no digest run for {day}; start one with POST /v1/crm/digest")
-    return _json(200, _run(run))
+    answer = _run(run)
+    if not caller.admin:  # the run is the organisation's; its failures name other teams' customers
+        failures = answer["failures"]
+        answer["failures"] = [f for f in failures if _sees_customer(caller, f.get("customer_number"))]
+    return _json(200, answer)
+
+
+def _sees_customer(caller: Caller, number: object) -> bool:
+    if not isinstance(number, str):
+        return False
+    try:
+        container().inbox.conversation(number, caller)
+    except NotFound:
+        return False
+    return True
 
 
 @app.post("/v1/crm/log")
 def log_crm_day() -> Response[str]:
-    _, team = _caller()
+    caller = _caller()
     data = _body()
     _only(data, "customer_number", "day")
     raw = data.get("customer_number")
@@ -389,7 +510,7 @@ def log_crm_day() -> Response[str]:
         raise ValueError(f"'customer_number': {exc}") from exc
     day = _past_day(data.get("day"))
     app_container = container()
-    app_container.inbox.conversation(number, team)  # another team's conversation: 404
+    app_container.inbox.conversation(number, caller)  # another team's conversation: 404
     report = app_container.digest.log_day(number, day)
     if report.conflicts:
         held = held_conflict_id(number, day.isoformat())
@@ -406,11 +527,12 @@ def log_crm_day() -> Response[str]:
     return _json(200, report.as_dict())
 
 
-def _auto_log_state(user: str, team: str) -> dict[str, Any]:
+def _auto_log_state(caller: Caller) -> dict[str, Any]:
     app_container = container()
     default = AutoLog(app_container.settings.auto_log_default)
+    user = caller.user
     mine = app_container.auto_log_settings.get_user(user) if user else None
-    numbers = sorted((n for n in app_container.numbers.all() if n.team == team), key=lambda n: n.number)
+    numbers = sorted((n for n in app_container.numbers.all() if caller.sees(n.team)), key=lambda n: n.number)
     return {
         "default": default.value,
         "user": mine,
@@ -423,13 +545,13 @@ def _auto_log_state(user: str, team: str) -> dict[str, Any]:
 
 @app.get("/v1/crm/auto-log")
 def get_crm_auto_log() -> Response[str]:
-    user, team = _caller()
-    return _json(200, _auto_log_state(user, team))
+    return _json(200, _auto_log_state(_caller()))
 
 
 @app.put("/v1/crm/auto-log")
 def set_crm_auto_log() -> Response[str]:
-    user, team = _caller()
+    caller = _caller()
+    user = caller.user
     data = _body()
     _only(data, "auto_log", "our_number")
     choices = "'nightly', 'immediate', 'off', or null to follow the default"
@@ -452,10 +574,124 @@ def set_crm_auto_log() -> Response[str]:
         except InvalidPhoneNumber as exc:
             raise ValueError(f"'our_number': {exc}") from exc
         number = app_container.numbers.get(normalized)
-        if number is None or number.team != team:
+        if number is None or not caller.sees(number.team):
             raise NotFound(f"no number {normalized} in your team")
         app_container.numbers.save(number.model_copy(update={"auto_log": mode}))
-    return _json(200, _auto_log_state(user, team))
+    return _json(200, _auto_log_state(caller))
+
+
+# -- message views, delete and restore, reply and forward --------------------------------------------
+
+
+@app.get("/v1/messages")
+def list_message_view() -> Response[str]:
+    event = app.current_event
+    view = event.get_query_string_value("view", "all") or "all"
+    our_number = event.get_query_string_value("our_number")
+    since, until = event.get_query_string_value("since"), event.get_query_string_value("until")
+    try:
+        number = normalize_e164(our_number, require_mobile=False) if our_number else None
+    except InvalidPhoneNumber as exc:
+        raise ValueError(f"'our_number': {exc}") from exc
+    where = ViewFilter(
+        our_number=number,
+        since=_aware_time("since", since) if since else None,
+        until=_aware_time("until", until) if until else None,
+    )
+    cursor = event.get_query_string_value("cursor")
+    page = container().mailbox.view(view, _caller(), where, limit=_limit(), cursor=cursor)
+    return _json(
+        200,
+        {"view": view, "messages": [m.model_dump(mode="json") for m in page.items], "cursor": page.cursor},
+    )
+
+
+def _ids(data: dict[str, Any]) -> list[str]:
+    ids = data.get("ids")
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) and 0 < len(i) <= 200 for i in ids):
+        raise ValueError("'ids' is required: a non-empty list of message ids")
+    if len(ids) > MAILBOX_BATCH:
+        raise ValueError(f"'ids' can name at most {MAILBOX_BATCH} messages at a time")
+    return ids
+
+
+@app.post("/v1/messages/delete")
+def delete_messages() -> Response[str]:
+    data = _body()
+    _only(data, "ids")
+    results = container().mailbox.delete(_ids(data), _caller())
+    return _json(200, {"results": [asdict(r) for r in results]})
+
+
+@app.post("/v1/messages/restore")
+def restore_messages() -> Response[str]:
+    data = _body()
+    _only(data, "ids")
+    results = container().mailbox.restore(_ids(data), _caller())
+    return _json(200, {"results": [asdict(r) for r in results]})
+
+
+def _idempotency_key(data: dict[str, Any]) -> str | None:
+    key = data.get("idempotency_key", app.current_event.headers.get("idempotency-key"))
+    if key is not None and (not isinstance(key, str) or not 0 < len(key) <= 200):
+        raise ValueError("'idempotency_key' must be a string of 1 to 200 characters")
+    return key
+
+
+def _content(data: dict[str, Any]) -> Content:
+    """A reply's text: a `body`, or a `template_id` with `merge_values`, checked before anything is sent."""
+    body, template_id, values = data.get("body"), data.get("template_id"), data.get("merge_values")
+    if not (body is None or isinstance(body, str)) or not (
+        template_id is None or isinstance(template_id, str)
+    ):
+        raise ValueError("'body' and 'template_id' must be strings")
+    if (body is None) == (template_id is None):
+        raise ValueError("give exactly one of 'body' or 'template_id'")
+    if body is not None and not (body.strip() and len(body) <= 1600):
+        raise ValueError("'body' must be a text of 1 to 1600 characters")
+    if values is not None and (
+        not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values())
+    ):
+        raise ValueError("'merge_values' must be an object of strings")
+    return Content(body=body, template_id=template_id, merge_values=values)
+
+
+_REPLY_FIELDS = ("body", "template_id", "merge_values", "idempotency_key")
+
+
+@app.post("/v1/messages/<message_id>/reply")
+def reply_to_message(message_id: str) -> Response[str]:
+    data = _body()
+    _only(data, *_REPLY_FIELDS)
+    content, key = _content(data), _idempotency_key(data) or new_request_key()
+    sent = container().mailbox.reply(message_id, _caller(), content, key)
+    return _json(202, {"messages": [sent.model_dump(mode="json")]})
+
+
+@app.post("/v1/messages/reply")
+def reply_to_messages() -> Response[str]:
+    data = _body()
+    _only(data, "ids", *_REPLY_FIELDS)
+    ids, content, key = _ids(data), _content(data), _idempotency_key(data) or new_request_key()
+    results = container().mailbox.reply_many(ids, _caller(), content, key)
+    return _json(200, {"results": [asdict(r) for r in results]})
+
+
+@app.post("/v1/messages/<message_id>/forward")
+def forward_message(message_id: str) -> Response[str]:
+    data = _body()
+    _only(data, "to", "body", "idempotency_key")
+    to, body = data.get("to"), data.get("body")
+    recipients = [to] if isinstance(to, str) else to
+    if not isinstance(recipients, list) or not recipients or not all(isinstance(t, str) for t in recipients):
+        raise ValueError("'to' is required: a number, or a list of numbers, in E.164")
+    if len(recipients) > 100:
+        raise ValueError("'to' can name at most 100 numbers")
+    if not (body is None or (isinstance(body, str) and body.strip() and len(body) <= 1600)):
+        raise ValueError("'body' must be a text of 1 to 1600 characters; leave it out for the original's")
+    key = _idempotency_key(data) or new_request_key()
+    sent = container().mailbox.forward(message_id, _caller(), recipients, body, key)
+    return _json(202, {"messages": [m.model_dump(mode="json") for m in sent]})
 
 
 @app.get("/v1/openapi.json")
@@ -501,6 +737,11 @@ def record_exists(exc: RecordExists) -> Response[str]:
     return _json(409, {"error": str(exc)})
 
 
+@app.exception_handler(AlreadyLinked)
+def already_linked(exc: AlreadyLinked) -> Response[str]:
+    return _json(409, {"error": str(exc)})
+
+
 @app.exception_handler(TemplateNotFound)
 def template_not_found(exc: TemplateNotFound) -> Response[str]:
     return _json(404, {"error": str(exc)})
@@ -514,6 +755,13 @@ def conflict_not_found(exc: ConflictNotFound) -> Response[str]:
 @app.exception_handler(ConflictAlreadyResolved)
 def conflict_resolved(exc: ConflictAlreadyResolved) -> Response[str]:
     return _json(409, {"error": str(exc)})
+
+
+@app.not_found
+def no_route(_exc: Exception) -> Response[str]:
+    """A path the gateway routed here that no handler takes (an id with characters no id has): the
+    API's own error body, as for every other 404, not powertools' `{"statusCode", "message"}`."""
+    return _json(404, {"error": f"nothing at {app.current_event.http_method} {app.current_event.path}"})
 
 
 @app.exception_handler(NotFound)
@@ -544,6 +792,17 @@ def bad_input(exc: ValueError) -> Response[str]:
     return _json(400, {"error": str(exc)})
 
 
+def _decoded_path(event: dict[str, Any]) -> dict[str, Any]:
+    """The event with each segment of `rawPath` percent-decoded: API Gateway keeps the path as sent and
+    powertools routes on it, so a client that writes `+1415...` as `%2B1415...` (as URL encoders do)
+    would find no conversation. A segment that decodes to something with a `/` is left as sent."""
+    raw = event.get("rawPath")
+    if not isinstance(raw, str) or "%" not in raw:
+        return event
+    segments = [unquote(s) if "/" not in unquote(s) else s for s in raw.split("/")]
+    return {**event, "rawPath": "/".join(segments)}
+
+
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return app.resolve(event, context)
+    return app.resolve(_decoded_path(event), context)

@@ -558,7 +558,7 @@ def test_preview_without_a_text_body_is_400(stack: Stack, payload: dict[str, Any
 
 
 def test_an_unknown_route_is_404(stack: Stack) -> None:
-    assert get("/v1/nothing-here")[0] == 404
+    assert get("/v1/nothing-here") == (404, {"error": "nothing at GET /v1/nothing-here"})
 
 
 # -- the send queue ---------------------------------------------------------------------------------
@@ -805,3 +805,39 @@ def test_a_batch_that_names_nothing_valid_is_400(stack: Stack, payload: dict[str
     assert status == 400, body
     assert body["error"]
     assert send_jobs(stack) == []
+
+
+@pytest.mark.parametrize("path", ["/v1/messages/preview", "/v1/messages"])
+def test_an_empty_template_id_is_400_not_503(stack: Stack, path: str) -> None:
+    """DynamoDB refuses an empty key; schemathesis found this answered as if AWS had failed."""
+    status, body = post_json(path, {"to": [CUSTOMER], "template_id": ""})
+    assert status == 400, body
+    assert [e["field"] for e in body["errors"]] == ["template_id"]
+
+
+def test_a_percent_encoded_number_in_the_path_finds_the_conversation(stack: Stack) -> None:
+    """URL encoders write `+` as `%2B`; API Gateway passes the path on as sent (schemathesis found it)."""
+    post_json("/v1/messages", {"to": [CUSTOMER], "body": "hello"})
+    encoded = CUSTOMER.replace("+", "%2B")
+
+    status, body = get(f"/v1/conversations/{encoded}/messages")
+
+    assert status == 200, body
+    assert [m["body"] for m in body["messages"]] == ["hello"]
+    assert get("/v1/conversations/%2F%2B1/messages")[0] == 404  # an encoded "/" stays one segment
+
+
+@pytest.mark.parametrize(
+    ("path", "payload", "field"),
+    [
+        ("/v1/templates", {"name": "T", "body": "Hi", "shared": 0}, "shared"),
+        ("/v1/records", {"name": "R", "phones": [CUSTOMER], "active": "no"}, "active"),
+    ],
+)
+def test_a_boolean_given_as_a_number_or_text_is_400(
+    stack: Stack, path: str, payload: dict[str, Any], field: str
+) -> None:
+    """The document says boolean; schemathesis found 0 taken as false."""
+    status, body = post_json(path, payload)
+    assert status == 400, body
+    assert [e["field"] for e in body["errors"]] == [field]

@@ -33,10 +33,11 @@ from werkzeug.test import Client
 
 from local.auth import dev_jwt_secret, issue_dev_token, verify_dev_token
 from local.cli import main as cli_main
-from local.http_front import ControlPlane, Front
+from local.http_front import ControlPlane, Front, claims_as_api_gateway
 from local.runtime import LocalStack, LocalStackError
 from local.schedules import ScheduleError, parse_expression
 from parley import clock
+from parley.access import Caller
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURE = REPO / "tests" / "fixtures" / "runtime" / "template.yaml"
@@ -421,6 +422,22 @@ def test_cli_token_prints_a_verifiable_dev_token(capsys: pytest.CaptureFixture[s
     assert cli_main(["token", "--user", "grace", "--team", "ops", "--ttl", "600"]) == 0
     claims = verify_dev_token(capsys.readouterr().out.strip(), secret=dev_jwt_secret())
     assert (claims["sub"], claims["team"], claims["exp"] - claims["iat"]) == ("grace", "ops", 600)
+
+
+def test_cli_token_with_teams_and_admin_reaches_the_api_as_api_gateway_renders_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert cli_main(["token", "--user", "grace", "--teams", "sales,support", "--admin"]) == 0
+    claims = verify_dev_token(capsys.readouterr().out.strip(), secret=dev_jwt_secret())
+    assert (claims["teams"], claims["team"], claims["roles"]) == (["sales", "support"], "sales", ["admin"])
+    rendered = claims_as_api_gateway(claims)  # what the local front hands the function
+    assert (rendered["teams"], rendered["roles"]) == ("[sales support]", "[admin]")
+    assert Caller.from_claims(rendered) == Caller("grace", frozenset({"sales", "support"}), admin=True)
+
+
+def test_cli_token_needs_a_team(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_main(["token", "--user", "grace"]) == 2
+    assert "--teams" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("day", ["bad", "2024-02-30", "2024-5-1"])

@@ -50,6 +50,11 @@ FUNCTIONS = {
 API_ROUTES = {
     ("get", "/v1/conversations"),
     ("get", "/v1/conversations/{number}/messages"),
+    ("post", "/v1/conversations/read"),
+    ("post", "/v1/conversations/{number}/read"),
+    ("post", "/v1/conversations/{number}/close"),
+    ("post", "/v1/conversations/{number}/reopen"),
+    ("post", "/v1/conversations/{number}/contact"),
     ("post", "/v1/messages"),
     ("get", "/v1/messages/{message_id}"),
     ("post", "/v1/messages/preview"),
@@ -61,6 +66,12 @@ API_ROUTES = {
     ("post", "/v1/messages/{message_id}/cancel"),
     ("post", "/v1/messages/resend"),
     ("post", "/v1/messages/{message_id}/resend"),
+    ("get", "/v1/messages"),
+    ("post", "/v1/messages/delete"),
+    ("post", "/v1/messages/restore"),
+    ("post", "/v1/messages/{message_id}/reply"),
+    ("post", "/v1/messages/reply"),
+    ("post", "/v1/messages/{message_id}/forward"),
     ("post", "/v1/messages/{message_id}/reschedule"),
     ("get", "/v1/templates"),
     ("post", "/v1/templates"),
@@ -532,6 +543,7 @@ def test_messages_table_indexes(source: dict[str, Any]) -> None:
         "by-conversation": ("customer_number", "created_at"),
         "by-carrier-ref": ("carrier_ref",),
         "by-view": ("view", "created_at"),
+        "by-team": ("team_box", "created_at"),
         "by-day": ("day_shard", "day_order"),
     }
     assert props["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}

@@ -7,7 +7,9 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from parley.access import Caller
 from parley.domain.models import ContactRecord, InboundMessage, OurNumber
+from parley.ports import ConflictEntry
 from parley.services.digest import (
     ConflictAlreadyResolved,
     ConflictNotFound,
@@ -16,6 +18,9 @@ from parley.services.digest import (
     external_id,
 )
 from tests.fakes import T0, World
+
+MEMBER = Caller("u", frozenset({"default"}))
+OUTSIDER = Caller("u", frozenset({"other-team"}))
 
 OURS = "+15005550006"
 SHARED = "+14155550220"
@@ -63,9 +68,9 @@ def test_the_digest_holds_a_conflicting_day_instead_of_posting_it(world: World) 
     ]
     assert conflict.found_at == T0 + timedelta(hours=20)
     assert not conflict.resolved
-    page = world.digest().open_conflicts("default", limit=50, cursor=None)
+    page = world.digest().open_conflicts({"default"}, limit=50, cursor=None)
     assert [c.conflict_id for c in page.items] == [CONFLICT]
-    assert world.digest().open_conflicts("other-team", limit=50, cursor=None).items == []
+    assert world.digest().open_conflicts({"other-team"}, limit=50, cursor=None).items == []
 
 
 def test_a_rerun_keeps_one_conflict_and_when_it_was_found(world: World) -> None:
@@ -87,7 +92,7 @@ def test_resolving_links_the_conversation_and_logs_the_day_once(world: World) ->
     text_in(world, "SM1", T0)
     world.digest().run(DAY)
 
-    outcome = world.digest().resolve(CONFLICT, "c-sam", user="u-ana", team="default")
+    outcome = world.digest().resolve(CONFLICT, "c-sam", user="u-ana", caller=MEMBER)
     resolved = outcome.conflict
 
     assert (outcome.logged, outcome.error) == (True, None)
@@ -104,7 +109,7 @@ def test_resolving_links_the_conversation_and_logs_the_day_once(world: World) ->
     assert (record["contact_id"], record["subject"]) == ("c-sam", f"SMS with Sam Lee on {DAY.isoformat()}")
     assert list(world.crm.records) == [external_id("c-sam", DAY.isoformat())]
     assert world.digests.get(digest_key("c-sam", DAY.isoformat())) is not None
-    assert world.digest().open_conflicts("default", limit=50, cursor=None).items == []
+    assert world.digest().open_conflicts({"default"}, limit=50, cursor=None).items == []
 
     # a re-run of that day's digest posts nothing new
     report = world.digest().run(DAY)
@@ -115,26 +120,26 @@ def test_resolving_links_the_conversation_and_logs_the_day_once(world: World) ->
 def test_resolving_again_with_the_same_record_is_idempotent_and_another_is_refused(world: World) -> None:
     text_in(world, "SM1", T0)
     world.digest().run(DAY)
-    first = world.digest().resolve(CONFLICT, "c-sam", user="u-ana", team="default")
+    first = world.digest().resolve(CONFLICT, "c-sam", user="u-ana", caller=MEMBER)
     calls = len(world.crm.records)
 
-    again = world.digest().resolve(CONFLICT, "c-sam", user="u-bo", team="default")
+    again = world.digest().resolve(CONFLICT, "c-sam", user="u-bo", caller=MEMBER)
 
     assert again == first
     assert len(world.crm.records) == calls
     with pytest.raises(ConflictAlreadyResolved, match="c-sam"):
-        world.digest().resolve(CONFLICT, "c-kim", user="u-bo", team="default")
+        world.digest().resolve(CONFLICT, "c-kim", user="u-bo", caller=MEMBER)
 
 
 def test_resolving_validates_the_record_and_the_conflict(world: World) -> None:
     text_in(world, "SM1", T0)
     world.digest().run(DAY)
     with pytest.raises(ValueError, match="one of the candidates"):
-        world.digest().resolve(CONFLICT, "c-nobody", user="u-ana", team="default")
+        world.digest().resolve(CONFLICT, "c-nobody", user="u-ana", caller=MEMBER)
     with pytest.raises(ConflictNotFound):
-        world.digest().resolve("conflict-nope", "c-sam", user="u-ana", team="default")
+        world.digest().resolve("conflict-nope", "c-sam", user="u-ana", caller=MEMBER)
     with pytest.raises(ConflictNotFound):  # another team's conflict is not visible
-        world.digest().resolve(CONFLICT, "c-sam", user="u-ana", team="other-team")
+        world.digest().resolve(CONFLICT, "c-sam", user="u-ana", caller=OUTSIDER)
     conversation = world.conversations.get(SHARED)
     assert conversation is not None and conversation.contact_id is None
     assert world.crm.records == {}
@@ -143,7 +148,7 @@ def test_resolving_validates_the_record_and_the_conflict(world: World) -> None:
 def test_the_next_day_is_logged_to_the_chosen_record(world: World) -> None:
     text_in(world, "SM1", T0)
     world.digest().run(DAY)
-    world.digest().resolve(CONFLICT, "c-kim", user="u-ana", team="default")
+    world.digest().resolve(CONFLICT, "c-kim", user="u-ana", caller=MEMBER)
 
     text_in(world, "SM2", T0 + timedelta(days=1), "me again")  # routing rule 1 keeps the link
     report = world.digest().run(NEXT_DAY)
@@ -159,11 +164,11 @@ def test_a_crm_outage_keeps_the_choice_and_queues_the_day_to_try_again(world: Wo
     world.digest().run(DAY)
     world.crm.fail(external_id("c-sam", DAY.isoformat()), "CRM answered 503: maintenance")
 
-    outcome = world.digest().resolve(CONFLICT, "c-sam", user="u-ana", team="default")
+    outcome = world.digest().resolve(CONFLICT, "c-sam", user="u-ana", caller=MEMBER)
 
     assert (outcome.logged, outcome.error) == (False, "CRM answered 503: maintenance")
     assert outcome.conflict.resolved  # nobody has to pick again
-    assert world.digest().open_conflicts("default", limit=50, cursor=None).items == []
+    assert world.digest().open_conflicts({"default"}, limit=50, cursor=None).items == []
     (job,) = world.digest_queue.take()
     assert job.body == {"kind": "digest-log", "customer_number": SHARED, "day": DAY.isoformat()}
     assert job.delay_seconds > 0
@@ -175,3 +180,24 @@ def test_a_crm_outage_keeps_the_choice_and_queues_the_day_to_try_again(world: Wo
     world.crm.recover(external_id("c-sam", DAY.isoformat()))
     assert jobs.handle([record], json.loads) == []
     assert world.crm.records[external_id("c-sam", DAY.isoformat())]["contact_id"] == "c-sam"
+
+
+def test_open_conflicts_of_several_teams_page_through_each_team_in_turn(world: World) -> None:
+    for n, team in enumerate(["sales", "support", "sales", "ops", "support"]):
+        world.conflicts.add(
+            ConflictEntry(f"conflict-{n}", f"+1415555030{n}", DAY.isoformat(), team, (), T0 + timedelta(n))
+        )
+    digest, cursor = world.digest(), None
+    seen: list[str] = []
+    while True:
+        page = digest.open_conflicts({"sales", "support"}, limit=2, cursor=cursor)
+        assert len(page.items) <= 2
+        seen += [c.conflict_id for c in page.items]
+        if page.cursor is None:
+            break
+        cursor = page.cursor
+
+    assert seen == ["conflict-2", "conflict-0", "conflict-4", "conflict-1"]  # sales, then support
+    with pytest.raises(ValueError, match="cursor"):  # a cursor for teams the caller doesn't have
+        sales_cursor = digest.open_conflicts({"sales"}, limit=1, cursor=None).cursor
+        digest.open_conflicts({"ops"}, limit=2, cursor=sales_cursor)

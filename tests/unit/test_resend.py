@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from parley.access import Caller
 from parley.carriers.base import FailureKind, SendAccepted, SendFailed
 from parley.domain.models import Message, MessageStatus, OurNumber, SendRequest, StatusUpdate
 from parley.domain.retry import RetryPolicy, describe_span
@@ -16,6 +17,9 @@ from parley.services.inbox import NotFound
 from parley.services.resend import MAX_BATCH, FailedFilter, ResendService
 from parley.services.sending import NotResendable, SendService
 from tests.fakes import T0, World
+
+MEMBER = Caller("alice", frozenset({"default"}))
+OUTSIDER = Caller("bob", frozenset({"support"}))
 
 DEFAULT = "+15005550006"
 SECOND = "+15005550007"
@@ -89,7 +93,7 @@ def test_a_failed_text_goes_back_to_queued_as_the_same_message_and_then_out(worl
     failed = failed_text(world, sender)
     world.clock.advance(minutes=10)
 
-    resent = world.resender(sender).resend_one(failed.message_id, team="default", by="alice")
+    resent = world.resender(sender).resend_one(failed.message_id, caller=MEMBER, by="alice")
 
     assert resent.message_id == failed.message_id
     assert resent.status is MessageStatus.QUEUED
@@ -115,7 +119,7 @@ def test_an_undelivered_text_is_resent_too(world: World) -> None:
     undelivered = undelivered_text(world, sender)
     assert undelivered.status is MessageStatus.UNDELIVERED
 
-    resent = world.resender(sender).resend_one(undelivered.message_id, team="default", by="alice")
+    resent = world.resender(sender).resend_one(undelivered.message_id, caller=MEMBER, by="alice")
     assert resent.status is MessageStatus.QUEUED
     assert resent.carrier_message_id is None
     assert resent.superseded_carrier_ids == [undelivered.carrier_message_id]
@@ -130,7 +134,7 @@ def test_a_text_that_is_not_failed_is_refused_with_its_status(world: World, stat
     world.send_queue.take()
 
     with pytest.raises(NotResendable, match=f"the message is not failed: it is {status.value}"):
-        world.resender(sender).resend_one(queued.message_id, team="default", by="alice")
+        world.resender(sender).resend_one(queued.message_id, caller=MEMBER, by="alice")
     assert world.send_queue.jobs == []
     assert world.events.of("MessageResent") == []
 
@@ -146,9 +150,9 @@ def test_another_teams_message_is_not_found(world: World) -> None:
     failed = failed_text(world, sender)
 
     with pytest.raises(NotFound, match=f"no message with id {failed.message_id}"):
-        world.resender(sender).resend_one(failed.message_id, team="support", by="bob")
+        world.resender(sender).resend_one(failed.message_id, caller=OUTSIDER, by="bob")
     with pytest.raises(NotFound):
-        world.resender(sender).resend_one("out_nope", team="default", by="bob")
+        world.resender(sender).resend_one("out_nope", caller=MEMBER, by="bob")
     assert stored(world, failed.message_id).status is MessageStatus.FAILED
 
 
@@ -156,7 +160,7 @@ def test_a_rejected_request_with_no_sender_is_refused(world: World) -> None:
     sender = world.sender()
     (rejected,) = sender.record_rejected('{"to": ["+1"], "body": "hi"}', "rec-1", "bad number")
 
-    (result,) = world.resender(sender).resend_ids([rejected.message_id], team="default", by="alice")
+    (result,) = world.resender(sender).resend_ids([rejected.message_id], caller=MEMBER, by="alice")
     assert result.result == "refused"
     assert result.reason is not None and "send it again instead" in result.reason
 
@@ -169,7 +173,7 @@ def test_an_opted_out_recipient_makes_the_resend_suppressed(world: World) -> Non
     failed = failed_text(world, sender)
     world.opt_outs.record(ANA, opted_out=True, source="fake:keyword", at=T0, detail="STOP")
 
-    (result,) = world.resender(sender).resend_ids([failed.message_id], team="default", by="alice")
+    (result,) = world.resender(sender).resend_ids([failed.message_id], caller=MEMBER, by="alice")
 
     assert result.result == "resent"
     assert result.status is MessageStatus.SUPPRESSED
@@ -183,7 +187,7 @@ def test_an_opted_out_recipient_makes_the_resend_suppressed(world: World) -> Non
 def test_an_opt_out_after_the_resend_is_caught_when_it_is_delivered(world: World) -> None:
     sender = world.sender()
     failed = failed_text(world, sender)
-    world.resender(sender).resend_one(failed.message_id, team="default", by="alice")
+    world.resender(sender).resend_one(failed.message_id, caller=MEMBER, by="alice")
     world.opt_outs.record(ANA, opted_out=True, source="fake:keyword", at=T0, detail="STOP")
 
     (result,) = deliver_queued(world, sender)
@@ -197,7 +201,7 @@ def test_quiet_hours_hold_a_resent_text_until_they_end(world: World) -> None:
     failed = failed_text(world, sender)
     world.clock.set(datetime(2026, 11, 28, 7, 0, tzinfo=UTC))  # 23:00 there
 
-    (result,) = world.resender(sender).resend_ids([failed.message_id], team="default", by="alice")
+    (result,) = world.resender(sender).resend_ids([failed.message_id], caller=MEMBER, by="alice")
 
     assert (result.result, result.status) == ("resent", MessageStatus.HELD)
     held = stored(world, failed.message_id)
@@ -213,7 +217,7 @@ def test_a_resent_text_waits_its_turn_at_the_senders_rate(world: World) -> None:
     first = failed_text(world, world.sender(), ANA, key="req-1")
     second = failed_text(world, world.sender(), BO, key="req-2")
     sender = world.sender(rate_limited=True)
-    world.resender(sender).resend_ids([first.message_id, second.message_id], team="default", by="a")
+    world.resender(sender).resend_ids([first.message_id, second.message_id], caller=MEMBER, by="a")
 
     results = deliver_queued(world, sender)
     statuses = [r.status if r else None for r in results]
@@ -233,7 +237,7 @@ def test_bulk_by_ids_answers_per_message_in_order(world: World) -> None:
 
     results = world.resender(sender).resend_ids(
         [failed.message_id, "out_unknown", delivered.message_id, other_team.message_id],
-        team="default",
+        caller=MEMBER,
         by="alice",
     )
 
@@ -253,9 +257,9 @@ def test_bulk_by_ids_answers_per_message_in_order(world: World) -> None:
 def test_bulk_by_ids_refuses_an_empty_or_oversized_batch(world: World) -> None:
     resender = world.resender()
     with pytest.raises(ValueError, match="at least one"):
-        resender.resend_ids([], team="default", by="a")
+        resender.resend_ids([], caller=MEMBER, by="a")
     with pytest.raises(ValueError, match=f"at most {MAX_BATCH}"):
-        resender.resend_ids([f"out_{i}" for i in range(MAX_BATCH + 1)], team="default", by="a")
+        resender.resend_ids([f"out_{i}" for i in range(MAX_BATCH + 1)], caller=MEMBER, by="a")
 
 
 def test_bulk_by_filter_resends_the_teams_failed_texts_from_one_number_since_a_time(world: World) -> None:
@@ -268,7 +272,7 @@ def test_bulk_by_filter_resends_the_teams_failed_texts_from_one_number_since_a_t
     other_team = failed_text(world, sender, "+14155550104", key="req-y", team="support")
 
     results, more = world.resender(sender).resend_failed(
-        FailedFilter(our_number=DEFAULT, since=since), team="default", by="alice"
+        FailedFilter(our_number=DEFAULT, since=since), caller=MEMBER, by="alice"
     )
 
     assert more is False
@@ -283,9 +287,9 @@ def test_bulk_by_filter_takes_at_most_a_batch_and_says_there_is_more(world: Worl
     messages = [failed_text(world, sender, ANA, key=f"req-{i}") for i in range(MAX_BATCH + 3)]
 
     resender = world.resender(sender)
-    results, more = resender.resend_failed(FailedFilter(), team="default", by="alice")
+    results, more = resender.resend_failed(FailedFilter(), caller=MEMBER, by="alice")
     assert len(results) == MAX_BATCH and more is True
-    rest, more = resender.resend_failed(FailedFilter(), team="default", by="alice")
+    rest, more = resender.resend_failed(FailedFilter(), caller=MEMBER, by="alice")
     assert len(rest) == 3 and more is False
     assert {r.message_id for r in results + rest} == {m.message_id for m in messages}
 
@@ -298,9 +302,9 @@ def test_two_resends_while_the_first_is_on_its_way_send_it_once(world: World) ->
     failed = failed_text(world, sender)
     resender = world.resender(sender)
 
-    (first,) = resender.resend_ids([failed.message_id], team="default", by="alice")
-    (second,) = resender.resend_ids([failed.message_id], team="default", by="bob")
-    again = resender.resend_one(failed.message_id, team="default", by="carol")
+    (first,) = resender.resend_ids([failed.message_id], caller=MEMBER, by="alice")
+    (second,) = resender.resend_ids([failed.message_id], caller=MEMBER, by="bob")
+    again = resender.resend_one(failed.message_id, caller=MEMBER, by="carol")
 
     assert (first.result, first.reason) == ("resent", None)
     assert (second.result, second.reason) == ("resent", "already resent; it is on its way")
@@ -315,7 +319,7 @@ def test_a_resend_that_loses_a_race_to_another_resends_once(world: World) -> Non
     sender = world.sender()
     failed = failed_text(world, sender)
     resender = world.resender(sender)
-    resender.resend_one(failed.message_id, team="default", by="alice")  # the other caller won
+    resender.resend_one(failed.message_id, caller=MEMBER, by="alice")  # the other caller won
 
     # This caller read the message while it was still failed: its write loses and it looks again.
     stale = failed
@@ -328,12 +332,12 @@ def test_a_message_resent_and_failed_again_can_be_resent_again(world: World) -> 
     sender = world.sender()
     failed = failed_text(world, sender)
     resender = world.resender(sender)
-    resender.resend_one(failed.message_id, team="default", by="alice")
+    resender.resend_one(failed.message_id, caller=MEMBER, by="alice")
     world.carrier.script(PERMANENT)
     deliver_queued(world, sender)
     assert stored(world, failed.message_id).status is MessageStatus.FAILED
 
-    again = resender.resend_one(failed.message_id, team="default", by="alice")
+    again = resender.resend_one(failed.message_id, caller=MEMBER, by="alice")
     assert again.status is MessageStatus.QUEUED
     assert len(world.events.of("MessageResent")) == 2
 
@@ -346,7 +350,7 @@ def test_a_late_receipt_for_the_earlier_attempt_does_not_touch_the_resent_text(w
     undelivered = undelivered_text(world, sender)
     old_sid = undelivered.carrier_message_id
     assert old_sid is not None
-    world.resender(sender).resend_one(undelivered.message_id, team="default", by="alice")
+    world.resender(sender).resend_one(undelivered.message_id, caller=MEMBER, by="alice")
     processor = world.processor()
 
     # While the resend waits in the queue: the old id still finds the message, and is ignored.
@@ -432,7 +436,7 @@ def test_a_resent_text_gets_a_fresh_round_of_attempts_and_age(world: World) -> N
     assert failed.error_reason is not None and failed.error_reason.startswith("gave up after 2 attempts")
     world.clock.advance(hours=5)
 
-    world.resender(sender).resend_one(queued.message_id, team="default", by="alice")
+    world.resender(sender).resend_one(queued.message_id, caller=MEMBER, by="alice")
     world.carrier.script(TRANSIENT)
     (retrying,) = deliver_queued(world, sender)
     assert retrying is not None and retrying.status is MessageStatus.RETRYING  # 1 of 2, not 3 of 2
@@ -459,7 +463,7 @@ def test_a_text_left_for_a_person_after_an_ambiguous_send_goes_out_when_they_res
     assert left.error_reason is not None and "check with the customer" in left.error_reason
     assert len(world.carrier.sent) == 1
 
-    world.resender(sender).resend_one(queued.message_id, team="default", by="alice")
+    world.resender(sender).resend_one(queued.message_id, caller=MEMBER, by="alice")
     (result,) = deliver_queued(world, sender)
 
     assert result is not None and result.status is MessageStatus.ACCEPTED
@@ -471,7 +475,7 @@ def test_a_receipt_matched_just_before_a_resend_is_not_applied_after_it(world: W
     undelivered = undelivered_text(world, sender)
     assert undelivered.carrier_message_id is not None
     late = receipt(undelivered.carrier_message_id, MessageStatus.UNDELIVERED, 5)
-    world.resender(sender).resend_one(undelivered.message_id, team="default", by="alice")
+    world.resender(sender).resend_one(undelivered.message_id, caller=MEMBER, by="alice")
 
     # The processor had matched the receipt to the message before the resend, and applies it now.
     result = apply_status(world.messages, world.events, undelivered.message_id, late)

@@ -35,6 +35,7 @@ from parley.domain.models import (
     SendRequest,
     Template,
 )
+from parley.domain.views import VIEWS
 from parley.services.records import NewRecord, RecordDraft
 from parley.services.templates import TemplateDraft
 
@@ -69,6 +70,7 @@ class PreviewRequest(BaseModel):
         default=None, alias="from", description="One of our numbers; else the one the send would pick."
     )
     smart_encoding: bool | None = Field(default=None, description="null follows the sender number's setting.")
+    team: str | None = Field(default=None, description="The caller's team the send would go out as.")
 
 
 class RescheduleRequest(BaseModel):
@@ -112,11 +114,102 @@ class ResendAnswer(BaseModel):
     more: bool = Field(description="The filter matched more than 500: call again for the rest.")
 
 
+class MessageViewPage(BaseModel):
+    """One page of a message view, newest first. With a filter (`our_number`) a page may hold fewer
+    than `limit` messages, even none, and still have a cursor: each page reads a bounded slice."""
+
+    view: str
+    messages: list[Message]
+    cursor: str | None = Field(description="Pass back as `cursor` for the next page; null on the last.")
+
+
+class MessageIds(BaseModel):
+    """The messages to act on."""
+
+    ids: list[str] = Field(min_length=1, max_length=500, description="Message ids; at most 500.")
+
+
+class MessageOutcome(BaseModel):
+    """What became of one message named: `ok` (done, or it already was), `not_found` (absent or not
+    the caller's), `conflict` (it kept changing: ask again), `rejected` (a reply that can't be sent,
+    with the reason) or `skipped` (another selected message's reply went to the same customer)."""
+
+    message_id: str
+    result: Literal["ok", "not_found", "conflict", "rejected", "skipped"]
+    deleted: bool | None = Field(description="Delete and restore: whether the message is now deleted.")
+    reason: str | None
+    reply_id: str | None = Field(description="Reply: the id of the reply sent.")
+
+
+class MessageOutcomes(BaseModel):
+    """One result per message named, in the order named (each id once)."""
+
+    results: list[MessageOutcome]
+
+
+class ReplyRequest(BaseModel):
+    """The reply's text: a `body`, or a `template_id` with `merge_values`, exactly as for a send."""
+
+    body: str | None = Field(default=None, min_length=1, max_length=1600)
+    template_id: str | None = None
+    merge_values: dict[str, str] = Field(default_factory=dict)
+    idempotency_key: str | None = Field(
+        default=None, min_length=1, max_length=200, description="Else the Idempotency-Key header."
+    )
+
+
+class BulkReplyRequest(ReplyRequest):
+    """One reply per selected message's customer; each message's key is derived from the request's."""
+
+    ids: list[str] = Field(min_length=1, max_length=500, description="Message ids; at most 500.")
+
+
+class ForwardRequest(BaseModel):
+    """Where to forward the message, and the text if edited."""
+
+    to: str | list[str] = Field(description="A number, or up to 100, in E.164; each its own conversation.")
+    body: str | None = Field(
+        default=None, min_length=1, max_length=1600, description="Left out: the original text."
+    )
+    idempotency_key: str | None = Field(
+        default=None, min_length=1, max_length=200, description="Else the Idempotency-Key header."
+    )
+
+
 class ConversationPage(BaseModel):
-    """The team's conversations, most recent first."""
+    """The caller's teams' conversations, newest activity first (with `q`: in the order of the term
+    matched). A page reads at most `limit` index items per team, so with a filter or a search it
+    may hold fewer than `limit`, even none, and still have a cursor."""
 
     conversations: list[Conversation]
     cursor: str | None = Field(description="Pass back as `cursor` for the next page; null on the last.")
+
+
+class MarkAllReadRequest(BaseModel):
+    """Which conversations to mark read: all the caller sees, or those that used `our_number`."""
+
+    our_number: str | None = Field(default=None, description="Only conversations that used this number.")
+    cursor: str | None = Field(default=None, description="The `cursor` of the previous call, to go on.")
+
+
+class MarkedRead(BaseModel):
+    """How many were marked read by this call. Each call works through at most 1,000 conversations per
+    team; `cursor` is set when there may be more: call again with it."""
+
+    marked: int
+    cursor: str | None
+
+
+class ConversationContact(NewRecord):
+    """The record to create for the conversation's number: a record's fields; `phones` may be left
+    out (the conversation's number is always the first)."""
+
+    phones: list[str] = Field(default_factory=list, max_length=39, description="More numbers, if any.")
+
+
+class ContactAdded(BaseModel):
+    record: ContactRecord
+    conversation: Conversation
 
 
 class MessagePage(BaseModel):
@@ -345,6 +438,52 @@ _QUERY_PARAMETERS: dict[str, dict[str, Any]] = {
         "description": "The `cursor` of the previous page; leave out for the first.",
         "schema": {"type": "string"},
     },
+    "view": {
+        "description": "Which messages: all (the default), received, sent, failed, pending (queued, "
+        "sending, retrying, held), scheduled, did-not-trigger (suppressed, with the reason) or deleted.",
+        "schema": {
+            "type": "string",
+            "enum": list(VIEWS),
+            "default": "all",
+        },
+    },
+    "our_number": {
+        "description": "Only those that went through this number of ours (E.164).",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 32},
+    },
+    "since": {
+        "description": "Only those created at or after this time (ISO 8601 with a time zone).",
+        "schema": {"type": "string", "format": "date-time"},
+    },
+    "until": {
+        "description": "Only those created at or before this time (ISO 8601 with a time zone).",
+        "schema": {"type": "string", "format": "date-time"},
+    },
+    "q": {
+        "description": "Search instead of list: 3 or more digits of the customer's number (in a row), or "
+        "the start of words of the linked record's name (case-insensitive, any word).",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 100},
+    },
+    "owner": {
+        "description": "Only conversations with this owner.",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+    },
+    "unread": {
+        "description": "true: only conversations with unread texts; false: only those without.",
+        "schema": {"type": "string", "enum": ["true", "false"]},
+    },
+    "status": {
+        "description": "open (the list's default: closed ones hidden), closed, or all (a search's default).",
+        "schema": {"type": "string", "enum": ["open", "closed", "all"]},
+    },
+    "team": {
+        "description": "Only this one of the caller's teams (an admin: any team).",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 100},
+    },
+    "include_deleted": {
+        "description": "Also show messages deleted (soft); left out by default, so a page may be short.",
+        "schema": {"type": "boolean", "default": False},
+    },
     "phone": {
         "description": "One of the record's numbers, in E.164 or as a person types it.",
         "required": True,
@@ -383,22 +522,66 @@ class Operation:
 OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "get", "/v1/conversations", "list_conversations", tag="conversations",
-        summary="List the team's conversations",
+        summary="List or search the caller's conversations",
+        description=(
+            "Newest activity first across the caller's teams (an admin: all), filtered by our "
+            "number, owner, team, unread and open/closed; or, with `q`, a search by partial number or "
+            "name. Reads are bounded per page: a page may be short, or empty, and have a cursor."
+        ),
         status=200, answer=ConversationPage, answer_description="One page of conversations.",
-        query=("limit", "cursor"), errors=(400,),
+        query=("limit", "cursor", "q", "our_number", "owner", "unread", "status", "team"), errors=(400,),
+    ),
+    Operation(
+        "post", "/v1/conversations/read", "mark_all_conversations_read", tag="conversations",
+        summary="Mark every conversation the caller sees read (optionally one number's)",
+        body=MarkAllReadRequest,
+        status=200, answer=MarkedRead, answer_description="How many were marked, and a cursor if more.",
+        errors=(400,),
+    ),
+    Operation(
+        "post", "/v1/conversations/{number}/read", "mark_conversation_read", tag="conversations",
+        summary="Mark a conversation read (reading its messages doesn't)",
+        status=200, answer=Conversation, answer_description="The conversation, read.",
+        errors=(404,),
+    ),
+    Operation(
+        "post", "/v1/conversations/{number}/close", "close_conversation", tag="conversations",
+        summary="Close a conversation: hidden from the default list until a new text or a reopen",
+        status=200, answer=Conversation, answer_description="The conversation, closed.",
+        errors=(404,),
+    ),
+    Operation(
+        "post", "/v1/conversations/{number}/reopen", "reopen_conversation", tag="conversations",
+        summary="Reopen a closed conversation",
+        status=200, answer=Conversation, answer_description="The conversation, open.",
+        errors=(404,),
+    ),
+    Operation(
+        "post", "/v1/conversations/{number}/contact", "add_conversation_contact", tag="conversations",
+        summary="Add a contact from a conversation: a record for its number, linked to it",
+        description=(
+            "For a conversation with no record, or only a lead the routing linked. The record belongs "
+            "to the conversation's team."
+        ),
+        body=ConversationContact,
+        status=201, answer=ContactAdded, answer_description="The new record and the conversation.",
+        errors=(400, 404, 409),
+        error_notes=((409, "The conversation is linked to a record other than a lead already, or a "
+                      "record with the `record_id` given exists."),),
     ),
     Operation(
         "get", "/v1/conversations/{number}/messages", "list_messages", tag="conversations",
         summary="List one conversation's messages",
         status=200, answer=MessagePage, answer_description="One page of messages.",
-        query=("limit", "cursor"), errors=(400, 404),
+        query=("limit", "cursor", "include_deleted"), errors=(400, 404),
     ),
     Operation(
         "post", "/v1/messages", "send_messages", tag="messages",
         summary="Send a text to one or more people",
         description=(
             "The body is the published send request (v1), as for EventBridge and SQS. "
-            "`requested_by` is the token's `sub`: a value in the body is replaced."
+            "`requested_by` is the token's `sub`: a value in the body is replaced. `team` must be one "
+            "of the caller's teams (any, for an admin), else 400; left out, their first."
         ),
         body=SendRequest,
         status=202, answer=AcceptedMessages,
@@ -458,6 +641,66 @@ OPERATIONS: tuple[Operation, ...] = (
         description="As for many, for one: refused with 409 when the message is not failed.",
         status=200, answer=Message, answer_description="The message, queued, held or suppressed.",
         errors=(404, 409),
+    ),
+    Operation(
+        "get", "/v1/messages", "list_message_view", tag="messages",
+        summary="List a message view (all, received, sent, failed, pending, scheduled, ...)",
+        description=(
+            "The caller's teams' messages (an admin's: every team's), newest first. A deleted message "
+            "is only in `deleted`, keeping its status; conversation threads leave it out too."
+        ),
+        status=200, answer=MessageViewPage, answer_description="One page of the view.",
+        query=("view", "our_number", "since", "until", "limit", "cursor"), errors=(400,),
+    ),
+    Operation(
+        "post", "/v1/messages/delete", "delete_messages", tag="messages",
+        summary="Delete messages (soft: they move to the Deleted view, status kept)",
+        description=(
+            "Idempotent. A scheduled or pending text still goes out: cancel it to stop it. Bad input "
+            "refuses the whole request before anything is written."
+        ),
+        body=MessageIds,
+        status=200, answer=MessageOutcomes, answer_description="One result per message.",
+        errors=(400,),
+    ),
+    Operation(
+        "post", "/v1/messages/restore", "restore_messages", tag="messages",
+        summary="Restore deleted messages to the views they were in",
+        description="Idempotent: a message not deleted is `ok` and left as it is.",
+        body=MessageIds,
+        status=200, answer=MessageOutcomes, answer_description="One result per message.",
+        errors=(400,),
+    ),
+    Operation(
+        "post", "/v1/messages/{message_id}/reply", "reply_to_message", tag="messages",
+        summary="Reply to a message: to its customer, from the number of ours it used",
+        description=(
+            "A send (every send rule applies), threaded into the message's conversation. The same "
+            "idempotency key (body or Idempotency-Key header) sends once."
+        ),
+        body=ReplyRequest,
+        status=202, answer=AcceptedMessages, answer_description="Accepted: the reply.",
+        errors=(400, 404),
+    ),
+    Operation(
+        "post", "/v1/messages/reply", "reply_to_messages", tag="messages",
+        summary="Reply to many selected messages at once, each in its own conversation",
+        description=(
+            "One reply per customer among the messages named. Each message's reply has a key derived "
+            "from the request's idempotency key, so the same request again sends nothing twice "
+            "(without a key, a retried request sends again)."
+        ),
+        body=BulkReplyRequest,
+        status=200, answer=MessageOutcomes, answer_description="One result per message.",
+        errors=(400,),
+    ),
+    Operation(
+        "post", "/v1/messages/{message_id}/forward", "forward_message", tag="messages",
+        summary="Forward a message's text, edited or not, to one or many numbers",
+        description="Each recipient gets its own message in its own conversation; attachments stay behind.",
+        body=ForwardRequest,
+        status=202, answer=AcceptedMessages, answer_description="Accepted: one message per recipient.",
+        errors=(400, 404),
     ),
     Operation(
         "get", "/v1/templates", "list_templates", tag="templates",
@@ -611,7 +854,11 @@ OPERATIONS: tuple[Operation, ...] = (
 
 _TAGS = [
     {"name": "conversations", "description": "One conversation per customer number, across our numbers."},
-    {"name": "messages", "description": "Send, preview, look at, reschedule, cancel and resend texts."},
+    {
+        "name": "messages",
+        "description": "Send, preview, look at, reschedule, cancel and resend texts; the message views; "
+        "delete and restore, reply and forward.",
+    },
     {"name": "templates", "description": "Texts with merge fields, shared with the team or personal."},
     {"name": "numbers", "description": "Our numbers and where their carriers must post."},
     {
@@ -644,8 +891,10 @@ def openapi_document() -> dict[str, Any]:
             "version": DOCUMENT_VERSION,
             "description": (
                 "Conversations, messages, sending and templates. Every operation but this document "
-                "needs a bearer JWT, checked by API Gateway; the caller's `sub` and `team` claims "
-                "say who they are. Send requests are also accepted as EventBridge `SendMessage` "
+                "needs a bearer JWT, checked by API Gateway; the caller's `sub`, `teams` (or `team`) "
+                "and `roles` claims say who they are: a caller sees their teams' conversations, "
+                "messages, records and conflicts (an admin, all), and anything else answers 404. "
+                "Send requests are also accepted as EventBridge `SendMessage` "
                 f"events and SQS messages, with the same schema ({SEND_REQUEST_SCHEMA_ID})."
             ),
         },

@@ -6,7 +6,7 @@ in-memory fakes in tests/fakes.py, which mypy checks against the same Protocols.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
@@ -103,6 +103,28 @@ class MessageViews(Protocol):
         self, view: str, *, limit: int, cursor: str | None, since: datetime | None = None
     ) -> Page[Message]:
         """One page of the view, newest first; `since` keeps messages created at or after it."""
+        ...
+
+
+# An index partition of the message views (parley.domain.views): ("view", "failed") in `by-view`, or
+# ("team_box", "sales#received") in `by-team`.
+Partition = tuple[str, str]
+
+
+class MessageListing(Protocol):
+    """The inbox's message views: index partitions merged newest first under one cursor."""
+
+    def list_merged(
+        self,
+        partitions: Sequence[Partition],
+        *,
+        limit: int,
+        cursor: str | None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> Page[Message]:
+        """At most `limit` messages from the partitions, newest first, created within [since, until];
+        as stored (the caller checks each still belongs where it was listed)."""
         ...
 
 
@@ -379,3 +401,67 @@ class SyncStateRepository(Protocol):
         ...
 
     def save(self, crm: str, state: SyncState) -> None: ...
+
+
+# -- conversations in the inbox: filtered lists, read state, close and reopen, search --------------
+
+
+@dataclass(frozen=True)
+class ConversationFilter:
+    """What a list of conversations keeps; None and "all" keep everything."""
+
+    our_number: str | None = None  # conversations that used this number of ours
+    owner: str | None = None
+    unread: bool | None = None
+    status: str = "open"  # open (the default: closed ones hidden), closed, all
+
+
+@dataclass(frozen=True)
+class IndexHit(Generic[T]):
+    order: str  # what the index sorts by, to merge several teams' slices
+    position: str  # where to go on from, just after this hit (opaque)
+    item: T
+
+
+@dataclass(frozen=True)
+class IndexSlice(Generic[T]):
+    """One bounded read (one Query, `limit` items evaluated) of one team's index."""
+
+    hits: list[IndexHit[T]]  # what matched, in index order
+    end: str | None  # where to go on from after the last item read; None when the index is done
+    frontier: str | None  # the sort value of the last item read: everything unread is past it
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    customer_number: str
+    term: str  # the indexed term that matched
+    name: str | None  # the linked record's name when the term was indexed (word terms)
+
+
+class ConversationBrowser(Protocol):
+    """The inbox's conversation operations beyond `ConversationRepository`."""
+
+    def slice_by_activity(
+        self, team: str, where: ConversationFilter, *, start: str | None, limit: int
+    ) -> IndexSlice[Conversation]:
+        """The team's conversations newest activity first, `limit` read (whether kept or not)."""
+        ...
+
+    def get_many(self, customer_numbers: list[str]) -> list[Conversation]: ...
+
+    def mark_read(self, customer_number: str) -> None: ...
+
+    def set_closed(self, customer_number: str, closed: bool) -> None: ...
+
+
+class SearchIndex(Protocol):
+    """Search terms (`parley.domain.search`) per team, sorted, for `begins_with` lookups."""
+
+    def slice_matching(
+        self, team: str, prefix: str, *, start: str | None, limit: int
+    ) -> IndexSlice[SearchHit]: ...
+
+    def index(self, customer_number: str, team: str, name: str | None) -> None:
+        """Write the conversation's terms: its number's, and (replacing any before) its name's."""
+        ...

@@ -35,11 +35,13 @@ if TYPE_CHECKING:
     from parley.config import Settings
     from parley.crm.registry import Crm
     from parley.domain.keywords import Keyword
+    from parley.services.conversations import ConversationService
     from parley.services.dead_letters import DeadLetterService
     from parley.services.digest import DigestService
     from parley.services.digest_jobs import DigestJobs
     from parley.services.inbound import InboundProcessor
     from parley.services.inbox import InboxQueries
+    from parley.services.mailbox import Mailbox
     from parley.services.record_sync import RecordSync
     from parley.services.records import RecordService
     from parley.services.resend import ResendService
@@ -275,10 +277,40 @@ class Container:
         return TemplateService(self.templates)
 
     @cached_property
+    def mailbox(self) -> Mailbox:
+        """The message views, delete and restore, reply and forward."""
+        from parley.services.mailbox import Mailbox
+
+        return Mailbox(
+            messages=self.messages,
+            listing=self.messages,
+            numbers=self.numbers,
+            sender=self.sender,
+            clock=utc_now,
+        )
+
+    @cached_property
     def inbox(self) -> InboxQueries:
         from parley.services.inbox import InboxQueries
 
         return InboxQueries(self.messages, self.conversations)
+
+    @cached_property
+    def conversation_service(self) -> ConversationService:
+        """Conversations in the inbox: filtered lists, search, read state, close, add a contact."""
+        from parley.adapters.dynamo import DynamoSearch
+        from parley.services.conversations import ConversationService
+
+        return ConversationService(
+            conversations=self.conversations,
+            browser=self.conversations,
+            search=DynamoSearch(),
+            numbers=self.numbers,
+            contacts=self.contacts,
+            linker=self.conversations,
+            records=self.records,
+            region=self.settings.default_region,
+        )
 
     @cached_property
     def digest(self) -> DigestService:

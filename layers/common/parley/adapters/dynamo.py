@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable, Iterator
+import re
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -18,7 +19,7 @@ from pynamodb.attributes import (
 from pynamodb.connection import Connection
 from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
 from pynamodb.expressions.condition import Condition
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProjection, KeysOnlyProjection
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
@@ -40,15 +41,22 @@ from parley.domain.models import (
 )
 from parley.domain.rate import BucketState
 from parley.domain.rate import reserve as reserve_tokens
+from parley.domain.search import number_terms, word_terms
 from parley.domain.status import view_for
+from parley.domain.views import box_for, indexed_view, team_box
 from parley.ports import (
     ConflictCandidate,
     ConflictEntry,
     ConflictError,
     ConversationDelta,
+    ConversationFilter,
     DigestEntry,
     DigestRun,
+    IndexHit,
+    IndexSlice,
     Page,
+    Partition,
+    SearchHit,
     SyncState,
 )
 
@@ -128,6 +136,18 @@ class _ByView(GlobalSecondaryIndex["MessageItem"]):
     created_at = UnicodeAttribute(range_key=True)
 
 
+class _ByTeam(GlobalSecondaryIndex["MessageItem"]):
+    """Every message under `<team>#<box>` (received, sent, deleted): the inbox's message views.
+    The key never changes with the status, so a status change costs this index nothing."""
+
+    class Meta:
+        index_name = "by-team"
+        projection = KeysOnlyProjection()
+
+    team_box = UnicodeAttribute(hash_key=True)
+    created_at = UnicodeAttribute(range_key=True)
+
+
 class _ByDay(GlobalSecondaryIndex["MessageItem"]):
     """A day's messages in shards, sorted by conversation then time: the digest reads one
     conversation's day as a key range, and pages through a shard conversation by conversation."""
@@ -149,6 +169,7 @@ class MessageItem(Model):
     created_at = UnicodeAttribute()
     carrier_ref = UnicodeAttribute(null=True)
     view = UnicodeAttribute(null=True)
+    team_box = UnicodeAttribute(null=True)  # null only on items written before the message views
     day_shard = UnicodeAttribute()
     day_order = UnicodeAttribute()  # "<customer number>#<created at>"
     status = UnicodeAttribute()
@@ -160,6 +181,7 @@ class MessageItem(Model):
     by_conversation = _ByConversation()
     by_carrier_ref = _ByCarrierRef()
     by_view = _ByView()
+    by_team = _ByTeam()
     by_day = _ByDay()
 
 
@@ -170,6 +192,17 @@ class _ByActivity(GlobalSecondaryIndex["ConversationItem"]):
 
     team = UnicodeAttribute(hash_key=True)
     last_activity_at = UnicodeAttribute(range_key=True)
+
+
+class _ConversationsByTerm(GlobalSecondaryIndex["ConversationItem"]):
+    """The search terms' index (`SearchItem.by_term`), declared here too: this model makes the table."""
+
+    class Meta:
+        index_name = "by-term"
+        projection = IncludeProjection(["term_name"])
+
+    term_team = UnicodeAttribute(hash_key=True)
+    term_key = UnicodeAttribute(range_key=True)
 
 
 class ConversationItem(Model):
@@ -193,6 +226,7 @@ class ConversationItem(Model):
     conflict_candidates = UnicodeSetAttribute(null=True)  # the ids, when several records tied
 
     by_activity = _ByActivity()
+    by_term = _ConversationsByTerm()  # search items only (SearchItem): no conversation is in it
 
 
 class _ByPhone(GlobalSecondaryIndex["ContactItem"]):
@@ -337,7 +371,8 @@ def bind_tables(settings: Settings) -> None:
     """Point the models at this stage's tables; called once by the composition root."""
     names: dict[type[Model], str] = {
         MessageItem: settings.messages_table,
-        ConversationItem: settings.conversations_table,
+        ConversationItem: settings.conversations_table,  # first: it creates the table with by-term
+        SearchItem: settings.conversations_table,
         ContactItem: settings.contacts_table,
         TemplateItem: settings.templates_table,
         NumberItem: settings.numbers_table,
@@ -379,12 +414,14 @@ class DynamoMessages:
         # so a late receipt for it still finds the message (and is ignored, as superseded).
         ref_id = message.carrier_message_id or next(iter(message.superseded_carrier_ids[-1:]), None)
         ref = carrier_ref(message.carrier, ref_id) if ref_id else None
+        deleted = message.deleted_at is not None
         return MessageItem(
             message_id=message.message_id,
             customer_number=message.customer_number,
             created_at=iso(message.created_at),
             carrier_ref=ref,
-            view=view_for(message.status),
+            view=indexed_view(message.status, deleted=deleted),
+            team_box=team_box(message.team, box_for(message.direction, deleted=deleted)),
             day_shard=f"{day}#{shard_of(message.customer_number, self._shards)}",
             day_order=f"{message.customer_number}#{iso(message.created_at)}",
             status=message.status.value,
@@ -423,6 +460,7 @@ class DynamoMessages:
     def insert_with_conversation(self, message: Message, delta: ConversationDelta) -> bool:
         item = self._to_item(message)
         current = _conversation_or_none(delta.customer_number)
+        _index_if_new_or_relinked(current, delta)
         at = iso(delta.at)
         actions: list[Any] = [
             ConversationItem.message_count.add(1),
@@ -555,6 +593,112 @@ class DynamoMessages:
         items = [m for m in self._fetch(_take(result, limit)) if view_for(m.status) == view]
         return Page(items, encode_cursor(result.last_evaluated_key))
 
+    def list_merged(
+        self,
+        partitions: Sequence[Partition],
+        *,
+        limit: int,
+        cursor: str | None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> Page[Message]:
+        """Index partitions merged newest first under one cursor. Each partition is read from where
+        the cursor left it, at most `limit + 1` keys, so a page costs at most that many keys per
+        partition plus `limit` items, whatever the table holds. The items are as stored: callers
+        check each still belongs (the indexes lag the table a little)."""
+        names = [f"{index}:{key}" for index, key in partitions]
+        positions = _decode_positions(cursor, names)
+        condition: Condition | None = None
+        if since is not None and until is not None:
+            condition = MessageItem.created_at.between(iso(since), iso(until))
+        elif since is not None:
+            condition = MessageItem.created_at >= iso(since)
+        elif until is not None:
+            condition = MessageItem.created_at <= iso(until)
+        streams: dict[str, list[MessageItem]] = {}
+        for (index_name, key), name in zip(partitions, names, strict=True):
+            at = positions[name]
+            if at == _DONE:
+                continue
+            index = MessageItem.by_view if index_name == "view" else MessageItem.by_team
+            start = None
+            if isinstance(at, list):
+                start = {index_name: {"S": key}, "created_at": {"S": at[0]}, "message_id": {"S": at[1]}}
+            streams[name] = list(
+                index.query(
+                    key,
+                    condition,
+                    scan_index_forward=False,
+                    limit=limit + 1,
+                    page_size=limit + 1,
+                    last_evaluated_key=start,
+                )
+            )
+        taken: list[MessageItem] = []
+        used = dict.fromkeys(streams, 0)
+        while len(taken) < limit:  # each partition gives a prefix of its own order
+            heads = [(streams[n][used[n]].created_at, n) for n in streams if used[n] < len(streams[n])]
+            if not heads:
+                break
+            _, best = max(heads)
+            taken.append(streams[best][used[best]])
+            used[best] += 1
+        for name, keys in streams.items():
+            if used[name] == len(keys) and len(keys) <= limit:
+                positions[name] = _DONE  # it had no more than these, and all were taken
+            elif used[name]:
+                last = keys[used[name] - 1]
+                positions[name] = [last.created_at, last.message_id]
+        more = any(at != _DONE for at in positions.values())
+        return Page(self._fetch(taken), _encode_positions(positions) if more else None)
+
+
+_DONE = "done"
+_ISO = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
+
+
+def _encode_positions(positions: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"at": positions}, separators=(",", ":")).encode()).decode()
+
+
+def _decode_positions(cursor: str | None, names: list[str]) -> dict[str, Any]:
+    """Where each partition of a merged listing stands: None (not begun), [created_at, message_id]
+    (after that entry) or "done". A cursor naming other partitions is refused, so one issued for a
+    query can't reach another team's partition."""
+    if not cursor:
+        return dict.fromkeys(names)
+    try:
+        value = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except (ValueError, TypeError) as exc:
+        raise InvalidCursor("cursor is not valid") from exc
+    at = value.get("at") if isinstance(value, dict) else None
+    if not isinstance(at, dict) or set(at) != set(names):
+        raise InvalidCursor("cursor is not valid (it belongs to another listing)")
+    for position in at.values():
+        if position is None or position == _DONE:
+            continue
+        if not (
+            isinstance(position, list)
+            and len(position) == 2
+            and isinstance(position[0], str)
+            and _ISO.fullmatch(position[0])
+            and isinstance(position[1], str)
+            and 0 < len(position[1]) <= 200
+        ):
+            raise InvalidCursor("cursor is not valid")
+    return dict(at)
+
+
+def _index_if_new_or_relinked(current: ConversationItem | None, delta: ConversationDelta) -> None:
+    """Search terms for a new conversation, or one whose record the text changes; before the write,
+    so a retried text writes them again (a term for a conversation not written yet finds nothing).
+    A text to a conversation whose record stays the same writes nothing here."""
+    linked = current.contact_id if current is not None else None
+    after = delta.contact_id if delta.routed else (linked or delta.contact_id)
+    if current is None or after != linked:
+        team = current.team if current is not None else delta.team
+        DynamoSearch().index(delta.customer_number, team, _record_name(after))
+
 
 def _conversation_or_none(customer_number: str) -> ConversationItem | None:
     try:
@@ -598,6 +742,8 @@ class DynamoConversations:
         )
 
     def get(self, customer_number: str) -> Conversation | None:
+        if customer_number.startswith(_SEARCH):  # a search term's item, not a conversation
+            return None
         try:
             return self._from_item(ConversationItem.get(customer_number, consistent_read=True))
         except ConversationItem.DoesNotExist:
@@ -621,9 +767,9 @@ class DynamoConversations:
         ]
         if owner:
             actions.append(ConversationItem.owner.set(owner))
-        ConversationItem(customer_number).update(
-            actions=actions, condition=ConversationItem.customer_number.exists()
-        )
+        item = ConversationItem(customer_number)
+        item.update(actions=actions, condition=ConversationItem.customer_number.exists())
+        DynamoSearch().index(customer_number, item.team, _record_name(contact_id))  # its new name
 
     def mark_read(self, customer_number: str) -> None:
         try:
@@ -634,6 +780,178 @@ class DynamoConversations:
         except UpdateError as exc:
             if exc.cause_response_code != "ConditionalCheckFailedException":
                 raise
+
+    def set_closed(self, customer_number: str, closed: bool) -> None:
+        try:
+            ConversationItem(customer_number).update(
+                actions=[ConversationItem.closed.set(closed)],
+                condition=ConversationItem.customer_number.exists(),
+            )
+        except UpdateError as exc:
+            if exc.cause_response_code != "ConditionalCheckFailedException":
+                raise
+
+    def get_many(self, customer_numbers: list[str]) -> list[Conversation]:
+        numbers = list(dict.fromkeys(customer_numbers))
+        found: dict[str, Conversation] = {}
+        for start in range(0, len(numbers), 100):
+            for item in ConversationItem.batch_get(numbers[start : start + 100]):
+                found[item.customer_number] = self._from_item(item)
+        return [found[n] for n in numbers if n in found]
+
+    def slice_by_activity(
+        self, team: str, where: ConversationFilter, *, start: str | None, limit: int
+    ) -> IndexSlice[Conversation]:
+        """One Query of the by-activity index: `limit` items read, the filter applied to them."""
+        result = ConversationItem.by_activity.query(
+            team,
+            filter_condition=_conversation_filter(where),
+            scan_index_forward=False,
+            limit=limit,
+            page_size=limit,
+            last_evaluated_key=decode_cursor(start, ("team", team), "customer_number", "last_activity_at"),
+        )
+        page = next(result.page_iter)  # one request: pynamodb would otherwise read on to fill `limit`
+        hits = []
+        for raw in page.get("Items", []):
+            item = ConversationItem.from_raw_data(raw)
+            key = {
+                "team": {"S": team},
+                "customer_number": {"S": item.customer_number},
+                "last_activity_at": {"S": item.last_activity_at},
+            }
+            hits.append(IndexHit(item.last_activity_at, str(encode_cursor(key)), self._from_item(item)))
+        last = page.get("LastEvaluatedKey")
+        return IndexSlice(hits, encode_cursor(last), last["last_activity_at"]["S"] if last else None)
+
+
+def _conversation_filter(where: ConversationFilter) -> Condition | None:
+    conditions: list[Condition] = []
+    if where.our_number:
+        conditions.append(ConversationItem.our_numbers.contains(where.our_number))
+    if where.owner:
+        conditions.append(ConversationItem.owner == where.owner)
+    if where.unread is True:
+        conditions.append(ConversationItem.unread_count > 0)
+    elif where.unread is False:
+        conditions.append(ConversationItem.unread_count == 0)
+    if where.status == "open":
+        conditions.append(ConversationItem.closed.does_not_exist() | (ConversationItem.closed == False))  # noqa: E712
+    elif where.status == "closed":
+        conditions.append(ConversationItem.closed == True)  # noqa: E712
+    combined: Condition | None = None
+    for condition in conditions:
+        combined = condition if combined is None else combined & condition
+    return combined
+
+
+# -- search terms (parley.domain.search) -----------------------------------------------------------
+
+
+class _ByTerm(GlobalSecondaryIndex["SearchItem"]):
+    class Meta:
+        index_name = "by-term"
+        projection = IncludeProjection(["term_name"])
+
+    term_team = UnicodeAttribute(hash_key=True)
+    term_key = UnicodeAttribute(range_key=True)
+
+
+class SearchItem(Model):
+    """A conversation's search term, an item of its own in the Conversations table (a new table would
+    need another environment variable in every function, and they are near Lambda's 4 KB). Its key is
+    `s#<team>#<term>#<customer number>`, which no E.164 number can be, and the sparse by-term index
+    keys it (team, `<term>#<customer number>`), so one `begins_with` Query finds every conversation
+    of a team with a term starting so. One manifest per conversation, `s#<team>#m#<customer number>`
+    (not in the index), holds the name its word terms were made from."""
+
+    class Meta:
+        table_name = "ConversationsTable"
+
+    customer_number = UnicodeAttribute(hash_key=True)  # the item's key, as above
+    term_team = UnicodeAttribute(null=True)
+    term_key = UnicodeAttribute(null=True)
+    term_name = UnicodeAttribute(null=True)
+
+    by_term = _ByTerm()
+
+
+def _search_key(team: str, term: str, customer_number: str) -> str:
+    return f"{_SEARCH}{team}#{term}#{customer_number}"
+
+
+_SEARCH = "s#"
+_MANIFEST = "m"
+
+
+def _record_name(contact_id: str | None) -> str | None:
+    if not contact_id or contact_id.startswith(_LOOKUP):
+        return None
+    try:
+        doc = ContactItem.get(contact_id, consistent_read=True).doc  # just written, by add contact
+    except ContactItem.DoesNotExist:
+        return None
+    name = doc.get("name") if isinstance(doc, dict) else None
+    return str(name) if name else None
+
+
+class DynamoSearch:
+    """Written when a conversation is created or linked to another record and when a linked record's
+    name changes, never for a text to a conversation whose record stays the same."""
+
+    def index(self, customer_number: str, team: str, name: str | None) -> None:
+        manifest_key = _search_key(team, _MANIFEST, customer_number)
+        try:
+            manifest: SearchItem | None = SearchItem.get(manifest_key)
+        except SearchItem.DoesNotExist:
+            manifest = None
+        if manifest is not None and (manifest.term_name or None) == (name or None):
+            return  # indexed already, with this name
+        before = word_terms(manifest.term_name) if manifest is not None else set()
+        terms = word_terms(name) | (set() if manifest is not None else number_terms(customer_number))
+        with SearchItem.batch_write() as batch:
+            for term in sorted(terms):
+                batch.save(
+                    SearchItem(
+                        customer_number=_search_key(team, term, customer_number),
+                        term_team=team,
+                        term_key=f"{term}#{customer_number}",
+                        term_name=name if term.startswith("w#") else None,
+                    )
+                )
+            for term in sorted(before - word_terms(name)):
+                batch.delete(SearchItem(customer_number=_search_key(team, term, customer_number)))
+        # last: a write cut short leaves no manifest, so the next time writes it all again
+        SearchItem(customer_number=manifest_key, term_name=name).save()
+
+    def slice_matching(
+        self, team: str, prefix: str, *, start: str | None, limit: int
+    ) -> IndexSlice[SearchHit]:
+        """One Query: `limit` terms starting with `prefix`, in term order."""
+        first = decode_cursor(start, ("term_team", team), "customer_number", "term_key")
+        if first is not None and not first["term_key"]["S"].startswith(prefix):
+            raise InvalidCursor("cursor is not valid for this search")
+        result = SearchItem.by_term.query(
+            team,
+            SearchItem.term_key.startswith(prefix),
+            limit=limit,
+            page_size=limit,
+            last_evaluated_key=first,
+        )
+        page = next(result.page_iter)  # one request: pynamodb would otherwise read on to fill `limit`
+        hits = []
+        for raw in page.get("Items", []):
+            item = SearchItem.from_raw_data(raw)
+            key = str(item.term_key)
+            term, number = key.rsplit("#", 1)
+            position = {
+                "term_team": {"S": team},
+                "customer_number": {"S": item.customer_number},
+                "term_key": {"S": key},
+            }
+            hits.append(IndexHit(key, str(encode_cursor(position)), SearchHit(number, term, item.term_name)))
+        last = page.get("LastEvaluatedKey")
+        return IndexSlice(hits, encode_cursor(last), last["term_key"]["S"] if last else None)
 
 
 class DynamoReceipts:
@@ -851,12 +1169,24 @@ class DynamoContacts:
                 if "ConditionalCheckFailed" in reasons:
                     continue  # written meanwhile: read it again (and, creating, report it exists)
                 raise
+            if current is not None and current.doc is not None and current.doc.get("name") != contact.name:
+                _reindex_name(contact)
             return True
         raise ConflictError(f"record {contact.contact_id} kept changing")
 
 
+def _reindex_name(contact: ContactRecord) -> None:
+    """A record's new name, in the search terms of the conversations linked to it (one per number)."""
+    for phone in contact.phones:
+        conversation = _conversation_or_none(phone)
+        if conversation is not None and conversation.contact_id == contact.contact_id:
+            DynamoSearch().index(phone, conversation.team, contact.name)
+
+
 class DynamoTemplates:
     def get(self, template_id: str) -> Template | None:
+        if not template_id:  # DynamoDB refuses an empty key (a ValidationException, a 503 to the caller)
+            return None
         try:
             return Template.model_validate(TemplateItem.get(template_id).doc)
         except TemplateItem.DoesNotExist:

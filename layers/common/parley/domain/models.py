@@ -132,6 +132,16 @@ class SendRequest(BaseModel):
     )
     metadata: dict[str, Any] = Field(default_factory=dict)
     requested_by: str | None = None
+    team: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        description=(
+            "The team that sends (its numbers, its conversations). Through the API, one of the"
+            " caller's teams (by default their first); through EventBridge or SQS, the default team"
+            " unless given."
+        ),
+    )
 
     @field_validator("to")
     @classmethod
@@ -211,6 +221,10 @@ class Message(BaseModel):
     resent_at: datetime | None = None
     attempts_before_resend: int = 0
     superseded_carrier_ids: list[str] = Field(default_factory=list)
+    # Soft deletion (POST /v1/messages/delete): out of its view and into Deleted, status kept, so a
+    # restore puts it back where it was.
+    deleted_at: datetime | None = None
+    deleted_by: str | None = None
     version: int = 0
 
 
@@ -281,6 +295,7 @@ class Template(BaseModel):
     body: str
     owner: str | None = None
     shared: bool = True
+    team: str | None = None  # whose a shared template is; None: the whole organisation's
 
 
 def day_of(at: datetime, tz_name: str) -> str:

@@ -23,15 +23,19 @@ record.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import logging
 import math
 import re
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Protocol
 
+from parley.access import Caller
 from parley.domain.models import (
     AutoLog,
     ContactRecord,
@@ -158,7 +162,7 @@ def conflict_id(customer_number: str, day: str) -> str:
 
 
 class ConflictNotFound(LookupError):
-    """No conflict with this id for the caller's team (404)."""
+    """No conflict with this id that the caller sees (404)."""
 
 
 class ConflictAlreadyResolved(Exception):
@@ -431,11 +435,25 @@ class DigestService:
         )
         logger.info("digest day held as a conflict", extra={"customer": mask(customer_number), "day": day})
 
-    def open_conflicts(self, team: str, *, limit: int, cursor: str | None) -> Page[ConflictEntry]:
+    def open_conflicts(
+        self, teams: AbstractSet[str], *, limit: int, cursor: str | None
+    ) -> Page[ConflictEntry]:
+        """The open conflicts of `teams`, one team after another (each newest found first): the
+        store is indexed by team, so each page reads at most `limit` items whatever the teams."""
         assert self._conflicts is not None, "no conflict store wired"
-        return self._conflicts.list_open(team, limit=limit, cursor=cursor)
+        ordered = sorted(teams)
+        index, inner = _teams_cursor(cursor, ordered)
+        items: list[ConflictEntry] = []
+        while index < len(ordered) and len(items) < limit:
+            page = self._conflicts.list_open(ordered[index], limit=limit - len(items), cursor=inner)
+            items += page.items
+            if page.cursor is not None:
+                return Page(items, _encode_teams_cursor(ordered[index], page.cursor))
+            index, inner = index + 1, None
+        more = index < len(ordered)
+        return Page(items, _encode_teams_cursor(ordered[index], None) if more else None)
 
-    def resolve(self, conflict: str, record_id: str, *, user: str, team: str) -> ResolveOutcome:
+    def resolve(self, conflict: str, record_id: str, *, user: str, caller: Caller) -> ResolveOutcome:
         """Link the conversation to `record_id` (one of the candidates), mark the conflict resolved
         and post that day to the CRM now (the same idempotent upsert as the nightly run).
 
@@ -445,7 +463,7 @@ class DigestService:
         """
         assert self._conflicts is not None and self._linker is not None, "no conflict store wired"
         entry = self._conflicts.get(conflict)
-        if entry is None or entry.team != team:
+        if entry is None or not caller.sees(entry.team):
             raise ConflictNotFound(f"no conflict {conflict!r}")
         if entry.resolved:
             if entry.record_id == record_id:
@@ -515,6 +533,28 @@ class DigestService:
                 for m in the_day.messages
             ],
         }
+
+
+def _encode_teams_cursor(team: str, inner: str | None) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"team": team, "cursor": inner}).encode()).decode()
+
+
+def _teams_cursor(cursor: str | None, teams: list[str]) -> tuple[int, str | None]:
+    """Where a page of several teams' conflicts starts: the team's index, and the store's cursor in it.
+    A cursor of teams the caller no longer has (or not ours) is refused (400), never followed."""
+    if cursor is None:
+        return 0, None
+    try:
+        data = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except (ValueError, binascii.Error) as exc:
+        raise ValueError("cursor is not valid") from exc
+    if (
+        not isinstance(data, dict)
+        or data.get("team") not in teams
+        or not (data.get("cursor") is None or isinstance(data.get("cursor"), str))
+    ):
+        raise ValueError("cursor is not valid")
+    return teams.index(data["team"]), data["cursor"]
 
 
 def _tied(conversation: Conversation) -> bool:

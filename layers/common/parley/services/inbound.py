@@ -172,6 +172,7 @@ class InboundProcessor:
             segments=event.segments,
             media=list(event.media),
             history=[StatusChange(status=MessageStatus.RECEIVED, at=event.received_at, source=event.carrier)],
+            team=team,  # our number's: who sees the text, and whose message views list it
         )
         delta = ConversationDelta(
             customer_number=event.from_number,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
+from parley.access import Caller
 from parley.domain.encoding import analyze
 from parley.domain.models import Conversation, Message, OurNumber, smart_encoding_for
 from parley.ports import ConversationRepository, MessageRepository, Page
@@ -22,19 +23,21 @@ class InboxQueries:
     def conversations(self, team: str, *, limit: int, cursor: str | None) -> Page[Conversation]:
         return self._conversations.list_recent(team, limit=limit, cursor=cursor)
 
-    def conversation(self, customer_number: str, team: str) -> Conversation:
+    def conversation(self, customer_number: str, caller: Caller) -> Conversation:
         conversation = self._conversations.get(customer_number)
-        if conversation is None or conversation.team != team:
+        if conversation is None or not caller.sees(conversation.team):
             raise NotFound(f"no conversation with {customer_number}")
         return conversation
 
-    def messages(self, customer_number: str, team: str, *, limit: int, cursor: str | None) -> Page[Message]:
-        self.conversation(customer_number, team)
+    def messages(
+        self, customer_number: str, caller: Caller, *, limit: int, cursor: str | None
+    ) -> Page[Message]:
+        self.conversation(customer_number, caller)
         return self._messages.list_for_conversation(customer_number, limit=limit, cursor=cursor)
 
-    def message(self, message_id: str, team: str) -> Message:
+    def message(self, message_id: str, caller: Caller) -> Message:
         message = self._messages.get(message_id)
-        if message is None or message.team != team:
+        if message is None or not caller.sees(message.team):
             raise NotFound(f"no message with id {message_id}")
         return message
 

@@ -1,8 +1,8 @@
 """Records a person creates or edits through the API: contacts, accounts, opportunities and leads.
 
-A record belongs to a team; a caller sees and changes only their team's records (another team's
-record answers as absent). Numbers are stored in E.164, so routing and the digest find the record
-by any of them whatever way they were typed.
+A record belongs to a team; a caller sees and changes only their teams' records (another team's
+record answers as absent; an admin sees all). Numbers are stored in E.164, so routing and the
+digest find the record by any of them whatever way they were typed.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from parley.access import Caller
 from parley.domain.models import ContactRecord, RecordType
 from parley.domain.phone import normalize_e164
 from parley.ports import Clock, ContactRepository
@@ -37,7 +38,7 @@ class RecordDraft(BaseModel):
     last_name: str | None = Field(default=None, max_length=100)
     email: str | None = Field(default=None, max_length=254)
     owner: str | None = Field(default=None, max_length=200)
-    active: bool = True
+    active: bool = Field(default=True, strict=True)  # 0 or "no" is a mistake, not false
     crm_id: str | None = Field(default=None, max_length=200)
     fields: dict[str, str] = Field(default_factory=dict, max_length=50)
 
@@ -65,21 +66,22 @@ class RecordService:
             raise RecordExists(f"a record with id {record_id!r} exists already")
         return record
 
-    def get(self, record_id: str, *, team: str) -> ContactRecord:
+    def get(self, record_id: str, *, caller: Caller) -> ContactRecord:
         record = self._contacts.get(record_id)
-        if record is None or record.team != team:
+        if record is None or not caller.sees(record.team):
             raise RecordNotFound(f"no record {record_id!r}")
         return record
 
-    def update(self, record_id: str, draft: RecordDraft, *, team: str) -> ContactRecord:
-        current = self.get(record_id, team=team)
-        record = self._record(record_id, draft, team=team, owner=draft.owner or current.owner)
+    def update(self, record_id: str, draft: RecordDraft, *, caller: Caller) -> ContactRecord:
+        current = self.get(record_id, caller=caller)
+        # it stays its team's: an admin (or a member of several teams) editing it doesn't move it
+        record = self._record(record_id, draft, team=current.team, owner=draft.owner or current.owner)
         self._contacts.save(record)
         return record
 
-    def find(self, phone: str, *, team: str) -> list[ContactRecord]:
+    def find(self, phone: str, *, caller: Caller) -> list[ContactRecord]:
         number = normalize_e164(phone, region=self._region, require_mobile=False)
-        return [r for r in self._contacts.find_by_phone(number) if r.team == team]
+        return [r for r in self._contacts.find_by_phone(number) if caller.sees(r.team)]
 
     def _record(self, record_id: str, draft: RecordDraft, *, team: str, owner: str | None) -> ContactRecord:
         values: dict[str, Any] = draft.model_dump(exclude={"record_id"})

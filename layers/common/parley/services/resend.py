@@ -1,7 +1,7 @@
 """Resend from the Failed view: one message, a list of ids, or every failed message a filter names.
 
 Each message is resent by `SendService.resend` (the explicit failed → queued transition, then the
-send rules again); this service picks the messages, keeps to the caller's team, and answers per
+send rules again); this service picks the messages, keeps to those the caller sees, and answers per
 message, so one unknown or refused id never fails the whole batch.
 """
 
@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
+from parley.access import Caller
 from parley.domain.models import Message, MessageStatus
 from parley.ports import MessageRepository, MessageViews
 from parley.services.inbox import NotFound
@@ -44,14 +45,14 @@ class ResendService:
         self._views = views
         self._sender = sender
 
-    def resend_one(self, message_id: str, *, team: str, by: str | None) -> Message:
+    def resend_one(self, message_id: str, *, caller: Caller, by: str | None) -> Message:
         """Resend one message; NotFound (absent or another team's) or NotResendable."""
         message = self._messages.get(message_id)
-        if message is None or message.team != team:
+        if message is None or not caller.sees(message.team):
             raise NotFound(f"no message with id {message_id}")
         return self._sender.resend(message, by=by)[0]
 
-    def resend_ids(self, ids: list[str], *, team: str, by: str | None) -> list[ResendResult]:
+    def resend_ids(self, ids: list[str], *, caller: Caller, by: str | None) -> list[ResendResult]:
         """Resend each of `ids` (at most MAX_BATCH), answering for each, in the order given."""
         if not ids:
             raise ValueError("name at least one message id")
@@ -60,16 +61,16 @@ class ResendService:
         results = []
         for message_id in dict.fromkeys(ids):
             message = self._messages.get(message_id)
-            if message is None or message.team != team:
+            if message is None or not caller.sees(message.team):
                 results.append(ResendResult(message_id, "refused", reason=f"no message with id {message_id}"))
                 continue
             results.append(self._resend(message, by))
         return results
 
     def resend_failed(
-        self, where: FailedFilter, *, team: str, by: str | None
+        self, where: FailedFilter, *, caller: Caller, by: str | None
     ) -> tuple[list[ResendResult], bool]:
-        """Resend the team's failed messages that `where` names, newest first, at most MAX_BATCH of
+        """Resend the failed messages the caller sees that `where` names, newest first, at most MAX_BATCH of
         them. Returns the results and whether more remain (call again: those resent have left the
         view)."""
         chosen: list[Message] = []
@@ -79,7 +80,7 @@ class ResendService:
             chosen += [
                 m
                 for m in page.items
-                if m.team == team and (where.our_number is None or m.our_number == where.our_number)
+                if caller.sees(m.team) and (where.our_number is None or m.our_number == where.our_number)
             ]
             cursor = page.cursor
             if cursor is None or len(chosen) > MAX_BATCH:

@@ -407,6 +407,7 @@ class SendService:
         `compliance` marks the legally required answer to a keyword (the opt-out confirmation, the
         help text): the one text an opted-out customer still gets.
         """
+        team = request.team or team  # a request that names its team (the API checked the caller's)
         now = self._clock()
         scheduled = request.send_at is not None and request.send_at > now
         out: list[tuple[Message, bool]] = []

@@ -1,4 +1,8 @@
-"""Message templates people keep: shared with the team, or personal to their owner."""
+"""Message templates people keep: shared with the team, or personal to their owner.
+
+A personal template is seen by its owner only (not even by an admin); a shared one by the members of
+its team (of every team, for templates saved before templates had one) and by admins.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import uuid
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from parley.access import Caller
 from parley.domain.models import Template
 from parley.domain.templates import malformed_placeholders
 from parley.ports import TemplateRepository
@@ -16,7 +21,7 @@ class TemplateDraft(BaseModel):
 
     name: str = Field(min_length=1, max_length=100)
     body: str = Field(min_length=1, max_length=1600)
-    shared: bool = True
+    shared: bool = Field(default=True, strict=True)  # 0 or "no" is a mistake, not false
 
 
 class TemplateNotFound(LookupError):
@@ -31,37 +36,44 @@ class TemplateService:
     def __init__(self, templates: TemplateRepository) -> None:
         self._templates = templates
 
-    def visible(self, user: str) -> list[Template]:
-        return [t for t in self._templates.all() if t.shared or t.owner == user]
+    def visible(self, caller: Caller) -> list[Template]:
+        return [t for t in self._templates.all() if _sees(caller, t)]
 
-    def get(self, template_id: str, user: str) -> Template:
+    def get(self, template_id: str, caller: Caller) -> Template:
         template = self._templates.get(template_id)
-        if template is None or not (template.shared or template.owner == user):
+        if template is None or not _sees(caller, template):
             raise TemplateNotFound(f"no template with id {template_id}")
         return template
 
-    def create(self, draft: TemplateDraft, user: str) -> Template:
+    def create(self, draft: TemplateDraft, caller: Caller) -> Template:
         _check(draft.body)
         template = Template(
             template_id="tpl_" + uuid.uuid4().hex[:16],
             name=draft.name,
             body=draft.body,
-            owner=user,
+            owner=caller.user,
             shared=draft.shared,
+            team=caller.home_team,
         )
         self._templates.save(template)
         return template
 
-    def update(self, template_id: str, draft: TemplateDraft, user: str) -> Template:
-        current = self.get(template_id, user)
+    def update(self, template_id: str, draft: TemplateDraft, caller: Caller) -> Template:
+        current = self.get(template_id, caller)
         _check(draft.body)
         updated = current.model_copy(update={"name": draft.name, "body": draft.body, "shared": draft.shared})
         self._templates.save(updated)
         return updated
 
-    def delete(self, template_id: str, user: str) -> None:
-        self.get(template_id, user)
+    def delete(self, template_id: str, caller: Caller) -> None:
+        self.get(template_id, caller)
         self._templates.delete(template_id)
+
+
+def _sees(caller: Caller, template: Template) -> bool:
+    if template.owner == caller.user and caller.user:
+        return True
+    return template.shared and (template.team is None or caller.sees(template.team))
 
 
 def _check(body: str) -> None:

@@ -1,0 +1,71 @@
+"""Access control over HTTP on the local stack, with real dev tokens from `parley token`.
+
+The local front hands the function the claims as API Gateway's HTTP API does (the `teams` list as
+"[sales support]" text), so this also checks that the API reads them as a gateway would give them.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import requests
+
+from tests.e2e.conftest import Stack
+
+pytestmark = pytest.mark.e2e
+
+CUSTOMER = "+14155550391"
+SECRET = "e2e-sales-secret"
+
+
+def token(stack: Stack, *args: str) -> str:
+    made = stack.cli("token", *args)
+    assert made.returncode == 0, made.stderr
+    return made.stdout.strip()
+
+
+def as_(stack: Stack, bearer: str, method: str, path: str, **kwargs: Any) -> requests.Response:
+    headers = {"Authorization": f"Bearer {bearer}"}
+    return requests.request(method, stack.url(path), headers=headers, timeout=15, **kwargs)
+
+
+def test_an_outsider_gets_404_or_nothing_and_members_and_admins_see_it(stack: Stack) -> None:
+    sales = token(stack, "--user", "ana", "--teams", "sales")
+    outsider = token(stack, "--user", "cy", "--team", "support")
+    both = token(stack, "--user", "di", "--teams", "support,sales")
+    admin = token(stack, "--user", "root", "--teams", "ops", "--admin")
+
+    sent = as_(stack, sales, "POST", "/v1/messages", json={"to": [CUSTOMER], "body": f"{SECRET} text"})
+    assert sent.status_code == 202, sent.text
+    message = sent.json()["messages"][0]
+    assert message["team"] == "sales"
+    template = as_(stack, sales, "POST", "/v1/templates", json={"name": "T", "body": f"{SECRET} tpl"})
+    assert template.status_code == 201, template.text
+    record = as_(stack, sales, "POST", "/v1/records", json={"name": f"{SECRET} rec", "phones": [CUSTOMER]})
+    assert record.status_code == 201, record.text
+    things = [
+        ("GET", f"/v1/messages/{message['message_id']}"),
+        ("GET", f"/v1/conversations/{CUSTOMER}/messages"),
+        ("GET", f"/v1/templates/{template.json()['template_id']}"),
+        ("GET", f"/v1/records/{record.json()['contact_id']}"),
+    ]
+
+    for method, path in things:
+        assert as_(stack, outsider, method, path).status_code == 404, path
+        for who in (sales, both, admin):
+            seen = as_(stack, who, method, path)
+            assert seen.status_code == 200 and SECRET in seen.text, (path, seen.text)
+
+    cancel = as_(stack, outsider, "POST", f"/v1/messages/{message['message_id']}/cancel")
+    assert cancel.status_code == 404
+    lists = ["/v1/conversations", "/v1/messages?view=all", "/v1/templates", f"/v1/records?phone={CUSTOMER}"]
+    for path in lists:
+        answer = as_(stack, outsider, "GET", path)
+        assert answer.status_code == 200, (path, answer.text)
+        assert SECRET not in answer.text and CUSTOMER not in json.dumps(answer.json()), (path, answer.text)
+    named = as_(
+        stack, outsider, "POST", "/v1/messages", json={"to": [CUSTOMER], "body": "x", "team": "sales"}
+    )
+    assert named.status_code == 400 and named.json()["errors"][0]["field"] == "team"
