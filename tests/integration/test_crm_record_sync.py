@@ -16,8 +16,6 @@ from typing import Any
 
 import pytest
 import requests
-from werkzeug.exceptions import NotFound
-from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 from local.sim_crm import SimulatedCrm
 from parley.adapters import aws
@@ -26,10 +24,8 @@ from parley.clock import utc_now
 from parley.config import Settings
 from parley.crm.registry import build_record_source
 from parley.services.record_sync import RecordSync
-from tests.carrier_api import serving
+from tests.crm_sim import SECRET, TOKEN, served, settings_for
 
-TOKEN = "sim-crm-token-42"
-SECRET = "sim-webhook-secret"
 ANA = "+14155550100"
 ANA_WORK = "+14155550111"
 BO = "+14155550101"
@@ -50,23 +46,8 @@ def sim() -> SimulatedCrm:
 
 @pytest.fixture(scope="module")
 def sim_url(sim: SimulatedCrm) -> Iterator[str]:
-    with serving(DispatcherMiddleware(NotFound(), {"/_sim/crm": sim})) as base:
-        yield base + "/_sim/crm"
-
-
-def settings_for(name: str, url: str) -> Settings:
-    if name == "webhook":
-        return Settings(crm=name, crm_webhook_url=url, crm_signing_secret=SECRET)
-    if name == "salesforce":
-        return Settings(
-            crm=name,
-            crm_salesforce_instance_url=url,
-            crm_salesforce_client_id="parley",
-            crm_salesforce_client_secret="client-secret",
-        )
-    if name == "hubspot":
-        return Settings(crm=name, crm_hubspot_base_url=url, crm_hubspot_token=TOKEN)
-    return Settings(crm=name, crm_dynamics_instance_url=url, crm_dynamics_access_token=TOKEN)
+    with served(sim) as url:
+        yield url
 
 
 def at(seconds: int) -> str:

@@ -15,18 +15,14 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from werkzeug.exceptions import NotFound
-from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 from local.sim_crm import SimulatedCrm
-from parley.config import Settings
 from parley.crm.registry import build_crm
 from parley.domain.models import ContactRecord, InboundMessage, OurNumber
 from parley.services.digest import DigestService, external_id
-from tests.carrier_api import serving
+from tests.crm_sim import TOKEN, served, settings_for
 from tests.fakes import T0, World
 
-TOKEN = "sim-crm-token-42"
 OURS = "+15005550006"
 ANA = "+14155550100"
 BO = "+14155550101"
@@ -42,21 +38,8 @@ def sim() -> SimulatedCrm:
 
 @pytest.fixture(scope="module")
 def sim_url(sim: SimulatedCrm) -> Iterator[str]:
-    with serving(DispatcherMiddleware(NotFound(), {"/_sim/crm": sim})) as base:
-        yield base + "/_sim/crm"
-
-
-def settings_for(name: str, url: str) -> Settings:
-    if name == "salesforce":  # the client-credentials flow, against the simulator's token endpoint
-        return Settings(
-            crm=name,
-            crm_salesforce_instance_url=url,
-            crm_salesforce_client_id="parley",
-            crm_salesforce_client_secret="client-secret",
-        )
-    if name == "hubspot":
-        return Settings(crm=name, crm_hubspot_base_url=url, crm_hubspot_token=TOKEN)
-    return Settings(crm=name, crm_dynamics_instance_url=url, crm_dynamics_access_token=TOKEN)
+    with served(sim) as url:
+        yield url
 
 
 def text_in(world: World, sid: str, frm: str, minutes: int, body: str) -> None:

@@ -3,7 +3,6 @@ and only the functions that post to the CRM may read its parameters."""
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import re
@@ -15,8 +14,6 @@ import pytest
 
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")  # samtranslator raises NoRegionFound without it
 
-from samtranslator.translator.transform import transform  # noqa: E402
-from samtranslator.yaml_helper import yaml_parse  # noqa: E402
 
 from local.plan import StackContext, plan_stack  # noqa: E402
 from local.template import load_template  # noqa: E402
@@ -28,29 +25,6 @@ pytestmark = pytest.mark.template
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
 CRM_FUNCTIONS = {"DigestFunction", "ApiFunction"}  # the digest, and the API resolving a CRM conflict
-
-
-class _NoManagedPolicies:
-    def load(self) -> dict[str, str]:
-        return {}
-
-
-@pytest.fixture(scope="module")
-def source() -> dict[str, Any]:
-    parsed: dict[str, Any] = yaml_parse(TEMPLATE.read_text())
-    return parsed
-
-
-@pytest.fixture(scope="module")
-def cfn(source: dict[str, Any]) -> dict[str, Any]:
-    tpl = copy.deepcopy(source)
-    for resource in tpl["Resources"].values():
-        props = resource.get("Properties", {})
-        for key in ("CodeUri", "ContentUri"):
-            if isinstance(props.get(key), str) and not props[key].startswith("s3://"):
-                props[key] = f"s3://local-code/{props[key]}"
-    transformed: dict[str, Any] = transform(tpl, {}, _NoManagedPolicies())
-    return transformed
 
 
 def readme_crm_configs() -> dict[str, dict[str, Any]]:

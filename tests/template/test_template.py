@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import copy
 import json
 import os
 import re
@@ -17,8 +16,6 @@ import pytest
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")  # samtranslator raises NoRegionFound without it
 
 from cfnlint.api import ManualArgs, lint  # noqa: E402
-from samtranslator.translator.transform import transform  # noqa: E402
-from samtranslator.yaml_helper import yaml_parse  # noqa: E402
 
 from parley.adapters import dynamo  # noqa: E402
 from parley.config import Settings  # noqa: E402
@@ -90,31 +87,6 @@ API_ROUTES = {
 PUBLIC_API_ROUTES = {("get", "/v1/openapi.json")}  # the API's own description, readable without a token
 WEBHOOK_ROUTE = ("post", "/webhooks/{carrier}/{kind}")
 JWT_AUTHORIZER = "ParleyJwt"
-
-
-class _NoManagedPolicies:
-    """Managed-policy loader for the offline transform: no IAM calls."""
-
-    def load(self) -> dict[str, str]:
-        return {}
-
-
-@pytest.fixture(scope="module")
-def source() -> dict[str, Any]:
-    """template.yaml as written (short-form intrinsics parsed)."""
-    return yaml_parse(TEMPLATE.read_text())
-
-
-@pytest.fixture(scope="module")
-def cfn(source: dict[str, Any]) -> dict[str, Any]:
-    """template.yaml after the SAM transform, offline (local CodeUri/ContentUri rewritten to s3://)."""
-    tpl = copy.deepcopy(source)
-    for resource in tpl["Resources"].values():
-        props = resource.get("Properties", {})
-        for key in ("CodeUri", "ContentUri"):
-            if isinstance(props.get(key), str) and not props[key].startswith("s3://"):
-                props[key] = f"s3://local-code/{props[key]}"
-    return transform(tpl, {}, _NoManagedPolicies())
 
 
 def _of_type(tpl: dict[str, Any], type_: str) -> dict[str, dict[str, Any]]:
