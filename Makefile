@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 SAM_VENV := .venv-sam
 STAMP := $(VENV)/.installed
 
-.PHONY: install dev test unit integration e2e template lint typecheck fmt build validate bench clean
+.PHONY: install dev test unit integration e2e template lint typecheck fmt build validate bench clean browser screenshots
 
 install: $(STAMP)
 
@@ -21,10 +21,22 @@ $(SAM_VENV)/.installed: requirements-sam.txt constraints-sam.txt
 	$(SAM_VENV)/bin/python -m pip install --quiet -r requirements-sam.txt -c constraints-sam.txt
 	touch $(SAM_VENV)/.installed
 
+# The browser tests drive Debian's Chromium through Playwright (Playwright's own browser download is not
+# used). Installed from Debian when missing; sudo only when not already root.
+CHROMIUM := /usr/bin/chromium
+
+browser: $(CHROMIUM)
+
+$(CHROMIUM):
+	SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+		$$SUDO apt-get update && \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
+	test -x $(CHROMIUM)
+
 dev: install
 	$(BIN)/parley local
 
-test: install $(SAM_VENV)/.installed lint typecheck
+test: install $(SAM_VENV)/.installed browser lint typecheck
 	PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" $(BIN)/python -m pytest
 
 unit: install
@@ -33,7 +45,7 @@ unit: install
 integration: install
 	$(BIN)/python -m pytest tests/integration
 
-e2e: install
+e2e: install browser
 	$(BIN)/python -m pytest tests/e2e
 
 template: install $(SAM_VENV)/.installed
@@ -60,6 +72,10 @@ PY313 := $(shell command -v pyenv >/dev/null 2>&1 && pyenv versions --bare 2>/de
 build: $(SAM_VENV)/.installed
 	$(if $(PY313),PYENV_VERSION=$(PY313):$$(pyenv version-name 2>/dev/null),) PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" \
 		$(SAM_VENV)/bin/sam build --build-dir .aws-sam/build
+
+# The README's screenshots of the list, a thread and compose, taken by the browser tests.
+screenshots: install browser
+	PARLEY_SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(BIN)/python -m pytest tests/e2e/browser
 
 bench: install
 	$(BIN)/python -m bench

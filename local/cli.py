@@ -74,6 +74,29 @@ def build_parser() -> argparse.ArgumentParser:
         "--template", type=Path, default=None, help="default: template.yaml at the repo root"
     )
     p_local.add_argument("--verbose", "-v", action="store_true", help="debug logs (routes, each invocation)")
+    p_local.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        help="where the tables and media are kept between runs (default $PARLEY_LOCAL_STATE_DIR or "
+        ".parley/local-state/ in the project; with --template, only when given)",
+    )
+    p_local.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start clean: the saved data is moved to <state dir>/aside/before-fresh-<time>.json (not "
+        "deleted; remove it when you like), then the demo data is seeded",
+    )
+    p_local.add_argument(
+        "--no-persist", action="store_true", help="keep everything in memory: read and write no state"
+    )
+    p_local.add_argument(
+        "--save-every",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="save this often when something changed (default 30; always on a clean stop)",
+    )
 
     p_token = sub.add_parser("token", help="print a dev JWT for the local /v1 API")
     p_token.add_argument("--user", required=True)
@@ -128,6 +151,24 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MESSAGE_ID",
         help="only these (repeatable)",
     )
+
+    p_status = sub.add_parser(
+        "status",
+        help="queue depths, dead letters, recent failures and the last digest run (exit 3: needs attention)",
+        description="One look at Parley's health. Exit status: 0 all clear; 3 something needs attention "
+        "(a dead-letter queue holds messages, the last digest run had failures or stopped part way); "
+        "1 the status could not be read; 2 bad arguments.",
+    )
+    p_status.add_argument("--url", default=None, help="local stack base URL (the default target)")
+    p_status.add_argument("--stack-name", default=None, help="a deployed stack (your AWS credentials)")
+    p_status.add_argument("--region", default=None, help="with --stack-name (default: your AWS config)")
+    p_status.add_argument("--json", action="store_true", help="one JSON object, for scripts")
+    p_status.add_argument(
+        "--failures", type=int, default=5, help="how many recent failed messages to show (default 5)"
+    )
+    p_status.add_argument(
+        "--peek", type=int, default=3, help="dead letters shown per DLQ (default 3; 0: depths only)"
+    )
     return parser
 
 
@@ -146,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_numbers(args)
         if args.command == "dlq":
             return _cmd_dlq(args)
+        if args.command == "status":
+            return _cmd_status(args)
         raise CliError(f"unknown command {args.command}", 2)
     except CliError as exc:
         print(f"parley: {exc}", file=sys.stderr)
@@ -424,6 +467,32 @@ def _cmd_dlq(args: argparse.Namespace) -> int:
         raise CliError(f"SQS: {exc}") from exc
 
 
+def _cmd_status(args: argparse.Namespace) -> int:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from local.dlq import DlqError
+    from local.status import ATTENTION_EXIT, StatusError, deployed_sources, local_sources, read_status, render
+
+    if not 0 <= args.failures <= 100:
+        raise CliError("--failures must be from 0 to 100", 2)
+    if not 0 <= args.peek <= 10:
+        raise CliError("--peek must be from 0 to 10", 2)
+    if args.region and not args.stack_name:
+        raise CliError("--region goes with --stack-name", 2)
+    try:
+        if args.stack_name:
+            sources = deployed_sources(args.stack_name, args.region)
+        else:
+            sources = local_sources((args.url or _default_base()).rstrip("/"))
+        report = read_status(sources, peek=args.peek, failures=args.failures)
+    except (StatusError, DlqError) as exc:
+        raise CliError(str(exc)) from exc
+    except (BotoCoreError, ClientError) as exc:
+        raise CliError(f"AWS: {exc}") from exc
+    print(json.dumps(report, indent=2, sort_keys=True) if args.json else render(report))
+    return ATTENTION_EXIT if report["attention"] else 0
+
+
 # Deploy-time parameters without defaults. Locally the front verifies dev tokens itself, so these
 # only need to be well-formed.
 LOCAL_PARAMETERS = {"JwtIssuer": "https://parley.local/dev", "JwtAudience": "parley"}
@@ -443,6 +512,11 @@ def _cmd_local(args: argparse.Namespace) -> int:
 
     template = args.template or _find_template()
     port = args.port if args.port is not None else default_port()
+    if not args.save_every > 0:
+        raise CliError(f"--save-every must be more than 0 seconds (got {args.save_every:g})", 2)
+    state_dir = _state_dir(args)
+    if args.fresh and state_dir is None:
+        raise CliError("--fresh needs a state to start over from (drop --no-persist, or give --state-dir)", 2)
     stack = LocalStack(
         template,
         port=port,
@@ -450,6 +524,9 @@ def _cmd_local(args: argparse.Namespace) -> int:
         auto_schedules=not args.no_schedules,
         seed=not args.no_seed,
         parameters=LOCAL_PARAMETERS if args.template is None else None,
+        state_dir=state_dir,
+        fresh=args.fresh,
+        save_interval=args.save_every,
     )
     stopping = threading.Event()
 
@@ -475,12 +552,33 @@ def _cmd_local(args: argparse.Namespace) -> int:
     return 0
 
 
+def default_state_dir() -> Path:
+    """`make dev` keeps its data here: $PARLEY_LOCAL_STATE_DIR, else .parley/local-state/ (gitignored)."""
+    configured = os.environ.get("PARLEY_LOCAL_STATE_DIR", "").strip()
+    if configured:
+        return Path(configured).expanduser()
+    return Path(__file__).resolve().parent.parent / ".parley" / "local-state"
+
+
+def _state_dir(args: argparse.Namespace) -> Path | None:
+    """Persistence is for the project's own stack; another template (a test fixture) only keeps its
+    data in a directory given on the command line, so it never writes over a developer's state."""
+    if args.no_persist:
+        return None
+    if args.state_dir is not None:
+        return Path(args.state_dir)
+    if args.template is not None:
+        return None
+    return default_state_dir()
+
+
 def _print_banner(stack: Any) -> None:
     base = stack.base_url
     token = issue_dev_token("dev", "default", secret=dev_jwt_secret())
     lines = [
         "",
         "Parley is running locally (Ctrl-C to stop)",
+        f"  web inbox         {base}/  (sign in with any user and team)",
         f"  API               {base}/v1/...",
         f"  carrier webhooks  {base}/webhooks/{{carrier}}/{{kind}}",
         *(f"  simulated {name:<8}{base}/_sim/{name}" for name in sorted(stack.simulators) if name != "crm"),
@@ -489,6 +587,10 @@ def _print_banner(stack: Any) -> None:
         f"  health            {base}/_local/health",
         f"  queues            {base}/_local/queues",
         f"  moto (AWS)        {stack.endpoint_url}",
+        f"  data kept in      {stack.state_dir}  (`parley local --fresh` starts clean)"
+        if stack.state_dir is not None
+        else "  data              in memory only (lost when it stops)",
+        "  health view       parley status",
         "",
         "Dev token (user dev, team default, 12 h):",
         f"  {token}",

@@ -28,7 +28,7 @@ from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
-from local.auth import DevTokenError, verify_dev_token
+from local.auth import DEFAULT_TTL_SECONDS, DevTokenError, issue_dev_token, verify_dev_token
 from local.faults import BadFault
 from local.lambdas import FunctionError, LocalFunction, MarshalError, to_json
 from local.plan import RouteSpec
@@ -54,6 +54,8 @@ class ControlPlane(Protocol):
     def fire(self, name: str, overrides: dict[str, Any] | None = None) -> Any: ...
 
     def queue_depths(self) -> dict[str, dict[str, int]]: ...
+
+    def queue_ages(self) -> dict[str, int | None]: ...
 
     def resources(self) -> dict[str, Any]: ...
 
@@ -276,6 +278,17 @@ def _json_response(status: int, payload: Any, request_id: str | None = None) -> 
     return response
 
 
+def _json_object(request: Request) -> dict[str, Any] | Response:
+    """A control call's JSON object body, or the 400 that says why it isn't one."""
+    try:
+        body = json.loads(request.get_data() or b"null")
+    except json.JSONDecodeError as exc:
+        return _json_response(400, {"message": f"body is not JSON: {exc}"})
+    if not isinstance(body, dict):
+        return _json_response(400, {"message": "body must be a JSON object"})
+    return body
+
+
 # ----------------------------------------------------------------------------------------------------
 # The WSGI application and its server
 
@@ -366,6 +379,8 @@ class Front:
             return _json_response(503, {"message": "the local stack is still starting"})
         if path == "/_local/queues" and method == "GET":
             return _json_response(200, self.control.queue_depths())
+        if path == "/_local/queues/ages" and method == "GET":  # `parley status`: URL -> seconds or null
+            return _json_response(200, self.control.queue_ages())
         if path == "/_local/resources" and method == "GET":
             return _json_response(200, self.control.resources())
         if path == "/_local/schedules" and method == "GET":
@@ -374,6 +389,8 @@ class Front:
             return self._clock(request)
         if path == "/_local/faults":
             return self._faults(request)
+        if path == "/_local/token":
+            return self._token(request)
         if m := re.fullmatch(r"/_local/schedules/([^/]+)/fire", path):
             if method != "POST":
                 return _json_response(405, {"message": "use POST"})
@@ -417,16 +434,38 @@ class Front:
             return _json_response(200, {"cleared": self.control.clear_faults()})
         if request.method != "POST":
             return _json_response(405, {"message": "use GET, POST or DELETE"})
-        try:
-            body = json.loads(request.get_data() or b"null")
-        except json.JSONDecodeError as exc:
-            return _json_response(400, {"message": f"body is not JSON: {exc}"})
-        if not isinstance(body, dict):
-            return _json_response(400, {"message": "body must be a JSON object"})
+        body = _json_object(request)
+        if isinstance(body, Response):
+            return body
         try:
             return _json_response(201, self.control.add_fault(body))
         except BadFault as exc:
             return _json_response(400, {"message": str(exc)})
+
+    def _token(self, request: Request) -> Response:
+        """POST {"user", "teams": "a,b" or [...], "admin": bool}: a dev JWT, as `parley token` prints (the
+        web inbox's local sign-in form). Local only: nothing like it is deployed."""
+        if request.method != "POST":
+            return _json_response(405, {"message": "use POST"})
+        body = _json_object(request)
+        if isinstance(body, Response):
+            return body
+        user, teams, admin = body.get("user"), body.get("teams"), body.get("admin", False)
+        if isinstance(teams, str):
+            teams = teams.split(",")
+        if not isinstance(user, str) or not user.strip():
+            return _json_response(400, {"message": "user: a non-empty string"})
+        if not isinstance(teams, list) or not all(isinstance(t, str) for t in teams):
+            return _json_response(400, {"message": 'teams: "a,b" or a list of names'})
+        if not isinstance(admin, bool):
+            return _json_response(400, {"message": "admin: true or false"})
+        try:
+            token = issue_dev_token(
+                user.strip(), teams=teams, roles=["admin"] if admin else None, secret=self._jwt_secret
+            )
+        except DevTokenError as exc:
+            return _json_response(400, {"message": str(exc)})
+        return _json_response(200, {"token": token, "expires_in": DEFAULT_TTL_SECONDS})
 
     def _fire(self, name: str, request: Request) -> Response:
         raw = request.get_data()

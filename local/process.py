@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,12 +66,15 @@ def stack_process(
     env: Mapping[str, str] | None = None,
     base_env: Mapping[str, str] | None = None,
     startup_timeout: float = 90.0,
+    state_dir: Path | None = None,
+    extra_args: Sequence[str] = (),
 ) -> Iterator[StackProcess]:
     """Start `python -m local local --no-schedules` on a free port, yield once healthy, stop it after.
 
     The child gets `base_env` (default: this process's environment) plus `env`. Schedules fire only on
     demand, so a caller decides when the sweep runs. If the child exits badly, its log's tail goes to
-    stderr.
+    stderr. Its data stays in memory (`--no-persist`: a test never reads or writes a developer's saved
+    state) unless `state_dir` is given; `extra_args` go on its command line (e.g. `--fresh`).
     """
     port = free_port()
     inherited = os.environ if base_env is None else base_env
@@ -80,7 +83,11 @@ def stack_process(
         child_env.pop(name, None)
     with log_path.open("w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "local", "local", "--port", str(port), "--no-schedules"],
+            [
+                *(sys.executable, "-m", "local", "local", "--port", str(port), "--no-schedules"),
+                *(("--state-dir", str(state_dir)) if state_dir is not None else ("--no-persist",)),
+                *extra_args,
+            ],
             cwd=ROOT,
             env=child_env,
             stdout=log,

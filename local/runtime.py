@@ -26,6 +26,7 @@ from local.auth import dev_jwt_secret
 from local.faults import FaultInjector, guard
 from local.http_front import Front
 from local.lambdas import LocalFunction
+from local.persist import Persistence, RestoreReport, Snapshotter, StateDir, StateError, track_writes
 from local.plan import StackContext, StackPlan, plan_stack
 from local.pollers import WAIT_SECONDS, BridgePoller, SqsPoller
 from local.provision import client, provision
@@ -61,7 +62,12 @@ class LocalStack:
         auto_schedules: bool = True,
         seed: bool = True,
         stack_name: str = STACK_NAME,
+        state_dir: Path | None = None,
+        fresh: bool = False,
+        save_interval: float = 30.0,
     ) -> None:
+        """`state_dir`: keep the tables and the media bucket there between runs (local/persist.py);
+        None (tests) keeps everything in memory. `fresh` moves a saved state aside first."""
         self.template_path = Path(template_path)
         self.port = port
         self.host = host
@@ -70,6 +76,10 @@ class LocalStack:
         self.auto_schedules = auto_schedules
         self.seed = seed
         self.stack_name = stack_name
+        self.state_dir = Path(state_dir) if state_dir is not None else None
+        self.fresh = fresh
+        self.save_interval = save_interval
+        self.restored: RestoreReport | None = None
 
         self.plan: StackPlan | None = None
         self.functions: dict[str, LocalFunction] = {}
@@ -87,6 +97,7 @@ class LocalStack:
         self._stopped = False
         self._lock = threading.Lock()
         self.faults = FaultInjector({})
+        self._persistence: Persistence | None = None
 
     # -- public API
 
@@ -154,6 +165,8 @@ class LocalStack:
                     close()
                 except Exception as exc:
                     log.warning("closing simulator %s failed: %s", name, exc)
+        if self._persistence is not None:
+            self._persistence.close()  # the last save: nothing runs a handler any more
         if self._moto is not None:
             self._moto.stop()
             server = getattr(self._moto, "_server", None)
@@ -200,6 +213,28 @@ class LocalStack:
 
     def resources(self) -> dict[str, Any]:
         return self._require_plan().resources_view()
+
+    def queue_ages(self) -> dict[str, int | None]:
+        """Queue URL -> seconds its oldest message has waited (None: empty), what CloudWatch's
+        ApproximateAgeOfOldestMessage tells deployed (`parley status`). moto keeps no such metric, so
+        this reads its queues in this process; a moto that no longer looks that way answers None."""
+        plan = self._require_plan()
+        now_ms = time.time() * 1000
+        try:
+            from moto.sqs.models import sqs_backends
+
+            queues = sqs_backends[plan.context.account_id][plan.context.region].queues
+        except (ImportError, KeyError, AttributeError):
+            return {q.url: None for q in plan.all_queues.values()}
+        ages: dict[str, int | None] = {}
+        for spec in plan.all_queues.values():
+            sent = [
+                getattr(m, "sent_timestamp", None)
+                for m in list(getattr(queues.get(spec.name), "_messages", []))
+            ]
+            stamps = [s for s in sent if isinstance(s, int | float)]
+            ages[spec.url] = max(0, int((now_ms - min(stamps)) / 1000)) if stamps else None
+        return ages
 
     # -- AWS-side faults (local/faults.py): a handler's AWS call fails, or the function dies there
 
@@ -259,6 +294,7 @@ class LocalStack:
             info["twilio"] = f"{base}/_sim/twilio"
         if "crm" in self.simulators:
             info["crm"] = f"{base}/_sim/crm"
+        info["local_state"] = self._persistence.info() if self._persistence is not None else None
         return info
 
     def reset(self) -> None:
@@ -315,7 +351,10 @@ class LocalStack:
         names.update({q.logical_id: q.name for q in plan.all_queues.values()})
         self.faults = FaultInjector(names, plan.functions)
         self.faults.activate()  # before seeding and loading handlers: their clients get the hooks
+        if self.state_dir is not None:
+            track_writes()  # the same: every client created from here on counts its writes
         provision(plan)
+        restored = self._restore(plan)
 
         environment, clashes = plan.environment()
         environment.update(self._local_defaults(base_url))
@@ -333,7 +372,9 @@ class LocalStack:
         _clear_settings_cache()
 
         self._start_simulators(base_url)
-        if self.seed:
+        if self.seed and restored:
+            log.info("not seeding: the data of the last run is back (`parley local --fresh` starts over)")
+        elif self.seed:
             self._seed()
         self._load_functions(plan)
         self._front.configure(
@@ -347,6 +388,8 @@ class LocalStack:
         self._scheduler = Scheduler(plan, self.functions)
         if self.auto_schedules:
             self._scheduler.start(self._stop)
+        if self._persistence is not None:
+            self._persistence.start(self._stop)
         self._ready = True
         log.info(
             "local stack ready at %s in %.1f s: %d functions, %d routes, %d pollers, %d schedules (%s)",
@@ -358,6 +401,36 @@ class LocalStack:
             len(plan.schedules),
             "firing on time" if self.auto_schedules else "on demand only",
         )
+
+    def _restore(self, plan: StackPlan) -> bool:
+        """Bring back the last run's tables and media (right after provisioning, before the seed and
+        the pollers); True when anything came back."""
+        if self.state_dir is None:
+            return False
+        state = StateDir(self.state_dir)
+        snapshotter = Snapshotter(
+            client("dynamodb", plan),
+            client("s3", plan),
+            {t.logical_id: t.name for t in plan.tables.values()},
+            {b.logical_id: b.name for b in plan.buckets.values()},
+            stack=self.stack_name,
+        )
+        try:
+            state.lock()
+        except StateError as exc:
+            raise LocalStackError(str(exc)) from exc
+        except OSError as exc:
+            raise LocalStackError(f"can't use the state directory {self.state_dir}: {exc}") from exc
+        self._persistence = Persistence(state, snapshotter, interval=self.save_interval)  # unlocks on stop
+        try:
+            self.restored = self._persistence.restore(fresh=self.fresh)
+        except OSError as exc:
+            raise LocalStackError(f"can't use the state directory {self.state_dir}: {exc}") from exc
+        return self.restored.restored > 0
+
+    def save_state(self) -> bool:
+        """Save the tables and media now (when persisting); True if a state was written."""
+        return self._persistence.save(force=True) if self._persistence is not None else False
 
     def _local_defaults(self, base_url: str) -> dict[str, str]:
         """Point the handlers at the simulators instead of Twilio and the CRM."""

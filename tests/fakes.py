@@ -54,6 +54,7 @@ from parley.domain.retry import RetryPolicy
 from parley.domain.search import terms_for
 from parley.domain.views import box_for, indexed_view, team_box
 from parley.edge import WebhookIntake
+from parley.observability import MetricsSink, ObservedEvents
 from parley.ports import (
     AutoLogSettings,
     Clock,
@@ -65,6 +66,7 @@ from parley.ports import (
     ConversationDelta,
     ConversationFilter,
     ConversationLinker,
+    ConversationPreviews,
     ConversationRepository,
     DeadLetter,
     DeadLetterQueue,
@@ -72,6 +74,7 @@ from parley.ports import (
     DigestRepository,
     DigestRun,
     DigestRunRepository,
+    ErasureStore,
     EventPublisher,
     IndexHit,
     IndexSlice,
@@ -179,6 +182,13 @@ class InMemoryConversations:
     def set_closed(self, customer_number: str, closed: bool) -> None:
         if customer_number in self.items:
             self.items[customer_number].closed = closed
+
+    def clear_preview(self, customer_number: str, message_id: str) -> bool:
+        found = self.items.get(customer_number)
+        if found is None or found.last_message_id != message_id:
+            return False
+        self.items[customer_number] = found.model_copy(update={"last_message_preview": ""})
+        return True
 
     def get_many(self, customer_numbers: list[str]) -> list[Conversation]:
         return [c for n in dict.fromkeys(customer_numbers) if (c := self.get(n)) is not None]
@@ -603,6 +613,10 @@ class InMemoryMediaStore:
         self.objects[key] = (bytes(content), content_type)
         return f"s3://{self.bucket}/{key}"
 
+    def delete(self, keys: Sequence[str]) -> None:
+        for key in keys:
+            self.objects.pop(key, None)
+
 
 # -- rate limits ------------------------------------------------------------------------------------
 
@@ -914,7 +928,9 @@ class World:
         quiet_hours: str = "",
         rate_limited: bool = False,
         sleeps: bool = False,
+        metrics: MetricsSink | None = None,
     ) -> SendService:
+        """`metrics`, if given, also sees the events as the composition root wires them (counted)."""
         return SendService(
             messages=self.messages,
             conversations=self.conversations,
@@ -924,7 +940,7 @@ class World:
             send_queue=self.send_queue,
             retry_queue=self.retry_queue,
             carriers=self.carriers,
-            events=self.events,
+            events=ObservedEvents(self.events, metrics) if metrics is not None else self.events,
             clock=self.clock,
             retry_policy=policy or RetryPolicy(),
             max_segments=max_segments,
@@ -934,6 +950,7 @@ class World:
             quiet_hours=quiet_hours,
             rate_limiter=self.rate_limiter if rate_limited else None,
             sleep=self.sleep if sleeps else None,
+            metrics=metrics,
             compliance_texts={
                 Keyword.OPT_OUT: "You're unsubscribed. Reply START to resubscribe.",
                 Keyword.OPT_IN: "You're resubscribed. Reply STOP to unsubscribe.",
@@ -1087,3 +1104,57 @@ class InMemorySearch:
 
 _browser: ConversationBrowser = InMemoryConversations()
 _search: SearchIndex = InMemorySearch()
+
+
+# -- erasure ----------------------------------------------------------------------------------------
+
+
+class InMemoryErasure:
+    """The deletes of an erasure over the other fakes, counting what was there as DynamoErasure does."""
+
+    def __init__(
+        self,
+        messages: InMemoryMessages,
+        contacts: InMemoryContacts,
+        digests: InMemoryDigests,
+        conflicts: InMemoryConflicts,
+        search: InMemorySearch | None = None,
+    ) -> None:
+        self._messages = messages
+        self._contacts = contacts
+        self._digests = digests
+        self._conflicts = conflicts
+        self._search = search
+
+    def delete_messages(self, messages: Sequence[Message]) -> int:
+        ids = {m.message_id for m in messages}
+        for message_id in ids:
+            self._messages.items.pop(message_id, None)
+        return len(ids)
+
+    def delete_conversation(self, customer_number: str) -> tuple[int, int]:
+        conversation = self._messages.conversations.items.pop(customer_number, None)
+        if conversation is None:
+            return 0, 0
+        terms = 0
+        if self._search is not None:
+            found = self._search.terms.get(conversation.team, {})
+            for key in [k for k, hit in found.items() if hit.customer_number == customer_number]:
+                del found[key]
+                terms += 1
+            self._search.names.pop((conversation.team, customer_number), None)
+        return 1, terms
+
+    def delete_record(self, contact_id: str) -> bool:
+        return self._contacts.items.pop(contact_id, None) is not None
+
+    def delete_digest_items(self, digest_keys: Sequence[str], conflict_ids: Sequence[str]) -> int:
+        entries = [self._digests.items.pop(k, None) for k in digest_keys]
+        conflicts = [self._conflicts.items.pop(c, None) for c in conflict_ids]
+        return sum(1 for e in entries if e is not None) + sum(1 for c in conflicts if c is not None)
+
+
+_previews: ConversationPreviews = InMemoryConversations()
+_erasure: ErasureStore = InMemoryErasure(
+    InMemoryMessages(), InMemoryContacts(), InMemoryDigests(), InMemoryConflicts()
+)

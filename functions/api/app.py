@@ -11,7 +11,6 @@ from typing import Any
 from urllib.parse import unquote
 from zoneinfo import ZoneInfo
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
@@ -24,6 +23,7 @@ from parley.clock import utc_now
 from parley.domain.ids import new_request_key
 from parley.domain.models import AutoLog, SendRequest, effective_auto_log
 from parley.domain.phone import InvalidPhoneNumber, normalize_e164
+from parley.observability import api_request_id, function_logger, observed
 from parley.openapi import openapi_json
 from parley.ports import ConflictEntry, DigestRun
 from parley.services.conversations import AlreadyLinked, conversation_filter
@@ -44,7 +44,7 @@ from parley.services.sending import (
 from parley.services.templates import TemplateDraft, TemplateNotFound
 from parley.wiring import container
 
-logger = Logger(service="parley")
+logger = function_logger()
 app = APIGatewayHttpResolver()
 
 
@@ -694,6 +694,25 @@ def forward_message(message_id: str) -> Response[str]:
     return _json(202, {"messages": [m.model_dump(mode="json") for m in sent]})
 
 
+@app.post("/v1/erasures")
+def erase_customer() -> Response[str]:
+    """An admin erases one customer's data, their opt-out record kept; 202 while more is left."""
+    caller = _caller()
+    if not caller.admin:
+        return _json(403, {"error": "only an admin can erase a customer's data"})
+    data = _body()
+    _only(data, "number")
+    raw = data.get("number")
+    if not isinstance(raw, str):
+        raise ValueError("'number' is required: the customer's number, e.g. +14155550100")
+    try:
+        number = normalize_e164(raw, require_mobile=False)
+    except InvalidPhoneNumber as exc:
+        raise ValueError(f"'number': {exc}") from exc
+    erased = container().erasure.erase(number, by=caller.user)
+    return _json(200 if erased.done else 202, asdict(erased))
+
+
 @app.get("/v1/openapi.json")
 def get_openapi_document() -> Response[str]:
     return Response(200, "application/json", openapi_json())
@@ -803,6 +822,7 @@ def _decoded_path(event: dict[str, Any]) -> dict[str, Any]:
     return {**event, "rawPath": "/".join(segments)}
 
 
-@logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
+@logger.inject_lambda_context
+@observed(correlation=api_request_id)  # a send's lines then carry its request key (SendService binds it)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return app.resolve(_decoded_path(event), context)

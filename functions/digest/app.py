@@ -1,6 +1,7 @@
 """The CRM digest: the nightly schedule (or {"day": "YYYY-MM-DD"}) starts runs; the digest queue
 brings their shard jobs, days to log again, and the bus events that auto-log at once. The CrmSync
-schedule ({"sync": "crm"}) pulls the records changed in the CRM into the Contacts table."""
+schedule ({"sync": "crm"}) pulls the records changed in the CRM into the Contacts table; the Retention
+schedule ({"retention": "sweep"}) blanks the texts older than RetentionDays."""
 
 from __future__ import annotations
 
@@ -8,20 +9,27 @@ import json
 from datetime import date
 from typing import Any
 
-from aws_lambda_powertools import Logger
-
 from parley.clock import utc_now
+from parley.observability import function_logger, observe_batch, observed, tracer
 from parley.wiring import container
 
-logger = Logger(service="parley")
+logger = function_logger()
+tracing = tracer()
 
 
 @logger.inject_lambda_context
+@tracing.capture_lambda_handler(capture_response=False, capture_error=False)  # neither may hold a number
+@observed()
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    if event.get("retention") == "sweep":  # the Retention schedule: blank texts past RetentionDays
+        return container().retention(event.get("days")).run().as_dict()
     if event.get("sync") == "crm":  # the CrmSync schedule: records changed in the CRM
+        # every 15 minutes: also whether yesterday's run is overdue (DigestRunIncomplete)
+        container().digest_jobs.check_overdue(utc_now())
         return container().record_sync.run().as_dict()
     jobs = container().digest_jobs
     if "Records" in event:
+        observe_batch(container().metrics, "digest", event)
         retry = jobs.handle(event["Records"], json.loads)
         return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in retry]}
     days = [date.fromisoformat(str(event["day"]))] if event.get("day") else jobs.nightly_days(utc_now())

@@ -4,30 +4,37 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pydantic import ValidationError
 
+from parley.observability import bind_correlation_id, function_logger, observe_batch, observed, tracer
 from parley.services.sending import SendRejected, parse_send_record
 from parley.wiring import container
 
-logger = Logger(service="parley")
+logger = function_logger()
+tracing = tracer()
 batch = BatchProcessor(event_type=EventType.SQS)
 
 
 def process(record: SQSRecord) -> None:
     app = container()
+    bind_correlation_id(None)  # each record's journey: the service binds it from the message or request
     try:
         job = parse_send_record(record.body, record.message_id)
         if job.message_id is not None:
             app.sender.deliver(job.message_id)
         elif job.compliance is not None:
             reply = job.compliance
-            app.sender.send_compliance_reply(reply.keyword, reply.to, reply.our_number, reply.reference)
+            app.sender.send_compliance_reply(
+                reply.keyword,
+                reply.to,
+                reply.our_number,
+                reply.reference,
+                correlation_id=reply.correlation_id,
+            )
         elif job.request is not None and job.request_key is not None:
-            logger.set_correlation_id(job.request_key)
             app.sender.handle_request(job.request, job.request_key)
     except (ValueError, ValidationError, SendRejected) as exc:
         # Retrying can't fix a bad request: it becomes failed messages where people look, and is consumed.
@@ -44,5 +51,8 @@ def _reason(exc: Exception) -> str:
 
 
 @logger.inject_lambda_context
+@tracing.capture_lambda_handler(capture_response=False, capture_error=False)  # neither may hold a number
+@observed()
 def handler(event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
+    observe_batch(container().metrics, "send", event)
     return process_partial_response(event=event, record_handler=process, processor=batch, context=context)

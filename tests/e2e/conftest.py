@@ -36,6 +36,7 @@ class Stack:
     base_url: str
     token: str
     env: dict[str, str]
+    log_path: Path | None = None  # the stack's stdout and stderr: every function's log lines
 
     def url(self, path: str) -> str:
         return self.base_url + path
@@ -173,4 +174,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     }
     log_path = tmp_path_factory.mktemp("stack") / "parley-local.log"
     with stack_process(log_path, env=env) as running:
-        yield Stack(base_url=running.base_url, token=running.token("e2e", "default"), env=running.env)
+        yield Stack(
+            base_url=running.base_url,
+            token=running.token("e2e", "default"),
+            env=running.env,
+            log_path=running.log_path,
+        )

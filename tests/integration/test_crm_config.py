@@ -371,6 +371,7 @@ WEBHOOK_MODULES = {
     "parley.domain",
     "parley.domain.vocabulary",
     "parley.edge",
+    "parley.observability",  # standard library only at import time (its log filter and EMF writer)
     "parley.ports",
     "parley.redact",
     "parley.wiring",

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from local import cli
 from local.dlq import summary
+from tests.cloudformation import cloudformation_stack
 
 REGION = "us-east-1"
 QUEUES = ("Inbound", "Send", "Retry", "Digest")
@@ -27,16 +26,8 @@ TEMPLATE = {
 
 
 @pytest.fixture
-def outputs(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with mock_aws():
-        cfn = boto3.client("cloudformation", region_name=REGION)
-        cfn.create_stack(StackName="parley-prod", TemplateBody=json.dumps(TEMPLATE))
-        (stack,) = cfn.describe_stacks(StackName="parley-prod")["Stacks"]
-        yield {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
+def outputs(moto_account: None) -> dict[str, str]:
+    return cloudformation_stack("parley-prod", TEMPLATE, REGION)
 
 
 def depth(url: str) -> int:

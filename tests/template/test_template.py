@@ -43,6 +43,7 @@ FUNCTIONS = {
     "RetryFunction",
     "DigestFunction",
     "ApiFunction",
+    "WebFunction",
 }
 API_ROUTES = {
     ("get", "/v1/conversations"),
@@ -83,9 +84,11 @@ API_ROUTES = {
     ("get", "/v1/crm/auto-log"),
     ("put", "/v1/crm/auto-log"),
     ("get", "/v1/openapi.json"),
+    ("post", "/v1/erasures"),
 }
 PUBLIC_API_ROUTES = {("get", "/v1/openapi.json")}  # the API's own description, readable without a token
 WEBHOOK_ROUTE = ("post", "/webhooks/{carrier}/{kind}")
+WEB_ROUTES = {("get", "/"), ("get", "/ui/{file+}")}  # the web inbox's files: public, the page signs in
 JWT_AUTHORIZER = "ParleyJwt"
 
 
@@ -317,7 +320,12 @@ def test_no_eventbridge_rule_targets_a_lambda(cfn: dict[str, Any]) -> None:
 
 def test_schedules_are_stage_scoped(cfn: dict[str, Any]) -> None:
     schedules = _of_type(cfn, "AWS::Scheduler::Schedule")
-    assert set(schedules) == {"RetryFunctionSweep", "DigestFunctionNightly", "DigestFunctionCrmSync"}
+    assert set(schedules) == {
+        "RetryFunctionSweep",
+        "DigestFunctionNightly",
+        "DigestFunctionCrmSync",
+        "DigestFunctionRetention",
+    }
     for lid, schedule in schedules.items():
         name = schedule["Properties"]["Name"]
         assert isinstance(name, dict) and "${Stage}" in name["Fn::Sub"], f"{lid}: name {name!r} not per stage"
@@ -400,6 +408,10 @@ def test_secrets_are_read_from_exactly_their_ssm_parameters(cfn: dict[str, Any])
             "plivo/auth-token",
         )
     }
+    # the secrets that verify webhooks, and their value during a rotation (docs/deploy.md)
+    rotated = ("twilio/auth-token", "vonage/signature-secret", "vonage/messages-signature-secret")
+    rotated += ("bandwidth/callback-password", "plivo/auth-token")
+    carriers |= {f"/parley/${{Stage}}/{name}/previous" for name in rotated}
     crm = {f"/parley/${{Stage}}/crm/{name}" for name in ("config", *CRM_SECRETS)}
     expected = {
         "WebhookFunction": carriers,
@@ -408,6 +420,7 @@ def test_secrets_are_read_from_exactly_their_ssm_parameters(cfn: dict[str, Any])
         "RetryFunction": carriers,
         "DigestFunction": crm,
         "ApiFunction": crm,  # resolving a CRM conflict posts that day at once
+        "WebFunction": {"/parley/${Stage}/web/config"},  # the web inbox's sign-in settings, no secret
     }
     actual = {fn: _ssm_parameter_paths(cfn, f"{fn}Role") for fn in FUNCTIONS}
     assert actual == expected
@@ -422,7 +435,7 @@ def _routes(cfn: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
 
 
 def test_http_api_routes_are_exactly_the_api_and_the_webhook(cfn: dict[str, Any]) -> None:
-    assert set(_routes(cfn)) == API_ROUTES | {WEBHOOK_ROUTE}
+    assert set(_routes(cfn)) == API_ROUTES | {WEBHOOK_ROUTE} | WEB_ROUTES
 
 
 def test_webhook_route_has_no_authorizer(cfn: dict[str, Any]) -> None:
@@ -530,5 +543,4 @@ def test_media_bucket_is_private_encrypted_and_retained(source: dict[str, Any]) 
     (rule,) = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
     assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
     assert props["OwnershipControls"]["Rules"] == [{"ObjectOwnership": "BucketOwnerEnforced"}]
-    expiring = [r for r in props["LifecycleConfiguration"]["Rules"] if r.get("Prefix") == "media/"]
-    assert [r["ExpirationInDays"] for r in expiring] == [365]
+    # its expiry follows RetentionDays: tests/template/test_retention.py

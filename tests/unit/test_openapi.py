@@ -174,6 +174,7 @@ def test_path_and_paging_parameters_are_documented(document: dict[str, Any]) -> 
         (("post", "/v1/crm/digest"), "StartDigestRequest"),
         (("post", "/v1/crm/log"), "LogDayRequest"),
         (("put", "/v1/crm/auto-log"), "SetAutoLogRequest"),
+        (("post", "/v1/erasures"), "ErasureRequest"),
     ],
 )
 def test_request_bodies_are_documented(
@@ -186,6 +187,7 @@ def test_request_bodies_are_documented(
 def test_only_operations_that_read_a_body_document_one(document: dict[str, Any]) -> None:
     with_body = {key for key, op in _operations(document).items() if "requestBody" in op}
     assert with_body == {
+        ("post", "/v1/erasures"),
         ("post", "/v1/messages"),
         ("post", "/v1/messages/preview"),
         ("post", "/v1/messages/{message_id}/reschedule"),

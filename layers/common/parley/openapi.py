@@ -114,6 +114,27 @@ class ResendAnswer(BaseModel):
     more: bool = Field(description="The filter matched more than 500: call again for the rest.")
 
 
+class ErasureRequest(BaseModel):
+    """Whose data to erase."""
+
+    number: str = Field(description="The customer's number, in E.164 or as a person types it.")
+
+
+class ErasureAnswer(BaseModel):
+    """What this call removed, by kind; a second erasure of the same number answers zeros."""
+
+    customer_number: str = Field(description="The number erased, in E.164.")
+    done: bool = Field(description="Nothing of the customer is left but the opt-out record.")
+    cancelled: int = Field(description="Texts still waiting to go out (scheduled, queued, held), cancelled.")
+    messages: int = Field(description="Messages deleted, both directions, through any of our numbers.")
+    media: int = Field(description="Media objects (MMS attachments) deleted.")
+    conversations: int = Field(description="Conversations deleted (one per customer number).")
+    search_terms: int = Field(description="The conversation's search terms deleted.")
+    records_deleted: int = Field(description="Records deleted: those with no other number.")
+    records_updated: int = Field(description="Records with other numbers, which lost this one.")
+    digest_items: int = Field(description="The digest's entries and held conflicts for the customer's days.")
+
+
 class MessageViewPage(BaseModel):
     """One page of a message view, newest first. With a filter (`our_number`) a page may hold fewer
     than `limit` messages, even none, and still have a cursor: each page reads a bounded slice."""
@@ -417,6 +438,7 @@ class GatewayError(BaseModel):
 
 _ERRORS = {
     400: "The request is not valid, or can't be sent as given.",
+    403: "The caller's role doesn't allow this (the operation is for admins).",
     404: "Not found, or not visible to the caller (the API says the same in both cases).",
     409: "The message is not in a state that allows this (no longer scheduled, or not failed), or it "
     "changed meanwhile: look at it again. For a CRM conflict: it was resolved with another record.",
@@ -845,6 +867,23 @@ OPERATIONS: tuple[Operation, ...] = (
         error_notes=((404, "The number is not one of the caller's team's."),),
     ),
     Operation(
+        "post", "/v1/erasures", "erase_customer", tag="privacy",
+        summary="Erase one customer's data (admins only); their opt-out record stays",
+        description=(
+            "Deletes the customer's messages (both directions, through any of our numbers; texts "
+            "still waiting to go out are cancelled first), the media copied from their texts, their "
+            "conversation and its search terms, the records that hold their number (a record with "
+            "other numbers keeps them and loses this one) and the digest's entries for their days. "
+            "The opt-out record and its consent trail stay, so they are still never texted. Each call "
+            "works for a bounded time: 202 means more is left, and the same call again goes on; 200 "
+            "means done. Idempotent: erasing again answers 200 with zeros."
+        ),
+        body=ErasureRequest,
+        status=200, answer=ErasureAnswer, answer_description="Done: nothing of the customer is left.",
+        other_answers=((202, ErasureAnswer, "More is left (a long history): call again to go on."),),
+        errors=(400, 403),
+    ),
+    Operation(
         "get", "/v1/openapi.json", "get_openapi_document", tag="meta",
         summary="This document (no token needed)",
         status=200, answer=None, answer_description="The OpenAPI 3.1 document.",
@@ -865,6 +904,10 @@ _TAGS = [
         "name": "crm",
         "description": "The CRM digest: its runs, one conversation's day on request, auto-log, and days "
         "held for a person to pick the record.",
+    },
+    {
+        "name": "privacy",
+        "description": "A customer's data erased on request; their opt-out record is kept.",
     },
     {"name": "meta", "description": "About the API itself."},
 ]

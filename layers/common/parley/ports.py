@@ -327,6 +327,10 @@ class MediaStore(Protocol):
         location as s3://bucket/key."""
         ...
 
+    def delete(self, keys: Sequence[str]) -> None:
+        """Remove the objects under `keys` (a key with no object is no error): an erasure."""
+        ...
+
 
 class RateLimiter(Protocol):
     """Per-number send rate (token buckets, `parley.domain.rate`), shared by every worker."""
@@ -464,4 +468,36 @@ class SearchIndex(Protocol):
 
     def index(self, customer_number: str, team: str, name: str | None) -> None:
         """Write the conversation's terms: its number's, and (replacing any before) its name's."""
+        ...
+
+
+class ConversationPreviews(Protocol):
+    """The conversation's copy of its last text (`last_message_preview`), which retention blanks too."""
+
+    def clear_preview(self, customer_number: str, message_id: str) -> bool:
+        """Blank the preview if the conversation's last message is still `message_id`; True if so."""
+        ...
+
+
+# -- erasure of one customer's data (parley.services.erasure) ---------------------------------------
+
+
+class ErasureStore(Protocol):
+    """The deletes an erasure needs. Each is idempotent, and each answers how many items it removed,
+    so a second erasure of the same number reports zero."""
+
+    def delete_messages(self, messages: Sequence[Message]) -> int:
+        """Delete these messages (their index entries go with them)."""
+        ...
+
+    def delete_conversation(self, customer_number: str) -> tuple[int, int]:
+        """The conversation and its search terms: (conversations, search terms) removed."""
+        ...
+
+    def delete_record(self, contact_id: str) -> bool:
+        """A record and its number lookups; False when it was already gone."""
+        ...
+
+    def delete_digest_items(self, digest_keys: Sequence[str], conflict_ids: Sequence[str]) -> int:
+        """What the digest kept of the customer's days: its entries and its held conflicts."""
         ...

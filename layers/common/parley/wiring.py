@@ -18,9 +18,10 @@ from parley.carriers.config import CarrierConfig
 from parley.carriers.registry import build_carrier, webhook_paths
 from parley.clock import utc_now
 from parley.edge import WebhookIntake
+from parley.observability import EmfMetrics, ObservedEvents, correlation_id, emf_metrics
 
 if TYPE_CHECKING:
-    from parley.adapters.aws import EventBridgePublisher, S3MediaStore
+    from parley.adapters.aws import S3MediaStore
     from parley.adapters.dynamo import (
         DynamoAutoLogSettings,
         DynamoContacts,
@@ -35,16 +36,19 @@ if TYPE_CHECKING:
     from parley.config import Settings
     from parley.crm.registry import Crm
     from parley.domain.keywords import Keyword
+    from parley.observability import DlqGauges
     from parley.services.conversations import ConversationService
     from parley.services.dead_letters import DeadLetterService
     from parley.services.digest import DigestService
     from parley.services.digest_jobs import DigestJobs
+    from parley.services.erasure import ErasureService
     from parley.services.inbound import InboundProcessor
     from parley.services.inbox import InboxQueries
     from parley.services.mailbox import Mailbox
     from parley.services.record_sync import RecordSync
     from parley.services.records import RecordService
     from parley.services.resend import ResendService
+    from parley.services.retention import RetentionSweep
     from parley.services.sending import SendService
     from parley.services.templates import TemplateService
 
@@ -156,10 +160,17 @@ class Container:
         return DynamoRateLimiter() if self.settings.rate_limits_enabled else None
 
     @cached_property
-    def events(self) -> EventBridgePublisher:
+    def metrics(self) -> EmfMetrics:
+        """CloudWatch metrics (EMF lines on stdout); parley.observability has the names and dimensions."""
+        return emf_metrics()
+
+    @cached_property
+    def events(self) -> ObservedEvents:
+        """The bus, seen on the way out: sends, failures and retries counted, correlation ids stamped."""
         from parley.adapters.aws import EventBridgePublisher
 
-        return EventBridgePublisher(self.settings.event_bus_name, self.settings.region)
+        bus = EventBridgePublisher(self.settings.event_bus_name, self.settings.region)
+        return ObservedEvents(bus, self.metrics)
 
     @cached_property
     def media_store(self) -> S3MediaStore | None:
@@ -191,6 +202,9 @@ class Container:
     def queue_compliance_reply(self, keyword: Keyword, to: str, our_number: str, reference: str) -> None:
         """The processor answers keywords through the send queue, with the same rules as any text."""
         job = {"keyword": keyword.value, "to": to, "our_number": our_number, "reference": reference}
+        journey = correlation_id()
+        if journey:  # the reply continues the inbound text's journey
+            job["correlation_id"] = journey
         SqsQueue(self.settings.send_queue_url, self.settings.region).send({"compliance": job})
 
     @cached_property
@@ -225,6 +239,7 @@ class Container:
             fallback_zone=settings.org_timezone,
             rate_limiter=self.rate_limiter,
             sleep=time.sleep,
+            metrics=self.metrics,
             compliance_texts={
                 Keyword.OPT_OUT: settings.opt_out_reply.format(org=settings.org_name),
                 Keyword.OPT_IN: settings.opt_in_reply.format(org=settings.org_name),
@@ -262,6 +277,26 @@ class Container:
             events=self.events,
             clock=utc_now,
             count=lambda queue, n: emit_count("DeadLettersDrained", {"queue": queue}, n),
+        )
+
+    @cached_property
+    def queue_gauges(self) -> DlqGauges:
+        """DlqDepth for the sweep: the dead-letter queues configured, and the digest queue's."""
+        from parley.adapters.aws import client
+        from parley.observability import DlqGauges
+
+        settings = self.settings
+        dlqs = {
+            "inbound": settings.inbound_dlq_url,
+            "send": settings.send_dlq_url,
+            "retry": settings.retry_dlq_url,
+        }
+        digest = {"digest": settings.digest_queue_url} if settings.digest_queue_url else {}
+        return DlqGauges(
+            {name: url for name, url in dlqs.items() if url},
+            self.metrics,
+            client("sqs", settings.region),
+            redriven_from=digest,
         )
 
     @cached_property
@@ -349,7 +384,6 @@ class Container:
 
     @cached_property
     def digest_jobs(self) -> DigestJobs:
-        from parley.edge import emit_count
         from parley.services.digest_jobs import DigestJobs
 
         return DigestJobs(
@@ -357,7 +391,7 @@ class Container:
             self.digest_queue,
             timezone=self.settings.org_timezone,
             lookback_days=self.settings.digest_lookback_days,
-            count=lambda name, n: emit_count(name, {"service": "digest"}, n),
+            count=lambda name, n: self.metrics.put(name, n),
         )
 
     @cached_property
@@ -380,6 +414,37 @@ class Container:
             self.contacts,
             DynamoSyncStates(),
             utc_now,
+        )
+
+    @cached_property
+    def erasure(self) -> ErasureService:
+        """A customer's data erased on request (POST /v1/erasures); their opt-out stays."""
+        from parley.adapters.dynamo import DynamoErasure
+        from parley.services.erasure import ErasureService
+
+        return ErasureService(
+            messages=self.messages,
+            store=DynamoErasure(),
+            contacts=self.contacts,
+            media=self.media_store,
+            events=self.events,
+            clock=utc_now,
+            timezone=self.settings.org_timezone,
+        )
+
+    def retention(self, days: object) -> RetentionSweep:
+        """The nightly sweep that blanks texts older than `days` (RetentionDays, which the schedule
+        passes in its input: the shared environment is near Lambda's 4 KB; docs/retention.md)."""
+        from parley.services.retention import RetentionSweep, retention_days
+
+        return RetentionSweep(
+            messages=self.messages,
+            conversations=self.conversations,
+            previews=self.conversations,
+            clock=utc_now,
+            retention_days=retention_days(days),
+            timezone=self.settings.org_timezone,
+            shards=self.settings.digest_shards,
         )
 
     @cached_property

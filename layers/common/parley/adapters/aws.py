@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
 import boto3
+from botocore.exceptions import ClientError
 
 from parley.ports import DeadLetter
 
@@ -145,6 +147,17 @@ class S3MediaStore:
             ContentType=_media_type(content_type),
         )
         return f"s3://{self.bucket}/{key}"
+
+    def delete(self, keys: Sequence[str]) -> None:
+        """DeleteObjects, 1000 keys a call; S3 answers a key with no object as deleted too."""
+        s3 = client("s3", self._region)
+        for start in range(0, len(keys), 1000):
+            objects = [{"Key": key} for key in keys[start : start + 1000]]
+            answer = s3.delete_objects(Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True})
+            if answer.get("Errors"):  # as a failed call: the caller's retry deletes them again
+                first = answer["Errors"][0]
+                error = {"Code": str(first.get("Code")), "Message": f"{len(answer['Errors'])} objects kept"}
+                raise ClientError({"Error": error}, "DeleteObjects")
 
 
 def _media_type(content_type: str | None) -> str:

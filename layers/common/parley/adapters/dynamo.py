@@ -17,7 +17,7 @@ from pynamodb.attributes import (
     UnicodeSetAttribute,
 )
 from pynamodb.connection import Connection
-from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
+from pynamodb.exceptions import DeleteError, PutError, TransactWriteError, UpdateError
 from pynamodb.expressions.condition import Condition
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProjection, KeysOnlyProjection
 from pynamodb.models import Model
@@ -41,7 +41,7 @@ from parley.domain.models import (
 )
 from parley.domain.rate import BucketState
 from parley.domain.rate import reserve as reserve_tokens
-from parley.domain.search import number_terms, word_terms
+from parley.domain.search import number_terms, terms_for, word_terms
 from parley.domain.status import view_for
 from parley.domain.views import box_for, indexed_view, team_box
 from parley.ports import (
@@ -791,6 +791,20 @@ class DynamoConversations:
             if exc.cause_response_code != "ConditionalCheckFailedException":
                 raise
 
+    def clear_preview(self, customer_number: str, message_id: str) -> bool:
+        """Retention: the preview is the last text's body; blanked only while that text is still the
+        last (a newer one has a preview of its own)."""
+        try:
+            ConversationItem(customer_number).update(
+                actions=[ConversationItem.last_message_preview.set("")],
+                condition=ConversationItem.last_message_id == message_id,
+            )
+        except UpdateError as exc:
+            if exc.cause_response_code != "ConditionalCheckFailedException":
+                raise
+            return False
+        return True
+
     def get_many(self, customer_numbers: list[str]) -> list[Conversation]:
         numbers = list(dict.fromkeys(customer_numbers))
         found: dict[str, Conversation] = {}
@@ -1416,6 +1430,71 @@ class DynamoRateLimiter:
         return min(cost, rate) / rate, False
 
 
+class DynamoErasure:
+    """The deletes of an erasure (parley.services.erasure): each idempotent, each counting what was
+    there, so a second erasure reports zero."""
+
+    def __init__(self) -> None:
+        self._connection: Connection | None = None
+
+    def delete_messages(self, messages: Sequence[Message]) -> int:
+        ids = list(dict.fromkeys(m.message_id for m in messages))
+        with MessageItem.batch_write() as batch:  # 25 a request; index entries go with each item
+            for message_id in ids:
+                batch.delete(MessageItem(message_id=message_id))
+        return len(ids)
+
+    def delete_conversation(self, customer_number: str) -> tuple[int, int]:
+        """Search terms first, the conversation last: a call cut short between the two finds the
+        conversation (and so its team) again."""
+        conversation = _conversation_or_none(customer_number)
+        if conversation is None or customer_number.startswith(_SEARCH):
+            return 0, 0
+        team = conversation.team
+        manifest_key = _search_key(team, _MANIFEST, customer_number)
+        try:
+            name = SearchItem.get(manifest_key, consistent_read=True).term_name
+        except SearchItem.DoesNotExist:
+            name = None
+        keys = [_search_key(team, t, customer_number) for t in sorted(terms_for(customer_number, name))]
+        present = [i.customer_number for i in SearchItem.batch_get(keys, consistent_read=True)]
+        with SearchItem.batch_write() as batch:
+            for key in present:
+                batch.delete(SearchItem(customer_number=key))
+        SearchItem(customer_number=manifest_key).delete()
+        ConversationItem(customer_number).delete()
+        return 1, len(present)
+
+    def delete_record(self, contact_id: str) -> bool:
+        if contact_id.startswith(_LOOKUP):
+            return False
+        try:
+            item = ContactItem.get(contact_id, consistent_read=True)
+        except ContactItem.DoesNotExist:
+            return False
+        phones = ContactRecord.model_validate(item.doc).phones if item.doc is not None else []
+        if self._connection is None:
+            self._connection = Connection(region=getattr(ContactItem.Meta, "region", None))
+        with TransactWrite(connection=self._connection) as tx:
+            tx.delete(ContactItem(contact_id=contact_id))
+            for phone in phones:
+                tx.delete(ContactItem(contact_id=_lookup_key(phone, contact_id)))
+        return True
+
+    def delete_digest_items(self, digest_keys: Sequence[str], conflict_ids: Sequence[str]) -> int:
+        keys = [*digest_keys, *(_CONFLICT_PREFIX + c for c in conflict_ids)]
+        removed = 0
+        for key in keys:
+            try:
+                DigestItem(digest_key=key).delete(condition=DigestItem.digest_key.exists())
+            except DeleteError as exc:
+                if exc.cause_response_code != "ConditionalCheckFailedException":
+                    raise
+            else:
+                removed += 1
+        return removed
+
+
 def create_all_tables() -> None:
     """For tests on moto only; deployed tables come from template.yaml."""
     for model in _TABLES:
@@ -1428,6 +1507,7 @@ __all__ = [
     "DynamoContacts",
     "DynamoConversations",
     "DynamoDigests",
+    "DynamoErasure",
     "DynamoMessages",
     "DynamoNumbers",
     "DynamoOptOuts",

@@ -225,6 +225,8 @@ class Message(BaseModel):
     # restore puts it back where it was.
     deleted_at: datetime | None = None
     deleted_by: str | None = None
+    # When retention blanked the body and dropped the media (docs/retention.md); the rest stays.
+    expired_at: datetime | None = None
     version: int = 0
 
 

@@ -16,12 +16,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from parley.domain.phone import mask
+from parley.observability import bind_correlation_id
 from parley.ports import JobQueue
 from parley.services.digest import DigestReport, DigestService, ShardJob
 
 logger = logging.getLogger(__name__)
 
 Count = Callable[[str, int], None]  # a metric name and a count
+OVERDUE_AFTER = timedelta(hours=2)  # a nightly run still unfinished this long after it started is stuck
 
 
 class DigestJobs:
@@ -45,6 +47,26 @@ class DigestJobs:
         receipts may still change (an unchanged day costs reads and posts nothing)."""
         yesterday = now.astimezone(ZoneInfo(self._timezone)).date() - timedelta(days=1)
         return [yesterday - timedelta(days=back) for back in range(self._lookback, -1, -1)]
+
+    def check_overdue(self, now: datetime) -> bool:
+        """Report DigestRunIncomplete: 1 when yesterday's run started over two hours ago and is not
+        done, else 0 (also when it never started: the nightly schedule's own failures alarm on that)."""
+        yesterday = now.astimezone(ZoneInfo(self._timezone)).date() - timedelta(days=1)
+        try:
+            run = self._digest.progress(yesterday)
+        except Exception:
+            logger.exception("could not read the digest run's progress", extra={"day": yesterday.isoformat()})
+            return False
+        overdue = (
+            run is not None
+            and run.started_at is not None
+            and not run.finished
+            and now - run.started_at > OVERDUE_AFTER
+        )
+        self._count("DigestRunIncomplete", int(overdue))
+        if overdue:
+            logger.warning("yesterday's digest run is not finished", extra={"day": yesterday.isoformat()})
+        return overdue
 
     def start(self, days: Iterable[date]) -> dict[str, Any]:
         """Queue every shard's first page; without a queue, run the days here and now."""
@@ -82,6 +104,11 @@ class DigestJobs:
         if not isinstance(body, dict):
             raise ValueError(f"a digest job must be a JSON object, not {type(body).__name__}")
         kind = body.get("kind")
+        detail = body["detail"] if isinstance(body.get("detail"), dict) else {}
+        # a message event carries its journey's id; a run's jobs share the day's
+        bind_correlation_id(
+            detail.get("correlation_id") or (f"digest:{body['day']}" if body.get("day") else None)
+        )
         if kind == "digest-shard":
             report, following = self._digest.work(ShardJob.parse(body))
             self._measure(report)

@@ -28,6 +28,7 @@ from parley.domain.models import (
 from parley.domain.phone import mask
 from parley.domain.routing import NEW_LEAD, Routing, lead_id_for, new_lead, route
 from parley.domain.status import receipt_advances
+from parley.observability import bind_correlation_id, correlation_id, journey_id
 from parley.ports import (
     Clock,
     ConflictError,
@@ -96,7 +97,7 @@ class InboundProcessor:
                 if whole is None:
                     return
                 event = whole
-            self.store_inbound(event)
+            self.store_inbound(event, correlation_id=envelope.correlation_id)
         else:
             self.apply_receipt(event)
 
@@ -128,8 +129,11 @@ class InboundProcessor:
         self._receipts.clear_parts(group, list(parts))
         return whole
 
-    def store_inbound(self, event: InboundMessage) -> Message | None:
+    def store_inbound(self, event: InboundMessage, *, correlation_id: str | None = None) -> Message | None:
         """Returns the stored message, or None when this carrier id was already stored.
+
+        `correlation_id` (the webhook's) is kept as the message's request id: its journey's id, at no
+        extra write.
 
         The message is stored (and announced) before its media is copied, so a failed copy never
         costs the text: a transient failure raises for the queue to redeliver the event, and the
@@ -172,6 +176,7 @@ class InboundProcessor:
             segments=event.segments,
             media=list(event.media),
             history=[StatusChange(status=MessageStatus.RECEIVED, at=event.received_at, source=event.carrier)],
+            request_id=correlation_id or None,
             team=team,  # our number's: who sees the text, and whose message views list it
         )
         delta = ConversationDelta(
@@ -422,6 +427,8 @@ def apply_status(
         message = messages.get(message_id)
         if message is None:
             return None
+        received_as = correlation_id()
+        journey = bind_correlation_id(journey_id(message))  # the receipt joins its message's journey
         if _superseded(message, update):  # resent since the receipt was matched to it: too late now
             return message
         changes: dict[str, object] = {}
@@ -457,6 +464,15 @@ def apply_status(
             stored = messages.update(message.model_copy(update=changes), expected_version=message.version)
         except ConflictError:
             continue
+        logger.info(
+            "receipt applied",
+            extra={
+                "message_id": message_id,
+                "status": stored.status.value,
+                "reported": update.status.value,
+                "receipt_correlation_id": received_as if received_as != journey else None,
+            },
+        )
         if advances and reported in (
             MessageStatus.DELIVERED,
             MessageStatus.FAILED,

@@ -45,6 +45,7 @@ from parley.domain.rate import rate_for
 from parley.domain.retry import RetryPolicy, describe_span
 from parley.domain.status import PENDING, rank, resend_allowed
 from parley.domain.templates import MissingMergeField, render
+from parley.observability import MetricsSink, NoMetrics, bind_correlation_id, journey_id, suppression_reason
 from parley.ports import (
     Clock,
     ConflictError,
@@ -141,7 +142,9 @@ class SendService:
         fallback_zone: str = "UTC",
         rate_limiter: RateLimiter | None = None,
         sleep: Callable[[float], object] | None = None,
+        metrics: MetricsSink | None = None,
     ) -> None:
+        self._metrics = metrics or NoMetrics()
         self._rate_limiter = rate_limiter
         # Where given, a rate wait under a second is slept in place: the queue's delays come in whole
         # seconds, and rounding every turn up to one would cost a number up to a second per text.
@@ -355,6 +358,8 @@ class SendService:
                 continue
             if stored.status is MessageStatus.QUEUED:
                 self._send_queue.send({"message_id": stored.message_id})
+            elif stored.status is MessageStatus.SUPPRESSED:
+                self._metrics.put("MessagesSuppressed", Reason=suppression_reason(stored.error_reason))
             logger.info(
                 "message resent",
                 extra={"message_id": stored.message_id, "status": stored.status.value, "by": by},
@@ -408,6 +413,9 @@ class SendService:
         help text): the one text an opted-out customer still gets.
         """
         team = request.team or team  # a request that names its team (the API checked the caller's)
+        # the journey's id: the request key (stored on each message as its request id), or the inbound
+        # text's id that a keyword reply carries in its metadata
+        bind_correlation_id(str(request.metadata.get("correlation_id") or request_key))
         now = self._clock()
         scheduled = request.send_at is not None and request.send_at > now
         out: list[tuple[Message, bool]] = []
@@ -421,6 +429,7 @@ class SendService:
             suppressed_reason = None if compliance else self._suppression(draft.to, draft.sender.number)
             if suppressed_reason is not None:
                 status = MessageStatus.SUPPRESSED
+                self._metrics.put("MessagesSuppressed", Reason=suppression_reason(suppressed_reason))
             elif not scheduled and not compliance:  # the legally required answers are never held
                 opens = self._quiet_opens(draft.sender, draft.to, now)
                 if opens is not None:
@@ -510,11 +519,18 @@ class SendService:
         return [m for m, _ in results]
 
     def send_compliance_reply(
-        self, keyword: Keyword, to: str, our_number: str, reference: str
+        self,
+        keyword: Keyword,
+        to: str,
+        our_number: str,
+        reference: str,
+        *,
+        correlation_id: str | None = None,
     ) -> Message | None:
         """Answer STOP, START or HELP from the number the customer texted, exactly once.
 
-        A number that keeps its own opt-outs answers STOP and START with texts that say so.
+        A number that keeps its own opt-outs answers STOP and START with texts that say so. The reply
+        keeps the inbound text's `correlation_id` (in its metadata): one journey in the logs.
         """
         sender = self._numbers.get(our_number)
         text = None
@@ -523,8 +539,11 @@ class SendService:
         text = text or self._compliance_texts.get(keyword)
         if not text:
             return None
+        metadata = {"compliance": keyword.value}
+        if correlation_id:
+            metadata["correlation_id"] = correlation_id
         request = SendRequest.model_validate(
-            {"to": [to], "body": text, "from": our_number, "metadata": {"compliance": keyword.value}}
+            {"to": [to], "body": text, "from": our_number, "metadata": metadata}
         )
         (result,) = self.handle_request(request, f"compliance:{reference}", compliance=True)
         return result
@@ -550,6 +569,7 @@ class SendService:
         if message is None:
             logger.error("send job for an unknown message", extra={"message_id": message_id})
             return None
+        bind_correlation_id(journey_id(message))
         if message.status not in (MessageStatus.QUEUED, MessageStatus.RETRYING):
             logger.info(
                 "message is not waiting to be sent; nothing to do",
@@ -563,6 +583,7 @@ class SendService:
                 return self._suppress(message, reason)
         message, wait = self._turn(message)
         if 0 < wait < 1 and self._sleep is not None:
+            self._metrics.put("RateLimitWaits", Carrier=message.carrier or "none")
             self._sleep(wait)
             message, wait = self._turn(message)
         if wait > 0:
@@ -570,6 +591,7 @@ class SendService:
             seconds = math.floor(wait) if self._sleep is not None else math.ceil(wait - 1e-6)
             delay = min(MAX_QUEUE_DELAY_SECONDS, max(1, seconds))
             self._retry_queue.send({"message_id": message.message_id}, delay_seconds=delay)
+            self._metrics.put("RateLimitWaits", Carrier=message.carrier or "none")
             logger.info(
                 f"rate limit: waiting {delay}s",
                 extra={"message_id": message_id, "from": message.our_number, "delay_seconds": delay},
@@ -649,6 +671,7 @@ class SendService:
                 "history": [*message.history, _change(MessageStatus.SUPPRESSED, now, reason)],
             },
         )
+        self._metrics.put("MessagesSuppressed", Reason=suppression_reason(reason))
         logger.info(
             "message suppressed before sending", extra={"message_id": message.message_id, "reason": reason}
         )
@@ -1069,6 +1092,7 @@ class ComplianceJob:
     to: str
     our_number: str
     reference: str
+    correlation_id: str | None = None  # the inbound text's journey
 
 
 @dataclass(frozen=True)
@@ -1112,7 +1136,11 @@ def parse_send_record(body: str, record_id: str) -> SendJob:
         job = data["compliance"]
         return SendJob(
             compliance=ComplianceJob(
-                Keyword(job["keyword"]), str(job["to"]), str(job["our_number"]), str(job["reference"])
+                Keyword(job["keyword"]),
+                str(job["to"]),
+                str(job["our_number"]),
+                str(job["reference"]),
+                str(job["correlation_id"]) if job.get("correlation_id") else None,
             )
         )
     if "detail-type" in data and "detail" in data:
