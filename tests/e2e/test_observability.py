@@ -69,7 +69,10 @@ def test_one_text_s_correlation_id_follows_it_through_every_function_and_info_li
     received = inbound(stack, CUSTOMER, INBOUND_BODY)
     inbound_id = received["request_id"]
     assert inbound_id
-    assert wait_for_functions(stack, inbound_id, {"WebhookFunction", "InboundProcessorFunction"})
+    # The bus's MessageReceived event reaches the digest (auto-log) on the same id.
+    assert wait_for_functions(
+        stack, inbound_id, {"WebhookFunction", "InboundProcessorFunction", "DigestFunction"}
+    )
 
     # Out: API -> send queue -> send worker -> carrier (a 500) -> retry queue -> retry worker -> carrier
     # -> receipt webhook -> processor, all on the request key.
@@ -85,7 +88,7 @@ def test_one_text_s_correlation_id_follows_it_through_every_function_and_info_li
     (message,) = sent.json()["messages"]
     delivered = stack.wait_status(message["message_id"], "delivered", timeout=40)
     assert delivered["request_id"] == key and len(delivered["attempts"]) == 2
-    seen = wait_for_functions(stack, key, {"ApiFunction", "SendFunction", "RetryFunction"})
+    seen = wait_for_functions(stack, key, {"ApiFunction", "SendFunction", "RetryFunction", "DigestFunction"})
 
     # The receipts join the journey: the processor applies them, or, when one raced ahead of the send's
     # write and was parked, the send or retry worker does as it records the carrier's id.

@@ -128,7 +128,7 @@ class DigestJobs:
             if not message_id:
                 raise ValueError(f"a {body['detail-type']} event without a message_id")
             outcome = self._digest.on_activity(str(message_id))
-            logger.debug("auto-log on activity", extra={"message_id": message_id, "outcome": outcome})
+            logger.info("auto-log on activity", extra={"message_id": message_id, "outcome": outcome})
             if outcome in ("logged",):
                 self._count("DigestRecordsPosted", 1)
         else:
