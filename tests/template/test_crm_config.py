@@ -15,15 +15,13 @@ import pytest
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")  # samtranslator raises NoRegionFound without it
 
 
-from local.plan import StackContext, plan_stack  # noqa: E402
-from local.template import load_template  # noqa: E402
 from parley.crm import registry  # noqa: E402
 from parley.crm.config import SECRETS, parse_crm_config, secret_name  # noqa: E402
+from tests.template.planning import planned  # noqa: E402
 
 pytestmark = pytest.mark.template
 
 ROOT = Path(__file__).resolve().parents[2]
-TEMPLATE = ROOT / "template.yaml"
 CRM_FUNCTIONS = {"DigestFunction", "ApiFunction"}  # the digest, and the API resolving a CRM conflict
 
 
@@ -39,20 +37,6 @@ def readme_crm_configs() -> dict[str, dict[str, Any]]:
         value = arg.removeprefix('CrmConfig="').removesuffix('"').replace('\\"', '"')
         configs[crm] = json.loads(value)
     return configs
-
-
-def planned(parameters: dict[str, str]) -> Any:
-    template = load_template(
-        TEMPLATE, {"JwtIssuer": "x", "JwtAudience": "x", **parameters}, fill_missing=True
-    )
-    context = StackContext(
-        stack_name="parley-test",
-        region="us-east-1",
-        account_id="123456789012",
-        endpoint_url="https://sqs.us-east-1.amazonaws.com",
-        base_url="https://abcdefghij.execute-api.us-east-1.amazonaws.com",
-    )
-    return plan_stack(template, context)
 
 
 def test_readme_has_an_example_for_every_rest_crm() -> None:

@@ -6,36 +6,26 @@ from __future__ import annotations
 import json
 import os
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")  # samtranslator raises NoRegionFound without it
 
-from local.plan import StackContext, plan_stack  # noqa: E402
-from local.template import load_template  # noqa: E402
 from parley.web_inbox import oidc_config  # noqa: E402
+from tests.template.planning import planned  # noqa: E402
 
 pytestmark = pytest.mark.template
 
-TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
 ISSUER = "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_abc"
 WEB_ROUTES = {("get", "/"), ("get", "/ui/{file+}")}
 
 
-def planned(parameters: dict[str, str]) -> Any:
-    template = load_template(
-        TEMPLATE, {"JwtIssuer": ISSUER, "JwtAudience": "web-client", **parameters}, fill_missing=True
-    )
-    context = StackContext(
-        stack_name="parley-test",
-        region="us-east-1",
-        account_id="123456789012",
-        endpoint_url="https://sqs.us-east-1.amazonaws.com",
-        base_url="https://abcdefghij.execute-api.us-east-1.amazonaws.com",
-    )
-    return plan_stack(template, context)
+def web_config(web_sign_in: str) -> Any:
+    """The sign-in settings' SSM parameter, planned with this WebSignIn value."""
+    return planned({"WebSignIn": web_sign_in}, issuer=ISSUER, audience="web-client").parameters[
+        "WebConfigParameter"
+    ]
 
 
 def test_the_web_routes_are_public_and_go_to_the_web_function(cfn: dict[str, Any]) -> None:
@@ -95,7 +85,9 @@ def test_the_parameter_holds_the_trusted_issuer_and_web_sign_in_as_one_flat_obje
 ) -> None:
     assert re.fullmatch(source["Parameters"]["WebSignIn"]["AllowedPattern"], web_sign_in)
 
-    parameter = planned({"WebSignIn": web_sign_in}).parameters["WebConfigParameter"]
+    parameter = planned({"WebSignIn": web_sign_in}, issuer=ISSUER, audience="web-client").parameters[
+        "WebConfigParameter"
+    ]
 
     assert (parameter.name, parameter.type) == ("/parley/dev/web/config", "String")
     assert json.loads(parameter.value) == {"issuer": ISSUER, **expected}
@@ -106,7 +98,9 @@ def test_a_complete_parameter_is_what_the_function_serves() -> None:
         '{"client_id": "web-client", "authorization_endpoint": "https://a.example.com/a",'
         ' "token_endpoint": "https://a.example.com/t"}'
     )
-    parameter = planned({"WebSignIn": web_sign_in}).parameters["WebConfigParameter"]
+    parameter = planned({"WebSignIn": web_sign_in}, issuer=ISSUER, audience="web-client").parameters[
+        "WebConfigParameter"
+    ]
 
     config = oidc_config(parameter.value, parameter=parameter.name)
 
