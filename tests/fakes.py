@@ -617,6 +617,10 @@ class InMemoryMediaStore:
         for key in keys:
             self.objects.pop(key, None)
 
+    def read(self, key: str) -> tuple[bytes, str] | None:
+        found = self.objects.get(key)
+        return (found[0], found[1] or "application/octet-stream") if found else None
+
 
 # -- rate limits ------------------------------------------------------------------------------------
 

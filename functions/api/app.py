@@ -29,7 +29,7 @@ from parley.ports import ConflictEntry, DigestRun
 from parley.services.conversations import AlreadyLinked, conversation_filter
 from parley.services.digest import COUNTS, ConflictAlreadyResolved, ConflictNotFound
 from parley.services.digest import conflict_id as held_conflict_id
-from parley.services.inbox import NotFound, preview
+from parley.services.inbox import MediaTooLarge, NotFound, preview
 from parley.services.mailbox import MAX_BATCH as MAILBOX_BATCH
 from parley.services.mailbox import Content, ViewFilter
 from parley.services.records import NewRecord, RecordDraft, RecordExists, RecordNotFound
@@ -178,6 +178,20 @@ def _include_deleted() -> bool:
 @app.get("/v1/messages/<message_id>")
 def get_message(message_id: str) -> Response[str]:
     return _json(200, container().inbox.message(message_id, _caller()).model_dump(mode="json"))
+
+
+@app.get("/v1/messages/<message_id>/media/<index>")
+def get_message_media(message_id: str, index: str) -> Response[bytes]:
+    """Our copy of one attachment, as bytes: the web inbox loads it with its token (an <img> can't)."""
+    medium = container().inbox.medium(message_id, index, _caller())
+    # Only pictures are shown in place; SVG can carry script, so it is downloaded like other files.
+    shown = medium.content_type.startswith("image/") and medium.content_type != "image/svg+xml"
+    headers = {
+        "Cache-Control": "private, max-age=300",
+        "X-Content-Type-Options": "nosniff",
+        "Content-Disposition": "inline" if shown else "attachment",
+    }
+    return Response(200, medium.content_type, medium.content, headers=headers)
 
 
 @app.post("/v1/messages")
@@ -786,6 +800,11 @@ def no_route(_exc: Exception) -> Response[str]:
 @app.exception_handler(NotFound)
 def not_found(exc: NotFound) -> Response[str]:
     return _json(404, {"error": str(exc)})
+
+
+@app.exception_handler(MediaTooLarge)
+def media_too_large(exc: MediaTooLarge) -> Response[str]:
+    return _json(413, {"error": str(exc)})
 
 
 @app.exception_handler(InvalidCursor)

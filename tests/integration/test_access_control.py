@@ -1,15 +1,16 @@
 """Every route of the inbox API tried as an outsider, through the real handler on moto.
 
-The sales team has a conversation, messages (sent, failed, scheduled), a shared template, a record,
-a held CRM conflict and its own number. A user of the support team calls each operation in
-`OPERATIONS` (so a route added later is covered without touching this file) with path, query and
-body values that point at the sales team's things. They get 4xx, or a 2xx that carries none of the
-sales team's data, never a 5xx; and the sales team's things are as they were. An admin, calling the
-read routes, sees them.
+The sales team has a conversation, messages (sent, failed, scheduled, and a customer's MMS with its
+picture in the media bucket), a shared template, a record, a held CRM conflict and its own number.
+A user of the support team calls each operation in `OPERATIONS` (so a route added later is covered
+without touching this file) with path, query and body values that point at the sales team's things.
+They get 4xx, or a 2xx that carries none of the sales team's data, never a 5xx; and the sales team's
+things are as they were. An admin, calling the read routes, sees them.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Iterator
@@ -17,9 +18,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, get_args, get_origin
 
+import boto3
 import pytest
 from pydantic import BaseModel
 
+from functions.api import app as api
 from parley import clock, wiring
 from parley.adapters.dynamo import (
     ConversationItem,
@@ -29,11 +32,11 @@ from parley.adapters.dynamo import (
     DynamoNumbers,
     DynamoTemplates,
 )
-from parley.domain.models import ContactRecord, OurNumber
+from parley.domain.models import ContactRecord, Direction, Media, Message, MessageStatus, OurNumber
 from parley.openapi import OPERATIONS, Operation
 from tests.integration.test_crm_api import FakeCrm, today
 from tests.integration.test_crm_api import crm as crm  # noqa: F401 - the fake CRM fixture
-from tests.integration.test_handlers import Stack, call_api, fail, http_event
+from tests.integration.test_handlers import CONTEXT, REGION, Stack, fail, http_event
 from tests.integration.test_handlers import stack as stack  # noqa: F401 - the moto stack fixture
 
 # Claims as API Gateway's HTTP API hands them over: lists become "[a b]" text.
@@ -45,6 +48,7 @@ SALES_NUMBER = "+15005550007"
 CUSTOMER = "+14155550100"
 RECORD_PHONE = "+14155550177"
 SECRET = "sales-secret"  # in every text, name and body the sales team has: must never reach the outsider
+MEDIA_BUCKET = "parley-access-media"
 
 
 @dataclass(frozen=True)
@@ -56,9 +60,12 @@ class SalesWorld:
     record_id: str
     conflict_id: str
     day: str
+    picture: str  # a customer's MMS, its picture in the media bucket
 
     def message_for(self, operation_id: str) -> str:
         """The message an operation likely acts on: a scheduled one to move, a failed one to resend."""
+        if "media" in operation_id:
+            return self.picture
         if "reschedule" in operation_id or "cancel" in operation_id:
             return self.scheduled
         if "resend" in operation_id:
@@ -77,11 +84,56 @@ def call(
     raw = None if body is None else json.dumps(body)
     headers = {"content-type": "application/json"} if raw is not None else None
     event = http_event(method.upper(), path, body=raw, headers=headers, query=query, claims=claims)
-    return call_api(event)
+    result: dict[str, Any] = api.handler(event, CONTEXT)
+    status, answer = int(result["statusCode"]), result.get("body") or "null"
+    if result.get("isBase64Encoded"):  # a file's bytes (an attachment), not JSON
+        return status, base64.b64decode(answer)
+    return status, json.loads(answer)
+
+
+def shown(answer: Any) -> str:
+    """An answer as text, to look for what the outsider must not get: JSON, or a file's bytes."""
+    return answer.decode("utf-8", "replace") if isinstance(answer, bytes) else json.dumps(answer)
+
+
+def mms(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> str:
+    """An inbound MMS to the sales team, its picture copied to the media bucket (which the stack then
+    names, as template.yaml's Globals do)."""
+    boto3.client("s3", region_name=REGION).create_bucket(Bucket=MEDIA_BUCKET)
+    monkeypatch.setenv("PARLEY_MEDIA_BUCKET", MEDIA_BUCKET)
+    wiring.reset_container()
+    key = "media/in-sales-mms/0"
+    boto3.client("s3", region_name=REGION).put_object(
+        Bucket=MEDIA_BUCKET, Key=key, Body=f"{SECRET} picture".encode(), ContentType="image/png"
+    )
+    now = clock.utc_now()
+    picture = Media(
+        url="https://api.twilio.com/media/ME1",
+        content_type="image/png",
+        stored_at=f"s3://{MEDIA_BUCKET}/{key}",
+        size=len(f"{SECRET} picture"),
+    )
+    message = Message(
+        message_id="in-sales-mms",
+        direction=Direction.INBOUND,
+        customer_number=CUSTOMER,
+        our_number=SALES_NUMBER,
+        body=f"{SECRET} photo",
+        status=MessageStatus.RECEIVED,
+        carrier="twilio",
+        carrier_message_id="MM-sales",
+        created_at=now,
+        updated_at=now,
+        team="sales",
+        media=[picture],
+    )
+    DynamoMessages(stack.settings).insert(message)
+    return message.message_id
 
 
 @pytest.fixture
-def sales(stack: Stack, crm: FakeCrm) -> Iterator[SalesWorld]:
+def sales(stack: Stack, crm: FakeCrm, monkeypatch: pytest.MonkeyPatch) -> Iterator[SalesWorld]:
+    picture = mms(stack, monkeypatch)
     DynamoNumbers().save(OurNumber(number=SALES_NUMBER, carrier="twilio", team="sales", is_default=True))
 
     def send(payload: dict[str, Any]) -> str:
@@ -125,7 +177,9 @@ def sales(stack: Stack, crm: FakeCrm) -> Iterator[SalesWorld]:
     status, started = call("post", "/v1/crm/digest", claims=SALES, body={"day": day})  # a run to look at
     assert status == 202, started
 
-    yield SalesWorld(sent, failed, scheduled, template["template_id"], "r-sales", held["conflict_id"], day)
+    yield SalesWorld(
+        sent, failed, scheduled, template["template_id"], "r-sales", held["conflict_id"], day, picture
+    )
 
 
 # -- plausible requests, from the names of the parameters and fields ----------------------------------
@@ -139,6 +193,7 @@ def path_for(op: Operation, world: SalesWorld) -> str:
         "record_id": world.record_id,
         "conflict_id": world.conflict_id,
         "day": world.day,
+        "index": "0",
     }
 
     def value(match: re.Match[str]) -> str:
@@ -244,8 +299,8 @@ def test_an_outsider_gets_nothing_of_the_sales_team(sales: SalesWorld, op: Opera
     assert status < 500, (status, answer)
     assert status != 401, answer
     if 200 <= status < 300:
-        assert SECRET not in json.dumps(answer), (status, answer)
-        assert SALES_NUMBER not in json.dumps(answer), (status, answer)
+        assert SECRET not in shown(answer), (status, answer)
+        assert SALES_NUMBER not in shown(answer), (status, answer)
     assert sales_state(sales) == before, f"{op.operation_id} as an outsider changed the sales team's things"
 
 
@@ -254,6 +309,7 @@ ADMIN_SEES = {  # what an admin's answer has of the sales team's, by operation
     "list_conversations": CUSTOMER,
     "list_messages": SECRET,
     "get_message": SECRET,
+    "get_message_media": SECRET,
     "list_message_view": SECRET,
     "list_templates": SECRET,
     "get_template": SECRET,
@@ -274,12 +330,16 @@ def test_an_admin_sees_the_sales_team(sales: SalesWorld, op: Operation) -> None:
 
     assert status == op.status, (status, answer)
     if op.operation_id in ADMIN_SEES:
-        assert ADMIN_SEES[op.operation_id] in json.dumps(answer), answer
+        assert ADMIN_SEES[op.operation_id] in shown(answer), answer
 
 
 def test_the_sales_team_itself_sees_its_things(sales: SalesWorld) -> None:
     """The outsider's 404s are about who asks: the same requests as sales answer."""
     assert call("get", f"/v1/messages/{sales.sent}", claims=SALES)[0] == 200
+    assert call("get", f"/v1/messages/{sales.picture}/media/0", claims=SALES) == (
+        200,
+        f"{SECRET} picture".encode(),
+    )
     assert call("get", f"/v1/templates/{sales.template_id}", claims=SALES)[0] == 200
     assert call("get", f"/v1/records/{sales.record_id}", claims=SALES)[0] == 200
     conflicts = call("get", "/v1/crm/conflicts", claims=SALES)[1]["conflicts"]

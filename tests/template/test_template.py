@@ -55,6 +55,7 @@ API_ROUTES = {
     ("post", "/v1/conversations/{number}/contact"),
     ("post", "/v1/messages"),
     ("get", "/v1/messages/{message_id}"),
+    ("get", "/v1/messages/{message_id}/media/{index}"),
     ("post", "/v1/messages/preview"),
     ("get", "/v1/numbers"),
     ("post", "/v1/records"),
@@ -544,3 +545,20 @@ def test_media_bucket_is_private_encrypted_and_retained(source: dict[str, Any]) 
     assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
     assert props["OwnershipControls"]["Rules"] == [{"ObjectOwnership": "BucketOwnerEnforced"}]
     # its expiry follows RetentionDays: tests/template/test_retention.py
+
+
+def test_only_the_api_may_read_media_objects_and_only_those(source: dict[str, Any]) -> None:
+    """The inbox shows our copies through GET /v1/messages/{message_id}/media/{index}: the API may
+    get objects under media/, nothing more, and no other function may read them."""
+    readers: dict[str, list[dict[str, Any]]] = {}
+    for lid, function in _of_type(source, "AWS::Serverless::Function").items():
+        policies = function["Properties"].get("Policies", [])
+        statements = [s for p in policies if isinstance(p, dict) for s in p.get("Statement", [])]
+        reads = [s for s in statements if "s3:GetObject" in str(s.get("Action"))]
+        if reads:
+            readers[lid] = reads
+    assert set(readers) == {"ApiFunction"}
+    (read,) = readers["ApiFunction"]
+    assert read["Sid"] == "ReadMessageMedia"
+    assert read["Action"] == "s3:GetObject"
+    assert read["Resource"] == {"Fn::Sub": "${MediaBucket.Arn}/media/*"}

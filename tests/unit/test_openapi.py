@@ -222,6 +222,21 @@ def test_answers_other_than_the_success_and_errors_are_documented(document: dict
     assert refused == {"$ref": "#/components/schemas/CrmRefused"}
 
 
+def test_an_attachment_is_documented_as_bytes_with_its_404_and_413(document: dict[str, Any]) -> None:
+    """The one answer that is not JSON: the file, in whatever type it was stored with."""
+    op = _operations(document)[("get", "/v1/messages/{message_id}/media/{index}")]
+    assert op["operationId"] == "get_message_media"
+    assert op["responses"]["200"]["content"] == {"*/*": {}}
+    assert {"404", "413"} <= set(op["responses"])
+    assert {p["name"] for p in op["parameters"] if p["in"] == "path"} == {"message_id", "index"}
+    binary = [
+        key
+        for key, o in _operations(document).items()
+        if "*/*" in o["responses"].get("200", {}).get("content", {})
+    ]
+    assert binary == [("get", "/v1/messages/{message_id}/media/{index}")]
+
+
 def test_every_operation_documents_its_success_and_errors_as_json(document: dict[str, Any]) -> None:
     for key, op in _operations(document).items():
         statuses = set(op["responses"])

@@ -81,6 +81,7 @@ def test_the_page_is_served_at_the_root_with_a_strict_policy(dev_site: web_inbox
     assert policy["default-src"] == "'none'"
     assert policy["script-src"] == policy["style-src"] == policy["connect-src"] == "'self'"
     assert policy["frame-ancestors"] == "'none'"
+    assert policy["img-src"] == "'self' blob:"  # pictures fetched with the token, shown from object URLs
     assert "unsafe" not in headers["Content-Security-Policy"]
     assert re.fullmatch(r'"[0-9a-f]{32}"', headers["ETag"])
 

@@ -55,6 +55,31 @@ export async function api(method, path, body, { idempotencyKey } = {}) {
   return data;
 }
 
+/** A file the API answers with (an attachment's bytes) as a Blob: fetched with the token, which an
+ * <img> or a plain link can't send. Refusals are ApiErrors, as for api(). */
+export async function fetchBlob(path) {
+  const token = currentToken();
+  if (!token) {
+    unauthorized();
+    throw new ApiError(401, "signed out");
+  }
+  let response;
+  try {
+    response = await fetch(path, { headers: { Authorization: `Bearer ${token}` } });
+  } catch {
+    throw new ApiError(0, "the server can't be reached; check the connection");
+  }
+  if (response.status === 401) {
+    unauthorized();
+    throw new ApiError(401, "your session has ended: sign in again");
+  }
+  if (!response.ok) {
+    const data = await response.json().catch(() => null);
+    throw new ApiError(response.status, explain(response.status, data), data);
+  }
+  return response.blob();
+}
+
 export function query(params) {
   const search = new URLSearchParams();
   for (const [key, value] of Object.entries(params)) {

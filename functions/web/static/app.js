@@ -2,7 +2,7 @@
 // Everything comes from the /v1 API; new texts arrive by polling (every POLL_MS, only while the tab is
 // visible), and each poll updates the page in place: rows and messages are keyed by number and id.
 
-import { api, onUnauthorized, query } from "./api.js";
+import { api, fetchBlob, onUnauthorized, query } from "./api.js";
 import * as auth from "./auth.js";
 import { openCompose, setupCompose } from "./compose.js";
 import { $, $$, h, say, sayError, shortTime, timeEl } from "./dom.js";
@@ -455,7 +455,7 @@ function messageItem(m) {
     },
     h("div", { class: "who-line" }, who),
     h("p", { class: "text" }, m.body),
-    mediaList(m.media || []),
+    mediaList(m),
     h("div", { class: "meta" }, timeEl(m.created_at), tick, h("span", { class: "state" }, statusWords(m.status))),
     reason,
     scheduled,
@@ -474,25 +474,83 @@ function plainReason(m) {
   return m.status === "suppressed" ? "Not sent." : "Not delivered.";
 }
 
-/** Attachments as links (the carrier's copy): the page's policy loads no images from elsewhere. */
-function mediaList(media) {
+// Object URLs of the pictures shown, by the element showing each: revoked once it leaves the page
+// (a thread closed, a message re-rendered), so the browser can let the bytes go.
+const objectUrls = new Map();
+new MutationObserver(() => {
+  for (const [el, url] of objectUrls) {
+    if (el.isConnected) continue;
+    URL.revokeObjectURL(url);
+    objectUrls.delete(el);
+  }
+}).observe(document.body, { childList: true, subtree: true });
+
+function mediaPath(m, index) {
+  return `/v1/messages/${encodeURIComponent(m.message_id)}/media/${index}`;
+}
+
+/** Our stored copies: pictures shown in the bubble, other files a download, both fetched from the API
+ * with the token (the page's policy allows images from our origin and from blob: URLs only). What
+ * isn't stored (refused, not copied yet) stays a label, with the carrier's link. */
+function mediaList(m) {
+  const media = m.media || [];
   if (!media.length) return null;
+  const from = m.direction === "inbound" ? m.customer_number : m.our_number;
   return h(
     "ul",
     { class: "media", "aria-label": "Attachments" },
-    media.map((item) => {
+    media.map((item, index) => {
       const kind = item.content_type || "file";
       const size = item.size ? `, ${Math.max(1, Math.round(item.size / 1024))} KB` : "";
-      const safe = /^https?:\/\//i.test(item.url || "");
       const label = `Attachment (${kind}${size})`;
-      return h(
-        "li",
-        { "data-testid": "media" },
-        safe ? h("a", { href: item.url, target: "_blank", rel: "noopener noreferrer" }, label) : label,
-        item.error ? h("span", { class: "sub" }, ` - ${item.error}`) : null,
-      );
+      const row = h("li", { "data-testid": "media" });
+      if (!item.stored_at) {
+        const safe = /^https?:\/\//i.test(item.url || "");
+        row.append(
+          safe ? h("a", { href: item.url, target: "_blank", rel: "noopener noreferrer" }, label) : label,
+          item.error ? h("span", { class: "sub" }, ` - ${item.error}`) : "",
+        );
+      } else if (/^image\//i.test(kind) && !/svg/i.test(kind)) {
+        row.append(h("span", { class: "sub" }, `Loading picture ${index + 1}...`));
+        showPicture(row, mediaPath(m, index), `Picture ${index + 1} from ${from}`, label);
+      } else {
+        const link = h("a", { href: "#", onclick: (event) => download(event, mediaPath(m, index), index) }, label);
+        row.append(link);
+      }
+      return row;
     }),
   );
+}
+
+async function showPicture(row, path, alt, label) {
+  let blob;
+  try {
+    blob = await fetchBlob(path);
+  } catch (error) {
+    row.replaceChildren(label, h("span", { class: "sub" }, ` - ${error.message || error}`));
+    return;
+  }
+  if (!row.isConnected) return; // the message left the page while its picture loaded
+  const url = URL.createObjectURL(blob);
+  const img = h("img", { class: "picture", src: url, alt });
+  objectUrls.set(img, url);
+  img.addEventListener("load", () => row.setAttribute("data-loaded", "true"), { once: true });
+  img.addEventListener("error", () => row.replaceChildren(label, h("span", { class: "sub" }, " - can't be shown")), { once: true });
+  row.replaceChildren(img);
+}
+
+async function download(event, path, index) {
+  event.preventDefault();
+  try {
+    const url = URL.createObjectURL(await fetchBlob(path));
+    const save = h("a", { href: url, download: `attachment-${index + 1}`, hidden: true });
+    document.body.append(save);
+    save.click();
+    save.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60000); // the download may still be reading it
+  } catch (error) {
+    sayError(error);
+  }
 }
 
 async function resendOne(m) {

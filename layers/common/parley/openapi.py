@@ -442,6 +442,7 @@ _ERRORS = {
     404: "Not found, or not visible to the caller (the API says the same in both cases).",
     409: "The message is not in a state that allows this (no longer scheduled, or not failed), or it "
     "changed meanwhile: look at it again. For a CRM conflict: it was resolved with another record.",
+    413: "Too large to return in one response (more than 4 MB); the reason names its size.",
 }
 _PATH_PARAMETERS = {
     "number": "The customer's number in E.164, e.g. +14155550100.",
@@ -450,6 +451,7 @@ _PATH_PARAMETERS = {
     "conflict_id": "A conflict id, as `GET /v1/crm/conflicts` returned it.",
     "day": "A day, YYYY-MM-DD, in the organisation's time zone.",
     "record_id": "A record id, as the API returned it.",
+    "index": "An attachment's place in the message's `media`, from 0.",
 }
 _QUERY_PARAMETERS: dict[str, dict[str, Any]] = {
     "limit": {
@@ -539,6 +541,7 @@ class Operation:
     error_notes: tuple[tuple[int, str], ...] = ()  # (status, description) where _ERRORS' is too general
     other_answers: tuple[tuple[int, type[BaseModel], str], ...] = ()  # (status, body, description)
     public: bool = False  # served without a token
+    binary: bool = False  # the success body is a file's bytes, in its own content type
 
 
 OPERATIONS: tuple[Operation, ...] = (
@@ -615,6 +618,19 @@ OPERATIONS: tuple[Operation, ...] = (
         summary="Get one message, with its attempts and status history",
         status=200, answer=Message, answer_description="The message.",
         errors=(404,),
+    ),
+    Operation(
+        "get", "/v1/messages/{message_id}/media/{index}", "get_message_media", tag="messages",
+        summary="Get our copy of one of a message's attachments (MMS media), as bytes",
+        description=(
+            "Visible as the message is. The body is the file in the content type it was stored with; "
+            "pictures are `Content-Disposition: inline`, anything else `attachment`. 404 when the "
+            "message has no such attachment, it was not copied (refused, or failed), or retention "
+            "expired it; 413 when it is larger than one response can carry."
+        ),
+        status=200, answer=None, binary=True,
+        answer_description="The attachment's bytes, in the content type it was stored with.",
+        errors=(404, 413),
     ),
     Operation(
         "post", "/v1/messages/preview", "preview_message", tag="messages",
@@ -1026,6 +1042,8 @@ def _operation(op: Operation, refs: dict[type[Any], dict[str, Any]]) -> dict[str
         answer["content"] = _json_content({"allOf": [refs[op.answer], also]})
     elif op.answer is not None:
         answer["content"] = _json_content(refs[op.answer])
+    elif op.binary:
+        answer["content"] = {"*/*": {}}  # whatever type the file was stored with
     elif op.status != 204:
         answer["content"] = _json_content({"type": "object"})
     responses: dict[str, Any] = {str(op.status): answer}

@@ -331,6 +331,11 @@ class MediaStore(Protocol):
         """Remove the objects under `keys` (a key with no object is no error): an erasure."""
         ...
 
+    def read(self, key: str) -> tuple[bytes, str] | None:
+        """The object's bytes and the content type it was stored with; None when there is no object
+        (expired by the bucket's lifecycle, or erased): the inbox shows our copy, not the carrier's."""
+        ...
+
 
 class RateLimiter(Protocol):
     """Per-number send rate (token buckets, `parley.domain.rate`), shared by every worker."""

@@ -4,7 +4,8 @@ Served through the HTTP API, without its authorizer: the page, its script and st
 and the page signs in before it calls /v1. The files are read once per container into a table keyed by
 name, so a request can only ever name one of them (no path reaches the file system). Every answer
 carries a Content-Security-Policy allowing our own origin only (plus the identity provider's token
-endpoint, which the page posts to when it signs in with OIDC).
+endpoint, which the page posts to when it signs in with OIDC, and `blob:` images, the pictures the page
+loads from the API with its token).
 """
 
 from __future__ import annotations
@@ -66,10 +67,12 @@ def load_files(folder: Path) -> dict[str, StaticFile]:
 
 
 def content_security_policy(extra_connect: str = "") -> str:
-    """Our origin only: no inline script or style, no frames, no plugins, forms post to us alone."""
+    """Our origin only: no inline script or style, no frames, no plugins, forms post to us alone.
+    Images may also be `blob:`: a customer's picture is fetched with the token (an <img> can't send it)
+    and shown from an object URL made in the page."""
     connect = "'self'" + (f" {extra_connect}" if extra_connect else "")
     return (
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; font-src 'self'; "
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; font-src 'self'; "
         f"connect-src {connect}; manifest-src 'self'; base-uri 'none'; form-action 'self'; "
         "frame-ancestors 'none'"
     )

@@ -328,7 +328,7 @@ class Container:
     def inbox(self) -> InboxQueries:
         from parley.services.inbox import InboxQueries
 
-        return InboxQueries(self.messages, self.conversations)
+        return InboxQueries(self.messages, self.conversations, self.media_store)
 
     @cached_property
     def conversation_service(self) -> ConversationService:

@@ -10,6 +10,7 @@ This module's customers are +14155550900 to +14155550909.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +31,15 @@ REPLIED = "+14155550901"
 FAILING = "+14155550902"
 BULK = ("+14155550903", "+14155550904")
 PRIVATE = "+14155550905"
+PICTURE = "+14155550906"
+ELSEWHERE = "+14155550907"
+# Whether an image loads from a URL: the page's policy lets images (not fetch) read blob: URLs.
+LOADS = """url => new Promise((done) => {
+  const probe = new Image();
+  probe.onload = () => done(true);
+  probe.onerror = () => done(false);
+  probe.src = url;
+})"""
 VIEWS = ("All", "Received", "Sent", "Failed", "Pending", "Scheduled", "Did not trigger", "Deleted")
 
 
@@ -99,6 +109,46 @@ def test_a_text_from_a_phone_appears_in_the_list_with_an_unread_badge(
         "data-direction", "inbound"
     )
     expect(badge).to_be_hidden()
+
+
+def test_a_picture_a_customer_sends_is_shown_in_the_thread(stack: Stack, browse: Browse) -> None:
+    """An MMS's picture, copied to our bucket, is loaded with the token and shown in the bubble."""
+    pia = person(stack, "web-pia", "default")
+    tag = uuid.uuid4().hex[:6]
+    payload = {"from": PICTURE, "to": OUR_NUMBER, "body": f"The damage, see photo {tag}", "media": True}
+    sent = requests.post(stack.url("/_sim/twilio/_inbound"), json=payload, timeout=15)
+    assert sent.status_code == 200, sent.text
+
+    def copied() -> str | None:
+        answer = pia.api("GET", f"/v1/conversations/{PICTURE}/messages")
+        messages = answer.json().get("messages", []) if answer.status_code == 200 else []
+        found = [m for m in messages if tag in m["body"] and m["media"] and m["media"][0].get("stored_at")]
+        return found[0]["message_id"] if found else None
+
+    message_id = wait_until(copied, timeout=30)
+
+    page = browse()
+    sign_in(page, stack, pia)
+    _conversation(page, PICTURE).get_by_role("button").first.click()
+    medium = _message(page, message_id).locator("[data-testid=media]")
+    expect(medium).to_have_attribute("data-loaded", "true")
+    picture = medium.locator("img")
+    expect(picture).to_have_attribute("alt", f"Picture 1 from {PICTURE}")
+    expect(picture).to_have_attribute("src", re.compile(r"^blob:"))
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=picture.element_handle())
+
+    # Its object URL lives as long as the message is on the page: another thread revokes it.
+    src = picture.get_attribute("src")
+    assert page.evaluate(LOADS, src) is True
+    _text_us(stack, ELSEWHERE, f"Another customer {tag}")
+    _conversation(page, ELSEWHERE).get_by_role("button").first.click()
+    expect(_message(page, message_id)).to_have_count(0)
+    page.wait_for_function(f"url => ({LOADS})(url).then((loaded) => !loaded)", arg=src)
+
+    # The route keeps to the message's visibility: another team's person gets 404, no token 401.
+    path = f"/v1/messages/{message_id}/media/0"
+    assert person(stack, "web-oscar", "web-outsiders").api("GET", path).status_code == 404
+    assert requests.get(stack.url(path), timeout=10).status_code == 401
 
 
 def test_a_reply_with_a_template_is_delivered_and_shows_its_tick(

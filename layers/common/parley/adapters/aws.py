@@ -159,6 +159,24 @@ class S3MediaStore:
                 error = {"Code": str(first.get("Code")), "Message": f"{len(answer['Errors'])} objects kept"}
                 raise ClientError({"Error": error}, "DeleteObjects")
 
+    def read(self, key: str) -> tuple[bytes, str] | None:
+        """GetObject; a missing key is None, any other failure is the caller's (the API answers 503).
+
+        The API may not list the bucket (least privilege), so S3 answers a missing key with
+        AccessDenied rather than NoSuchKey: that is taken as missing too, and logged."""
+        try:
+            answer = client("s3", self._region).get_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code")
+            if code == "AccessDenied":
+                logger.warning("S3 denied %s: taken as gone (expired or erased)", key)
+                return None
+            if code in ("NoSuchKey", "404"):
+                return None
+            raise
+        body: bytes = answer["Body"].read()
+        return body, _media_type(answer.get("ContentType"))
+
 
 def _media_type(content_type: str | None) -> str:
     """A bare type/subtype as S3 will serve it; anything else a remote server sent is octet-stream."""

@@ -2,23 +2,44 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from parley.access import Caller
 from parley.domain.encoding import analyze
 from parley.domain.models import Conversation, Message, OurNumber, smart_encoding_for
-from parley.ports import ConversationRepository, MessageRepository, Page
+from parley.ports import ConversationRepository, MediaStore, MessageRepository, Page
+
+# A Lambda response is at most 6 MB and base64 grows a body by a third: 4 MB raw is what fits.
+MAX_MEDIA_BYTES = 4 * 1024 * 1024
 
 
 class NotFound(LookupError):
     """Absent, or not visible to the caller: the API says the same in both cases."""
 
 
+class MediaTooLarge(Exception):
+    """Our copy exists but can't be returned in one Lambda response."""
+
+
+@dataclass(frozen=True)
+class StoredMedium:
+    """One attachment's bytes as we keep them, and the type they were stored with."""
+
+    content: bytes
+    content_type: str
+
+
 class InboxQueries:
-    def __init__(self, messages: MessageRepository, conversations: ConversationRepository) -> None:
+    def __init__(
+        self,
+        messages: MessageRepository,
+        conversations: ConversationRepository,
+        media: MediaStore | None = None,
+    ) -> None:
         self._messages = messages
         self._conversations = conversations
+        self._media = media
 
     def conversations(self, team: str, *, limit: int, cursor: str | None) -> Page[Conversation]:
         return self._conversations.list_recent(team, limit=limit, cursor=cursor)
@@ -40,6 +61,47 @@ class InboxQueries:
         if message is None or not caller.sees(message.team):
             raise NotFound(f"no message with id {message_id}")
         return message
+
+    def medium(self, message_id: str, index: str, caller: Caller) -> StoredMedium:
+        """Our copy of one attachment, for a caller who may see the message (else NotFound, as for
+        the message itself): the web inbox can only show what it can load with its token."""
+        message = self.message(message_id, caller)
+        if not (index.isdigit() and len(index) <= 4):
+            raise NotFound(f"no media {index!r:.20}: an index is a whole number from 0")
+        position = int(index)
+        if position >= len(message.media):
+            if message.expired_at is not None:
+                raise NotFound(f"message {message_id}'s media expired on {message.expired_at.date()}")
+            raise NotFound(f"message {message_id} has no media {position}")
+        item = message.media[position]
+        key = _media_key(item.stored_at)
+        if key is None or self._media is None:
+            why = item.error or "it was not copied from the carrier (yet)"
+            raise NotFound(f"media {position} of message {message_id} is not stored: {why}")
+        if item.size is not None and item.size > MAX_MEDIA_BYTES:
+            raise MediaTooLarge(_too_large(item.size))
+        found = self._media.read(key)
+        if found is None:
+            raise NotFound(f"media {position} of message {message_id} is no longer stored")
+        content, content_type = found
+        if len(content) > MAX_MEDIA_BYTES:
+            raise MediaTooLarge(_too_large(len(content)))
+        return StoredMedium(content, content_type)
+
+
+def _media_key(stored_at: str | None) -> str | None:
+    """The object key in an `s3://bucket/key` location; only keys the processor writes (media/...)."""
+    if not stored_at or not stored_at.startswith("s3://"):
+        return None
+    _, _, key = stored_at.removeprefix("s3://").partition("/")
+    return key if key.startswith("media/") else None
+
+
+def _too_large(size: int) -> str:
+    return (
+        f"the media is {size} bytes, more than the {MAX_MEDIA_BYTES} bytes (4 MB) the API can return "
+        "in one response"
+    )
 
 
 def preview(
