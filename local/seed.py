@@ -27,8 +27,13 @@ OUR_NUMBERS = [
     OurNumber(number="+14155550148", carrier="aws", owner="dev"),
     # Quiet hours of its own (the organisation's are off locally): tests/e2e/test_quiet_hours.py.
     OurNumber(number="+14155550160", carrier="twilio", owner="dev", quiet_hours="21:00-08:00"),
-    # A known rate of 5 segments a second: `make bench` sends a burst from it (bench/local_burst.py).
+    # A known rate of 5 segments a second: the e2e tests that need a quick sender use it.
     OurNumber(number="+14155550161", carrier="twilio", owner="dev", rate_per_second=5.0),
+    # `make bench`'s pair (bench/local_burst.py): the first has no practical limit, so a burst from it
+    # measures what the local stack itself can send; the second's 2 a second sits well inside that, so
+    # a burst from it measures the limiter rather than the machine.
+    OurNumber(number="+14155550164", carrier="twilio", owner="dev", rate_per_second=1000.0),
+    OurNumber(number="+14155550165", carrier="twilio", owner="dev", rate_per_second=2.0),
     # Auto-log: texts through the first reach the CRM as they come; through the second, only when a
     # person asks (`POST /v1/crm/log`). The others follow the organisation (nightly).
     OurNumber(number="+14155550162", carrier="twilio", owner="dev", auto_log=AutoLog.IMMEDIATE),

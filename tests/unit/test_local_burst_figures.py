@@ -6,9 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bench.local_burst import achieved_rate, longest_gap, summarize
+from bench.local_burst import HEADROOM, achieved_rate, longest_gap, summarize, throughput
 
 START = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+FAST = 20.0  # the stack's own pace in these runs: well over HEADROOM x 5/s
 
 
 def ideal(texts: int, rate: float) -> list[float]:
@@ -44,7 +45,9 @@ def test_no_texts_or_one_text_give_no_rate_to_speak_of() -> None:
 
 
 def test_the_perfect_run_passes() -> None:
-    report = summarize(texts=60, rate=5.0, accepted=60, failed=0, received=received(ideal(60, 5.0)))
+    report = summarize(
+        texts=60, rate=5.0, accepted=60, failed=0, received=received(ideal(60, 5.0)), capacity=FAST
+    )
     assert (report.received, report.duplicates, report.failed) == (60, 0, 0)
     assert report.ratio == pytest.approx(1.0)
     assert report.ok
@@ -53,7 +56,7 @@ def test_the_perfect_run_passes() -> None:
 def test_a_duplicate_is_counted_and_fails_the_run_but_does_not_inflate_the_rate() -> None:
     copies = received(ideal(60, 5.0))
     copies.append((copies[10][0], START + timedelta(seconds=30)))  # a second copy, much later
-    report = summarize(texts=60, rate=5.0, accepted=60, failed=0, received=copies)
+    report = summarize(texts=60, rate=5.0, accepted=60, failed=0, received=copies, capacity=FAST)
     assert (report.received, report.duplicates) == (60, 1)
     assert report.span_seconds == pytest.approx(11.0)  # each text's first copy sets its time
     assert not report.ok
@@ -61,14 +64,36 @@ def test_a_duplicate_is_counted_and_fails_the_run_but_does_not_inflate_the_rate(
 
 def test_a_dropped_or_failed_text_fails_the_run() -> None:
     arrivals = ideal(60, 5.0)
-    dropped = summarize(texts=60, rate=5.0, accepted=60, failed=0, received=received(arrivals[:-1]))
+    dropped = summarize(
+        texts=60, rate=5.0, accepted=60, failed=0, received=received(arrivals[:-1]), capacity=FAST
+    )
     assert dropped.received == 59 and not dropped.ok
-    failed = summarize(texts=60, rate=5.0, accepted=60, failed=1, received=received(arrivals))
+    failed = summarize(texts=60, rate=5.0, accepted=60, failed=1, received=received(arrivals), capacity=FAST)
     assert not failed.ok
 
 
 def test_six_percent_slow_is_outside_the_tolerance_and_four_percent_is_inside() -> None:
     for stretch, ok in ((1 / 0.94, False), (1 / 0.96, True)):
         arrivals = [t * stretch for t in ideal(60, 5.0)]
-        report = summarize(texts=60, rate=5.0, accepted=60, failed=0, received=received(arrivals))
+        report = summarize(
+            texts=60, rate=5.0, accepted=60, failed=0, received=received(arrivals), capacity=FAST
+        )
         assert report.ok is ok, report
+
+
+def test_the_stacks_own_pace_is_the_texts_after_the_first_over_the_time_they_took() -> None:
+    assert throughput(received([0.0, 0.1, 0.2, 0.3, 0.4])) == pytest.approx(10.0)
+    copies = received([0.0, 0.5, 1.0])
+    copies.append((copies[0][0], START + timedelta(seconds=9)))  # a late second copy changes nothing
+    assert throughput(copies) == pytest.approx(2.0)
+    assert throughput([]) == throughput(received([1.0])) == 0.0
+
+
+def test_a_perfect_limiter_on_a_stack_too_slow_for_its_rate_is_not_judged_a_pass() -> None:
+    """At a limit near the stack's own pace, the run measures the machine: the verdict must say no."""
+    arrivals = received(ideal(60, 5.0))
+    slow = summarize(texts=60, rate=5.0, accepted=60, failed=0, received=arrivals, capacity=6.0)
+    assert slow.ratio == pytest.approx(1.0)
+    assert not slow.machine_fast_enough and not slow.ok
+    just = summarize(texts=60, rate=5.0, accepted=60, failed=0, received=arrivals, capacity=HEADROOM * 5.0)
+    assert just.machine_fast_enough and just.ok
