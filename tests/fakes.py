@@ -445,6 +445,9 @@ class InMemoryOptOuts:
     def get(self, customer_number: str) -> OptOut | None:
         return self.items.get(customer_number)
 
+    def get_many(self, customer_numbers: list[str]) -> list[OptOut]:
+        return [self.items[n] for n in dict.fromkeys(customer_numbers) if n in self.items]
+
     def record(
         self,
         customer_number: str,

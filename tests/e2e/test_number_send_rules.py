@@ -35,6 +35,10 @@ def test_stop_to_a_per_number_line_stops_its_texts_but_not_those_of_our_other_nu
     blocked = stack.message(str(_send(stack, customer, "Your ticket is closed", SUPPORT)["message_id"]))
     assert blocked["status"] == "suppressed"
     assert blocked["error_reason"] == f"the recipient has opted out of messages from {SUPPORT}"
+    # The inbox shows the opt-out as this line's alone.
+    listed = stack.api("GET", "/v1/conversations", params={"status": "all", "limit": 100}).json()
+    (conversation,) = [c for c in listed["conversations"] if c["customer_number"] == customer]
+    assert (conversation["opted_out"], conversation["opted_out_of"]) == (False, [SUPPORT])
 
     allowed = _send(stack, customer, "Your order has shipped", OUR_NUMBER)
     delivered = stack.wait_status(str(allowed["message_id"]), "delivered")

@@ -201,6 +201,14 @@ def test_the_digest_posts_one_record_per_conversation_per_day_and_reruns_change_
     }
 
 
+def _consent(stack: Stack, customer: str) -> tuple[bool, list[str]]:
+    """(opted out of all our numbers, our numbers opted out of one by one), as the inbox list says."""
+    listed = stack.api("GET", "/v1/conversations", params={"status": "all", "limit": 100})
+    assert listed.status_code == 200, listed.text
+    (conversation,) = [c for c in listed.json()["conversations"] if c["customer_number"] == customer]
+    return conversation["opted_out"], conversation["opted_out_of"]
+
+
 def test_stop_gets_one_confirmation_suppresses_later_sends_and_start_restores_them(stack: Stack) -> None:
     customer = "+14155550150"
     assert (
@@ -219,9 +227,14 @@ def test_stop_gets_one_confirmation_suppresses_later_sends_and_start_restores_th
     suppressed = stack.message(blocked.json()["messages"][0]["message_id"])
     assert suppressed["status"] == "suppressed"
     assert "opted out" in suppressed["error_reason"]
+    # The inbox says so wherever the conversation shows: its list and a search for the number.
+    assert _consent(stack, customer) == (True, [])
+    found = stack.api("GET", "/v1/conversations", params={"q": customer[1:]}).json()["conversations"]
+    assert [(c["customer_number"], c["opted_out"]) for c in found] == [(customer, True)]
 
     assert stack.cli("sim", "sms", "--from", customer, "--to", OUR_NUMBER, "--body", "START").returncode == 0
     wait_until(lambda: len(stack.sim_messages(customer)) == 2)  # the resubscribe confirmation
+    assert _consent(stack, customer) == (False, [])
     allowed = stack.api("POST", "/v1/messages", json={"to": [customer], "body": "Welcome back"})
     stack.wait_status(allowed.json()["messages"][0]["message_id"], "delivered")
     assert [m["body"] for m in stack.sim_messages(customer)][-1] == "Welcome back"

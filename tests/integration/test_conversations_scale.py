@@ -18,6 +18,7 @@ from parley.adapters.dynamo import (
     DynamoContacts,
     DynamoConversations,
     DynamoNumbers,
+    DynamoOptOuts,
     DynamoSearch,
     iso,
 )
@@ -126,6 +127,7 @@ def service() -> ConversationService:
         contacts=contacts,
         linker=conversations,
         records=RecordService(contacts, lambda: T0),
+        opt_outs=DynamoOptOuts(),
     )
 
 

@@ -16,7 +16,14 @@ from parley.ports import ConversationDelta, ConversationFilter
 from parley.services.conversations import AlreadyLinked, ConversationService, conversation_filter
 from parley.services.inbox import NotFound
 from parley.services.records import RecordService
-from tests.fakes import T0, InMemoryContacts, InMemoryConversations, InMemoryNumbers, InMemorySearch
+from tests.fakes import (
+    T0,
+    InMemoryContacts,
+    InMemoryConversations,
+    InMemoryNumbers,
+    InMemoryOptOuts,
+    InMemorySearch,
+)
 
 SALES = Caller("ann", frozenset({"sales"}))
 BOTH = Caller("bea", frozenset({"sales", "support"}))
@@ -30,6 +37,7 @@ class Setup:
         self.search = InMemorySearch()
         self.contacts = InMemoryContacts()
         self.numbers = InMemoryNumbers()
+        self.opt_outs = InMemoryOptOuts()
         self.numbers.save(OurNumber(number="+14155550001", carrier="fake", team="sales"))
         self.numbers.save(OurNumber(number="+14155550002", carrier="fake", team="support"))
         self.service = ConversationService(
@@ -40,6 +48,7 @@ class Setup:
             contacts=self.contacts,
             linker=self.conversations,
             records=RecordService(self.contacts, lambda: T0),
+            opt_outs=self.opt_outs,
         )
         self.minute = 0
 
@@ -116,6 +125,31 @@ def test_filters_keep_only_what_they_say_and_pages_may_be_short_but_go_on() -> N
     assert _all(s, SALES, ConversationFilter(owner="ann"), limit=4)[0] == ["+14155552003"]
     unread = _all(s, SALES, ConversationFilter(our_number="+14155550001", unread=True), limit=4)[0]
     assert unread == ["+14155552009", "+14155552007", "+14155552005"]
+
+
+def test_every_conversation_shown_says_whether_its_customer_opted_out_and_of_which_numbers() -> None:
+    """Consent lives in the opt-out record, not the conversation: lists, search and the one-conversation
+    answers all read it, so a STOP shows wherever the thread does, and START clears it."""
+    s = Setup()
+    for number in ("+14155554000", "+14155554001", "+14155554002"):
+        s.text(number, "sales")
+    s.opt_outs.record("+14155554000", opted_out=True, source="keyword", at=T0, detail="STOP")
+    s.opt_outs.record(
+        "+14155554001", opted_out=True, source="keyword", at=T0, detail="STOP", number="+14155550001"
+    )
+    page = s.service.list(SALES, ConversationFilter(), limit=10, cursor=None)
+    shown = {c.customer_number: (c.opted_out, c.opted_out_of) for c in page.conversations}
+    assert shown == {
+        "+14155554000": (True, []),
+        "+14155554001": (False, ["+14155550001"]),
+        "+14155554002": (False, []),
+    }
+    found = s.service.search(SALES, "4155554000", limit=10, cursor=None).conversations
+    assert [(c.customer_number, c.opted_out) for c in found] == [("+14155554000", True)]
+    assert s.service.close(SALES, "+14155554000").opted_out
+    assert s.service.mark_read(SALES, "+14155554001").opted_out_of == ["+14155550001"]
+    s.opt_outs.record("+14155554000", opted_out=False, source="keyword", at=T0, detail="START")
+    assert not s.service.reopen(SALES, "+14155554000").opted_out
 
 
 def test_closed_conversations_are_hidden_by_default_and_a_new_text_reopens_them() -> None:

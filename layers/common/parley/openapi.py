@@ -28,7 +28,7 @@ from parley.domain.encoding import SegmentInfo
 from parley.domain.models import (
     AutoLog,
     ContactRecord,
-    Conversation,
+    ConversationView,
     Message,
     MessageStatus,
     OurNumber,
@@ -202,7 +202,7 @@ class ConversationPage(BaseModel):
     matched). A page reads at most `limit` index items per team, so with a filter or a search it
     may hold fewer than `limit`, even none, and still have a cursor."""
 
-    conversations: list[Conversation]
+    conversations: list[ConversationView]
     cursor: str | None = Field(description="Pass back as `cursor` for the next page; null on the last.")
 
 
@@ -230,7 +230,7 @@ class ConversationContact(NewRecord):
 
 class ContactAdded(BaseModel):
     record: ContactRecord
-    conversation: Conversation
+    conversation: ConversationView
 
 
 class MessagePage(BaseModel):
@@ -566,19 +566,19 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "post", "/v1/conversations/{number}/read", "mark_conversation_read", tag="conversations",
         summary="Mark a conversation read (reading its messages doesn't)",
-        status=200, answer=Conversation, answer_description="The conversation, read.",
+        status=200, answer=ConversationView, answer_description="The conversation, read.",
         errors=(404,),
     ),
     Operation(
         "post", "/v1/conversations/{number}/close", "close_conversation", tag="conversations",
         summary="Close a conversation: hidden from the default list until a new text or a reopen",
-        status=200, answer=Conversation, answer_description="The conversation, closed.",
+        status=200, answer=ConversationView, answer_description="The conversation, closed.",
         errors=(404,),
     ),
     Operation(
         "post", "/v1/conversations/{number}/reopen", "reopen_conversation", tag="conversations",
         summary="Reopen a closed conversation",
-        status=200, answer=Conversation, answer_description="The conversation, open.",
+        status=200, answer=ConversationView, answer_description="The conversation, open.",
         errors=(404,),
     ),
     Operation(

@@ -159,6 +159,11 @@ class PartStore(Protocol):
 class OptOutRepository(Protocol):
     def get(self, customer_number: str) -> OptOut | None: ...
 
+    def get_many(self, customer_numbers: list[str]) -> list[OptOut]:
+        """The records of those that have one, for display: read in batches, not necessarily the
+        latest write (a send checks consent with `get`)."""
+        ...
+
     def record(
         self,
         customer_number: str,

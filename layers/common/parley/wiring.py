@@ -344,6 +344,7 @@ class Container:
             contacts=self.contacts,
             linker=self.conversations,
             records=self.records,
+            opt_outs=self.opt_outs,
             region=self.settings.default_region,
         )
 

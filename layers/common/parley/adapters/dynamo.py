@@ -1027,6 +1027,15 @@ class DynamoOptOuts:
         except OptOutItem.DoesNotExist:
             return None
 
+    def get_many(self, customer_numbers: list[str]) -> list[OptOut]:
+        numbers = list(dict.fromkeys(customer_numbers))
+        found: list[OptOut] = []
+        for start in range(0, len(numbers), 100):  # BatchGetItem's limit
+            found += [
+                OptOut.model_validate(i.doc) for i in OptOutItem.batch_get(numbers[start : start + 100])
+            ]
+        return found
+
     def record(
         self,
         customer_number: str,

@@ -252,6 +252,14 @@ class Conversation(BaseModel):
     conflict_candidates: list[str] = Field(default_factory=list)
 
 
+class ConversationView(Conversation):
+    """A conversation as the inbox shows it: with the customer's consent, which lives in their opt-out
+    record (it outlives the conversation, and one STOP covers every thread), read when it is shown."""
+
+    opted_out: bool = False  # from all our numbers
+    opted_out_of: list[str] = Field(default_factory=list)  # our numbers they opted out of one by one
+
+
 RecordType = Literal["contact", "account", "opportunity", "lead"]
 RECORD_TYPES: tuple[RecordType, ...] = ("contact", "account", "opportunity", "lead")  # routing's order
 

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import builtins
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from parley.access import Caller
-from parley.domain.models import ContactRecord, Conversation
+from parley.domain.models import ContactRecord, Conversation, ConversationView, OptOut
 from parley.domain.phone import InvalidPhoneNumber, normalize_e164
 from parley.domain.search import SearchQuery, parse_query
 from parley.ports import (
@@ -29,6 +30,7 @@ from parley.ports import (
     ConversationRepository,
     IndexSlice,
     NumberRepository,
+    OptOutRepository,
     SearchHit,
     SearchIndex,
 )
@@ -47,7 +49,7 @@ class AlreadyLinked(Exception):
 
 @dataclass(frozen=True)
 class ConversationPage:
-    conversations: list[Conversation]
+    conversations: list[ConversationView]
     cursor: str | None
 
 
@@ -138,9 +140,11 @@ class ConversationService:
         contacts: ContactRepository,
         linker: ConversationLinker,
         records: RecordService,
+        opt_outs: OptOutRepository,
         region: str = "US",
     ) -> None:
         self._conversations = conversations
+        self._opt_outs = opt_outs
         self._browser = browser
         self._search = search
         self._numbers = numbers
@@ -176,7 +180,7 @@ class ConversationService:
             t: self._browser.slice_by_activity(t, where, start=p, limit=limit) for t, p in starts.items()
         }
         items, positions = merge(slices, starts, limit, descending=True)
-        return ConversationPage(items, Positions("activity", positions).encode())
+        return ConversationPage(self._shown(items), Positions("activity", positions).encode())
 
     def search(
         self,
@@ -205,32 +209,41 @@ class ConversationService:
         items = [
             found[n] for n in numbers if n in found and caller.sees(found[n].team) and keeps(where, found[n])
         ]
-        return ConversationPage(items, Positions(kind, positions).encode())
+        return ConversationPage(self._shown(items), Positions(kind, positions).encode())
 
     @staticmethod
     def _counts(query: SearchQuery, hit: SearchHit) -> bool:
         return query.matches(hit.customer_number, hit.name, hit.term)
 
+    def _shown(self, conversations: Sequence[Conversation]) -> builtins.list[ConversationView]:
+        """With each customer's consent: one batch read of the opt-out records for the page."""
+        if not conversations:
+            return []
+        consent = {
+            o.customer_number: o for o in self._opt_outs.get_many([c.customer_number for c in conversations])
+        }
+        return [with_consent(c, consent.get(c.customer_number)) for c in conversations]
+
     # -- one conversation -------------------------------------------------------------------------
-    def get(self, caller: Caller, number: str) -> Conversation:
+    def get(self, caller: Caller, number: str) -> ConversationView:
         customer_number = self._number(number)
         conversation = self._conversations.get(customer_number)
         if conversation is None or not caller.sees(conversation.team):
             raise NotFound(f"no conversation with {number}")
-        return conversation
+        return with_consent(conversation, self._opt_outs.get(customer_number))
 
-    def mark_read(self, caller: Caller, number: str) -> Conversation:
+    def mark_read(self, caller: Caller, number: str) -> ConversationView:
         conversation = self.get(caller, number)
         self._browser.mark_read(conversation.customer_number)
         return conversation.model_copy(update={"unread_count": 0})
 
-    def close(self, caller: Caller, number: str) -> Conversation:
+    def close(self, caller: Caller, number: str) -> ConversationView:
         return self._set_closed(caller, number, True)
 
-    def reopen(self, caller: Caller, number: str) -> Conversation:
+    def reopen(self, caller: Caller, number: str) -> ConversationView:
         return self._set_closed(caller, number, False)
 
-    def _set_closed(self, caller: Caller, number: str, closed: bool) -> Conversation:
+    def _set_closed(self, caller: Caller, number: str, closed: bool) -> ConversationView:
         conversation = self.get(caller, number)
         self._browser.set_closed(conversation.customer_number, closed)
         return conversation.model_copy(update={"closed": closed})
@@ -287,6 +300,15 @@ class ConversationService:
             return normalize_e164(raw, region=self._region, require_mobile=False)
         except InvalidPhoneNumber as exc:
             raise NotFound(f"no conversation with {raw}: {exc}") from exc
+
+
+def with_consent(conversation: Conversation, opt_out: OptOut | None) -> ConversationView:
+    """The conversation as shown: whether its customer opted out, from all our numbers or some."""
+    return ConversationView(
+        **dict(conversation),
+        opted_out=opt_out is not None and opt_out.opted_out,
+        opted_out_of=list(opt_out.numbers) if opt_out is not None else [],
+    )
 
 
 def keeps(where: ConversationFilter, conversation: Conversation) -> bool:
