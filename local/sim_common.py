@@ -352,6 +352,7 @@ class Simulator(ABC, Generic[ApiError]):
     send_inbound: Callable[..., dict[str, Any]]  # a phone texting us: (from_, to, body, *, repeat, ...)
     api_errors: tuple[type[ApiError], ...] = ()
     inbound_media = True  # /_inbound takes "media_urls" and "media"
+    inbound_lost = False  # /_inbound takes "lost": keep the text, post no webhook (the carrier won't retry)
     control_empty_body = b"null"  # what an empty control-plane body reads as
 
     def __init__(
@@ -482,7 +483,14 @@ class Simulator(ABC, Generic[ApiError]):
             raise BadControlRequest("'body' must be a string")
         if not isinstance(media_urls, list) or not all(isinstance(u, str) for u in media_urls):
             raise BadControlRequest("'media_urls' must be a list of strings")
-        media = {"media_urls": media_urls} if self.inbound_media else {}
+        media: dict[str, Any] = {"media_urls": media_urls} if self.inbound_media else {}
+        lost = data.get("lost", False)
+        if not isinstance(lost, bool):
+            raise BadControlRequest("'lost' must be true or false")
+        if lost and not self.inbound_lost:
+            raise BadControlRequest("this simulator can't lose a webhook: its carrier retries them")
+        if lost:
+            media["lost"] = True
         try:
             result = self.send_inbound(from_, to, body, repeat=data.get("repeat", 1), **media)
         except ValueError as exc:

@@ -10,12 +10,18 @@ Mounted as a WSGI app (e.g. at ``/_sim/twilio``); paths below are relative to th
 Twilio API (HTTP Basic ``account_sid:auth_token``):
     POST /2010-04-01/Accounts/{sid}/Messages.json              create (201) or a Twilio error
     GET  /2010-04-01/Accounts/{sid}/Messages/{MessageSid}.json  fetch, or 404 code 20404
-    GET  /2010-04-01/Accounts/{sid}/Messages.json?To=&From=     {"messages": [...]}, newest first
+    GET  /2010-04-01/Accounts/{sid}/Messages.json?To=&From=&DateSent>=&PageSize=&Page=
+                                                                {"messages": [...]}, newest first,
+                                                                outbound and received texts alike
+    GET  /2010-04-01/Accounts/{sid}/Messages/{MessageSid}/Media.json   a received text's media list
+    GET  /2010-04-01/Accounts/{sid}/Messages/{MessageSid}/Media/{MediaSid}   307 to the picture
 Control plane (no auth; JSON):
     POST /_faults   {"kind", "count", "to", "error_code", "hold_seconds"} → 201 with the fault
     GET  /_faults   active faults with remaining counts;  DELETE /_faults clears (and releases holds)
-    POST /_inbound  {"from", "to", "body", "media_urls", "media", "repeat"} → a phone texting us
-                    ("media": true attaches this simulator's /_media/parley.png)
+    POST /_inbound  {"from", "to", "body", "media_urls", "media", "repeat", "lost"} → a phone texting
+                    us ("media": true attaches this simulator's /_media/parley.png; "lost": true
+                    keeps the text in the account but never posts its webhook, as when our
+                    endpoint was down: Twilio does not retry it)
     GET  /_media/<name>  the picture a phone attached (local.sim_media), no auth
     GET  /_messages every accepted outbound message with its callbacks and `received_at` (when the
                     simulator accepted it: ISO 8601, microseconds, real time); DELETE resets everything
@@ -42,6 +48,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import requests
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
@@ -98,6 +105,16 @@ _URLS = Map(
         Rule(
             f"/{API_VERSION}/Accounts/<account_sid>/Messages/<message_sid>.json",
             endpoint="message",
+            methods=["GET"],
+        ),
+        Rule(
+            f"/{API_VERSION}/Accounts/<account_sid>/Messages/<message_sid>/Media.json",
+            endpoint="media_list",
+            methods=["GET"],
+        ),
+        Rule(
+            f"/{API_VERSION}/Accounts/<account_sid>/Messages/<message_sid>/Media/<media_sid>",
+            endpoint="media_item",
             methods=["GET"],
         ),
         Rule("/_faults", endpoint="faults", methods=["GET", "POST", "DELETE"]),
@@ -160,6 +177,7 @@ class SimulatedTwilio(Simulator[TwilioApiError]):
 
     urls = _URLS
     api_errors = (TwilioApiError,)
+    inbound_lost = True
 
     def __init__(
         self,
@@ -177,6 +195,7 @@ class SimulatedTwilio(Simulator[TwilioApiError]):
         self._auth_token = auth_token
         self.webhook_base_url = webhook_base_url.rstrip("/")
         self._messages: dict[str, _Stored] = {}
+        self._received: dict[str, dict[str, Any]] = {}  # texts phones sent us, as Twilio lists them
 
     @property
     def inbound_url(self) -> str:
@@ -235,6 +254,7 @@ class SimulatedTwilio(Simulator[TwilioApiError]):
         """Forget messages and faults; pending callbacks of forgotten messages stop."""
         with self._lock:
             self._messages.clear()
+            self._received.clear()
         self._faults.clear()
 
     # --- Python API: a phone texting us -------------------------------------------------------
@@ -247,8 +267,10 @@ class SimulatedTwilio(Simulator[TwilioApiError]):
         *,
         media_urls: Sequence[str] = (),
         repeat: int = 1,
+        lost: bool = False,
     ) -> dict[str, Any]:
-        """Post a signed, Twilio-shaped inbound text `repeat` times (one MessageSid: a carrier retry)."""
+        """Post a signed, Twilio-shaped inbound text `repeat` times (one MessageSid: a carrier retry).
+        Either way the account keeps it, as Twilio does; `lost` posts nothing (our endpoint was down)."""
         if not from_ or not to:
             raise ValueError("'from' and 'to' are required")
         check_repeat(repeat, MAX_INBOUND_REPEAT)
@@ -256,6 +278,10 @@ class SimulatedTwilio(Simulator[TwilioApiError]):
             raise ValueError(f"at most {MAX_MEDIA} media URLs")
         sid = f"SM{uuid.uuid4().hex}"
         form = self._inbound_form(sid, from_, to, body, media_urls)
+        self._keep_received(sid, from_, to, body, media_urls)
+        if lost:
+            logger.info("sim twilio: inbound %s %s -> %s kept, its webhook lost", sid, from_, to)
+            return {"message_sid": sid, "responses": []}
         url = self.inbound_url
 
         def failed(exc: requests.RequestException) -> None:
@@ -264,6 +290,39 @@ class SimulatedTwilio(Simulator[TwilioApiError]):
         responses = [self._post(url, form, retries=0, failed=failed).response_code for _ in range(repeat)]
         logger.info("sim twilio: inbound %s %s -> %s answered %s", sid, from_, to, responses)
         return {"message_sid": sid, "responses": responses}
+
+    def _keep_received(self, sid: str, from_: str, to: str, body: str, media_urls: Sequence[str]) -> None:
+        now = _rfc2822(datetime.now(UTC))
+        base_uri = f"/{API_VERSION}/Accounts/{self.account_sid}/Messages/{sid}"
+        resource: dict[str, Any] = {
+            "sid": sid,
+            "account_sid": self.account_sid,
+            "api_version": API_VERSION,
+            "to": to,
+            "from": from_,
+            "messaging_service_sid": None,
+            "body": body,
+            "status": "received",
+            "num_segments": str(count_segments(body)),
+            "num_media": str(len(media_urls)),
+            "direction": "inbound",
+            "date_created": now,
+            "date_updated": now,
+            "date_sent": now,
+            "error_code": None,
+            "error_message": None,
+            "price": None,
+            "price_unit": "USD",
+            "uri": f"{base_uri}.json",
+            "subresource_uris": {"media": f"{base_uri}/Media.json"},
+            "_media": [
+                (f"ME{uuid.uuid5(uuid.NAMESPACE_URL, sid + str(i)).hex}", url)
+                for i, url in enumerate(media_urls)
+            ],
+            "_at": datetime.now(UTC).isoformat(timespec="microseconds"),
+        }
+        with self._lock:
+            self._received[sid] = resource
 
     def _inbound_form(
         self, sid: str, from_: str, to: str, body: str, media_urls: Sequence[str]
@@ -460,8 +519,14 @@ class SimulatedTwilio(Simulator[TwilioApiError]):
         if endpoint == "message":
             found = self.message(str(args["message_sid"]))
             if found is None:
-                raise TwilioApiError(404, 20404, f"The requested resource {request.path} was not found")
+                with self._lock:
+                    received = self._received.get(str(args["message_sid"]))
+                if received is None:
+                    raise TwilioApiError(404, 20404, f"The requested resource {request.path} was not found")
+                return json_response(_public(received))
             return json_response(_public(found))
+        if endpoint in ("media_list", "media_item"):
+            return self._media(request, str(args["message_sid"]), args.get("media_sid"))
         if request.method == "POST":
             return self._post_message(request)
         return self._list_messages(request)
@@ -493,30 +558,75 @@ class SimulatedTwilio(Simulator[TwilioApiError]):
     def _list_messages(self, request: Request) -> Response:
         to = request.args.get("To")
         from_ = request.args.get("From")
+        day = request.args.get("DateSent>")
         try:
             page_size = max(1, min(1000, int(request.args.get("PageSize", "50"))))
+            page = max(0, int(request.args.get("Page", "0")))
         except ValueError as exc:
-            raise TwilioApiError(400, 20001, "PageSize must be an integer") from exc
-        found = [_public(m) for m in reversed(self.messages(to)) if from_ is None or m["from"] == from_][
-            :page_size
+            raise TwilioApiError(400, 20001, "PageSize and Page must be integers") from exc
+        with self._lock:
+            received = [dict(r) for r in self._received.values()]
+        every = [*(_public(m) | {"_at": m["received_at"]} for m in self.messages(to)), *received]
+        chosen = [
+            m
+            for m in every
+            if (to is None or m["to"] == to)
+            and (from_ is None or m["from"] == from_)
+            and (day is None or _day(m) >= day)
         ]
+        chosen.sort(key=lambda m: str(m["_at"]), reverse=True)  # newest first, as Twilio lists
+        found = [_public(m) for m in chosen[page * page_size : (page + 1) * page_size]]
         uri = f"/{API_VERSION}/Accounts/{self.account_sid}/Messages.json"
+        query = urlencode([(k, v) for k, v in (("To", to), ("From", from_), ("DateSent>", day)) if v])
+        more = (page + 1) * page_size < len(chosen)
+
+        def page_uri(n: int) -> str:
+            return f"{uri}?{query + '&' if query else ''}PageSize={page_size}&Page={n}"
+
         return json_response(
             {
                 "messages": found,
-                "end": max(0, len(found) - 1),
-                "first_page_uri": f"{uri}?PageSize={page_size}&Page=0",
-                "next_page_uri": None,
-                "previous_page_uri": None,
-                "page": 0,
+                "end": max(0, page * page_size + len(found) - 1),
+                "first_page_uri": page_uri(0),
+                "next_page_uri": page_uri(page + 1) if more else None,
+                "previous_page_uri": page_uri(page - 1) if page > 0 else None,
+                "page": page,
                 "page_size": page_size,
-                "start": 0,
-                "uri": f"{uri}?PageSize={page_size}&Page=0",
+                "start": page * page_size,
+                "uri": page_uri(page),
             }
         )
+
+    def _media(self, request: Request, message_sid: str, media_sid: str | None) -> Response:
+        """A received text's media list, or a 307 to one picture (Twilio redirects to its CDN)."""
+        with self._lock:
+            received = self._received.get(message_sid)
+        if received is None:
+            raise TwilioApiError(404, 20404, f"The requested resource {request.path} was not found")
+        base_uri = f"/{API_VERSION}/Accounts/{self.account_sid}/Messages/{message_sid}/Media"
+        if media_sid is None:
+            media_list = [
+                {
+                    "sid": sid,
+                    "parent_sid": message_sid,
+                    "content_type": mimetypes.guess_type(url)[0] or "image/jpeg",
+                    "uri": f"{base_uri}/{sid}.json",
+                }
+                for sid, url in received["_media"]
+            ]
+            return json_response({"media_list": media_list, "page": 0, "next_page_uri": None})
+        for sid, url in received["_media"]:
+            if sid == media_sid:
+                return Response(status=307, headers={"Location": url})
+        raise TwilioApiError(404, 20404, f"The requested resource {request.path} was not found")
+
+
+def _day(message: Mapping[str, Any]) -> str:
+    """The UTC day a listed message was sent (or created), as Twilio's DateSent filter compares it."""
+    return str(message["_at"])[:10]
 
 
 def _public(message: Mapping[str, Any]) -> dict[str, Any]:
     """The resource as Twilio's API shows it (without the simulator's bookkeeping)."""
-    bookkeeping = ("status_callback", "media_urls", "callbacks", "received_at")
+    bookkeeping = ("status_callback", "media_urls", "callbacks", "received_at", "_media", "_at")
     return {k: v for k, v in message.items() if k not in bookkeeping}

@@ -283,6 +283,9 @@ class InMemoryMessages:
         found = self.items.get(message_id)
         return found.model_copy(deep=True) if found else None
 
+    def existing(self, message_ids: Sequence[str]) -> set[str]:
+        return {i for i in message_ids if i in self.items}
+
     def insert(self, message: Message) -> bool:
         if message.message_id in self.items:
             return False

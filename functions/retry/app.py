@@ -1,5 +1,6 @@
-"""Retry queue consumer (backed-off attempts) and the frequent sweep (parked receipts, due messages,
-stuck sends, and the dead-letter queues drained into failed messages)."""
+"""Retry queue consumer (backed-off attempts), the frequent sweep (parked receipts, due messages,
+stuck sends, and the dead-letter queues drained into failed messages), and the sweep for texts whose
+webhook never reached us (asked of the carriers that can list what they received)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,10 @@ def handler(event: dict[str, Any], context: Any) -> PartialItemFailureResponse |
     if "Records" in event:
         observe_batch(container().metrics, "retry", event)
         return process_partial_response(event=event, record_handler=process, processor=batch, context=context)
+    if event.get("task") == "missed-inbound":  # the MissedInbound schedule
+        report = container().missed_inbound.run().as_dict()
+        logger.info("missed-webhook sweep finished", extra=report)
+        return report
     app = container()
     result = {
         "receipts_applied": app.processor.sweep_parked(),

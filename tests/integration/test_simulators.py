@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, parse_qsl, quote
 
@@ -27,6 +28,7 @@ from werkzeug.wrappers import Request, Response
 
 from local.sim_crm import SimulatedCrm
 from local.sim_twilio import SimulatedTwilio
+from parley.carriers.twilio import TwilioCarrier, TwilioLookupError
 from parley.config import Settings
 from parley.crm.registry import UnknownCrm, build_crm
 from parley.crm.webhook import CrmError, WebhookCrm, sign, verify
@@ -441,6 +443,71 @@ def test_inbound_is_signed_with_blank_fields_and_repeated(
         # dropping the blank fields (parse_qs's default) breaks the signature: blanks are signed
         lossy = {k: v[0] for k, v in parse_qs(post.raw_body).items()}
         assert "ToCity" not in lossy and not validator.validate(url, lossy, post.signature)
+
+
+def test_a_lost_inbound_posts_nothing_but_twilio_lists_it_with_its_media(
+    sim: SimulatedTwilio, sim_url: str, receiver: Receiver, client: Client
+) -> None:
+    """The account keeps a text whose webhook never reached us; the SDK and our adapter both find it."""
+    since = datetime.now(UTC) - timedelta(minutes=5)
+    answer = requests.post(
+        f"{sim_url}/_inbound",
+        json={
+            "from": CUSTOMER,
+            "to": OUR_NUMBER,
+            "body": "Did you get my photo?",
+            "media_urls": ["https://media.example.com/cat.png"],
+            "lost": True,
+        },
+        timeout=5,
+    )
+    assert answer.status_code == 200 and answer.json()["responses"] == []
+    sid = answer.json()["message_sid"]
+    assert receiver.captured() == []
+
+    (listed,) = client.messages.list(to=OUR_NUMBER)
+    assert (listed.sid, listed.direction, listed.status, listed.from_) == (
+        sid,
+        "inbound",
+        "received",
+        CUSTOMER,
+    )
+    (media,) = client.messages(sid).media.list()
+    assert media.content_type == "image/png"
+
+    (found,) = TwilioCarrier(ACCOUNT_SID, AUTH_TOKEN, api_base=sim_url).list_received(OUR_NUMBER, since)
+    assert (found.carrier_message_id, found.from_number, found.to_number) == (sid, CUSTOMER, OUR_NUMBER)
+    assert (found.body, found.segments) == ("Did you get my photo?", 1)
+    assert since <= found.received_at <= datetime.now(UTC)
+    (picture,) = found.media
+    assert picture.content_type == "image/png"
+    redirect = requests.get(picture.url, auth=(ACCOUNT_SID, AUTH_TOKEN), allow_redirects=False, timeout=5)
+    assert (redirect.status_code, redirect.headers["Location"]) == (307, "https://media.example.com/cat.png")
+
+
+def test_listing_received_texts_pages_through_and_keeps_out_our_own_and_other_numbers(
+    sim: SimulatedTwilio, sim_url: str, client: Client
+) -> None:
+    since = datetime.now(UTC) - timedelta(minutes=5)
+    for i in range(120):  # more than one page of 100
+        sim.send_inbound(f"+1415555{2000 + i:04d}", OUR_NUMBER, f"text {i}", lost=True)
+    sim.send_inbound(CUSTOMER, "+15005550007", "to another of our numbers", lost=True)
+    client.messages.create(to=CUSTOMER, from_=OUR_NUMBER, body="ours, outbound")
+
+    found = TwilioCarrier(ACCOUNT_SID, AUTH_TOKEN, api_base=sim_url).list_received(OUR_NUMBER, since)
+    assert sorted(f.body for f in found) == sorted(f"text {i}" for i in range(120))
+    assert [f.body for f in found[:2]] == ["text 119", "text 118"]  # newest first, as Twilio lists
+    later = TwilioCarrier(ACCOUNT_SID, AUTH_TOKEN, api_base=sim_url).list_received(
+        OUR_NUMBER, datetime.now(UTC) + timedelta(seconds=1)
+    )
+    assert later == []
+
+
+def test_listing_received_texts_raises_when_twilio_refuses(sim_url: str) -> None:
+    with pytest.raises(TwilioLookupError, match="401"):
+        TwilioCarrier(ACCOUNT_SID, "wrong-token", api_base=sim_url).list_received(
+            OUR_NUMBER, datetime.now(UTC) - timedelta(hours=1)
+        )
 
 
 @pytest.mark.parametrize(

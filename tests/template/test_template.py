@@ -323,6 +323,7 @@ def test_schedules_are_stage_scoped(cfn: dict[str, Any]) -> None:
     schedules = _of_type(cfn, "AWS::Scheduler::Schedule")
     assert set(schedules) == {
         "RetryFunctionSweep",
+        "RetryFunctionMissedInbound",
         "DigestFunctionNightly",
         "DigestFunctionCrmSync",
         "DigestFunctionRetention",
@@ -336,6 +337,10 @@ def test_schedules_are_stage_scoped(cfn: dict[str, Any]) -> None:
     sync = schedules["DigestFunctionCrmSync"]["Properties"]
     assert sync["ScheduleExpression"] == "rate(15 minutes)"
     assert json.loads(sync["Target"]["Input"]) == {"sync": "crm"}
+    missed = schedules["RetryFunctionMissedInbound"]["Properties"]
+    assert missed["ScheduleExpression"] == "rate(15 minutes)"  # the sweep looks back an hour
+    assert json.loads(missed["Target"]["Input"]) == {"task": "missed-inbound"}
+    assert _ref_target(missed["Target"]["Arn"]) == "RetryFunction"
 
 
 # ---------------------------------------------------------------- IAM

@@ -80,6 +80,10 @@ class MessageRepository(Protocol):
 
     def find_by_carrier_ref(self, carrier: str, carrier_message_id: str) -> Message | None: ...
 
+    def existing(self, message_ids: Sequence[str]) -> set[str]:
+        """Which of these ids are stored (batch reads, 100 ids each; not necessarily the latest write)."""
+        ...
+
     def list_for_conversation(
         self, customer_number: str, *, limit: int, cursor: str | None
     ) -> Page[Message]: ...

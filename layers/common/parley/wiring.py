@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from parley.services.inbound import InboundProcessor
     from parley.services.inbox import InboxQueries
     from parley.services.mailbox import Mailbox
+    from parley.services.missed_inbound import MissedInboundSweep
     from parley.services.record_sync import RecordSync
     from parley.services.records import RecordService
     from parley.services.resend import ResendService
@@ -256,6 +257,20 @@ class Container:
         from parley.services.resend import ResendService
 
         return ResendService(messages=self.messages, views=self.messages, sender=self.sender)
+
+    @cached_property
+    def missed_inbound(self) -> MissedInboundSweep:
+        """The sweep that asks carriers for texts whose webhook never reached us."""
+        from parley.services.missed_inbound import MissedInboundSweep
+
+        return MissedInboundSweep(
+            numbers=self.numbers,
+            carrier=self.carrier,
+            messages=self.messages,
+            inbound_queue=SqsQueue(self.settings.inbound_queue_url, self.settings.region),
+            clock=utc_now,
+            metrics=self.metrics,
+        )
 
     @cached_property
     def dead_letters(self) -> DeadLetterService:

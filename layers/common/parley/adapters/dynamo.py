@@ -536,6 +536,14 @@ class DynamoMessages:
             return self.get(item.message_id)  # re-read: the index is only eventually consistent
         return None
 
+    def existing(self, message_ids: Sequence[str]) -> set[str]:
+        ids = list(dict.fromkeys(message_ids))
+        found: set[str] = set()
+        for start in range(0, len(ids), 100):
+            batch = MessageItem.batch_get(ids[start : start + 100], attributes_to_get=["message_id"])
+            found.update(item.message_id for item in batch)
+        return found
+
     def _fetch(self, keys: list[MessageItem]) -> list[Message]:
         """The messages behind index entries, in the index's order (BatchGetItem, 100 keys a call)."""
         ids = list(dict.fromkeys(k.message_id for k in keys))

@@ -269,3 +269,15 @@ class SentLookup(Protocol):
     """
 
     def find_sent(self, text: OutboundText, since: datetime) -> SendAccepted | None: ...
+
+
+@runtime_checkable
+class ReceivedLookup(Protocol):
+    """Optional: the texts the carrier received for one of our numbers since a moment.
+
+    Twilio does not retry an inbound webhook that failed, so while our endpoint is down (or answers
+    5xx) its texts would never reach us. A sweep lists what the carrier received and stores what we
+    lack, through the same idempotent path as a webhook. Raises on failure: absence is never guessed.
+    """
+
+    def list_received(self, our_number: str, since: datetime) -> list[ParsedInbound]: ...

@@ -13,7 +13,7 @@ import hmac
 import json
 import logging
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qs, quote, urlsplit
@@ -127,6 +127,10 @@ def classify_error(code: str | None, http_status: int | None) -> tuple[FailureKi
     if code is not None:
         return FailureKind.PERMANENT, f"the carrier could not deliver the message (error {code})"
     return FailureKind.PERMANENT, "the carrier could not deliver the message"
+
+
+RECEIVED_PAGE_SIZE: Final = 100
+RECEIVED_PAGES: Final = 10  # per number and sweep: 1,000 texts in one window is far past any line's pace
 
 
 class TwilioLookupError(RuntimeError):
@@ -371,6 +375,101 @@ class TwilioCarrier:
                 status = item.get("status")
                 return SendAccepted(sid, status if isinstance(status, str) else "queued", None)
         return None
+
+    def list_received(self, our_number: str, since: datetime) -> list[ParsedInbound]:
+        """Texts Twilio received for `our_number` since `since`, newest first (ReceivedLookup).
+
+        Twilio filters by calendar day (UTC) and lists newest first, so paging stops at the first
+        text older than `since`; at most RECEIVED_PAGES pages a call. A text with pictures costs one
+        more request, for its media list.
+        """
+        params: dict[str, str] | None = {
+            "To": our_number,
+            "DateSent>": since.astimezone(UTC).strftime("%Y-%m-%d"),
+            "PageSize": str(RECEIVED_PAGE_SIZE),
+        }
+        url: str | None = self._url("Messages.json")
+        found: list[ParsedInbound] = []
+        for _ in range(RECEIVED_PAGES):
+            if url is None:
+                return found
+            page = self._get_json(url, params, "message list")
+            params = None  # the next page's URI carries them
+            listed = page.get("messages")
+            for item in listed if isinstance(listed, list) else []:
+                if not isinstance(item, dict):
+                    continue
+                sent = _rfc2822(item.get("date_sent")) or _rfc2822(item.get("date_created"))
+                if sent is not None and sent < since:
+                    return found
+                if item.get("direction") == "inbound" and sent is not None:
+                    found.append(self._listed_inbound(item, sent))
+            next_uri = page.get("next_page_uri")
+            url = (
+                f"{self.api_base}{next_uri}"
+                if isinstance(next_uri, str) and next_uri.startswith("/")
+                else None
+            )
+        logger.warning(
+            "twilio: more than %d received texts for %s since %s; the rest wait for the next sweep",
+            RECEIVED_PAGES * RECEIVED_PAGE_SIZE,
+            mask(our_number),
+            since.isoformat(),
+        )
+        return found
+
+    def _listed_inbound(self, item: Mapping[str, Any], sent: datetime) -> ParsedInbound:
+        sid = str(item.get("sid") or "")
+        if not sid:
+            raise TwilioLookupError("a listed message has no sid")
+        media: tuple[ParsedMedia, ...] = ()
+        if (_int_or_none(str(item.get("num_media") or "0")) or 0) > 0:
+            listed = self._get_json(
+                self._url(f"Messages/{quote(sid, safe='')}/Media.json"), None, "media list"
+            )
+            entries = listed.get("media_list")
+            media = tuple(
+                ParsedMedia(
+                    url=f"{self.api_base}{entry['uri'].removesuffix('.json')}",
+                    content_type=entry.get("content_type")
+                    if isinstance(entry.get("content_type"), str)
+                    else None,
+                )
+                for entry in (entries if isinstance(entries, list) else [])
+                if isinstance(entry, dict)
+                and isinstance(entry.get("uri"), str)
+                and entry["uri"].startswith("/")
+            )
+        return ParsedInbound(
+            carrier=self.name,
+            carrier_message_id=sid,
+            from_number=str(item.get("from") or ""),
+            to_number=str(item.get("to") or ""),
+            body=str(item.get("body") or ""),
+            media=media,
+            segments=_int_or_none(str(item.get("num_segments") or "")),
+            received_at=sent,
+            raw={"listed": True},  # found by the sweep, not posted to us
+        )
+
+    def _get_json(self, url: str, params: Mapping[str, str] | None, what: str) -> dict[str, Any]:
+        import requests
+
+        from parley.carriers.http import CONNECT_TIMEOUT_SECONDS, json_object
+
+        try:
+            response = self._session.get(
+                url,
+                params=params,
+                auth=(self.account_sid, self._auth_token),
+                timeout=(CONNECT_TIMEOUT_SECONDS, self.timeout),
+                allow_redirects=False,
+            )
+        except requests.RequestException as exc:
+            raise TwilioLookupError(f"{what} failed: {type(exc).__name__}") from exc
+        if response.status_code != 200:
+            raise TwilioLookupError(f"{what} failed (HTTP {response.status_code})")
+        return json_object(response)
 
     def _url(self, resource: str) -> str:
         return f"{self.api_base}/2010-04-01/Accounts/{quote(self.account_sid, safe='')}/{resource}"
