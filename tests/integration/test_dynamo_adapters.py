@@ -271,6 +271,14 @@ def test_update_of_a_message_that_does_not_exist_conflicts(messages: DynamoMessa
     assert messages.get("ghost") is None
 
 
+def test_existing_names_the_stored_ids_among_many_in_batches_of_a_hundred(messages: DynamoMessages) -> None:
+    for i in range(0, 150, 3):
+        messages.insert(msg(f"m{i:03d}", at=T0 + timedelta(seconds=i)))
+    asked = [f"m{i:03d}" for i in range(150)] + ["m000"]  # 151 ids: two batches, one repeated
+    assert messages.existing(asked) == {f"m{i:03d}" for i in range(0, 150, 3)}
+    assert messages.existing([]) == set()
+
+
 def test_find_by_carrier_ref(messages: DynamoMessages) -> None:
     insert(messages, msg("m1", sid="SM1"))
     insert(messages, msg("m2", sid="SM2", customer=BO))

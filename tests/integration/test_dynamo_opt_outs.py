@@ -72,3 +72,17 @@ def test_a_record_written_before_per_number_opt_outs_still_reads_and_grows(aws_s
     assert [(c.opted_out, c.number) for c in before.history] == [(True, None)]
     assert (after.opted_out, after.numbers, len(after.history)) == (True, [OURS_B], 2)
     assert opt_outs.get(CUSTOMER) == after
+
+
+def test_get_many_reads_the_records_that_exist_in_batches(aws_settings: Settings) -> None:
+    opt_outs = DynamoOptOuts()
+    customers = [f"+1415555{1000 + i:04d}" for i in range(130)]
+    for number in customers[::2]:
+        opt_outs.record(number, opted_out=True, source="keyword", at=T0, detail="STOP")
+    opt_outs.record(customers[1], opted_out=True, source="keyword", at=T0, detail="STOP", number=OURS_A)
+
+    found = {o.customer_number: o for o in DynamoOptOuts().get_many([*customers, customers[0]])}
+    assert set(found) == {*customers[::2], customers[1]}
+    assert found[customers[0]].opted_out and not found[customers[1]].opted_out
+    assert found[customers[1]].numbers == [OURS_A]
+    assert DynamoOptOuts().get_many([]) == []
