@@ -1233,6 +1233,19 @@ def test_build_reads_the_parley_telnyx_settings(fake: FakeCarrierApi) -> None:
     assert fake.seen[0].json["messaging_profile_id"] == "profile-1"
 
 
+def test_a_deployed_stack_rotates_the_public_key_with_new_comma_old_in_one_setting() -> None:
+    """The TelnyxPublicKey parameter is the only setting a deployed stack has: "new,old" accepts both."""
+    body = sample_body("inbound_sms.json")
+    now = str(int(datetime.now(UTC).timestamp()))
+    rotating = build(CarrierConfig({"PARLEY_TELNYX_PUBLIC_KEY": f"{PUBLIC_KEY}, {OTHER_PUBLIC_KEY}"}))
+    rotating.verify(webhook(body, sign(SIGNING_KEY, now, body), now))
+    rotating.verify(webhook(body, sign(OTHER_KEY, now, body), now))
+    settled = build(CarrierConfig({"PARLEY_TELNYX_PUBLIC_KEY": PUBLIC_KEY}))
+    settled.verify(webhook(body, sign(SIGNING_KEY, now, body), now))
+    with pytest.raises(SignatureError):
+        settled.verify(webhook(body, sign(OTHER_KEY, now, body), now))
+
+
 def test_registry_builds_telnyx_and_reads_the_api_key_from_ssm_on_first_send(fake: FakeCarrierApi) -> None:
     asked: list[tuple[str, str]] = []
 

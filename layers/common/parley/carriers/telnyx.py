@@ -483,12 +483,14 @@ class TelnyxCarrier:
 
 
 def build(config: CarrierConfig) -> TelnyxCarrier:
-    """The plugin from settings: PARLEY_TELNYX_PUBLIC_KEY (+ _PREVIOUS, a comma list, while rotating),
+    """The plugin from settings: PARLEY_TELNYX_PUBLIC_KEY (a comma list while rotating: the new key
+    first, then the old; a deployed stack sets it through the TelnyxPublicKey parameter) and
+    PARLEY_TELNYX_PUBLIC_KEY_PREVIOUS (a comma list too),
     PARLEY_TELNYX_API_KEY (or _API_KEY_PARAM, an SSM name; read on the first send), optional
     PARLEY_TELNYX_API_BASE and PARLEY_TELNYX_MESSAGING_PROFILE_ID, PARLEY_CARRIER_TIMEOUT_SECONDS,
     PARLEY_TELNYX_MEDIA_HOSTS_EXTRA (local simulator only)."""
     public_keys = (
-        config.get("telnyx_public_key"),
+        *(v.strip() for v in config.get("telnyx_public_key").split(",")),
         *(v.strip() for v in config.get("telnyx_public_key_previous").split(",")),
     )
     return TelnyxCarrier(
