@@ -87,6 +87,7 @@ def test_the_preview_applies_the_from_numbers_smart_encoding_unless_told(stack: 
     assert preview(**{"from": SUPPORT, "smart_encoding": False})["encoding"] == "UCS-2"
     default = preview()  # no `from`: the team's default number, as a send would use
     assert (default["from"], default["encoding"]) == (OUR_NUMBER, "UCS-2")
+    assert default["segments_with_smart_encoding"] == default["segments"] == 1  # short either way
     assert preview(smart_encoding=True)["encoding"] == "GSM-7"
 
     unknown = stack.api("POST", "/v1/messages/preview", json={"body": CURLY, "from": "+15005550099"})

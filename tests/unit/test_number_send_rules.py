@@ -145,6 +145,16 @@ def test_the_preview_uses_the_sender_numbers_setting_unless_the_request_says(wor
     assert preview(CURLY, sender=None, smart_encoding=True)["smart_encoding_applied"] is True
 
 
+def test_the_preview_says_what_smart_encoding_would_save_when_it_is_off() -> None:
+    long_curly = CURLY + " " + "x" * 70  # UCS-2 makes it two parts; GSM-7 one
+    off = preview(long_curly, sender=None, smart_encoding=False)
+    assert (off["encoding"], off["segments"], off["segments_with_smart_encoding"]) == ("UCS-2", 2, 1)
+    on = preview(long_curly, sender=None, smart_encoding=True)
+    assert (on["segments"], on["segments_with_smart_encoding"]) == (1, 1)
+    emoji = preview("Thanks \U0001f600 " + "x" * 70, sender=None, smart_encoding=False)
+    assert emoji["segments"] == emoji["segments_with_smart_encoding"] == 2  # nothing to swap for an emoji
+
+
 @pytest.mark.parametrize("requested", [None, True, False])
 @pytest.mark.parametrize("sender", [SMART, PLAIN])
 def test_the_preview_matches_what_the_send_stores(world: World, sender: str, requested: bool | None) -> None:

@@ -643,6 +643,11 @@ OPERATIONS: tuple[Operation, ...] = (
                 "anyOf": [{"type": "string"}, {"type": "null"}],
                 "description": "The number the send would go from; null if there is none.",
             },
+            "segments_with_smart_encoding": {
+                "type": "integer",
+                "description": "The segments with smart encoding on: fewer than `segments` when look-alike"
+                " characters (curly quotes, dashes) force UCS-2 and smart encoding is off.",
+            },
         },
         errors=(400,),
     ),

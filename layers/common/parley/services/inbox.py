@@ -108,9 +108,12 @@ def preview(
     body: str, *, smart_encoding: bool | None = None, sender: OurNumber | None = None
 ) -> dict[str, Any]:
     """What a text will cost before it is sent, computed exactly as the send path computes it: smart
-    encoding as asked, else as the sender number (the one the send would use) has it set."""
+    encoding as asked, else as the sender number (the one the send would use) has it set. Also what
+    it would cost with smart encoding on, so a writer sees when one curly quote triples the price."""
     info = analyze(body, smart_encoding=smart_encoding_for(smart_encoding, sender))
+    smart = info if info.smart_encoding_applied else analyze(body, smart_encoding=True)
     result = asdict(info)
+    result["segments_with_smart_encoding"] = smart.segments
     result["encoding"] = info.encoding.value
     result["parts"] = list(info.parts)
     result["non_gsm_characters"] = list(info.non_gsm_characters)
