@@ -1,6 +1,8 @@
 // Parley's web inbox: sign-in, the conversation list, a thread, the message views, CRM conflicts.
 // Everything comes from the /v1 API; new texts arrive by polling (every POLL_MS, only while the tab is
 // visible), and each poll updates the page in place: rows and messages are keyed by number and id.
+// The address says what is open (#/c/<number>, #/view/<name>), so a thread can be bookmarked, shared,
+// reloaded, and Back and Forward move between threads, views and the list.
 
 import { api, fetchBlob, onUnauthorized, query } from "./api.js";
 import * as auth from "./auth.js";
@@ -9,10 +11,7 @@ import { $, $$, h, say, sayError, shortTime, timeEl } from "./dom.js";
 
 const POLL_MS = 4000;
 const PAGE = 50;
-// What a customer texts to opt out (parley.domain.keywords): the list's marker when a conversation
-// ends with one. A suppressed text's reason in the thread marks it too.
-const OPT_OUT_WORDS = new Set(["STOP", "STOPALL", "STOP ALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"]);
-const OPT_IN_WORDS = new Set(["START", "UNSTOP", "YES"]);
+const LIST_ROUTE = "#/";
 const VIEW_TITLES = {
   all: "All",
   received: "Received",
@@ -36,10 +35,10 @@ const store = {
   openConversation: null, // the open thread's conversation, kept when a filter drops it from the list
   thread: new Map(), // message id -> message
   threadCursor: null,
-  optedOut: new Map(), // customer number -> opted out, as the open thread's texts say
   names: new Map(), // contact id -> Promise<name | null>
-  lastChecks: new Map(), // last outbound message id -> Promise<true (opted out) | false (opted in) | null>
   nav: "conversations",
+  route: null, // the address last applied
+  opening: null, // the number whose thread an address is opening (polls leave it to that)
   view: { rows: new Map(), cursor: null, selected: new Set() },
   conflictsCursor: null,
   polling: null,
@@ -114,11 +113,12 @@ async function startApp() {
   $("#app").hidden = false;
   $("#top-actions").hidden = false;
   store.conversations.clear();
-  store.thread.clear();
-  store.openNumber = null;
-  showThread(false);
-  // the list first; our numbers (filters, compose) fill in when they come, without moving the page
-  navigate("conversations");
+  closeThread();
+  // what the address asks for first (the list, a thread, a view); our numbers (filters, compose) fill
+  // in when they come, without moving the page
+  store.nav = null;
+  store.route = null;
+  applyRoute({ force: true }).catch(sayError);
   startPolling();
   try {
     store.numbers = (await api("GET", "/v1/numbers")).numbers;
@@ -141,6 +141,75 @@ function fillNumberFilters() {
 }
 
 // ---------------------------------------------------------------- navigation
+
+function threadRoute(number) {
+  return `#/c/${encodeURIComponent(number)}`;
+}
+
+/** A view's address; the conversations' is the open thread's, if one is open. */
+function navRoute(target) {
+  if (target !== "conversations") return `#/view/${target}`;
+  return store.openNumber ? threadRoute(store.openNumber) : LIST_ROUTE;
+}
+
+function currentRoute() {
+  return location.hash || LIST_ROUTE;
+}
+
+/** What an address asks for: a view (nav) and, in the conversations, the thread to open (number);
+ * null for a hash that is no route of ours (the skip link's #main). */
+function parseRoute(hash) {
+  const thread = /^#\/c\/([^/]+)$/.exec(hash);
+  if (thread) {
+    let number = thread[1];
+    try {
+      number = decodeURIComponent(number);
+    } catch {
+      // not percent-encoded as it should be: asked for as it is, and not found
+    }
+    return { nav: "conversations", number };
+  }
+  const view = /^#\/view\/([a-z-]+)$/.exec(hash);
+  if (view && (view[1] in VIEW_TITLES || view[1] === "conflicts")) return { nav: view[1], number: null };
+  return hash.startsWith("#/") ? { nav: "conversations", number: null } : null;
+}
+
+/** A person's move (a row, a view, Back to the list): a new history entry, then the page follows it.
+ * reload: load the view again even if it is the one showing (a click on its button). */
+function go(hash, { reload = false } = {}) {
+  const from = currentRoute();
+  if (hash !== from) history.pushState({ from }, "", hash);
+  applyRoute({ force: true, reload }).catch(sayError);
+}
+
+/** Show what the address says: on sign-in, after go(), and on Back, Forward or an address typed in.
+ * Without force, an address already shown is left as it is. */
+async function applyRoute({ force = false, reload = false } = {}) {
+  if ($("#app").hidden || !auth.currentToken()) return;
+  const hash = currentRoute();
+  if (!force && hash === store.route) return;
+  const route = parseRoute(hash) || (force ? { nav: "conversations", number: null } : null);
+  if (!route) return;
+  store.route = hash;
+  if (reload || route.nav !== store.nav) navigate(route.nav);
+  if (route.nav !== "conversations") return;
+  if (!route.number) {
+    closeThread();
+    return;
+  }
+  store.opening = route.number;
+  try {
+    await openThread(route.number);
+  } catch (error) {
+    if (error.status !== 404 || store.openNumber !== route.number) throw error;
+    closeThread();
+    history.replaceState(null, "", LIST_ROUTE);
+    store.route = LIST_ROUTE;
+    say(`Conversation not found: ${route.number} is not a conversation you can see.`, { bad: true });
+  } finally {
+    if (store.opening === route.number) store.opening = null;
+  }
+}
 
 function navigate(target) {
   store.nav = target;
@@ -191,40 +260,12 @@ async function loadConversations({ reset = false, more = false } = {}) {
   if (store.openNumber) renderThreadHead();
 }
 
-/** What the page knows at once: the API's flag if it has one, the thread, an inbound STOP word. */
-function isOptedOut(c) {
-  if (typeof c.opted_out === "boolean") return c.opted_out;
-  if (store.optedOut.has(c.customer_number)) return store.optedOut.get(c.customer_number);
-  const last = (c.last_message_preview || "").trim().toUpperCase();
-  return c.last_direction === "inbound" && OPT_OUT_WORDS.has(last);
-}
-
-/** A last text of ours tells more: the opt-out confirmation, or a text suppressed as opted out. */
-function optOutFromLastText(c) {
-  if (c.last_direction !== "outbound" || !c.last_message_id || typeof c.opted_out === "boolean") {
-    return Promise.resolve(null);
-  }
-  if (!store.lastChecks.has(c.last_message_id)) {
-    const check = api("GET", `/v1/messages/${encodeURIComponent(c.last_message_id)}`)
-      .then((m) => complianceOf(m))
-      .catch(() => null);
-    store.lastChecks.set(c.last_message_id, check);
-  }
-  return store.lastChecks.get(c.last_message_id);
-}
-
-/** true: this text says the customer opted out; false: opted back in; null: neither. */
-function complianceOf(m) {
-  const compliance = (m.metadata || {}).compliance;
-  if (compliance === "opt_out") return true;
-  if (compliance === "opt_in") return false;
-  if (m.status === "suppressed" && /opted out/i.test(m.error_reason || "")) return true;
-  if (m.direction === "inbound") {
-    const word = (m.body || "").trim().toUpperCase();
-    if (OPT_OUT_WORDS.has(word)) return true;
-    if (OPT_IN_WORDS.has(word)) return false;
-  }
-  return null;
+/** The customer's consent as the API says it: "opted out" (of all our numbers), "opted out of" the
+ * numbers they opted out of one by one, or null. */
+function optOutWords(c) {
+  if (c.opted_out) return "opted out";
+  const numbers = c.opted_out_of || [];
+  return numbers.length ? `opted out of ${numbers.join(", ")}` : null;
 }
 
 function hasConflict(c) {
@@ -251,17 +292,13 @@ function conversationItem(c) {
   nameOf(c).then((name) => {
     if (name && name !== c.customer_number) label.textContent = `${name} (${c.customer_number})`;
   });
-  const optedOut = isOptedOut(c);
-  const optOut = h("span", { class: "marker opt-out", "data-testid": "opt-out-marker", hidden: !optedOut }, "Opted out");
-  if (!store.optedOut.has(c.customer_number)) {
-    optOutFromLastText(c).then((found) => {
-      if (found !== null) optOut.hidden = !found;
-    });
-  }
+  const optedOut = optOutWords(c);
   const marks = h(
     "span",
     { class: "marks" },
-    optOut,
+    optedOut
+      ? h("span", { class: "marker opt-out", "data-testid": "opt-out-marker" }, optedOut[0].toUpperCase() + optedOut.slice(1))
+      : null,
     hasConflict(c) ? h("span", { class: "marker conflict", "data-testid": "conflict-marker" }, "CRM conflict") : null,
     c.closed ? h("span", { class: "marker closed" }, "Closed") : null,
     h("span", { class: "badge", "data-testid": "unread-badge", hidden: unread === 0, title: `${unread} unread` }, String(unread)),
@@ -277,14 +314,14 @@ function conversationItem(c) {
     },
     h(
       "button",
-      { type: "button", onclick: () => openThread(c.customer_number) },
+      { type: "button", onclick: () => go(threadRoute(c.customer_number)) },
       label,
       h("span", { class: "when" }, timeEl(c.last_activity_at, shortTime)),
       h("span", { class: "preview" }, `${c.last_direction === "outbound" ? "You: " : ""}${c.last_message_preview || ""}`),
       marks,
     ),
   );
-  item.dataset.sig = JSON.stringify([c, open, isOptedOut(c)]);
+  item.dataset.sig = JSON.stringify([c, open]);
   return item;
 }
 
@@ -331,6 +368,21 @@ function showThread(visible) {
   $("#inbox").classList.toggle("reading", visible);
 }
 
+/** No thread open: the list alone (on a phone), or the list and "Pick a conversation". */
+function closeThread() {
+  const was = store.openNumber;
+  store.openNumber = null;
+  store.openConversation = null;
+  store.thread.clear();
+  store.threadCursor = null;
+  $("#messages").replaceChildren();
+  $("#contact-form").hidden = true;
+  const reading = $("#thread").contains(document.activeElement);
+  for (const item of $$("#conversation-list [data-testid=conversation][aria-current]")) item.removeAttribute("aria-current");
+  showThread(false);
+  if (was && reading) $(`#conversation-list [data-number="${CSS.escape(was)}"] button`)?.focus();
+}
+
 async function openThread(number) {
   if (store.openNumber !== number) {
     store.openNumber = number;
@@ -347,7 +399,20 @@ async function openThread(number) {
   showThread(true);
   renderThreadHead();
   await loadThread({ first: true });
+  if (!store.conversations.has(number)) await refreshOpenConversation();
   await markRead(number);
+}
+
+/** The open conversation when the list doesn't hold it (another filter, an older page, a link): a
+ * search for its number, so its header (closed, consent) is the API's. */
+async function refreshOpenConversation() {
+  const number = store.openNumber;
+  if (!number) return;
+  const page = await api("GET", `/v1/conversations${query({ q: number, status: "all", limit: 10 })}`);
+  const found = page.conversations.find((c) => c.customer_number === number);
+  if (!found || store.openNumber !== number || store.conversations.has(number)) return;
+  store.openConversation = found;
+  renderThreadHead();
 }
 
 async function markRead(number) {
@@ -366,7 +431,7 @@ function renderThreadHead() {
     if (name && name !== number && store.openNumber === number) $("#thread-title").textContent = `${name} (${number})`;
   });
   const via = c.last_our_number ? `last texted ${c.last_our_number}` : "";
-  const bits = [via, c.closed ? "closed" : "", c.owner ? `owner ${c.owner}` : "", isOptedOut(c) ? "opted out" : ""];
+  const bits = [via, c.closed ? "closed" : "", c.owner ? `owner ${c.owner}` : "", optOutWords(c)];
   $("#thread-sub").textContent = bits.filter(Boolean).join(" - ");
   $("#thread-close").hidden = Boolean(c.closed);
   $("#thread-reopen").hidden = !c.closed;
@@ -404,20 +469,7 @@ async function loadThread({ first = false, older = false } = {}) {
     if (!older && (first || nearBottom)) list.scrollTop = list.scrollHeight;
   }
   $("#thread-older").hidden = !store.threadCursor;
-  if (added) noteOptOut(number);
   if (inbound && !first) await markRead(number);
-}
-
-/** The thread's latest opt-out or opt-in decides the conversation's marker. */
-function noteOptOut(number) {
-  const texts = [...store.thread.values()].sort((a, b) => (a.created_at < b.created_at ? -1 : 1));
-  let state = null;
-  for (const m of texts) state = complianceOf(m) ?? state;
-  if (state === null || store.optedOut.get(number) === state) return;
-  store.optedOut.set(number, state);
-  const c = store.conversations.get(number);
-  if (c) upsertConversation(c);
-  renderThreadHead();
 }
 
 function messageItem(m) {
@@ -690,9 +742,8 @@ function rowItem(m) {
   );
 }
 
-async function openFromView(number) {
-  navigate("conversations");
-  await openThread(number).catch(sayError);
+function openFromView(number) {
+  go(threadRoute(number));
 }
 
 function updateSelection() {
@@ -795,7 +846,10 @@ function conflictItem(conflict) {
 async function refreshCurrent() {
   if (store.nav === "conversations") {
     await loadConversations();
-    if (store.openNumber) await loadThread();
+    const number = store.openNumber;
+    if (!number || number === store.opening) return;
+    await loadThread();
+    if (!store.conversations.has(number)) await refreshOpenConversation();
   } else if (store.nav in VIEW_TITLES) {
     await loadView();
   }
@@ -839,7 +893,12 @@ function wire() {
   $("#signin-form").addEventListener("submit", onSignIn);
   $("#sign-out").addEventListener("click", () => showSignIn("Signed out."));
   $("#new-message").addEventListener("click", () => openCompose("new").catch(sayError));
-  for (const button of $$(".views-nav button")) button.addEventListener("click", () => navigate(button.dataset.nav));
+  for (const button of $$(".views-nav button")) {
+    button.addEventListener("click", () => go(navRoute(button.dataset.nav), { reload: true }));
+  }
+  // Back, Forward, an address typed in: Chrome may fire both for one move; applyRoute shows it once
+  window.addEventListener("popstate", () => applyRoute().catch(sayError));
+  window.addEventListener("hashchange", () => applyRoute().catch(sayError));
 
   let searchTimer = null;
   $("#search").addEventListener("input", () => {
@@ -853,8 +912,9 @@ function wire() {
   $("#list-more").addEventListener("click", () => loadConversations({ more: true }).catch(sayError));
 
   $("#thread-back").addEventListener("click", () => {
-    showThread(false);
-    $(`#conversation-list [data-number="${CSS.escape(store.openNumber || "")}"] button`)?.focus();
+    // back to the list this thread was opened from, else on to the list
+    if (history.state?.from === LIST_ROUTE) history.back();
+    else go(LIST_ROUTE);
   });
   $("#thread-reply").addEventListener("click", () => {
     const c = store.openConversation;
@@ -886,7 +946,8 @@ function wire() {
     numbers: () => store.numbers,
     templates,
     templatesCached: () => store.templates || [],
-    conversation: (number) => store.conversations.get(number),
+    conversation: (number) =>
+      store.conversations.get(number) || (store.openConversation?.customer_number === number ? store.openConversation : undefined),
     contactName: nameOf,
     afterSend: () => {
       refreshCurrent().catch(sayError);

@@ -71,12 +71,14 @@ function redirectUri() {
   return `${location.origin}/`;
 }
 
-/** OIDC: off to the identity provider; it comes back to "/" with ?code=&state=. */
+/** OIDC: off to the identity provider; it comes back to "/" with ?code=&state=. The address's hash
+ * (the thread or view a link opened) can't go along in the redirect URI, so it waits in
+ * sessionStorage with the PKCE verifier and is put back on the way back. */
 export async function oidcStart() {
   const verifier = randomUrlSafe(32);
   const state = randomUrlSafe(16);
   const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(verifier));
-  sessionStorage.setItem(PKCE_KEY, JSON.stringify({ verifier, state }));
+  sessionStorage.setItem(PKCE_KEY, JSON.stringify({ verifier, state, hash: location.hash }));
   const url = new URL(config.authorization_endpoint);
   url.search = new URLSearchParams({
     response_type: "code",
@@ -94,10 +96,11 @@ export async function oidcStart() {
 export async function oidcFinish() {
   const params = new URLSearchParams(location.search);
   if (!params.has("code") && !params.has("error")) return null;
-  history.replaceState(null, "", redirectUri());
-  if (params.has("error")) throw new Error(params.get("error_description") || params.get("error"));
   const saved = JSON.parse(sessionStorage.getItem(PKCE_KEY) || "{}");
   sessionStorage.removeItem(PKCE_KEY);
+  const hash = typeof saved.hash === "string" && saved.hash.startsWith("#") ? saved.hash : "";
+  history.replaceState(null, "", `${redirectUri()}${hash}`);
+  if (params.has("error")) throw new Error(params.get("error_description") || params.get("error"));
   if (!saved.state || saved.state !== params.get("state")) {
     throw new Error("the sign-in answer does not match the request: sign in again");
   }

@@ -1,6 +1,7 @@
 // Compose: a new conversation, a reply, a bulk reply to selected messages, or a forward. One dialog,
 // four modes; each sends through its own API route. The live counter is sms.js's countSms, which
-// computes exactly what POST /v1/messages/preview computes.
+// computes exactly what POST /v1/messages/preview computes. A recipient who opted out of the number a
+// text would go from is named before sending (the server still decides: it suppresses the text).
 
 import { api, ApiError, newKey, query } from "./api.js";
 import { $, h, say } from "./dom.js";
@@ -16,7 +17,7 @@ const MODES = {
 };
 
 let ctx = null; // what the app lends compose: numbers, templates, conversations, contact names
-let state = null; // the open compose: mode, ids, message, key, touched smart box
+let state = null; // the open compose: mode, ids, message, key, touched smart box, looked-up numbers
 
 const el = {};
 
@@ -27,7 +28,7 @@ export function setupCompose(appContext) {
     "to-suggestions", "separate-note", "compose-from", "from-field", "compose-template",
     "template-field", "compose-body", "counter", "smart-note", "merge-fields", "merge-inputs",
     "compose-smart", "smart-field", "merge-note", "compose-send-at", "send-at-field", "compose-error",
-    "compose-send", "compose-discard",
+    "compose-send", "compose-discard", "opt-out-warning",
   ]) {
     el[id] = document.getElementById(id);
   }
@@ -44,6 +45,7 @@ export function setupCompose(appContext) {
   el["compose-from"].addEventListener("change", () => {
     if (!state.smartTouched) el["compose-smart"].checked = smartDefault();
     updateCounter();
+    updateConsent();
   });
   el["compose-smart"].addEventListener("change", () => {
     state.smartTouched = true;
@@ -60,7 +62,7 @@ export function setupCompose(appContext) {
 /** Open compose. mode: "new" | "reply" ({to, from}) | "bulk" ({ids, customers}) | "forward" ({message}). */
 export async function openCompose(mode, options = {}) {
   const spec = MODES[mode];
-  state = { mode, options, key: newKey(), smartTouched: false, contacts: new Map() };
+  state = { mode, options, key: newKey(), smartTouched: false, contacts: new Map(), conversations: new Map() };
   el["compose-title"].textContent = spec.title;
   el["to-field"].hidden = !spec.to;
   el["from-field"].hidden = !spec.from;
@@ -241,6 +243,50 @@ function updateRecipients() {
     note.hidden = true;
   }
   if (!state.smartTouched && !el["smart-field"].hidden) el["compose-smart"].checked = smartDefault();
+  updateConsent();
+}
+
+/** A recipient's conversation: the app's (kept fresh by its polling), else one search for a whole
+ * number, once per compose (null: none, or not known yet). */
+function conversationOf(number) {
+  const known = ctx.conversation(number);
+  if (known) return known;
+  if (!/^\+[1-9]\d{7,14}$/.test(number)) return null;
+  if (!state.conversations.has(number)) {
+    const mine = state;
+    mine.conversations.set(number, null);
+    api("GET", `/v1/conversations${query({ q: number, limit: 10 })}`)
+      .then((page) => {
+        const found = page.conversations.find((c) => c.customer_number === number) || null;
+        mine.conversations.set(number, found);
+        if (found && state === mine) updateConsent();
+      })
+      .catch(() => {});
+  }
+  return state.conversations.get(number);
+}
+
+/** Each recipient who opted out of the number this text would go from (the one picked, else the one
+ * they last talked to, else our default), or of all our numbers: the server suppresses those texts. */
+function updateConsent() {
+  const note = el["opt-out-warning"];
+  const lines = [];
+  if (state.mode !== "bulk") {
+    const chosen = el["compose-from"].value;
+    const fallback = ctx.numbers().find((n) => n.is_default)?.number;
+    for (const number of new Set(recipients())) {
+      const c = conversationOf(number);
+      if (!c) continue;
+      const from = chosen || c.last_our_number || fallback;
+      if (c.opted_out) {
+        lines.push(`${number} has opted out of all our texts: this text to them will be suppressed, not sent.`);
+      } else if (from && (c.opted_out_of || []).includes(from)) {
+        lines.push(`${number} has opted out of texts from ${from}: this text to them will be suppressed, not sent.`);
+      }
+    }
+  }
+  note.textContent = lines.join(" ");
+  note.hidden = lines.length === 0;
 }
 
 let suggestTimer = null;

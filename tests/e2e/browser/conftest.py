@@ -109,9 +109,10 @@ def browse(playwright_session: Playwright, tmp_path: Path) -> Iterator[Browse]:
     assert errors == [], f"the page met errors: {errors}"
 
 
-def sign_in(page: Page, stack: Stack, who: Person, *, admin: bool = False) -> None:
-    """Sign in through the page's local (dev) sign-in form and wait for the inbox to show."""
-    page.goto(stack.url("/"))
+def sign_in(page: Page, stack: Stack, who: Person, *, admin: bool = False, path: str = "/") -> None:
+    """Sign in through the page's local (dev) sign-in form and wait for the inbox to show. `path`: the
+    address opened first, e.g. a link to a thread ("/#/c/%2B14155550100")."""
+    page.goto(stack.url(path))
     form = page.get_by_test_id("signin-form")
     expect(form).to_be_visible()
     form.get_by_label("User", exact=True).fill(who.user)
