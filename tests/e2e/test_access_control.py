@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.e2e.conftest import Stack
+from tests.e2e.conftest import Stack, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -69,3 +69,32 @@ def test_an_outsider_gets_404_or_nothing_and_members_and_admins_see_it(stack: St
         stack, outsider, "POST", "/v1/messages", json={"to": [CUSTOMER], "body": "x", "team": "sales"}
     )
     assert named.status_code == 400 and named.json()["errors"][0]["field"] == "team"
+
+
+def test_a_team_texting_from_the_pool_owns_its_customers_answer(stack: Stack) -> None:
+    """Sales has no number of its own and sends from the pool's (team default); the customer's reply
+    is sales' to read, answer and delete, and not in the pool team's Received view."""
+    customer = "+14155550392"
+    sales = token(stack, "--user", "ana", "--teams", "sales")
+    pool = token(stack, "--user", "dee", "--teams", "default")
+    sent = as_(stack, sales, "POST", "/v1/messages", json={"to": [customer], "body": "Your quote is ready"})
+    assert sent.status_code == 202, sent.text
+    our_number = sent.json()["messages"][0]["our_number"]
+
+    texted = stack.cli("sim", "sms", "--from", customer, "--to", our_number, "--body", "Looks good")
+    assert texted.returncode == 0, texted.stderr
+
+    def reply() -> dict[str, Any] | None:
+        thread = as_(stack, sales, "GET", f"/v1/conversations/{customer}/messages").json()["messages"]
+        return next((m for m in thread if m["direction"] == "inbound"), None)
+
+    answer = wait_until(reply)
+    assert answer["team"] == "sales"
+    assert as_(stack, sales, "GET", f"/v1/messages/{answer['message_id']}").status_code == 200
+    replied = as_(stack, sales, "POST", f"/v1/messages/{answer['message_id']}/reply", json={"body": "Great"})
+    assert replied.status_code == 202, replied.text
+    received = as_(stack, sales, "GET", "/v1/messages", params={"view": "received", "limit": 100}).json()
+    assert answer["message_id"] in {m["message_id"] for m in received["messages"]}
+    pool_view = as_(stack, pool, "GET", "/v1/messages", params={"view": "received", "limit": 100}).json()
+    assert answer["message_id"] not in {m["message_id"] for m in pool_view["messages"]}
+    assert as_(stack, pool, "GET", f"/v1/messages/{answer['message_id']}").status_code == 404

@@ -32,7 +32,7 @@ from parley.domain.models import (
     StatusUpdate,
 )
 from parley.edge import MAX_WEBHOOK_BYTES, WebhookIntake, WebhookTooLarge
-from parley.ports import ConflictError
+from parley.ports import ConflictError, ConversationDelta
 from tests.fakes import T0, World
 
 OURS_A = "+15005550006"
@@ -582,3 +582,29 @@ def test_an_ordinary_text_is_not_a_keyword(world: World) -> None:
     world.processor().store_inbound(inbound("SM1", body="Please don't stop the deliveries"))
     assert world.opt_outs.get(CUSTOMER) is None
     assert world.compliance_replies == []
+
+
+def test_a_reply_in_a_thread_another_team_started_from_the_pool_belongs_to_that_team(world: World) -> None:
+    """A team with no number of its own texts from the pool's; its customer's answer must be its own
+    (visible, answerable), not the pool's team's."""
+    world.numbers.save(OurNumber(number="+15005550009", carrier="fake", team="default"))
+    world.conversations.fold(
+        ConversationDelta(
+            customer_number=OTHER,
+            team="support",
+            our_number="+15005550009",
+            at=T0,
+            message_id="out-1",
+            preview="Your ticket is open",
+            direction="outbound",
+            unread_increment=0,
+        )
+    )
+    world.processor().store_inbound(inbound("SM-team", frm=OTHER, to="+15005550009", minutes=1))
+    stored = world.messages.get(inbound_message_id("fake", "SM-team"))
+    assert stored is not None and stored.team == "support"
+    assert world.conversations.items[OTHER].team == "support"
+
+    world.processor().store_inbound(inbound("SM-first", frm="+14155550198", to="+15005550009"))
+    first = world.messages.get(inbound_message_id("fake", "SM-first"))
+    assert first is not None and first.team == "default"  # a first text takes our number's team

@@ -16,6 +16,7 @@ from parley.domain.ids import inbound_message_id
 from parley.domain.keywords import Keyword, from_carrier_flag, keyword_of
 from parley.domain.models import (
     CarrierEventEnvelope,
+    Conversation,
     Direction,
     InboundMessage,
     Media,
@@ -159,8 +160,11 @@ class InboundProcessor:
                 event.to_number,
                 inbound_message_id(event.carrier, event.carrier_message_id),
             )
-        team = our.team if our else "default"
-        routing = self._route(event.from_number, our, now)
+        conversation = self._conversations.get(event.from_number) if self._conversations is not None else None
+        # The thread's team, once it has one: a team that texts from the pool's number must see its
+        # customer's answer (and act on it); a first text takes our number's team.
+        team = conversation.team if conversation is not None else (our.team if our else "default")
+        routing = self._route(event.from_number, our, now, conversation)
         contact = routing.record
         message = Message(
             message_id=inbound_message_id(event.carrier, event.carrier_message_id),
@@ -219,7 +223,9 @@ class InboundProcessor:
         self._events.publish("MessageReceived", _event_detail(message))
         return self.copy_media(message)
 
-    def _route(self, customer: str, our: OurNumber | None, now: datetime) -> Routing:
+    def _route(
+        self, customer: str, our: OurNumber | None, now: datetime, conversation: Conversation | None
+    ) -> Routing:
         """The record this customer's text belongs to (parley.domain.routing). An E.164 number no
         record has gets a new lead, once: its id derives from the number and the write is conditional,
         so a redelivery or a race with the customer's next text finds the same lead."""
@@ -234,7 +240,6 @@ class InboundProcessor:
                     return route([])  # its lead has since lost the number: left for a person
                 return route([existing])  # created meanwhile (a redelivery, or a race)
             return Routing(lead, (lead,), NEW_LEAD)
-        conversation = self._conversations.get(customer) if self._conversations is not None else None
         return route(candidates, linked_id=conversation.contact_id if conversation else None, number=our)
 
     def copy_media(self, message: Message) -> Message:
