@@ -62,9 +62,11 @@ class Stack:
         return result
 
     def wait_status(self, message_id: str, *statuses: str, timeout: float = 20.0) -> dict[str, Any]:
-        return wait_until(
-            lambda: (m := self.message(message_id))["status"] in statuses and m, timeout=timeout
-        )
+        def reached() -> dict[str, Any] | None:
+            message = self.message(message_id)
+            return message if message["status"] in statuses else None
+
+        return wait_until(reached, timeout=timeout)
 
     def control(self, method: str, path: str, *, expect: int = 200, **kwargs: Any) -> Any:
         """A call to the stack's own control plane (`/_local/...`, `/_sim/...`): its JSON, or None."""
