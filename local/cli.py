@@ -260,7 +260,14 @@ def _cmd_sim_sms(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CliError(f"{url} answered {response.status_code} without JSON") from exc
     result = result if isinstance(result, dict) else {}
-    sid = result.get("message_sid") or result.get("MessageSid") or "?"
+    sid = next(
+        (
+            str(result[k])
+            for k in ("message_sid", "message_id", "message_uuid", "inbound_message_id")
+            if result.get(k)
+        ),
+        "?",
+    )
     codes = result.get("responses") or []
     answered = ", ".join("no answer" if c is None else str(c) for c in codes) or "?"
     if args.lost:
@@ -592,7 +599,11 @@ def _print_banner(stack: Any) -> None:
         f"  web inbox         {base}/  (sign in with any user and team)",
         f"  API               {base}/v1/...",
         f"  carrier webhooks  {base}/webhooks/{{carrier}}/{{kind}}",
-        *(f"  simulated {name:<8}{base}/_sim/{name}" for name in sorted(stack.simulators) if name != "crm"),
+        *(
+            f"  {'simulated ' + name:<18}{base}/_sim/{name}"
+            for name in sorted(stack.simulators)
+            if name != "crm"
+        ),
         f"  simulated CRM     {base}/_sim/crm" + ("" if "crm" in stack.simulators else "  (not available)"),
         "  our numbers       parley numbers  (which carrier serves each, and its webhook URLs)",
         f"  health            {base}/_local/health",
@@ -604,8 +615,8 @@ def _print_banner(stack: Any) -> None:
         "  health view       parley status",
         "",
         "Dev token (user dev, team default, 12 h):",
-        f"  {token}",
-        f'  curl -H "Authorization: Bearer $TOKEN" {base}/v1/...',
+        f"  export TOKEN={token}",
+        f'  curl -H "Authorization: Bearer $TOKEN" {base}/v1/conversations',
         "",
     ]
     print("\n".join(lines), flush=True)

@@ -276,7 +276,7 @@ def _recent_failures(sources: Sources, limit: int) -> list[dict[str, Any]]:
                 "created_at": item.get("created_at", {}).get("S"),
                 "failed_at": doc.get("updated_at"),
                 "direction": doc.get("direction"),
-                "customer": mask(item.get("customer_number", {}).get("S", "")),
+                "customer": _masked(item.get("customer_number", {}).get("S", "")),
                 "our_number": doc.get("our_number"),
                 "carrier": doc.get("carrier"),
                 "error_code": doc.get("error_code"),
@@ -424,3 +424,8 @@ def _age(seconds: int | None) -> str:
     if seconds < 172800:
         return f"{seconds // 3600} h"
     return f"{seconds // 86400} d"
+
+
+def _masked(customer: str) -> str:
+    """A number masked; the placeholder a request with no valid recipient is stored under, as is."""
+    return customer if customer == "(no recipient)" else mask(customer)

@@ -251,13 +251,14 @@ def _parley_dimension_sets(source: dict[str, Any], cfn: dict[str, Any]) -> list[
         used.append((name, frozenset(schema.split(",")) - {"Stage"}))
     parsed = json.loads(PLACEHOLDER.sub(lambda m: m.group(1).replace(".", "-"), body))
     for widget in parsed["widgets"]:
-        rows = widget["properties"].get("metrics", [])
-        for row, previous in zip(rows, [None, *rows], strict=False):
-            if isinstance(row[0], str) and row[0] in ("Parley", ".") and len(row) > 2:
-                namespace = row[0] if row[0] != "." else (previous or ["?"])[0]
-                if namespace == "Parley":
-                    keys = [k for k in row[2:-1:2] if k != "."] or (previous or [])[2:-1:2]
-                    used.append((row[1], frozenset(keys) - {"Stage"}))
+        namespace, keys = "?", []  # a "." repeats the row above's value, however many rows up
+        for row in widget["properties"].get("metrics", []):
+            if not (isinstance(row[0], str) and len(row) > 2):
+                continue
+            namespace = namespace if row[0] == "." else row[0]
+            keys = [k for k in row[2:-1:2] if k != "."] or keys
+            if namespace == "Parley":
+                used.append((row[1], frozenset(keys) - {"Stage"}))
     return used
 
 
