@@ -30,6 +30,7 @@ import subprocess
 import sys
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -317,6 +318,10 @@ class _NullQueue:
     def send(self, body: dict[str, Any], *, delay_seconds: int = 0) -> None:
         json.dumps(body)  # what the SQS adapter does before the network call
         self.sent += 1
+
+    def send_batch(self, bodies: Sequence[dict[str, Any]]) -> None:
+        for body in bodies:
+            self.send(body)
 
 
 def webhook_cpu(requests_count: int) -> tuple[float, float]:

@@ -1,7 +1,7 @@
 """Carrier webhooks (API Gateway `POST /webhooks/{carrier}/{kind}`): verify, enqueue, acknowledge.
 
-Nothing else happens before the carrier's 2xx: at most one SQS send per event (plus one SSM read
-on a cold start). Bad input gets a 4xx with the reason and is never stored. Not traced: the X-Ray
+Nothing else happens before the carrier's 2xx: one SQS call per ten events (plus one SSM read on a
+cold start). Bad input gets a 4xx with the reason and is never stored. Not traced: the X-Ray
 SDK would cost every cold start here, within carriers' deadlines as short as 2 seconds.
 """
 
@@ -39,9 +39,16 @@ def _handle(event: dict[str, Any]) -> tuple[dict[str, Any], str | None, str | No
     app = container()
     try:
         kind = WebhookKind(params.get("kind", ""))
-        carrier = app.carrier(params.get("carrier", ""))
-    except (ValueError, UnknownCarrier) as exc:
+    except ValueError as exc:
         return error(404, f"no webhook at this path: {exc}"), None, "unknown-path"
+    name = params.get("carrier", "")
+    try:
+        carrier = app.carrier(name)
+    except UnknownCarrier as exc:
+        return error(404, f"no webhook at this path: {exc}"), None, "unknown-path"
+    except Exception:  # a setting is missing or wrong: the carrier retries once it is fixed
+        logger.exception("carrier could not be built from its settings", extra={"carrier": name[:40]})
+        return error(503, "this carrier is not configured correctly"), name.strip().lower(), "misconfigured"
     request = webhook_request(event, app.public_base_url)
     try:
         outcome = app.intake.accept(carrier, kind, request, correlation_id() or "")

@@ -266,8 +266,8 @@ def test_topic_we_did_not_subscribe_to_is_rejected(signer: Signer) -> None:
 
 
 @pytest.mark.parametrize("body", [b"", b"ToCountry=US&Body=hi", b"[1, 2]"])
-def test_bodies_that_are_not_sns_are_rejected(body: bytes) -> None:
-    with pytest.raises(SignatureError):
+def test_bodies_that_are_not_sns_are_rejected_as_payload_problems(body: bytes) -> None:
+    with pytest.raises(PayloadError, match="not an SNS message"):  # a 400 with the reason, not a 403
         carrier().verify(webhook(body))
 
 
@@ -1002,9 +1002,11 @@ def test_parse_raises_only_payload_error_for_any_bytes(body: bytes) -> None:
 
 @settings(max_examples=200, deadline=None)
 @given(body=st.binary(max_size=2048), message_type=st.sampled_from([None, "Notification", "Bogus"]))
-def test_verify_raises_only_signature_error_for_any_bytes(body: bytes, message_type: str | None) -> None:
+def test_verify_raises_only_signature_or_payload_errors_for_any_bytes(
+    body: bytes, message_type: str | None
+) -> None:
     headers = {} if message_type is None else {"x-amz-sns-message-type": message_type}
-    with pytest.raises(SignatureError):
+    with pytest.raises((SignatureError, PayloadError)):
         carrier().verify(webhook(body, headers=headers))
 
 
@@ -1074,3 +1076,10 @@ def test_parse_raises_only_payload_error_for_plausible_payloads(
         assert isinstance(event, ParsedInbound | ParsedStatus)
         assert event.carrier == "aws" and event.carrier_message_id
         json.dumps(event.to_wire())  # whatever came in, the event can be queued
+
+
+@pytest.mark.parametrize("key", ["originationNumber", "destinationNumber", "inboundMessageId"])
+def test_a_blank_number_or_id_is_refused(key: str) -> None:
+    payload = {**inbound_payload("hi"), key: " "}
+    with pytest.raises(PayloadError, match=f"{key} is missing"):
+        parse(sns_wrap(payload))

@@ -691,3 +691,83 @@ def test_a_late_redelivery_after_the_message_changed_still_records_the_copy(
     processor.store_inbound(mms(URL_A))
     after = world.messages.get(inbound_message_id("fake", "MM1"))
     assert after is not None and after.metadata == {"read": True} and after.media[0].stored_at is not None
+
+
+# -- internal addresses in any spelling, and names that resolve to them ------------------------------
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["2130706433", "127.1", "0x7f000001", "2852039166", "0251.0376.0251.0376", "10.1"],
+    ids=["decimal", "short", "hex", "metadata-decimal", "metadata-octal", "private-short"],
+)
+def test_ipv4_literals_in_any_spelling_are_not_public_host_names(host: str) -> None:
+    with pytest.raises(MediaRejected, match="public host"):
+        http._media_target(f"https://{host}/x", (ANY_HOST,), (), redirected=False)
+    with pytest.raises(MediaRejected, match="public host"):
+        http._media_target(f"https://{host}/x", TWILIO, (), redirected=True)
+
+
+def resolving_to(monkeypatch: pytest.MonkeyPatch, *addresses: str) -> list[str]:
+    """Make every name resolve to `addresses`; the names looked up are returned."""
+    looked_up: list[str] = []
+
+    def resolve(host: str, port: int, **_: Any) -> list[tuple[Any, ...]]:
+        looked_up.append(host)
+        return [(0, 1, 6, "", (address, port)) for address in addresses]
+
+    monkeypatch.setattr(http, "_resolve", resolve)
+    return looked_up
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",
+        "10.0.0.7",
+        "192.168.1.1",
+        "169.254.169.254",
+        "100.64.0.1",  # shared address space
+        "0.0.0.0",
+        "224.0.0.1",
+        "240.0.0.1",
+        "::1",
+        "fe80::1",
+        "fc00::1",
+        "::ffff:127.0.0.1",  # IPv4-mapped
+        "::ffff:169.254.169.254",
+    ],
+)
+def test_a_public_name_that_resolves_to_an_internal_address_is_refused(
+    monkeypatch: pytest.MonkeyPatch, address: str
+) -> None:
+    looked_up = resolving_to(monkeypatch, "93.184.216.34", address)
+    with pytest.raises(MediaRejected, match="internal address"):
+        download("https://media.example.net/a.jpg", allowed_hosts=(ANY_HOST,), auth=None, timeout=1.0)
+    assert looked_up == ["media.example.net"]
+
+
+def test_every_redirect_is_resolved_and_checked_before_it_is_followed(
+    serve: Callable[[], MediaServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    carrier = serve()
+    carrier.routes["/m"] = redirect_to("https://internal.example.net/ME1.png")
+    looked_up = resolving_to(monkeypatch, "10.0.0.9")
+    with pytest.raises(MediaRejected, match="internal address"):
+        fetch(carrier, "/m", extra_hosts=(carrier.netloc,))
+    assert carrier.paths() == ["/m"]
+    assert looked_up == ["internal.example.net"]  # the simulator's own host is not looked up
+
+
+def test_public_addresses_pass_and_a_name_that_does_not_resolve_is_transient(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    resolving_to(monkeypatch, "93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946")
+    http._public_addresses_only("https://media.example.net/a.jpg", ())
+
+    def no_answer(host: str, port: int, **_: Any) -> list[tuple[Any, ...]]:
+        raise OSError("Name or service not known")
+
+    monkeypatch.setattr(http, "_resolve", no_answer)
+    with pytest.raises(MediaUnavailable, match="does not resolve"):
+        http._public_addresses_only("https://media.example.net/a.jpg", ())

@@ -170,11 +170,53 @@ def test_published_v3_vectors_are_accepted(method: str, url: str, expected: str)
     carrier().verify(request)
 
 
-def test_published_v2_vector_is_accepted() -> None:
+def test_published_v2_vector_is_accepted_where_v2_inbound_texts_are_allowed() -> None:
     url = VECTOR_URL + "?tenant=acme"
     assert v2_signature(TOKEN, VECTOR_URL) == V2_SIGNATURE
     assert validate_signature(url, NONCE, V2_SIGNATURE, TOKEN)
-    carrier().verify(webhook(url, urlencode(VECTOR_PARAMS), v2_headers(V2_SIGNATURE)))
+    carrier(v2_inbound=True).verify(webhook(url, urlencode(VECTOR_PARAMS), v2_headers(V2_SIGNATURE)))
+
+
+RECEIPT = {"MessageUUID": "3b4a1e28-0e8a-11ee-9e3a-0242ac110003", "Status": "delivered", "PartInfo": "1 of 1"}
+
+
+def test_v2_alone_signs_a_receipt_but_not_an_inbound_text() -> None:
+    """V2 covers neither the body nor the query, so one captured header pair would sign any text."""
+    receipt = webhook(VECTOR_URL, urlencode(RECEIPT), v2_headers(V2_SIGNATURE))
+    carrier().verify(receipt)
+    for text in ("forged one", "forged two"):
+        forged = webhook(VECTOR_URL, urlencode({**VECTOR_PARAMS, "Text": text}), v2_headers(V2_SIGNATURE))
+        with pytest.raises(SignatureError, match="only delivery receipts"):
+            carrier().verify(forged)
+    with pytest.raises(SignatureError, match="V2 is not accepted"):  # V3-only: nothing to downgrade to
+        carrier(require_v3=True).verify(receipt)
+
+
+def test_a_v3_request_stripped_of_its_v3_headers_is_refused() -> None:
+    both = {**v3_headers(sdk_v3(TOKEN, "POST", VECTOR_URL, VECTOR_PARAMS)), **v2_headers(V2_SIGNATURE)}
+    carrier().verify(webhook(VECTOR_URL, urlencode(VECTOR_PARAMS), both))
+    altered = urlencode({**VECTOR_PARAMS, "Text": "something else"})
+    with pytest.raises(SignatureError):
+        carrier().verify(webhook(VECTOR_URL, altered, v2_headers(V2_SIGNATURE)))
+
+
+@pytest.mark.parametrize(
+    ("setting", "require_v3", "v2_inbound"),
+    [("", False, False), ("true", True, False), ("false", False, True), ("no", False, True)],
+)
+def test_the_require_v3_setting_has_three_states(setting: str, require_v3: bool, v2_inbound: bool) -> None:
+    built = build_carrier(
+        "plivo",
+        CarrierConfig(
+            {
+                "PARLEY_PLIVO_AUTH_ID": AUTH_ID,
+                "PARLEY_PLIVO_AUTH_TOKEN": TOKEN,
+                "PARLEY_PLIVO_REQUIRE_V3": setting,
+            }
+        ),
+    )
+    assert isinstance(built, PlivoCarrier)
+    assert (built.require_v3, built.v2_inbound) == (require_v3, v2_inbound)
 
 
 def test_realistic_inbound_signed_by_the_sdk_is_accepted() -> None:
@@ -326,7 +368,7 @@ def test_v2_covers_neither_body_nor_query_so_it_can_be_refused() -> None:
     """V2 signs scheme://host/path + nonce only: an altered body still passes, which is why
     PARLEY_PLIVO_REQUIRE_V3 exists."""
     altered = urlencode({**VECTOR_PARAMS, "Text": "something else"})
-    carrier().verify(webhook(VECTOR_URL + "?tenant=other", altered, v2_headers(V2_SIGNATURE)))
+    carrier(v2_inbound=True).verify(webhook(VECTOR_URL + "?tenant=other", altered, v2_headers(V2_SIGNATURE)))
     with pytest.raises(SignatureError, match="V2 is not accepted"):
         carrier(require_v3=True).verify(webhook(VECTOR_URL, altered, v2_headers(V2_SIGNATURE)))
     with pytest.raises(SignatureError, match="V2"):
@@ -337,9 +379,9 @@ def test_v2_covers_neither_body_nor_query_so_it_can_be_refused() -> None:
 
 def test_v2_main_account_header_and_wrong_token() -> None:
     headers = {"X-Plivo-Signature-Ma-V2": V2_SIGNATURE, "X-Plivo-Signature-V2-Nonce": NONCE}
-    carrier().verify(webhook(VECTOR_URL, "", headers))
+    carrier().verify(webhook(VECTOR_URL, urlencode(RECEIPT), headers))
     with pytest.raises(SignatureError):
-        carrier("not-the-token").verify(webhook(VECTOR_URL, "", headers))
+        carrier("not-the-token").verify(webhook(VECTOR_URL, urlencode(RECEIPT), headers))
 
 
 def test_empty_configured_token_rejects_everything() -> None:
@@ -358,8 +400,8 @@ def test_empty_configured_token_rejects_everything() -> None:
     ],
     ids=["not-utf8", "bad-json", "json-array", "xml"],
 )
-def test_unreadable_bodies_fail_verification(body: bytes, content_type: str) -> None:
-    with pytest.raises(SignatureError):
+def test_unreadable_bodies_are_a_payload_problem_not_a_forgery(body: bytes, content_type: str) -> None:
+    with pytest.raises(PayloadError):
         carrier().verify(webhook(INBOUND_URL, body, v3_headers("abc="), content_type=content_type))
 
 
@@ -411,11 +453,11 @@ def test_any_payload_signed_by_the_sdk_is_accepted(params: dict[str, str], metho
         st.text(max_size=80),
     ),
 )
-def test_verify_raises_only_signature_error(
+def test_verify_raises_only_signature_or_payload_errors(
     body: bytes, url: str, method: str, content_type: str, headers: dict[str, str]
 ) -> None:
     request = WebhookRequest(method, url, {"content-type": content_type, **headers}, body)
-    with pytest.raises(SignatureError):
+    with pytest.raises((SignatureError, PayloadError)):
         carrier().verify(request)
 
 
@@ -1140,3 +1182,42 @@ def test_registry_builds_plivo_by_name() -> None:
     built = build_carrier("Plivo", CarrierConfig(env()))
     assert isinstance(built, PlivoCarrier)
     assert built.name == "plivo"
+
+
+# -- media field names, edge-of-range times, receipts at the wrong URL, unreadable bodies -----------
+
+
+def test_only_canonical_media_indexes_count_and_each_url_is_read_under_its_own_name() -> None:
+    mms = {**INBOUND, "Type": "mms"}
+    (event,) = parse(
+        WebhookKind.MESSAGES, urlencode({**mms, "Media1": "https://media.plivo.com/a", "Media01": "x"})
+    )
+    assert [m.url for m in event.media] == ["https://media.plivo.com/a"]
+    (event,) = parse(
+        WebhookKind.MESSAGES, urlencode({**mms, "Media0": "https://m/a", "Media00": "https://m/b"})
+    )
+    assert [m.url for m in event.media] == ["https://m/a"]
+    (event,) = parse(WebhookKind.MESSAGES, urlencode({**mms, "Media" + "1" * 4400: "https://m/x"}))
+    assert event.media == ()
+
+
+@pytest.mark.parametrize("moment", ["9999-12-31 23:00:00-05:00", "0001-01-01 00:00:00+05:00"])
+def test_receipt_times_at_the_edge_of_the_date_range_are_not_an_error(moment: str) -> None:
+    before = datetime.now(UTC)
+    fields = {"MessageUUID": "u-1", "Status": "delivered", "DeliveryReportTime": moment}
+    (event,) = parse(WebhookKind.STATUS, urlencode(fields))
+    assert event.occurred_at >= before  # unreadable: the time it reached us
+
+
+def test_a_receipt_posted_to_the_inbound_url_is_refused_not_stored_as_an_empty_text() -> None:
+    fields = {"MessageUUID": "u-1", "From": "15005550006", "To": "14155559981", "Status": "delivered"}
+    with pytest.raises(PayloadError, match="status callback"):
+        parse(WebhookKind.MESSAGES, urlencode({**fields, "PartInfo": "1 of 1"}))
+    (event,) = parse(WebhookKind.EVENTS, urlencode(fields))  # one URL for both: it is a receipt
+    assert isinstance(event, ParsedStatus)
+
+
+def test_a_text_plain_body_is_a_payload_problem_even_with_a_v3_signature() -> None:
+    request = webhook(INBOUND_URL, urlencode(INBOUND), v3_headers("abc="), content_type="text/plain")
+    with pytest.raises(PayloadError, match="unsupported content type"):
+        carrier().verify(request)

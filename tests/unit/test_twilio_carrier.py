@@ -198,9 +198,9 @@ def test_json_body_that_does_not_match_body_sha256_is_rejected() -> None:
         carrier("12345").verify(webhook(JSON_URL, altered, JSON_SIGNATURE, content_type="application/json"))
 
 
-def test_json_body_without_body_sha256_is_rejected() -> None:
+def test_json_body_without_body_sha256_is_rejected_as_a_payload_problem() -> None:
     signature = RequestValidator("12345").compute_signature(DOC_URL, {})
-    with pytest.raises(SignatureError):
+    with pytest.raises(PayloadError, match="bodySHA256"):
         carrier("12345").verify(webhook(DOC_URL, JSON_BODY, signature, content_type="application/json"))
 
 
@@ -781,3 +781,56 @@ def test_registry_rejects_unknown_carrier() -> None:
         build_carrier("carrier-pigeon", CarrierConfig({}))
     assert isinstance(caught.value, ValueError)
     assert "twilio" in str(caught.value)
+
+
+# -- media field names and receipts at the wrong URL -------------------------------------------------
+
+
+def test_only_canonical_media_indexes_count_and_each_url_is_read_under_its_own_name() -> None:
+    base = "MessageSid=MM1&From=%2B14155551234&To=%2B15005550006&Body=pic"
+    event = parse_one(
+        WebhookKind.MESSAGES, f"{base}&MediaUrl0=https://a.example/a&MediaUrl00=https://a.example/b"
+    )
+    assert isinstance(event, ParsedInbound)
+    assert event.media == (ParsedMedia(url="https://a.example/a"),)  # MediaUrl00 is no media field
+    event = parse_one(WebhookKind.MESSAGES, f"{base}&MediaUrl01=https://a.example/x")
+    assert isinstance(event, ParsedInbound) and event.media == ()
+    event = parse_one(WebhookKind.MESSAGES, f"{base}&MediaUrl{'1' * 4400}=https://a.example/x")
+    assert isinstance(event, ParsedInbound) and event.media == ()
+    event = parse_one(
+        WebhookKind.MESSAGES,
+        f"{base}&MediaUrl10=https://a.example/k&MediaContentType10=image/png&MediaUrl2=https://a.example/c",
+    )
+    assert isinstance(event, ParsedInbound)
+    assert event.media == (
+        ParsedMedia(url="https://a.example/c"),
+        ParsedMedia(url="https://a.example/k", content_type="image/png"),
+    )
+
+
+@pytest.mark.parametrize("word", ["delivered", "sent", "undelivered", "failed"])
+def test_a_receipt_posted_to_the_inbound_url_is_refused_not_stored_as_an_empty_text(word: str) -> None:
+    body = f"MessageSid=SM1&From=%2B15005550006&To=%2B14155559981&MessageStatus={word}&SmsStatus={word}"
+    with pytest.raises(PayloadError, match="status callback"):
+        carrier().parse(WebhookKind.MESSAGES, webhook(INBOUND_URL, body, "unused", content_type=FORM))
+
+
+def test_an_inbound_text_says_it_was_received() -> None:
+    body = "MessageSid=SM1&From=%2B14155551234&To=%2B15005550006&Body=hi&SmsStatus=received"
+    assert isinstance(parse_one(WebhookKind.MESSAGES, body), ParsedInbound)
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "words"),
+    [
+        (b"Body=\xff", FORM, "not valid form data"),
+        (b"hello", "text/plain", "unsupported content type"),
+        (JSON_BODY, "application/json", "bodySHA256"),
+    ],
+    ids=["not-utf8", "text-plain", "json-unhashed"],
+)
+def test_an_unreadable_body_is_a_payload_problem_not_a_forgery(
+    body: bytes, content_type: str, words: str
+) -> None:
+    with pytest.raises(PayloadError, match=words):
+        carrier().verify(webhook(INBOUND_URL, body, "c2lnbmF0dXJl", content_type=content_type))

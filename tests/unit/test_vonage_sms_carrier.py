@@ -304,7 +304,7 @@ def test_sig_in_the_url_of_a_post_is_not_read() -> None:
 def test_repeated_parameter_is_rejected() -> None:
     body = urlencode(signed(INBOUND)) + "&text=" + "something+else"
     request = WebhookRequest("POST", MESSAGES_URL, {"content-type": FORM}, body.encode())
-    with pytest.raises(SignatureError, match="unreadable"):
+    with pytest.raises(PayloadError, match="unreadable"):  # a 400 with the reason, not a 403
         carrier().verify(request)
 
 
@@ -932,7 +932,7 @@ def encoded(params: dict[str, str], shape: str) -> WebhookRequest:
     return post(MESSAGES_URL, params, JSON if shape == "json" else FORM)
 
 
-def only(expected: type[Exception], call: Callable[[], object]) -> None:
+def only(expected: type[Exception] | tuple[type[Exception], ...], call: Callable[[], object]) -> None:
     """Run `call`; any exception but `expected` fails the test."""
     with contextlib.suppress(expected):
         call()
@@ -950,7 +950,7 @@ def test_parse_and_verify_raise_only_their_errors_for_any_bytes(
 ) -> None:
     request = WebhookRequest(method, MESSAGES_URL + "?x=%FF", {"content-type": content_type}, body)
     only(PayloadError, lambda: carrier().parse(kind, request))
-    only(SignatureError, lambda: carrier().verify(request))
+    only((SignatureError, PayloadError), lambda: carrier().verify(request))
 
 
 @FUZZ
@@ -964,7 +964,10 @@ def test_parse_and_verify_raise_only_their_errors_for_plausible_payloads(
 ) -> None:
     request = encoded({**INBOUND, **params} if len(params) % 2 else params, shape)
     only(PayloadError, lambda: carrier().parse(kind, request))
-    with pytest.raises(SignatureError):
+    if not params:  # the empty reachability check is acknowledged, signed or not
+        carrier().verify(request)
+        return
+    with pytest.raises((SignatureError, PayloadError)):
         carrier().verify(request)
 
 
@@ -983,3 +986,35 @@ def test_any_parameters_signed_by_the_sdk_are_accepted(
 ) -> None:
     request = encoded(signed({**params, "timestamp": "1577880000"}, method), shape)
     carrier(method).verify(request)
+
+
+# -- receipts at the wrong URL, unreadable bodies, the reachability check --------------------------
+
+
+def test_a_receipt_posted_to_the_inbound_url_is_refused_not_stored_as_an_empty_text() -> None:
+    fields = {
+        "messageId": "0A1",
+        "msisdn": "14155558101",
+        "to": "15005550006",
+        "status": "delivered",
+        "err-code": "0",
+        "scts": "2611281400",
+        "timestamp": "1577880000",
+    }
+    request = post(MESSAGES_URL, signed(fields))
+    carrier().verify(request)
+    with pytest.raises(PayloadError, match="delivery receipt arrived at the inbound"):
+        carrier().parse(WebhookKind.MESSAGES, request)
+
+
+def test_an_unsupported_content_type_is_a_payload_problem_not_a_forgery() -> None:
+    request = WebhookRequest("POST", MESSAGES_URL, {"content-type": "text/xml"}, b"<x/>")
+    with pytest.raises(PayloadError, match="unsupported content type"):
+        carrier().verify(request)
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_the_empty_reachability_check_is_acknowledged(method: str) -> None:
+    request = WebhookRequest(method, MESSAGES_URL, {}, b"")
+    carrier().verify(request)
+    assert carrier().parse(WebhookKind.MESSAGES, request) == []

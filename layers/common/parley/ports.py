@@ -365,6 +365,10 @@ class JobQueue(Protocol):
 
     def send(self, body: dict[str, Any], *, delay_seconds: int = 0) -> None: ...
 
+    def send_batch(self, bodies: Sequence[dict[str, Any]]) -> None:
+        """Several jobs in as few calls as the queue allows (SQS: 10 a call), none delayed."""
+        ...
+
 
 class EventPublisher(Protocol):
     """Domain events for other services (EventBridge)."""

@@ -42,6 +42,41 @@ class SqsQueue:
             DelaySeconds=max(0, min(delay_seconds, 900)),
         )
 
+    def send_batch(self, bodies: Sequence[dict[str, Any]]) -> None:
+        """Send `bodies` in SendMessageBatch calls (10 messages and at most 1 MiB a call), as UTF-8
+        JSON rather than \\u escapes. An entry SQS refuses is sent again once; if any is still refused,
+        raises (nothing sent is undone: consumers are idempotent)."""
+        sqs = client("sqs", self._region)
+        batch: list[str] = []
+        size = 0
+        for body in bodies:
+            text = json.dumps(body, ensure_ascii=False, separators=(",", ":"), default=str)
+            length = len(text.encode("utf-8"))
+            if batch and (len(batch) == _BATCH_ENTRIES or size + length > _BATCH_BYTES):
+                self._send_entries(sqs, batch)
+                batch, size = [], 0
+            batch.append(text)
+            size += length
+        if batch:
+            self._send_entries(sqs, batch)
+
+    def _send_entries(self, sqs: Any, texts: list[str]) -> None:
+        pending = {str(i): text for i, text in enumerate(texts)}
+        for _attempt in range(2):
+            answer = sqs.send_message_batch(
+                QueueUrl=self.url, Entries=[{"Id": key, "MessageBody": text} for key, text in pending.items()]
+            )
+            failed = answer.get("Failed") or []
+            pending = {f["Id"]: pending[f["Id"]] for f in failed if f.get("Id") in pending}
+            if not pending:
+                return
+        codes = sorted({str(f.get("Code")) for f in failed})
+        raise RuntimeError(f"SQS refused {len(pending)} of {len(texts)} messages ({', '.join(codes)})")
+
+
+_BATCH_ENTRIES = 10  # SendMessageBatch's limits
+_BATCH_BYTES = 256 * 1024  # a batch call's total, as a queue's default MaximumMessageSize allows
+
 
 class SqsDeadLetterQueue:
     """A DeadLetterQueue on SQS. A received letter stays invisible for `visibility_seconds`, then comes

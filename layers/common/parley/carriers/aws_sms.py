@@ -262,7 +262,7 @@ class AwsSmsCarrier:
 
     def verify(self, request: WebhookRequest) -> None:
         """Raise SignatureError unless the body is a fresh SNS message AWS signed for one of our topics."""
-        message = self.verifier.load(request.body)
+        message = _json_object(request.body, "body is not an SNS message")  # unreadable: 400, not 403
         header_type = request.header(SNS_TYPE_HEADER)
         if header_type is not None and header_type != message.get("Type"):
             raise SignatureError("x-amz-sns-message-type does not match the message")
@@ -540,9 +540,9 @@ def _json_object(body: bytes, what: str) -> dict[str, Any]:
 
 def _required(payload: dict[str, Any], key: str) -> str:
     value = payload.get(key)
-    if not isinstance(value, str) or not value:
+    if not isinstance(value, str) or not value.strip():
         raise PayloadError(f"{key} is missing")
-    return value
+    return value.strip()
 
 
 def _sns_time(message: dict[str, Any]) -> datetime:

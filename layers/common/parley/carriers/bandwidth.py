@@ -60,7 +60,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_API_BASE: Final = "https://messaging.bandwidth.com"
 MAX_TEXT_CHARS: Final = 2048  # Bandwidth rejects longer text fields
-MAX_EVENTS: Final = 1000  # Bandwidth batches a handful; bounds the work a bad body can cause
+MAX_EVENTS: Final = 100  # Bandwidth batches a handful; as many as the webhook queues in its deadline
 LOOKUP_PAGE_SIZE: Final = 100
 LOOKUP_MAX_PAGES: Final = 10
 LOOKUP_CLOCK_SKEW: Final = timedelta(minutes=1)

@@ -7,6 +7,7 @@ Imported only from inside `send`, lookups and `fetch_media`, so the webhook path
 from __future__ import annotations
 
 import ipaddress
+import socket
 import time
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any, Final
@@ -134,6 +135,7 @@ def download(
     with requests.Session() as session:
         for hop in range(MAX_MEDIA_REDIRECTS + 1):
             host, trusted = _media_target(current, allowed_hosts, extra_hosts, redirected=hop > 0)
+            _public_addresses_only(current, extra_hosts)
             if time.monotonic() > deadline:
                 raise MediaUnavailable(f"the download from {host} took too long; try again later")
             # A no-op auth callable rather than None: with None, requests would look in ~/.netrc.
@@ -215,14 +217,66 @@ def _host_listed(
 
 
 def _is_local_name(host: str) -> bool:
-    """An IP literal or localhost: only reachable when explicitly listed (no SSRF through a redirect)."""
+    """An IP literal or localhost: only reachable when explicitly listed (no SSRF through a redirect).
+
+    IPv4 literals count in every form the resolver takes: 2130706433, 127.1 and 0x7f000001 all
+    name 127.0.0.1.
+    """
     if host == "localhost" or host.endswith(".localhost"):
         return True
     try:
         ipaddress.ip_address(host)
     except ValueError:
+        pass
+    else:
+        return True
+    try:
+        socket.inet_aton(host)
+    except OSError:
         return False
     return True
+
+
+_resolve = socket.getaddrinfo  # replaced in tests
+
+
+def _public_addresses_only(url: str, extra: Collection[str]) -> None:
+    """Resolve the URL's host and refuse it unless every address is a public one (no loopback,
+    private, link-local, shared, reserved, multicast or unspecified address, IPv4-mapped IPv6
+    included), so a public name that resolves inside our network can't be fetched. The local
+    simulators' hosts (`extra`) are exempt. Raises MediaRejected, or MediaUnavailable if the name
+    does not resolve (DNS may recover).
+
+    The connection resolves the name again; a name that changes its answer in between is not
+    caught here (the window is milliseconds and the scheme https).
+    """
+    parts = urlsplit(url)
+    host = (parts.hostname or "").rstrip(".")
+    scheme = parts.scheme.lower()
+    port = parts.port
+    if _host_listed(host, port, scheme, extra, any_port=True):
+        return
+    try:
+        infos = _resolve(host, port or _DEFAULT_PORTS[scheme], type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        raise MediaUnavailable(f"{host} does not resolve; try again later") from exc
+    for info in infos:
+        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        if not _is_public(address):
+            raise MediaRejected(f"{host} resolves to an internal address")
+
+
+def _is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    return address.is_global and not (
+        address.is_loopback
+        or address.is_private
+        or address.is_link_local
+        or address.is_reserved
+        or address.is_multicast
+        or address.is_unspecified
+    )
 
 
 def _read_media(response: requests.Response, host: str, max_bytes: int, deadline: float) -> FetchedMedia:

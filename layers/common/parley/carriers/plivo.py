@@ -2,10 +2,15 @@
 
 Plivo signs callbacks two ways. V3 (`X-Plivo-Signature-V3`) covers the URL, its query and every
 field of the body; V2 (`X-Plivo-Signature-V2`) covers only scheme://host/path and a nonce, so a
-V2-only request proves who sent it but not what it says. V3 is checked whenever it is present and a
-bad V3 is never excused by a good V2; V2 is accepted only when it is all a callback carries (set
-`PARLEY_PLIVO_REQUIRE_V3=true` to refuse those). Neither scheme has a timestamp, so there is no
-freshness window: a replay is absorbed downstream by de-duplicating on MessageUUID and Status.
+V2-only request proves who sent it but not what it says: one captured V2 pair signs any body. V3 is
+checked whenever it is present and a bad V3 is never excused by a good V2. A request that carries
+only V2 is accepted for a delivery receipt (it names a MessageUUID only Plivo and we know) but
+refused for anything else, an inbound text above all, whose body is the whole point.
+`PARLEY_PLIVO_REQUIRE_V3` sets this: `true` refuses every V2-only request (for an account whose
+callbacks all carry V3, so dropping the V3 headers can't downgrade a request), unset is the rule
+above, and `false` accepts V2-only inbound texts too (an account Plivo signs with V2 only).
+Neither scheme has a timestamp, so there is no freshness window: a replay is absorbed downstream by
+de-duplicating on MessageUUID and Status.
 
 Plivo has no idempotency key for sends, so a 5xx or a read timeout is AMBIGUOUS and `find_sent`
 looks the text up in Plivo's message list before anything is retried.
@@ -213,6 +218,7 @@ class PlivoCarrier:
         api_base: str = DEFAULT_API_BASE,
         timeout: float = 10.0,
         require_v3: bool = False,
+        v2_inbound: bool = False,
         session: requests.Session | None = None,
         media_hosts: tuple[str, ...] = MEDIA_HOSTS,
         media_hosts_extra: tuple[str, ...] = (),
@@ -226,6 +232,7 @@ class PlivoCarrier:
         self.api_base = (api_base or DEFAULT_API_BASE).rstrip("/")
         self.timeout = timeout
         self.require_v3 = require_v3
+        self.v2_inbound = v2_inbound  # accept inbound texts signed with V2 only (forgeable bodies)
         self._session = session
         self._session_lock = threading.Lock()
         self.media_hosts = tuple(media_hosts)
@@ -261,6 +268,9 @@ class PlivoCarrier:
             raise SignatureError("no Plivo auth token configured")
         if not self._matches(_base_url(request.url) + nonce, v2):
             raise SignatureError("V2 signature does not match")
+        if not self.v2_inbound and "Status" not in _request_fields(request):
+            # V2 does not cover the body: a captured header pair would sign any text.
+            raise SignatureError("V2 alone does not sign the body; only delivery receipts may carry it")
 
     def _matches(self, signed: str, given: list[bytes]) -> bool:
         """Compare every (token, signature) pair in constant time; no early exit to time."""
@@ -279,6 +289,8 @@ class PlivoCarrier:
         """
         fields = _request_fields(request)
         if kind == WebhookKind.MESSAGES:
+            if "Status" in fields:  # inbound texts carry no Status; receipts always do
+                raise PayloadError("a status callback arrived at the inbound-messages URL")
             return self._inbound(fields)
         if kind == WebhookKind.STATUS:
             return [self._status(fields)]
@@ -461,7 +473,8 @@ def build(config: CarrierConfig) -> PlivoCarrier:
 
     Reads PARLEY_PLIVO_AUTH_ID, PARLEY_PLIVO_AUTH_TOKEN (or the SSM parameter named by
     PARLEY_PLIVO_AUTH_TOKEN_PARAM; previous tokens in PARLEY_PLIVO_AUTH_TOKEN_PREVIOUS),
-    PARLEY_PLIVO_API_BASE (default https://api.plivo.com), PARLEY_PLIVO_REQUIRE_V3 and
+    PARLEY_PLIVO_API_BASE (default https://api.plivo.com), PARLEY_PLIVO_REQUIRE_V3 (true: V3 only;
+    unset: V2 alone for receipts only; false: V2 alone for inbound texts too) and
     PARLEY_PLIVO_MEDIA_HOSTS_EXTRA (local simulator only).
     """
     auth_id = config.get("plivo_auth_id").strip()
@@ -476,13 +489,15 @@ def build(config: CarrierConfig) -> PlivoCarrier:
     ]
     if missing:
         raise PlivoConfigError(f"Plivo is not configured: set {' and '.join(missing)}")
+    require_v3 = config.get("plivo_require_v3").strip().lower()
     return PlivoCarrier(
         auth_id,
         tokens[0],
         previous_auth_tokens=tokens[1:],
         api_base=config.get("plivo_api_base", DEFAULT_API_BASE).strip() or DEFAULT_API_BASE,
         timeout=config.timeout,
-        require_v3=config.get("plivo_require_v3").strip().lower() in ("1", "true", "yes", "on"),
+        require_v3=require_v3 in ("1", "true", "yes", "on"),
+        v2_inbound=require_v3 in ("0", "false", "no", "off"),
         media_hosts=config.media_hosts(MEDIA_HOSTS),
         media_hosts_extra=config.get_list("plivo_media_hosts_extra"),
     )
@@ -539,13 +554,16 @@ def _signed_params(request: WebhookRequest) -> str:
         if content_type in _JSON_TYPES or content_type.endswith("+json"):
             data = json.loads(request.body)
             if not isinstance(data, dict):
-                raise SignatureError("JSON body is not an object")
+                raise PayloadError("JSON body is not an object")
             return _json_param_string(data)
         if content_type not in _FORM_TYPES:
-            raise SignatureError("unsupported content type")
+            raise PayloadError(f"unsupported content type {content_type[:60]!r}")
         form = _parse_form(request.body)
+    except PayloadError:
+        raise
     except (ValueError, RecursionError, TypeError) as exc:  # UnicodeDecodeError, JSONDecodeError
-        raise SignatureError("body does not match its content type") from exc
+        # A body that can't be read is a payload problem (400), not a forged signature.
+        raise PayloadError(f"body is not valid {content_type[:60] or 'form data'}") from exc
     return "".join(key + value for key in sorted(form) for value in sorted(form[key]))
 
 
@@ -558,7 +576,7 @@ def _json_param_string(data: Mapping[str, Any]) -> str:
             out.append(key + _json_param_string(value))
         elif isinstance(value, list):
             if not all(isinstance(v, str | int | float | bool) or v is None for v in value):
-                raise SignatureError("unsupported JSON body")
+                raise PayloadError("unsupported JSON body")
             out.append("".join(key + str(v) for v in sorted(str(v) for v in value)))
         else:
             out.append(key + str(value))
@@ -659,24 +677,28 @@ def _part_info(value: str | None) -> tuple[int | None, int | None]:
 
 def _media(fields: Mapping[str, str], uuid: str) -> tuple[ParsedMedia, ...]:
     """Media<n> in order, found by key (Plivo numbers them from 1; older docs say 0), so a bogus
-    MediaCount can't steer a loop."""
-    indexes = sorted(
-        int(name[5:])
+    MediaCount can't steer a loop. Only canonical indexes count ("Media3", not "Media03"), each
+    read under its own name."""
+    found = sorted(
+        (int(name[5:]), name[5:])
         for name in fields
-        if name.startswith("Media")
-        and name[5:].isascii()
-        and name[5:].isdigit()
-        and len(name) <= 9
-        and fields[name].strip()
+        if name.startswith("Media") and _media_index(name[5:]) and fields[name].strip()
     )
     media = tuple(
-        ParsedMedia(url=fields[f"Media{i}"].strip(), content_type=fields.get(f"MediaContentType{i}") or None)
-        for i in indexes
+        ParsedMedia(
+            url=fields[f"Media{index}"].strip(), content_type=fields.get(f"MediaContentType{index}") or None
+        )
+        for _, index in found
     )
     declared = _positive_int(fields.get("MediaCount"))
     if declared is not None and declared != len(media):
         logger.warning("plivo %s: MediaCount=%s but %d media URLs", uuid[:60], declared, len(media))
     return media
+
+
+def _media_index(text: str) -> bool:
+    """A media field's index as Plivo writes it: decimal, no leading zero, at most 3 digits."""
+    return 0 < len(text) <= 3 and text.isascii() and text.isdigit() and (text == "0" or text[0] != "0")
 
 
 def _parse_time(value: object) -> datetime | None:
@@ -685,9 +707,9 @@ def _parse_time(value: object) -> datetime | None:
         return None
     try:
         moment = datetime.fromisoformat(value.strip())
-    except ValueError:
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except (ValueError, OverflowError):  # OverflowError: e.g. year 9999 with a negative offset
         return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _occurred_at(fields: Mapping[str, str], word: str) -> datetime:

@@ -203,13 +203,16 @@ class TwilioCarrier:
             body_ok = hmac.compare_digest(
                 hashlib.sha256(request.body).hexdigest().encode(), body_hash[0].strip().lower().encode()
             )
-        else:
-            if _content_type(request).endswith("json"):
-                raise SignatureError("JSON body without bodySHA256")
+        else:  # a body we can't read is a payload problem (400), not a forged signature
+            content_type = _content_type(request)
+            if content_type == "application/json" or content_type.endswith("+json"):
+                raise PayloadError("a JSON body needs bodySHA256 in the webhook URL")
+            if request.body and content_type not in ("", "application/x-www-form-urlencoded"):
+                raise PayloadError(f"unsupported content type {content_type[:60]!r}")
             try:
                 params = _form_of(request)
             except ValueError as exc:
-                raise SignatureError("body is not form data") from exc
+                raise PayloadError("body is not valid form data (UTF-8 form fields expected)") from exc
             body_ok = True
 
         signed_params = _param_string(params)
@@ -238,6 +241,9 @@ class TwilioCarrier:
             word = (_first(raw, "MessageStatus", "SmsStatus") or "").lower()
             kind = WebhookKind.MESSAGES if word in ("", "received", "receiving") else WebhookKind.STATUS
         if kind == WebhookKind.MESSAGES:
+            word = (_first(raw, "MessageStatus", "SmsStatus") or "received").lower()
+            if word not in ("received", "receiving"):
+                raise PayloadError(f"a status callback ({word[:40]!r}) arrived at the inbound-messages URL")
             return [self._inbound(sid, raw)]
         return [self._status(sid, raw)]
 
@@ -630,20 +636,29 @@ def _int_or_none(value: str | None) -> int | None:
 
 
 def _media(raw: Mapping[str, str], sid: str) -> tuple[ParsedMedia, ...]:
-    """MediaUrl0..N with MediaContentType0..N, found by key so a bogus NumMedia can't steer a loop."""
-    indexes = sorted(
-        int(name[8:])
+    """MediaUrl0..N with MediaContentType0..N, found by key so a bogus NumMedia can't steer a loop.
+
+    Only canonical indexes count ("MediaUrl3", not "MediaUrl03"): each URL is read under its own
+    name, so "MediaUrl0" and "MediaUrl00" can't stand for one another.
+    """
+    found = sorted(
+        (int(name[8:]), name[8:])
         for name in raw
-        if name.startswith("MediaUrl") and name[8:].isascii() and name[8:].isdigit() and raw[name]
+        if name.startswith("MediaUrl") and _media_index(name[8:]) and raw[name]
     )
     media = tuple(
-        ParsedMedia(url=raw[f"MediaUrl{i}"], content_type=raw.get(f"MediaContentType{i}") or None)
-        for i in indexes
+        ParsedMedia(url=raw[f"MediaUrl{index}"], content_type=raw.get(f"MediaContentType{index}") or None)
+        for _, index in found
     )
     declared = _int_or_none(raw.get("NumMedia"))
     if declared is not None and declared != len(media):
         logger.warning("twilio %s: NumMedia=%s but %d media URLs", sid, declared, len(media))
     return media
+
+
+def _media_index(text: str) -> bool:
+    """A media field's index as Twilio writes it: decimal, no leading zero, at most 3 digits."""
+    return 0 < len(text) <= 3 and text.isascii() and text.isdigit() and (text == "0" or text[0] != "0")
 
 
 def _rfc2822(value: object) -> datetime | None:

@@ -241,8 +241,10 @@ class VonageSmsCarrier:
         """Raise SignatureError unless `sig` matches one of our signature secrets and is fresh."""
         try:
             fields = _fields(request)
-        except (ValueError, RecursionError) as exc:
-            raise SignatureError("request parameters are unreadable") from exc
+        except (ValueError, RecursionError) as exc:  # a payload problem (400), not a forgery
+            raise PayloadError(f"request parameters are unreadable: {_reason(exc)}") from exc
+        if not fields:
+            return  # a reachability check with no parameters: nothing to sign, nothing is stored
         given = fields.pop("sig", "").strip()
         if not given:
             raise SignatureError("missing sig parameter")
@@ -283,6 +285,8 @@ class VonageSmsCarrier:
             kind = WebhookKind.STATUS if is_receipt else WebhookKind.MESSAGES
         if kind is WebhookKind.STATUS:
             return [self._status(fields)]
+        if "status" in fields and "text" not in fields:  # a delivery receipt, not a text
+            raise PayloadError("a delivery receipt arrived at the inbound-messages URL")
         return self._inbound(fields)
 
     def ack(self, kind: WebhookKind) -> WebhookAck:
@@ -494,6 +498,15 @@ def sign(signing_string: str, secret: str, method: str) -> str:
 
 def _content_type(request: WebhookRequest) -> str:
     return (request.header("content-type") or "").split(";")[0].strip().lower()
+
+
+def _reason(exc: BaseException) -> str:
+    """Why the parameters can't be read, in words safe to send back."""
+    if isinstance(exc, UnicodeDecodeError):
+        return "the body is not UTF-8"
+    if isinstance(exc, RecursionError):
+        return "the JSON is nested too deeply"
+    return str(exc)[:120] or "form, JSON or query expected"
 
 
 def _fields(request: WebhookRequest) -> dict[str, str]:
