@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote
 from zoneinfo import ZoneInfo
 
@@ -36,16 +37,35 @@ from parley.services.records import NewRecord, RecordDraft, RecordExists, Record
 from parley.services.resend import MAX_BATCH, FailedFilter
 from parley.services.sending import (
     FieldError,
+    KeyReused,
     NotCancellable,
     NotResendable,
     SendRejected,
     may_send_from,
 )
-from parley.services.templates import TemplateDraft, TemplateNotFound
+from parley.services.templates import TemplateDraft, TemplateForbidden, TemplateNotFound
 from parley.wiring import container
 
 logger = function_logger()
 app = APIGatewayHttpResolver()
+T = TypeVar("T")
+
+# The earliest year a time filter may name: stored times are fixed-width (four-digit years) strings.
+MIN_YEAR = 1000
+MAX_BODY = 1600  # characters in a body a send takes
+
+
+class Forbidden(PermissionError):
+    """The caller is known but may not do this (403, with the reason)."""
+
+
+class KeyedFailure(Exception):
+    """A service failed part-way through a send whose idempotency key the API made up: the client
+    must be given it, since what was stored before the failure still goes out."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
 
 
 def _json(status: int, body: Any) -> Response[str]:
@@ -55,7 +75,10 @@ def _json(status: int, body: Any) -> Response[str]:
 def _caller() -> Caller:
     """Who is asking, from the JWT authorizer's claims: every route decides what they see by it."""
     claims = app.current_event.request_context.authorizer.jwt_claim or {}
-    return Caller.from_claims(claims)
+    caller = Caller.from_claims(claims)
+    if not caller.has_access:  # no team claim is no access, not the pool's (see parley.access)
+        raise Forbidden("the token names no team: ask for a team (the 'teams' or 'team' claim)")
+    return caller
 
 
 def _visible_teams(caller: Caller) -> frozenset[str]:
@@ -76,7 +99,7 @@ def webhook_urls(carrier: str, base_url: str) -> list[str]:
 
 def _limit() -> int:
     raw = app.current_event.get_query_string_value("limit", "50") or "50"
-    if not raw.isdigit() or not 1 <= int(raw) <= 200:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 200:
         raise ValueError("limit must be a whole number from 1 to 200")
     return int(raw)
 
@@ -184,8 +207,10 @@ def get_message(message_id: str) -> Response[str]:
 def get_message_media(message_id: str, index: str) -> Response[bytes]:
     """Our copy of one attachment, as bytes: the web inbox loads it with its token (an <img> can't)."""
     medium = container().inbox.medium(message_id, index, _caller())
-    # Only pictures are shown in place; SVG can carry script, so it is downloaded like other files.
-    shown = medium.content_type.startswith("image/") and medium.content_type != "image/svg+xml"
+    # Only pictures are shown in place; SVG can carry script, so it is downloaded like other files
+    # (whatever the case of the type or its parameters: `Image/SVG+XML; charset=utf-8` is SVG too).
+    media_type = medium.content_type.split(";", 1)[0].strip().lower()
+    shown = media_type.startswith("image/") and media_type != "image/svg+xml"
     headers = {
         "Cache-Control": "private, max-age=300",
         "X-Content-Type-Options": "nosniff",
@@ -199,13 +224,33 @@ def send_messages() -> Response[str]:
     caller = _caller()
     data = _body()
     team = _sending_team(caller, data.get("team"))
-    data.setdefault("idempotency_key", app.current_event.headers.get("idempotency-key"))
-    if data["idempotency_key"] is None:
-        data.pop("idempotency_key")
+    # A null key is no key (client libraries write unset fields as null): the header then counts.
+    if data.get("idempotency_key") is None:
+        data.pop("idempotency_key", None)
+        header = app.current_event.headers.get("idempotency-key")
+        if header is not None:
+            data["idempotency_key"] = header
     request = SendRequest.model_validate({**data, "team": team, "requested_by": caller.user or None})
     _check_template(caller, request.template_id)
-    messages = container().sender.submit(request, request.idempotency_key or new_request_key(), team=team)
+    sender = container().sender
+    messages = _keyed(request.idempotency_key, lambda key: sender.submit(request, key, team=team))
     return _json(202, {"messages": [m.model_dump(mode="json") for m in messages]})
+
+
+def _keyed(given: str | None, send: Callable[[str], T]) -> T:
+    """Run a send under the caller's idempotency key, or one made up here. A service failing part-way
+    can leave some of it stored, and what is stored goes out (the Sweep requeues it): a client with
+    no key of its own is handed the made-up one (KeyedFailure), since repeating the request with it
+    sends once and repeating it without sends twice."""
+    if given is not None:
+        return send(given)
+    key = new_request_key()
+    try:
+        return send(key)
+    except (BotoCoreError, ClientError, PynamoDBException) as exc:
+        if _refused_as_invalid(exc) is not None:
+            raise  # nothing to repeat: the same request fails the same way
+        raise KeyedFailure(key) from exc
 
 
 def _sending_team(caller: Caller, team: object) -> str:
@@ -225,6 +270,9 @@ def _check_template(caller: Caller, template_id: str | None) -> None:
         container().template_service.get(template_id, caller)
     except TemplateNotFound as exc:
         raise SendRejected([FieldError("template_id", f"no template with id '{template_id}'")]) from exc
+
+
+_PREVIEW_FIELDS = ("body", "template_id", "merge_values", "to", "from", "smart_encoding", "team")
 
 
 @app.get("/v1/templates")
@@ -303,6 +351,7 @@ def list_numbers() -> Response[str]:
 def preview_message() -> Response[str]:
     caller = _caller()
     data = _body()
+    _only(data, *_PREVIEW_FIELDS)
     team = _sending_team(caller, data.pop("team", None))
     body, template_id, to = data.get("body"), data.get("template_id"), data.get("to")
     values = data.get("merge_values") or {}
@@ -317,7 +366,15 @@ def preview_message() -> Response[str]:
         raise ValueError("'from' must be one of our numbers, as a string")
     if not (smart_encoding is None or isinstance(smart_encoding, bool)):
         raise ValueError("'smart_encoding' must be true, false or null (the sender number's setting)")
-    recipient = normalize_e164(to) if isinstance(to, str) else None
+    if body is not None and not body.strip():
+        raise ValueError("'body' must not be empty")
+    if isinstance(to, list) and len(to) > 1:
+        raise ValueError("'to' names one recipient: preview renders for one recipient")
+    if isinstance(to, list) and to:
+        to = to[0]
+    if not (to is None or isinstance(to, str)):
+        raise ValueError("'to' must be one recipient's number, as a string or a list of one")
+    recipient = normalize_e164(to) if to is not None else None
     sender_number = normalize_e164(from_number, require_mobile=False) if from_number else None
     sending = container().sender
     # The sender the send would use: its smart-encoding setting applies unless the request says.
@@ -325,15 +382,21 @@ def preview_message() -> Response[str]:
     if sender_number and sender and not may_send_from(sender, team, caller.user or None):
         raise SendRejected([FieldError("from", f"{sender_number} belongs to another team")])
     _check_template(caller, template_id)
-    text = sending.render(body=body, template_id=template_id, merge_values=values, to=recipient)
+    text = sending.render(body=body, template_id=template_id, merge_values=values, to=recipient, team=team)
     result = preview(text, smart_encoding=smart_encoding, sender=sender)
-    return _json(200, {"text": text, "from": sender.number if sender else None, **result})
+    # A text over the limits is still counted (a writer watches the count grow), and said to be over.
+    max_segments = container().settings.max_segments
+    within = result["segments"] <= max_segments and (body is None or len(body) <= MAX_BODY)
+    answer = {"text": text, "from": sender.number if sender else None, **result}
+    return _json(200, {**answer, "max_segments": max_segments, "within_limit": within})
 
 
 @app.post("/v1/messages/<message_id>/reschedule")
 def reschedule_message(message_id: str) -> Response[str]:
     caller = _caller()
-    raw = _body().get("send_at")
+    data = _body()
+    _only(data, "send_at")
+    raw = data.get("send_at")
     if not isinstance(raw, str):
         raise ValueError("'send_at' is required: an ISO 8601 time with a time zone")
     try:
@@ -356,6 +419,7 @@ def cancel_message(message_id: str) -> Response[str]:
 def resend_messages() -> Response[str]:
     caller = _caller()
     data = _body()
+    _only(data, "ids", "view", "our_number", "since", "cursor")
     ids, view = data.get("ids"), data.get("view")
     resender = container().resender
     if (ids is None) == (view is None):
@@ -369,21 +433,29 @@ def resend_messages() -> Response[str]:
             raise ValueError("'ids' must be a non-empty list of message ids")
         if len(ids) > MAX_BATCH:
             raise ValueError(f"'ids' can name at most {MAX_BATCH} messages at a time")
-        results, more = resender.resend_ids(ids, caller=caller, by=caller.user or None), False
+        if "cursor" in data:
+            raise ValueError("'cursor' goes with 'view': it continues a resend from the Failed view")
+        results, more, cursor = resender.resend_ids(ids, caller=caller, by=caller.user or None), False, None
     else:
         if view != "failed":
             raise ValueError("'view' must be 'failed': only failed messages can be resent")
-        our_number, since = data.get("our_number"), data.get("since")
+        our_number, since, cursor = data.get("our_number"), data.get("since"), data.get("cursor")
         if not (our_number is None or isinstance(our_number, str)):
             raise ValueError("'our_number' must be one of our numbers, as a string")
         if not (since is None or isinstance(since, str)):
             raise ValueError("'since' must be an ISO 8601 time with a time zone")
+        if not (cursor is None or isinstance(cursor, str)):
+            raise ValueError("'cursor' must be the cursor a previous call answered")
         where = FailedFilter(
             our_number=normalize_e164(our_number, require_mobile=False) if our_number else None,
             since=_aware_time("since", since) if since else None,
         )
-        results, more = resender.resend_failed(where, caller=caller, by=caller.user or None)
-    return _json(200, {"results": [asdict(r) for r in results], "more": more})
+        done = resender.resend_failed(where, caller=caller, by=caller.user or None, cursor=cursor)
+        results, more, cursor = done.results, done.more, done.cursor
+    answer: dict[str, Any] = {"results": [asdict(r) for r in results], "more": more}
+    if cursor is not None:  # stopped early: call again with it for the rest
+        answer["cursor"] = cursor
+    return _json(200, answer)
 
 
 @app.post("/v1/messages/<message_id>/resend")
@@ -400,6 +472,12 @@ def _aware_time(name: str, raw: str) -> datetime:
         raise ValueError(f"'{name}' is not an ISO 8601 time: {raw!r}") from exc
     if at.tzinfo is None:
         raise ValueError(f"'{name}' needs a time zone (e.g. 2026-12-01T09:00:00Z)")
+    try:
+        year = at.astimezone(UTC).year
+    except OverflowError:  # 0001-01-01 at +01:00 is before year 1 in UTC; 9999-12-31 at -01:00 after 9999
+        year = 0
+    if not MIN_YEAR <= year <= 9999:
+        raise ValueError(f"'{name}' must be a time from year {MIN_YEAR} to 9999 (in UTC), not {raw!r:.40}")
     return at
 
 
@@ -422,7 +500,9 @@ def list_crm_conflicts() -> Response[str]:
 @app.post("/v1/crm/conflicts/<conflict_id>/resolve")
 def resolve_crm_conflict(conflict_id: str) -> Response[str]:
     caller = _caller()
-    record_id = _body().get("record_id")
+    data = _body()
+    _only(data, "record_id")
+    record_id = data.get("record_id")
     if not isinstance(record_id, str) or not record_id:
         raise ValueError("'record_id' is required: the id of one of the conflict's candidate records")
     outcome = container().digest.resolve(conflict_id, record_id, user=caller.user or "someone", caller=caller)
@@ -646,7 +726,10 @@ def restore_messages() -> Response[str]:
 
 
 def _idempotency_key(data: dict[str, Any]) -> str | None:
-    key = data.get("idempotency_key", app.current_event.headers.get("idempotency-key"))
+    """The body's key, else the Idempotency-Key header's (a null in the body is no key)."""
+    key = data.get("idempotency_key")
+    if key is None:
+        key = app.current_event.headers.get("idempotency-key")
     if key is not None and (not isinstance(key, str) or not 0 < len(key) <= 200):
         raise ValueError("'idempotency_key' must be a string of 1 to 200 characters")
     return key
@@ -675,19 +758,23 @@ _REPLY_FIELDS = ("body", "template_id", "merge_values", "idempotency_key")
 
 @app.post("/v1/messages/<message_id>/reply")
 def reply_to_message(message_id: str) -> Response[str]:
-    data = _body()
+    caller, data = _caller(), _body()
     _only(data, *_REPLY_FIELDS)
-    content, key = _content(data), _idempotency_key(data) or new_request_key()
-    sent = container().mailbox.reply(message_id, _caller(), content, key)
+    content = _content(data)
+    _check_template(caller, content.template_id)
+    mailbox = container().mailbox
+    sent = _keyed(_idempotency_key(data), lambda key: mailbox.reply(message_id, caller, content, key))
     return _json(202, {"messages": [sent.model_dump(mode="json")]})
 
 
 @app.post("/v1/messages/reply")
 def reply_to_messages() -> Response[str]:
-    data = _body()
+    caller, data = _caller(), _body()
     _only(data, "ids", *_REPLY_FIELDS)
-    ids, content, key = _ids(data), _content(data), _idempotency_key(data) or new_request_key()
-    results = container().mailbox.reply_many(ids, _caller(), content, key)
+    ids, content = _ids(data), _content(data)
+    _check_template(caller, content.template_id)
+    mailbox = container().mailbox
+    results = _keyed(_idempotency_key(data), lambda key: mailbox.reply_many(ids, caller, content, key))
     return _json(200, {"results": [asdict(r) for r in results]})
 
 
@@ -703,8 +790,10 @@ def forward_message(message_id: str) -> Response[str]:
         raise ValueError("'to' can name at most 100 numbers")
     if not (body is None or (isinstance(body, str) and body.strip() and len(body) <= 1600)):
         raise ValueError("'body' must be a text of 1 to 1600 characters; leave it out for the original's")
-    key = _idempotency_key(data) or new_request_key()
-    sent = container().mailbox.forward(message_id, _caller(), recipients, body, key)
+    caller, mailbox = _caller(), container().mailbox
+    sent = _keyed(
+        _idempotency_key(data), lambda key: mailbox.forward(message_id, caller, recipients, body, key)
+    )
     return _json(202, {"messages": [m.model_dump(mode="json") for m in sent]})
 
 
@@ -750,6 +839,12 @@ def rejected(exc: SendRejected) -> Response[str]:
     return _json(400, {"error": "the request can't be sent", "errors": errors})
 
 
+@app.exception_handler(KeyReused)
+def key_reused(exc: KeyReused) -> Response[str]:
+    errors = [{"field": e.field, "reason": e.reason} for e in exc.errors]
+    return _json(409, {"error": "the idempotency key was used for a different request", "errors": errors})
+
+
 @app.exception_handler(NotCancellable)
 def not_cancellable(exc: NotCancellable) -> Response[str]:
     return _json(409, {"error": str(exc)})
@@ -778,6 +873,12 @@ def already_linked(exc: AlreadyLinked) -> Response[str]:
 @app.exception_handler(TemplateNotFound)
 def template_not_found(exc: TemplateNotFound) -> Response[str]:
     return _json(404, {"error": str(exc)})
+
+
+@app.exception_handler(Forbidden)
+@app.exception_handler(TemplateForbidden)
+def forbidden(exc: PermissionError) -> Response[str]:
+    return _json(403, {"error": str(exc)})
 
 
 @app.exception_handler(ConflictNotFound)
@@ -816,13 +917,62 @@ def bad_cursor(exc: InvalidCursor) -> Response[str]:
 @app.exception_handler(ClientError)
 @app.exception_handler(PynamoDBException)
 def dependency_failed(exc: Exception) -> Response[str]:
-    """DynamoDB or SQS failed past the SDK's own retries: say so, and that asking again is safe."""
+    """DynamoDB or SQS failed past the SDK's own retries: say so, and that asking again is safe. Not
+    when DynamoDB refused what it was given (an item over its 400 KB, say): the same request would
+    fail the same way, so that is the client's 413 or 400, with the reason."""
+    invalid = _refused_as_invalid(exc)
+    if invalid is not None:
+        logger.warning("DynamoDB refused a write as invalid", extra={"reason": invalid[:500]})
+        if "size" in invalid.lower():
+            reason = (
+                "the request is too large to store (DynamoDB keeps at most 400 KB a message or record): "
+                "make it smaller (metadata, fields, text); sent again as it is, it fails again"
+            )
+            return _json(413, {"error": reason})
+        return _json(
+            400,
+            {"error": f"the request can't be stored: {invalid:.200}; sent again as it is, it fails again"},
+        )
     logger.exception("a service the API depends on failed")
     reason = (
         "a service Parley depends on failed; nothing is lost: send the same request again "
         "(with the same idempotency_key, a send goes out once)"
     )
     return Response(503, "application/json", json.dumps({"error": reason}), headers={"Retry-After": "2"})
+
+
+@app.exception_handler(KeyedFailure)
+def dependency_failed_keyed(exc: KeyedFailure) -> Response[str]:
+    """As `dependency_failed`, for a request sent without an idempotency key: part of it may be stored
+    and go out, so the answer hands back the key it was given, to repeat it with."""
+    logger.exception("a service the API depends on failed", extra={"request_key": exc.key})
+    reason = (
+        "a service Parley depends on failed and part of the request may be stored (and go out): send it "
+        f"again with idempotency_key '{exc.key}' (in the body, or as the Idempotency-Key header) and it "
+        "goes out once; sent again without it, it can go out twice"
+    )
+    body = json.dumps({"error": reason, "idempotency_key": exc.key})
+    headers = {"Retry-After": "2", "Idempotency-Key": exc.key}
+    return Response(503, "application/json", body, headers=headers)
+
+
+def _refused_as_invalid(exc: Exception) -> str | None:
+    """DynamoDB's reason when it refused the request itself (ValidationException: an item too large,
+    an empty key), which no repeat can fix; None for a failure that may pass (throttling, a timeout)."""
+    if isinstance(exc, PynamoDBException):
+        reasons = getattr(exc, "cancellation_reasons", None) or []
+        for reason in reasons:  # a transaction: each item's own refusal
+            if reason is not None and reason.code == "ValidationError":
+                return reason.message or "a write in the transaction is not valid"
+        code, message = exc.cause_response_code, exc.cause_response_message
+    elif isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code, message = error.get("Code"), error.get("Message")
+    else:
+        return None
+    if code != "ValidationException":
+        return None
+    return message or "DynamoDB refused the request as invalid"
 
 
 @app.exception_handler(ValueError)

@@ -32,7 +32,7 @@ from parley.adapters.dynamo import (
     DynamoNumbers,
     DynamoTemplates,
 )
-from parley.domain.models import ContactRecord, Direction, Media, Message, MessageStatus, OurNumber
+from parley.domain.models import ContactRecord, Direction, Media, Message, MessageStatus, OurNumber, Template
 from parley.openapi import OPERATIONS, Operation
 from tests.integration.test_crm_api import FakeCrm, today
 from tests.integration.test_crm_api import crm as crm  # noqa: F401 - the fake CRM fixture
@@ -355,11 +355,11 @@ def test_a_member_of_two_teams_sends_as_either_and_not_as_a_third(sales: SalesWo
     payload = {"to": ["+14155550188"], "body": "hi"}
 
     home = call("post", "/v1/messages", claims=both, body=payload)
-    chosen = call("post", "/v1/messages", claims=both, body={**payload, "team": "support"})
+    chosen = call("post", "/v1/messages", claims=both, body={**payload, "team": "sales"})
     other = call("post", "/v1/messages", claims=both, body={**payload, "team": "ops"})
 
-    assert home[0] == 202 and home[1]["messages"][0]["team"] == "sales"  # their first team
-    assert chosen[0] == 202 and chosen[1]["messages"][0]["team"] == "support"
+    assert home[0] == 202 and home[1]["messages"][0]["team"] == "support"  # their first, as the token lists
+    assert chosen[0] == 202 and chosen[1]["messages"][0]["team"] == "sales"
     assert other[0] == 400 and [e["field"] for e in other[1]["errors"]] == ["team"]
 
 
@@ -373,3 +373,72 @@ def test_another_teams_template_is_as_absent_to_a_send_or_a_preview(sales: Sales
         assert [e["field"] for e in answer["errors"]] == ["template_id"]
         assert SECRET not in json.dumps(answer)
     assert call("post", "/v1/messages/preview", claims=SALES, body=preview)[0] == 200
+
+
+def test_another_teams_template_is_as_absent_to_a_reply_or_a_bulk_reply(sales: SalesWorld) -> None:
+    status, mine = call("post", "/v1/messages", claims=OUTSIDER, body={"to": ["+14155550188"], "body": "hi"})
+    assert status == 202, mine
+    message_id = mine["messages"][0]["message_id"]
+
+    for path, payload in (
+        (f"/v1/messages/{message_id}/reply", {"template_id": sales.template_id}),
+        ("/v1/messages/reply", {"ids": [message_id], "template_id": sales.template_id}),
+    ):
+        status, answer = call("post", path, claims=OUTSIDER, body=payload)
+        assert status == 400, answer
+        assert [e["field"] for e in answer["errors"]] == ["template_id"]
+        assert SECRET not in json.dumps(answer)
+    thread = call("get", "/v1/conversations/+14155550188/messages", claims=OUTSIDER)[1]["messages"]
+    assert [m["body"] for m in thread] == ["hi"]  # nothing was sent
+
+
+def test_a_personal_template_of_a_teammate_is_as_absent_to_a_reply(sales: SalesWorld) -> None:
+    teammate = {"sub": "bo", "teams": "[sales]"}
+    status, private = call(
+        "post", "/v1/templates", claims=teammate, body={"name": "mine", "body": "private", "shared": False}
+    )
+    assert status == 201, private
+    status, answer = call(
+        "post", f"/v1/messages/{sales.sent}/reply", claims=SALES, body={"template_id": private["template_id"]}
+    )
+    assert status == 400 and [e["field"] for e in answer["errors"]] == ["template_id"], answer
+    status, answer = call(
+        "post",
+        f"/v1/messages/{sales.sent}/reply",
+        claims=teammate,
+        body={"template_id": private["template_id"]},
+    )
+    assert status == 202 and answer["messages"][0]["body"] == "private", answer
+
+
+def test_an_org_wide_template_is_changed_or_deleted_by_an_admin_only(sales: SalesWorld) -> None:
+    DynamoTemplates().save(Template(template_id="welcome", name="Welcome", body="Hello from us"))
+
+    for claims in (SALES, OUTSIDER):
+        status, answer = call(
+            "put", "/v1/templates/welcome", claims=claims, body={"name": "W", "body": "PWNED"}
+        )
+        assert status == 403 and "only an admin" in answer["error"], answer
+        status, answer = call("delete", "/v1/templates/welcome", claims=claims)
+        assert status == 403 and "only an admin" in answer["error"], answer
+    assert call("get", "/v1/templates/welcome", claims=OUTSIDER)[1]["body"] == "Hello from us"
+
+    status, answer = call("put", "/v1/templates/welcome", claims=ADMIN, body={"name": "W", "body": "Hi all"})
+    assert (status, answer["body"]) == (200, "Hi all")
+    assert call("delete", "/v1/templates/welcome", claims=ADMIN)[0] == 204
+
+
+def test_a_token_that_names_no_team_is_403_and_an_admins_still_works(sales: SalesWorld) -> None:
+    for claims in ({"sub": "nobody"}, {"sub": "nobody", "teams": "[]"}):
+        for method, path in (("get", "/v1/conversations"), ("get", f"/v1/messages/{sales.sent}")):
+            status, answer = call(method, path, claims=claims)
+            assert (status, answer) == (
+                403,
+                {"error": "the token names no team: ask for a team (the 'teams' or 'team' claim)"},
+            )
+        status, answer = call(
+            "post", "/v1/messages", claims=claims, body={"to": ["+14155550188"], "body": "hi"}
+        )
+        assert status == 403, answer
+    admin = {"sub": "root", "roles": "[admin]"}
+    assert call("get", f"/v1/messages/{sales.sent}", claims=admin)[0] == 200

@@ -246,3 +246,17 @@ def test_a_text_to_a_conversation_with_the_same_record_writes_no_search_terms(st
 
 def _search_items() -> list[str]:
     return sorted(i.customer_number for i in SearchItem.scan() if i.customer_number.startswith("s#"))
+
+
+def test_a_threads_messages_are_found_by_the_number_in_any_format_the_other_routes_take(stack: Stack) -> None:
+    customer = "+14155550140"
+    text(stack.settings, customer, "default", minutes=1)
+
+    for written in ("4155550140", "(415) 555-0140", "14155550140", "+1 415 555 0140"):
+        assert post_json(f"/v1/conversations/{written}/close", {})[0] == 200
+        status, body = get(f"/v1/conversations/{written}/messages")
+        assert status == 200, (written, body)
+        assert [m["customer_number"] for m in body["messages"]] == [customer]
+    status, body = get("/v1/conversations/not-a-number/messages")
+    assert status == 404 and body["error"].startswith("no conversation with not-a-number: "), body
+    assert get("/v1/conversations/4155550140/messages", claims=OUTSIDER)[0] == 404

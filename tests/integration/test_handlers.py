@@ -841,3 +841,225 @@ def test_a_boolean_given_as_a_number_or_text_is_400(
     status, body = post_json(path, payload)
     assert status == 400, body
     assert [e["field"] for e in body["errors"]] == [field]
+
+
+# -- what a client gets back from odd but well-meant requests -----------------------------------------
+
+
+def test_a_null_idempotency_key_in_the_body_leaves_the_header_in_charge(stack: Stack) -> None:
+    """Client libraries write unset fields as null: that must not turn off the header's key."""
+    payload = {"to": [CUSTOMER], "body": "once", "idempotency_key": None}
+    _, first = post_json("/v1/messages", payload, headers={"idempotency-key": "hdr-null-1"})
+    _, second = post_json("/v1/messages", payload, headers={"idempotency-key": "hdr-null-1"})
+    assert [m["message_id"] for m in first["messages"]] == [m["message_id"] for m in second["messages"]]
+    (message_id,) = [m["message_id"] for m in first["messages"]]
+
+    reply = {"body": "thanks", "idempotency_key": None}
+    _, one = post_json(f"/v1/messages/{message_id}/reply", reply, headers={"idempotency-key": "hdr-null-2"})
+    _, two = post_json(f"/v1/messages/{message_id}/reply", reply, headers={"idempotency-key": "hdr-null-2"})
+    assert one["messages"][0]["message_id"] == two["messages"][0]["message_id"]
+    conversation = DynamoConversations().get(CUSTOMER)
+    assert conversation is not None and conversation.message_count == 2
+
+
+def test_a_503_for_a_send_without_a_key_hands_back_the_key_and_repeating_with_it_sends_once(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The message is stored before the queue fails, and the Sweep sends what is stored: a client that
+    repeats the request must do it under the key the first attempt used."""
+    from botocore.exceptions import ClientError
+
+    from parley.adapters.aws import SqsQueue
+
+    def queue_down(self: SqsQueue, body: dict[str, Any]) -> None:
+        raise ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "down"}}, "SendMessage")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(SqsQueue, "send", queue_down)
+        status, failed = post_json("/v1/messages", {"to": [CUSTOMER], "body": "keyless"})
+    assert status == 503, failed
+    key = failed["idempotency_key"]
+    assert key and f"idempotency_key '{key}'" in failed["error"]
+    stored = DynamoConversations().get(CUSTOMER)
+    assert stored is not None and stored.message_count == 1  # part of it is stored: it will go out
+
+    status, again = post_json("/v1/messages", {"to": [CUSTOMER], "body": "keyless", "idempotency_key": key})
+
+    assert status == 202, again
+    conversation = DynamoConversations().get(CUSTOMER)
+    assert conversation is not None and conversation.message_count == 1  # one text, not two
+    assert [j["message_id"] for j in send_jobs(stack)] == [again["messages"][0]["message_id"]]
+
+
+def test_a_503_for_a_send_with_a_key_keeps_the_plain_answer(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from botocore.exceptions import ClientError
+
+    from parley.adapters.aws import SqsQueue
+
+    def queue_down(self: SqsQueue, body: dict[str, Any]) -> None:
+        raise ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "down"}}, "SendMessage")
+
+    monkeypatch.setattr(SqsQueue, "send", queue_down)
+    status, body = post_json("/v1/messages", {"to": [CUSTOMER], "body": "hi", "idempotency_key": "mine-1"})
+    assert status == 503 and "idempotency_key" not in body and "send the same request again" in body["error"]
+
+
+def test_dynamodb_refusing_an_item_as_too_large_is_413_not_a_503_to_retry(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from botocore.exceptions import ClientError
+    from pynamodb.exceptions import PutError
+
+    def too_large(*args: Any, **kwargs: Any) -> None:
+        cause = ClientError(
+            {
+                "Error": {
+                    "Code": "ValidationException",
+                    "Message": "Item size has exceeded the maximum allowed size",
+                }
+            },
+            "PutItem",
+        )
+        raise PutError("Failed to put item", cause)
+
+    monkeypatch.setattr(wiring.container().records, "create", too_large)
+    status, body = post_json("/v1/records", {"name": "R", "phones": [CUSTOMER]})
+    assert status == 413, body
+    assert "too large to store" in body["error"] and "again" in body["error"]
+
+
+def test_a_records_fields_are_bounded_before_they_reach_dynamodb(stack: Stack) -> None:
+    huge = {"name": "r", "phones": ["+14155550180"], "fields": {f"k{i}": "x" * 9000 for i in range(50)}}
+    status, body = post_json("/v1/records", huge)
+    assert status == 400, body
+    assert {e["field"] for e in body["errors"]} == {f"fields.k{i}" for i in range(50)}
+
+    many = {"name": "r", "phones": ["+14155550180"], "fields": {f"k{i}": "x" * 1000 for i in range(40)}}
+    status, body = post_json("/v1/records", many)
+    assert status == 400, body
+    assert [e["field"] for e in body["errors"]] == ["fields"] and "bytes" in body["errors"][0]["reason"]
+    ok = {"name": "r", "phones": ["+14155550180"], "fields": {f"k{i}": "x" * 500 for i in range(40)}}
+    assert post_json("/v1/records", ok)[0] == 201
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"since": "0001-01-01T00:00:00+01:00"},
+        {"until": "9999-12-31T23:59:59-01:00"},
+        {"view": "failed", "since": "0001-01-01T00:00:00+01:00"},
+        {"since": "0999-12-31T00:00:00Z"},  # years before 1000 would not sort against stored times
+    ],
+)
+def test_a_time_out_of_range_in_a_view_is_400_not_500(stack: Stack, query: dict[str, str]) -> None:
+    status, body = get("/v1/messages", query=query)
+    assert status == 400, body
+    assert "from year 1000 to 9999" in body["error"]
+
+
+@pytest.mark.parametrize("since", ["0001-01-01T00:00:00+01:00", "0500-06-01T00:00:00Z"])
+def test_a_time_out_of_range_in_the_resend_filter_is_400_not_500(stack: Stack, since: str) -> None:
+    status, body = post_json("/v1/messages/resend", {"view": "failed", "since": since})
+    assert status == 400, body
+    assert "'since'" in body["error"]
+
+
+@pytest.mark.parametrize(
+    ("path", "payload"),
+    [
+        ("/v1/messages/resend", {"view": "failed", "our_numbr": OURS}),
+        ("/v1/messages/resend", {"view": "failed", "bogus": 1}),
+        ("/v1/messages/out_x/reschedule", {"send_at": "2030-01-01T09:00:00Z", "sendat": "x"}),
+        ("/v1/messages/preview", {"body": "x", "bogus": 1}),
+        ("/v1/crm/conflicts/c-1/resolve", {"record_id": "r-1", "recordid": "r-2"}),
+    ],
+)
+def test_an_unknown_field_in_an_action_is_400_naming_it(
+    stack: Stack, path: str, payload: dict[str, Any]
+) -> None:
+    (unknown,) = set(payload) - {"view", "send_at", "body", "record_id"}
+    status, body = post_json(path, payload)
+    assert status == 400, body
+    assert f"unknown field(s) '{unknown}'" in body["error"]
+
+
+def test_a_failed_view_resend_with_a_misspelt_filter_resends_nothing(stack: Stack) -> None:
+    ids = sent(stack, "+14155550100", key="k-misspelt")
+    fail(stack, ids[0])
+    assert post_json("/v1/messages/resend", {"view": "failed", "our_numbr": "+15005550099"})[0] == 400
+    assert send_jobs(stack) == []
+
+
+def test_a_view_resend_that_stops_early_answers_a_cursor_to_go_on_with(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from parley.services import resend
+
+    monkeypatch.setattr(resend, "MAX_PAGES", 1)
+    monkeypatch.setattr(resend, "_PAGE", 2)
+    ids = sent(stack, "+14155550100", "+14155550101", "+14155550102", key="k-pages")
+    for message_id in ids:
+        fail(stack, message_id)
+
+    status, first = post_json("/v1/messages/resend", {"view": "failed"})
+    assert status == 200, first
+    assert first["more"] is True and len(first["results"]) == 2 and first["cursor"]
+    status, rest = post_json("/v1/messages/resend", {"view": "failed", "cursor": first["cursor"]})
+    assert status == 200, rest
+    assert rest == {"results": rest["results"], "more": False}
+    assert sorted(r["message_id"] for r in first["results"] + rest["results"]) == sorted(ids)
+    assert post_json("/v1/messages/resend", {"ids": ids, "cursor": first["cursor"]})[0] == 400
+
+
+def test_preview_takes_to_as_a_list_of_one_and_refuses_more(stack: Stack) -> None:
+    DynamoTemplates().save(Template(template_id="hi", name="Hi", body="Hi {{first_name|there}}"))
+    status, contact = post_json(
+        "/v1/records", {"name": "Ada Lovelace", "first_name": "Ada", "phones": [CUSTOMER]}
+    )
+    assert status == 201, contact
+
+    as_text = post_json("/v1/messages/preview", {"template_id": "hi", "to": CUSTOMER})
+    as_list = post_json("/v1/messages/preview", {"template_id": "hi", "to": [CUSTOMER]})
+    assert as_text[1]["text"] == as_list[1]["text"] == "Hi Ada"
+
+    status, body = post_json("/v1/messages/preview", {"template_id": "hi", "to": [CUSTOMER, "+14155550101"]})
+    assert (status, body["error"]) == (400, "'to' names one recipient: preview renders for one recipient")
+    for bad in (5, {"n": CUSTOMER}, [5]):
+        assert post_json("/v1/messages/preview", {"template_id": "hi", "to": bad})[0] == 400
+
+
+@pytest.mark.parametrize("body", ["", "   "])
+def test_preview_refuses_an_empty_body_as_the_send_does(stack: Stack, body: str) -> None:
+    status, answer = post_json("/v1/messages/preview", {"body": body})
+    assert (status, answer["error"]) == (400, "'body' must not be empty")
+
+
+def test_preview_counts_a_text_over_the_limits_and_says_so(stack: Stack) -> None:
+    status, short = post_json("/v1/messages/preview", {"body": "hello"})
+    assert status == 200 and (short["max_segments"], short["within_limit"]) == (10, True)
+
+    status, long = post_json("/v1/messages/preview", {"body": "x" * 153 * 11})  # 11 parts, 1683 characters
+    assert status == 200, long
+    assert (long["segments"], long["max_segments"], long["within_limit"]) == (11, 10, False)
+    assert post_json("/v1/messages", {"to": [CUSTOMER], "body": "x" * 153 * 11})[0] == 400
+
+
+@pytest.mark.parametrize("limit", ["٣", "²", "①", "３"])
+def test_a_limit_in_other_digits_than_ascii_is_400(stack: Stack, limit: str) -> None:
+    status, body = get("/v1/conversations", query={"limit": limit})
+    assert (status, body["error"]) == (400, "limit must be a whole number from 1 to 200")
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        {"customer_number": {"S": CUSTOMER}, "message_id": {"S": ""}, "created_at": {"S": "x"}},
+        {"customer_number": {"S": CUSTOMER}, "message_id": {"S": "m"}, "created_at": {"S": ""}},
+    ],
+)
+def test_a_cursor_with_an_empty_key_value_is_400(stack: Stack, key: dict[str, Any]) -> None:
+    post_json("/v1/messages", {"to": [CUSTOMER], "body": "hello"})
+    status, body = get(f"/v1/conversations/{CUSTOMER}/messages", query={"cursor": b64(key)})
+    assert (status, body) == (400, {"error": "cursor is not valid"})

@@ -16,7 +16,7 @@ from parley import wiring
 from parley.adapters import aws
 from parley.adapters.dynamo import DynamoMessages
 from parley.domain.models import Media
-from parley.services.inbox import MAX_MEDIA_BYTES
+from parley.services.inbox import MAX_MEDIA_BYTES, StoredMedium
 from tests.integration.test_dynamo_adapters import T0, msg
 from tests.integration.test_handlers import CONTEXT, REGION, Stack, http_event
 from tests.integration.test_handlers import stack as stack  # noqa: F401 - the moto stack fixture
@@ -156,3 +156,28 @@ def test_the_store_reads_back_bytes_and_type_and_none_for_a_missing_key(media: D
     store.put("media/m-r/0", PNG, "IMAGE/PNG; charset=binary")
     assert store.read("media/m-r/0") == (PNG, "image/png")
     assert store.read("media/m-r/1") is None
+
+
+@pytest.mark.parametrize("index", ["٠", "０", "²"])
+def test_an_index_in_other_digits_than_ascii_is_404(media: DynamoMessages, index: str) -> None:
+    _message(media, "mms-9", _stored("mms-9", 0, PNG, "image/png"))
+
+    result = _get(f"/v1/messages/mms-9/media/{index}")
+    assert result["statusCode"] == 404
+    assert "no media" in _error(result)
+
+
+@pytest.mark.parametrize("content_type", ["image/svg+xml; charset=utf-8", "Image/SVG+XML", " image/svg+xml "])
+def test_an_svg_in_any_case_or_with_parameters_is_downloaded_not_shown(
+    media: DynamoMessages, content_type: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The S3 store hands back a bare lower-case type; the handler does not count on it."""
+    _message(media, "mms-svg", _stored("mms-svg", 0, PNG, "image/png"))
+    svg = b"<svg xmlns='http://www.w3.org/2000/svg'><script>alert(1)</script></svg>"
+    monkeypatch.setattr(wiring.container().inbox, "medium", lambda *args: StoredMedium(svg, content_type))
+
+    result = _get("/v1/messages/mms-svg/media/0")
+    assert result["statusCode"] == 200
+    assert result["headers"]["Content-Disposition"] == "attachment"
+    monkeypatch.setattr(wiring.container().inbox, "medium", lambda *args: StoredMedium(PNG, "Image/PNG; x=1"))
+    assert _get("/v1/messages/mms-svg/media/0")["headers"]["Content-Disposition"] == "inline"

@@ -174,7 +174,7 @@ def test_delete_moves_messages_to_deleted_and_restore_puts_them_back(world: Worl
     assert gone is not None and gone.status is MessageStatus.FAILED  # status kept
     assert gone.deleted_at == world.clock() and gone.deleted_by == "alice"
     # a deleted failure leaves the Failed view the resend filter reads
-    assert world.resender().resend_failed(FailedFilter(), caller=SALES, by=None) == ([], False)
+    assert world.resender().resend_failed(FailedFilter(), caller=SALES, by=None).results == []
 
     again = box.delete([failed.message_id], SALES)  # idempotent
     assert [(r.result, r.deleted) for r in again] == [("ok", True)]

@@ -14,7 +14,7 @@ from parley.domain.retry import RetryPolicy, describe_span
 from parley.domain.status import receipt_advances
 from parley.services.inbound import apply_status
 from parley.services.inbox import NotFound
-from parley.services.resend import MAX_BATCH, FailedFilter, ResendService
+from parley.services.resend import MAX_BATCH, MAX_FILTER_RESENDS, MAX_PAGES, FailedFilter, ResendService
 from parley.services.sending import NotResendable, SendService
 from tests.fakes import T0, World
 
@@ -271,11 +271,12 @@ def test_bulk_by_filter_resends_the_teams_failed_texts_from_one_number_since_a_t
     other_number = failed_text(world, sender, "+14155550103", key="req-x", **{"from": SECOND})
     other_team = failed_text(world, sender, "+14155550104", key="req-y", team="support")
 
-    results, more = world.resender(sender).resend_failed(
+    done = world.resender(sender).resend_failed(
         FailedFilter(our_number=DEFAULT, since=since), caller=MEMBER, by="alice"
     )
+    results = done.results
 
-    assert more is False
+    assert (done.more, done.cursor) == (False, None)
     assert {r.message_id for r in results} == {m.message_id for m in recent}
     assert all(r.result == "resent" and r.status is MessageStatus.QUEUED for r in results)
     for untouched in (old, other_number, other_team):
@@ -284,14 +285,46 @@ def test_bulk_by_filter_resends_the_teams_failed_texts_from_one_number_since_a_t
 
 def test_bulk_by_filter_takes_at_most_a_batch_and_says_there_is_more(world: World) -> None:
     sender = world.sender()
-    messages = [failed_text(world, sender, ANA, key=f"req-{i}") for i in range(MAX_BATCH + 3)]
+    messages = [failed_text(world, sender, ANA, key=f"req-{i}") for i in range(MAX_FILTER_RESENDS + 3)]
 
     resender = world.resender(sender)
-    results, more = resender.resend_failed(FailedFilter(), caller=MEMBER, by="alice")
-    assert len(results) == MAX_BATCH and more is True
-    rest, more = resender.resend_failed(FailedFilter(), caller=MEMBER, by="alice")
-    assert len(rest) == 3 and more is False
-    assert {r.message_id for r in results + rest} == {m.message_id for m in messages}
+    first = resender.resend_failed(FailedFilter(), caller=MEMBER, by="alice")
+    assert len(first.results) == MAX_FILTER_RESENDS and first.more is True
+    assert first.cursor is not None
+    # those resent have left the view: calling again from the top finds the rest, as with the cursor
+    rest = resender.resend_failed(FailedFilter(), caller=MEMBER, by="alice")
+    assert len(rest.results) == 3 and (rest.more, rest.cursor) == (False, None)
+    assert {r.message_id for r in first.results + rest.results} == {m.message_id for m in messages}
+
+
+class CountingViews:
+    """The Failed view, counting the pages read."""
+
+    def __init__(self, world: World) -> None:
+        self.world, self.pages = world, 0
+
+    def list_view(self, view: str, **kwargs: object) -> object:
+        self.pages += 1
+        return self.world.messages.list_view(view, **kwargs)  # type: ignore[arg-type]
+
+
+def test_bulk_by_filter_reads_a_bounded_number_of_pages_and_goes_on_from_its_cursor(world: World) -> None:
+    """A team with few failures among many of other teams' does not read the whole view in one call."""
+    sender = world.sender()
+    mine = failed_text(world, sender, ANA, key="req-mine")  # the oldest: at the end of the view
+    later = mine.created_at + timedelta(seconds=1)
+    for i in range(MAX_PAGES * 100 + 50):
+        other = {"message_id": f"out_other_{i:05d}", "team": "support", "created_at": later}
+        world.messages.insert(mine.model_copy(update=other))
+    views = CountingViews(world)
+    resender = ResendService(messages=world.messages, views=views, sender=sender)  # type: ignore[arg-type]
+
+    first = resender.resend_failed(FailedFilter(), caller=MEMBER, by="alice")
+    assert (first.results, first.more, views.pages) == ([], True, MAX_PAGES)
+    assert first.cursor is not None
+    rest = resender.resend_failed(FailedFilter(), caller=MEMBER, by="alice", cursor=first.cursor)
+    assert [r.message_id for r in rest.results] == [mine.message_id] and rest.more is False
+    assert views.pages <= 2 * MAX_PAGES
 
 
 # -- once -------------------------------------------------------------------------------------------

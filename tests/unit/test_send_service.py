@@ -902,9 +902,11 @@ def test_render_fills_a_template_from_the_recipients_contact_and_names_missing_f
     world.contacts.save(ContactRecord(contact_id="c1", name="Ana B", first_name="Ana", phone=ANA))
     sender = world.sender()
 
-    assert sender.render(body=None, template_id="t", merge_values={}, to=ANA) == "Hi Ana, soon"
+    assert (
+        sender.render(body=None, template_id="t", merge_values={}, to=ANA, team="default") == "Hi Ana, soon"
+    )
     with pytest.raises(SendRejected, match="first_name"):
-        sender.render(body=None, template_id="t", merge_values={}, to=BO)
+        sender.render(body=None, template_id="t", merge_values={}, to=BO, team="default")
 
 
 # -- quiet hours ----------------------------------------------------------------------------------

@@ -6,7 +6,13 @@ import pytest
 
 from parley.access import Caller
 from parley.domain.models import Template
-from parley.services.templates import TemplateDraft, TemplateInvalid, TemplateNotFound, TemplateService
+from parley.services.templates import (
+    TemplateDraft,
+    TemplateForbidden,
+    TemplateInvalid,
+    TemplateNotFound,
+    TemplateService,
+)
 from tests.fakes import InMemoryTemplates
 
 ANA = Caller("ana", frozenset({"sales"}))
@@ -59,3 +65,39 @@ def test_another_teams_shared_template_is_absent_and_an_admin_sees_shared_ones_o
         with pytest.raises(TemplateNotFound):
             service.update(template_id, TemplateDraft(name="X", body="X"), outsider)
     assert {t.template_id for t in service.visible(admin)} == {"old", shared.template_id}
+
+
+def test_an_org_wide_template_is_changed_and_deleted_by_an_admin_only() -> None:
+    templates = InMemoryTemplates()
+    service = TemplateService(templates)
+    templates.save(Template(template_id="welcome", name="Welcome", body="Hello"))  # team None: every team's
+    admin = Caller("root", frozenset({"ops"}), admin=True)
+
+    for caller in (ANA, Caller("cy", frozenset({"support"}))):
+        with pytest.raises(TemplateForbidden, match="only an admin can change it"):
+            service.update("welcome", TemplateDraft(name="Welcome", body="PWNED"), caller)
+        with pytest.raises(TemplateForbidden, match="only an admin can delete it"):
+            service.delete("welcome", caller)
+    assert service.get("welcome", ANA).body == "Hello"
+
+    assert service.update("welcome", TemplateDraft(name="Welcome", body="Hi all"), admin).body == "Hi all"
+    service.delete("welcome", admin)
+    assert templates.get("welcome") is None
+
+
+def test_a_teams_template_is_changed_by_its_members_and_admins_only() -> None:
+    templates = InMemoryTemplates()
+    service = TemplateService(templates)
+    shared = service.create(TemplateDraft(name="Welcome", body="Hi"), ANA)
+    # a member of several teams, or a former member who still owns it, sees it but may not change it
+    templates.save(shared.model_copy(update={"template_id": "t2", "team": "support"}))
+    admin = Caller("root", frozenset({"ops"}), admin=True)
+
+    assert service.update(shared.template_id, TemplateDraft(name="W", body="Hey"), BO).body == "Hey"
+    with pytest.raises(TemplateForbidden, match="team support's"):
+        service.update("t2", TemplateDraft(name="W", body="Hey"), ANA)  # ana owns it, but left support
+    with pytest.raises(TemplateForbidden):
+        service.delete("t2", ANA)
+    assert service.update("t2", TemplateDraft(name="W", body="Hey"), admin).body == "Hey"
+    service.delete(shared.template_id, BO)
+    assert templates.get(shared.template_id) is None

@@ -65,7 +65,10 @@ class PreviewRequest(BaseModel):
     body: str | None = None
     template_id: str | None = None
     merge_values: dict[str, str] = Field(default_factory=dict)
-    to: str | None = Field(default=None, description="A recipient, for merge fields from their contact.")
+    to: str | list[str] | None = Field(
+        default=None,
+        description="One recipient (or a list of one, as a send has it), for merge fields from their record.",
+    )
     from_number: str | None = Field(
         default=None, alias="from", description="One of our numbers; else the one the send would pick."
     )
@@ -86,11 +89,16 @@ class ResendRequest(BaseModel):
         default=None, min_length=1, max_length=500, description="Message ids; at most 500."
     )
     view: Literal["failed"] | None = Field(
-        default=None, description="Resend the team's Failed view, newest first, at most 500 a call."
+        default=None,
+        description="Resend the team's Failed view, newest first: at most 100 a call, from a bounded "
+        "slice of the view.",
     )
     our_number: str | None = Field(default=None, description="With `view`: only texts from this number.")
     since: AwareDatetime | None = Field(
         default=None, description="With `view`: only texts created at or after this time (ISO 8601)."
+    )
+    cursor: str | None = Field(
+        default=None, description="With `view`: the `cursor` a previous call answered, to go on from there."
     )
 
 
@@ -111,7 +119,12 @@ class ResendAnswer(BaseModel):
     """One result per message named, in the order named (by `ids`) or newest first (by `view`)."""
 
     results: list[ResendOutcome]
-    more: bool = Field(description="The filter matched more than 500: call again for the rest.")
+    more: bool = Field(description="The call stopped early and more may match: call again for the rest.")
+    cursor: str | None = Field(
+        default=None,
+        description="With `more` (by `view`): pass it in the next call, which goes on from where this one "
+        "stopped. Without it, a call starts from the newest again.",
+    )
 
 
 class ErasureRequest(BaseModel):
@@ -425,6 +438,11 @@ class Error(BaseModel):
     conflict_id: str | None = Field(
         default=None, description="With a 409 from POST /v1/crm/log: the conflict holding the day."
     )
+    idempotency_key: str | None = Field(
+        default=None,
+        description="With a 503 for a send, reply or forward made without a key: the key it was given. "
+        "Part of it may be stored and go out: repeat the request with this key, and it goes out once.",
+    )
 
 
 class GatewayError(BaseModel):
@@ -444,6 +462,10 @@ _ERRORS = {
     "changed meanwhile: look at it again. For a CRM conflict: it was resolved with another record.",
     413: "Too large to return in one response (more than 4 MB); the reason names its size.",
 }
+_TEMPLATE_CHANGE = (
+    "The caller sees the template but may not change it: an org-wide template (no team) is changed by "
+    "admins only, a team's by its members (and admins), a personal one by its owner."
+)
 _PATH_PARAMETERS = {
     "number": "The customer's number in E.164, e.g. +14155550100.",
     "message_id": "A message id, as the API returned it.",
@@ -648,6 +670,15 @@ OPERATIONS: tuple[Operation, ...] = (
                 "description": "The segments with smart encoding on: fewer than `segments` when look-alike"
                 " characters (curly quotes, dashes) force UCS-2 and smart encoding is off.",
             },
+            "max_segments": {
+                "type": "integer",
+                "description": "The most segments a send takes; a longer text is still counted here.",
+            },
+            "within_limit": {
+                "type": "boolean",
+                "description": "Whether a send would take it: at most `max_segments` segments and a body of"
+                " at most 1600 characters.",
+            },
         },
         errors=(400,),
     ),
@@ -768,13 +799,13 @@ OPERATIONS: tuple[Operation, ...] = (
         summary="Replace a template's name, body and sharing",
         body=TemplateDraft,
         status=200, answer=Template, answer_description="The updated template.",
-        errors=(400, 404),
+        errors=(400, 403, 404), error_notes=((403, _TEMPLATE_CHANGE),),
     ),
     Operation(
         "delete", "/v1/templates/{template_id}", "delete_template", tag="templates",
         summary="Delete a template",
         status=204, answer=None, answer_description="Deleted; no body.",
-        errors=(404,),
+        errors=(403, 404), error_notes=((403, _TEMPLATE_CHANGE),),
     ),
     Operation(
         "post", "/v1/records", "create_record", tag="records",
@@ -1064,8 +1095,26 @@ def _operation(op: Operation, refs: dict[type[Any], dict[str, Any]]) -> dict[str
             "content": _json_content(refs[GatewayError]),
         }
     if not op.public:
+        responses.setdefault(
+            "403",
+            {
+                "description": "The token names no team (and is not an admin's).",
+                "content": _json_content(refs[Error]),
+            },
+        )
+    if not op.public and op.body is not None:
+        responses.setdefault(
+            "413",
+            {
+                "description": "Too large to store (DynamoDB keeps at most 400 KB a message or record): "
+                "the same request again fails again.",
+                "content": _json_content(refs[Error]),
+            },
+        )
+    if not op.public:
         responses["503"] = {
-            "description": "DynamoDB or SQS failed past the SDK's retries; the same request again is safe.",
+            "description": "DynamoDB or SQS failed past the SDK's retries; the same request again is safe "
+            "(for a send made without an idempotency key: again with the `idempotency_key` answered).",
             "content": _json_content(refs[Error]),
         }
     responses["default"] = {

@@ -343,7 +343,9 @@ class Container:
     def inbox(self) -> InboxQueries:
         from parley.services.inbox import InboxQueries
 
-        return InboxQueries(self.messages, self.conversations, self.media_store)
+        return InboxQueries(
+            self.messages, self.conversations, self.media_store, region=self.settings.default_region
+        )
 
     @cached_property
     def conversation_service(self) -> ConversationService:

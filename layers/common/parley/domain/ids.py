@@ -15,9 +15,16 @@ def inbound_message_id(carrier: str, carrier_message_id: str) -> str:
     return "in_" + _digest("inbound", carrier, carrier_message_id)
 
 
-def outbound_message_id(request_key: str, recipient: str) -> str:
-    """The same send request delivered twice yields the same message ids, so it sends once."""
-    return "out_" + _digest("outbound", request_key, recipient)
+def outbound_message_id(request_key: str, recipient: str, team: str | None = None) -> str:
+    """The same send request delivered twice yields the same message ids, so it sends once.
+
+    Keys are per team: two teams that happen to use the same key send two messages. The default
+    team's ids (and those of callers that name no team) derive as they did before keys were per
+    team, so a request stored earlier still finds its messages when it is delivered again.
+    """
+    if team is None or team == "default":
+        return "out_" + _digest("outbound", request_key, recipient)
+    return "out_" + _digest("outbound-team", team, request_key, recipient)
 
 
 def new_request_key() -> str:

@@ -6,6 +6,7 @@ vocabulary; records are what the repositories store and the API returns.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from contextlib import suppress
 from datetime import datetime, timedelta
@@ -103,10 +104,39 @@ CarrierEvent = Annotated[InboundMessage | StatusUpdate, Field(discriminator="kin
 
 
 class CarrierEventEnvelope(BaseModel):
-    """What the webhook puts on the inbound queue: one parsed event plus its correlation id."""
+    """What the webhook puts on the inbound queue: one parsed event plus its correlation id, and
+    whether its signature verified (False only in log-only mode, kept so the processor says so)."""
 
     event: CarrierEvent
     correlation_id: str
+    verified: bool = True
+
+
+MAX_METADATA_BYTES = 4096  # a send request's `metadata`, as compact JSON
+MAX_METADATA_DEPTH = 8  # objects and lists inside one another
+
+
+def metadata_size(value: Any) -> int:
+    """The size of `value` as compact UTF-8 JSON, the way the API and the table hold it."""
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+    return len(text.encode())
+
+
+def bounded_metadata(value: dict[str, Any]) -> dict[str, Any]:
+    """`value` if it is within the metadata limits, else a ValueError that says which."""
+    level: list[Any] = [value]
+    depth = 1
+    while level:
+        inner = [v for item in level for v in (item.values() if isinstance(item, dict) else item)]
+        level = [v for v in inner if isinstance(v, dict | list)]
+        if level:
+            depth += 1
+            if depth > MAX_METADATA_DEPTH:
+                raise ValueError(f"metadata can nest at most {MAX_METADATA_DEPTH} levels deep")
+    size = metadata_size(value)
+    if size > MAX_METADATA_BYTES:
+        raise ValueError(f"metadata is {size} bytes as JSON; the limit is {MAX_METADATA_BYTES}")
+    return value
 
 
 class SendRequest(BaseModel):
@@ -148,6 +178,12 @@ class SendRequest(BaseModel):
     def _normalise_recipients(cls, values: list[str]) -> list[str]:
         normalised = [normalize_e164(v) for v in values]
         return list(dict.fromkeys(normalised))
+
+    @field_validator("metadata")
+    @classmethod
+    def _bounded_metadata(cls, value: dict[str, Any]) -> dict[str, Any]:
+        """Metadata travels with every copy of the message (the table, events, the API): keep it small."""
+        return bounded_metadata(value)
 
     @field_validator("send_at")
     @classmethod
@@ -208,7 +244,13 @@ class Message(BaseModel):
     history: list[StatusChange] = Field(default_factory=list)
     request_id: str | None = None
     requested_by: str | None = None
+    # What the request asked for (its text or template, merge values, sender, time), hashed: a repeat
+    # of the request key that asks for something else is refused rather than answered with this one.
+    request_fingerprint: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
+    # The legally required answer to a keyword (STOP, START, HELP), which reaches even an opted-out
+    # customer. Only Parley's own keyword answer sets it; no send request can.
+    compliance: bool = False
     next_attempt_at: datetime | None = None
     rate_turn_at: datetime | None = None  # the turn this text reserved at its sender's rate, while it waits
     team: str = "default"

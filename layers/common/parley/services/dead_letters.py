@@ -165,7 +165,7 @@ class DeadLetterService:
         changed: list[Message] = []
         missing: list[str] = []
         for to in job.request.to:
-            message = self._messages.get(outbound_message_id(job.request_key, to))
+            message = self._messages.get(outbound_message_id(job.request_key, to, job.request.team))
             if message is None:
                 missing.append(to)
             else:

@@ -8,6 +8,7 @@ from typing import Any
 from parley.access import Caller
 from parley.domain.encoding import analyze
 from parley.domain.models import Conversation, Message, OurNumber, smart_encoding_for
+from parley.domain.phone import DEFAULT_REGION, InvalidPhoneNumber, normalize_e164
 from parley.ports import ConversationRepository, MediaStore, MessageRepository, Page
 
 # A Lambda response is at most 6 MB and base64 grows a body by a third: 4 MB raw is what fits.
@@ -36,16 +37,25 @@ class InboxQueries:
         messages: MessageRepository,
         conversations: ConversationRepository,
         media: MediaStore | None = None,
+        *,
+        region: str = DEFAULT_REGION,
     ) -> None:
         self._messages = messages
         self._conversations = conversations
         self._media = media
+        self._region = region
 
     def conversations(self, team: str, *, limit: int, cursor: str | None) -> Page[Conversation]:
         return self._conversations.list_recent(team, limit=limit, cursor=cursor)
 
     def conversation(self, customer_number: str, caller: Caller) -> Conversation:
-        conversation = self._conversations.get(customer_number)
+        """The conversation with a number written any way a person types it (as the other
+        conversation routes take it); NotFound with the reason for one that is no number."""
+        try:
+            number = normalize_e164(customer_number, region=self._region, require_mobile=False)
+        except InvalidPhoneNumber as exc:
+            raise NotFound(f"no conversation with {customer_number}: {exc}") from exc
+        conversation = self._conversations.get(number)
         if conversation is None or not caller.sees(conversation.team):
             raise NotFound(f"no conversation with {customer_number}")
         return conversation
@@ -53,8 +63,9 @@ class InboxQueries:
     def messages(
         self, customer_number: str, caller: Caller, *, limit: int, cursor: str | None
     ) -> Page[Message]:
-        self.conversation(customer_number, caller)
-        return self._messages.list_for_conversation(customer_number, limit=limit, cursor=cursor)
+        conversation = self.conversation(customer_number, caller)
+        number = conversation.customer_number
+        return self._messages.list_for_conversation(number, limit=limit, cursor=cursor)
 
     def message(self, message_id: str, caller: Caller) -> Message:
         message = self._messages.get(message_id)
@@ -66,7 +77,7 @@ class InboxQueries:
         """Our copy of one attachment, for a caller who may see the message (else NotFound, as for
         the message itself): the web inbox can only show what it can load with its token."""
         message = self.message(message_id, caller)
-        if not (index.isdigit() and len(index) <= 4):
+        if not (index.isascii() and index.isdigit() and len(index) <= 4):
             raise NotFound(f"no media {index!r:.20}: an index is a whole number from 0")
         position = int(index)
         if position >= len(message.media):

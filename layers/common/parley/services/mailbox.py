@@ -6,7 +6,8 @@ bounded number of reads whatever the table holds; filters (our number, a message
 shows where it no longer is) are applied to the page read, so a filtered page may hold fewer than
 `limit` messages and still carry a cursor. Deletion is soft: the message keeps its status and leaves
 its view for Deleted; a restore puts it back. Replies and forwards are ordinary sends
-(`SendService.submit`), so every send rule applies to them.
+(`SendService.submit`) as the message's team, so every send rule applies to them, their idempotency
+keys included: those are per team.
 """
 
 from __future__ import annotations

@@ -7,10 +7,11 @@ digest find the record by any of them whatever way they were typed.
 
 from __future__ import annotations
 
+import json
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from parley.access import Caller
 from parley.domain.models import ContactRecord, RecordType
@@ -24,6 +25,13 @@ class RecordNotFound(LookupError):
 
 class RecordExists(Exception):
     """A record with this id exists already (409)."""
+
+
+# Custom fields are bounded so a record is refused with a reason long before DynamoDB's 400 KB item
+# limit: a field's name and value, and all of them together (as stored, in UTF-8 JSON).
+MAX_FIELD_NAME = 100
+MAX_FIELD_VALUE = 2000
+MAX_FIELDS_BYTES = 32 * 1024
 
 
 class RecordDraft(BaseModel):
@@ -40,13 +48,26 @@ class RecordDraft(BaseModel):
     owner: str | None = Field(default=None, max_length=200)
     active: bool = Field(default=True, strict=True)  # 0 or "no" is a mistake, not false
     crm_id: str | None = Field(default=None, max_length=200)
-    fields: dict[str, str] = Field(default_factory=dict, max_length=50)
+    fields: dict[
+        Annotated[str, StringConstraints(min_length=1, max_length=MAX_FIELD_NAME)],
+        Annotated[str, StringConstraints(max_length=MAX_FIELD_VALUE)],
+    ] = Field(default_factory=dict, max_length=50)
 
     @field_validator("phones")
     @classmethod
     def _e164(cls, phones: list[str]) -> list[str]:
         # a landline may be a record's number (an office line), so any valid number is accepted
         return list(dict.fromkeys(normalize_e164(p, require_mobile=False) for p in phones))
+
+    @field_validator("fields")
+    @classmethod
+    def _fields_fit(cls, fields: dict[str, str]) -> dict[str, str]:
+        size = len(json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode())
+        if size > MAX_FIELDS_BYTES:
+            raise ValueError(
+                f"the fields take {size} bytes together; at most {MAX_FIELDS_BYTES} fit in a record"
+            )
+        return fields
 
 
 class NewRecord(RecordDraft):

@@ -17,8 +17,14 @@ from parley.ports import MessageRepository, MessageViews
 from parley.services.inbox import NotFound
 from parley.services.sending import NotResendable, SendService
 
-MAX_BATCH = 500  # ids in one request, and messages one filter resends per call
+MAX_BATCH = 500  # ids in one request
+# One filter call stays well inside API Gateway's 29 s: it reads at most MAX_PAGES pages of the Failed
+# view (every team's failures) and resends at most MAX_FILTER_RESENDS; past either it answers `more`
+# with a cursor to go on from.
+MAX_FILTER_RESENDS = 100
+MAX_PAGES = 10
 _PAGE = 100
+assert _PAGE <= MAX_FILTER_RESENDS  # one page's matches always fit, so every call moves on
 
 
 @dataclass(frozen=True)
@@ -29,6 +35,15 @@ class ResendResult:
     result: Literal["resent", "refused"]
     status: MessageStatus | None = None  # where the message is now; None for an unknown id
     reason: str | None = None  # why it was refused, suppressed or held, or that it was already resent
+
+
+@dataclass(frozen=True)
+class FailedResends:
+    """What one filter call resent, whether more may remain, and where to go on from."""
+
+    results: list[ResendResult]
+    more: bool
+    cursor: str | None = None  # None with `more`: never; without `more`: nothing left to read
 
 
 @dataclass(frozen=True)
@@ -68,25 +83,28 @@ class ResendService:
         return results
 
     def resend_failed(
-        self, where: FailedFilter, *, caller: Caller, by: str | None
-    ) -> tuple[list[ResendResult], bool]:
-        """Resend the failed messages the caller sees that `where` names, newest first, at most MAX_BATCH of
-        them. Returns the results and whether more remain (call again: those resent have left the
-        view)."""
+        self, where: FailedFilter, *, caller: Caller, by: str | None, cursor: str | None = None
+    ) -> FailedResends:
+        """Resend the failed messages the caller sees that `where` names, newest first, from `cursor`
+        (a previous call's) or the top: at most MAX_FILTER_RESENDS of them, reading at most MAX_PAGES
+        pages. `more` says the call stopped early: call again with its `cursor` for the rest."""
         chosen: list[Message] = []
-        cursor: str | None = None
-        while True:
-            page = self._views.list_view("failed", limit=_PAGE, cursor=cursor, since=where.since)
-            chosen += [
+        start = cursor
+        for _ in range(MAX_PAGES):
+            page = self._views.list_view("failed", limit=_PAGE, cursor=start, since=where.since)
+            matches = [
                 m
                 for m in page.items
                 if caller.sees(m.team) and (where.our_number is None or m.our_number == where.our_number)
             ]
-            cursor = page.cursor
-            if cursor is None or len(chosen) > MAX_BATCH:
+            if len(chosen) + len(matches) > MAX_FILTER_RESENDS:
+                break  # this page waits for the next call, which starts at it
+            chosen += matches
+            start = page.cursor
+            if start is None:
                 break
-        more = len(chosen) > MAX_BATCH or cursor is not None
-        return [self._resend(m, by) for m in chosen[:MAX_BATCH]], more
+        results = [self._resend(m, by) for m in chosen]
+        return FailedResends(results, more=start is not None, cursor=start)
 
     def _resend(self, message: Message, by: str | None) -> ResendResult:
         try:

@@ -1,18 +1,21 @@
 """Send: one request in, one message per recipient, each delivered (or explained) exactly once.
 
 Every entry point (API, EventBridge, SQS) goes through `SendService.accept`, so the same rules
-apply whichever way a request arrives. Message ids derive from the request key and recipient,
-which makes a redelivered request a no-op instead of a second text.
+apply whichever way a request arrives. Message ids derive from the sending team, the request key
+and the recipient, which makes a redelivered request a no-op instead of a second text (and keeps
+one team's keys from ever answering another's requests).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import logging
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from parley.carriers.base import (
@@ -28,6 +31,7 @@ from parley.domain.encoding import SegmentInfo, analyze
 from parley.domain.ids import outbound_message_id
 from parley.domain.keywords import Keyword
 from parley.domain.models import (
+    MAX_METADATA_BYTES,
     Attempt,
     ContactRecord,
     Direction,
@@ -37,6 +41,7 @@ from parley.domain.models import (
     OurNumber,
     SendRequest,
     StatusChange,
+    bounded_metadata,
     smart_encoding_for,
 )
 from parley.domain.phone import mask
@@ -102,6 +107,11 @@ class SendRejected(ValueError):
     def __init__(self, errors: list[FieldError]) -> None:
         self.errors = errors
         super().__init__("; ".join(f"{e.field}: {e.reason}" for e in errors))
+
+
+class KeyReused(SendRejected):
+    """The request key already sent something else (another text, template, merge values, sender or
+    time) to a recipient: a repeat must ask for the same, and a new request needs a new key."""
 
 
 @dataclass(frozen=True)
@@ -193,9 +203,12 @@ class SendService:
             raise SendRejected(errors)
 
         drafts: list[Draft] = []
+        ours = {n.number for n in self._numbers.all()}
         for to in request.to:
-            contacts = self._contacts.find_by_phone(to)
-            contact = contacts[0] if len(contacts) == 1 else None
+            if to in ours:
+                errors.append(FieldError("to", f"{to} is one of our own numbers; texts go to customers"))
+                continue
+            contact = self._contact_for(to, team)
             text = request.body or ""
             if template_body is not None:
                 try:
@@ -218,11 +231,22 @@ class SendService:
                 )
                 continue
             drafts.append(
-                Draft(outbound_message_id(request_key, to), to, sender, reason, info.text, info, contact)
+                Draft(
+                    outbound_message_id(request_key, to, team), to, sender, reason, info.text, info, contact
+                )
             )
         if errors:
             raise SendRejected(errors)
         return drafts
+
+    def _contact_for(self, to: str, team: str | None) -> ContactRecord | None:
+        """The sending team's one record with this number, whose fields fill merge fields and which
+        the conversation links to. Another team's records never do; neither do several of the team's
+        (which one would be a guess)."""
+        if team is None:
+            return None
+        contacts = [c for c in self._contacts.find_by_phone(to) if c.team == team]
+        return contacts[0] if len(contacts) == 1 else None
 
     def render(
         self,
@@ -231,8 +255,10 @@ class SendService:
         template_id: str | None,
         merge_values: Mapping[str, str],
         to: str | None = None,
+        team: str | None = None,
     ) -> str:
-        """The text a request would send (to `to`, whose contact fills merge fields): for previews."""
+        """The text a request would send (to `to`, whose record in `team`, the sending team, fills
+        merge fields, as in `plan`): for previews. Without a team no record fills them."""
         if (body is None) == (template_id is None):
             raise SendRejected([FieldError("body", "give exactly one of 'body' or 'template_id'")])
         if template_id is None:
@@ -240,8 +266,7 @@ class SendService:
         template = self._templates.get(template_id)
         if template is None:
             raise SendRejected([FieldError("template_id", f"no template with id '{template_id}'")])
-        contacts = self._contacts.find_by_phone(to) if to else []
-        contact = contacts[0] if len(contacts) == 1 else None
+        contact = self._contact_for(to, team) if to else None
         try:
             return render(template.body, _merge_values(contact, merge_values))
         except MissingMergeField as exc:
@@ -302,6 +327,8 @@ class SendService:
         send it once. Anything else that isn't failed is refused with NotResendable.
         """
         for _ in range(5):
+            if message.deleted_at is not None:
+                raise NotResendable("the message is deleted; restore it first")
             if not resend_allowed(message.status):
                 if message.resent_at is not None and message.status in PENDING:
                     return message, False
@@ -317,14 +344,15 @@ class SendService:
                 _change(MessageStatus.QUEUED, now, f"resent by {by or 'an unknown user'} (was: {was})"),
             ]
             status, next_attempt_at, reason = MessageStatus.QUEUED, None, None
-            if not message.metadata.get("compliance"):
+            compliance = self._is_compliance(message)
+            if not compliance:
                 reason = self._suppression(message.customer_number, message.our_number)
             sender = self._numbers.get(message.our_number)
             opens = self._quiet_opens(sender, message.customer_number, now) if sender else None
             if reason is not None:
                 status = MessageStatus.SUPPRESSED
                 history.append(_change(status, now, reason))
-            elif opens is not None and not message.metadata.get("compliance"):
+            elif opens is not None and not compliance:
                 status, next_attempt_at = MessageStatus.HELD, opens
                 history.append(_change(status, now, "quiet hours"))
             superseded = [message.carrier_message_id, *message.carrier_part_ids]
@@ -378,7 +406,7 @@ class SendService:
             return explicit
         if to is None:
             return self._numbers.default_for_team(team)
-        return self._pick_sender(to, None, team)[0]
+        return self._pick_sender(to, None, team, self._contact_for(to, team))[0]
 
     def _pick_sender(
         self, to: str, explicit: OurNumber | None, team: str, contact: ContactRecord | None = None
@@ -410,7 +438,11 @@ class SendService:
         """Store the planned messages. Returns (message, created); created is False for a repeat.
 
         `compliance` marks the legally required answer to a keyword (the opt-out confirmation, the
-        help text): the one text an opted-out customer still gets.
+        help text): the one text an opted-out customer still gets. Only `send_compliance_reply` sets it.
+
+        Keys are per team (the message ids derive from the team, the key and the recipient). A repeat
+        that asks for something else than the request first stored under its key raises KeyReused
+        before anything is written.
         """
         team = request.team or team  # a request that names its team (the API checked the caller's)
         # the journey's id: the request key (stored on each message as its request id), or the inbound
@@ -418,9 +450,23 @@ class SendService:
         bind_correlation_id(str(request.metadata.get("correlation_id") or request_key))
         now = self._clock()
         scheduled = request.send_at is not None and request.send_at > now
+        fingerprint = request_fingerprint(request)
+        drafts = self.plan(request, request_key, team=team)
+        found = {d.message_id: self._messages.get(d.message_id) for d in drafts}
+        reused = [
+            FieldError(
+                "idempotency_key",
+                f"{request_key!r:.80} was already used for a different request to {d.to}; "
+                "a new request needs a new key",
+            )
+            for d in drafts
+            if (stored := found[d.message_id]) is not None and not _same_request(stored, d, team, fingerprint)
+        ]
+        if reused and not compliance:
+            raise KeyReused(reused)
         out: list[tuple[Message, bool]] = []
-        for draft in self.plan(request, request_key, team=team):
-            existing = self._messages.get(draft.message_id)
+        for draft in drafts:
+            existing = found[draft.message_id]
             if existing is not None:
                 out.append((existing, False))
                 continue
@@ -450,7 +496,9 @@ class SendService:
                 history=[StatusChange(status=status, at=now, source="parley")],
                 request_id=request_key,
                 requested_by=request.requested_by,
+                request_fingerprint=fingerprint,
                 metadata=request.metadata,
+                compliance=compliance,
                 next_attempt_at=next_attempt_at,
                 team=team,
                 sender_reason=draft.sender_reason,
@@ -488,6 +536,21 @@ class SendService:
             )
             out.append((message, True))
         return out
+
+    def _is_compliance(self, message: Message) -> bool:
+        """Whether the message is the legally required answer to a keyword (sent whatever the consent).
+
+        Answers stored before the mark had its own field (and before requests were fingerprinted)
+        carry `metadata.compliance`; as that key was open to any request's metadata, it counts only on
+        such a text that is one of our keyword answers word for word.
+        """
+        if message.compliance:
+            return True
+        if message.request_fingerprint is not None or not message.metadata.get("compliance"):
+            return False  # stored since the mark has its own field: the metadata key means nothing
+        answers = {*self._compliance_texts.values(), *self._number_scope_texts.values()}
+        answers |= {analyze(a, smart_encoding=True).text for a in answers}
+        return message.body in answers
 
     def _quiet_opens(self, sender: OurNumber, to: str, now: datetime) -> datetime | None:
         """When the recipient's quiet hours end, if they are in them now (the sender's own window wins)."""
@@ -576,7 +639,7 @@ class SendService:
                 extra={"message_id": message_id, "status": message.status.value},
             )
             return message
-        if not message.metadata.get("compliance"):
+        if not self._is_compliance(message):
             # Checked again here: a STOP may have come in while the text was scheduled, held or waiting.
             reason = self._suppression(message.customer_number, message.our_number)
             if reason is not None:
@@ -904,6 +967,13 @@ class SendService:
             [str(t)[:64] for t in raw_to] if isinstance(raw_to, list) and raw_to else ["(no recipient)"]
         )
         key = str(data.get("idempotency_key") or f"rejected:{record_id}")
+        team = data.get("team") if isinstance(data.get("team"), str) and data.get("team") else None
+        raw_metadata = data.get("metadata")
+        metadata: dict[str, Any] = raw_metadata if isinstance(raw_metadata, dict) else {}
+        try:
+            metadata = bounded_metadata(metadata)
+        except (ValueError, TypeError, RecursionError):
+            metadata = {"dropped": f"the request's metadata was over the limits ({MAX_METADATA_BYTES} bytes)"}
         text = (
             data.get("body") if isinstance(data.get("body"), str) else f"(template {data.get('template_id')})"
         )
@@ -911,7 +981,7 @@ class SendService:
         stored = []
         for raw in recipients[:100]:
             message = Message(
-                message_id=outbound_message_id(key, raw),
+                message_id=outbound_message_id(key, raw, team),
                 direction=Direction.OUTBOUND,
                 customer_number=raw,
                 our_number=str(data.get("from") or ""),
@@ -923,7 +993,7 @@ class SendService:
                 error_reason=f"the send request was rejected: {reason}"[:1000],
                 history=[_change(MessageStatus.FAILED, now, "request rejected")],
                 request_id=key,
-                metadata=data.get("metadata") if isinstance(data.get("metadata"), dict) else {},
+                metadata=metadata,
             )
             if self._messages.insert(message):
                 stored.append(message)
@@ -937,23 +1007,32 @@ class SendService:
         """Messages left in `sending` by a worker that stopped mid-call: the carrier may have them.
 
         Each becomes an ambiguous attempt and goes to the retry queue, where the carrier is asked
-        before anything is resent.
+        before anything is resent. One message that can't be written is logged and left for the next
+        sweep; the others are still recovered.
         """
         now = self._clock()
         recovered = 0
         for message in pending:
-            if message.status in (MessageStatus.QUEUED, MessageStatus.RETRYING):
-                recovered += self._requeue_if_lost(message, now)
-                continue
-            if message.status is not MessageStatus.SENDING or now - message.updated_at < STUCK_SENDING_AFTER:
-                continue
-            failure = SendFailed(FailureKind.AMBIGUOUS, "the send was interrupted; checking with the carrier")
             try:
-                self._record_failure(message, failure)
-            except ConflictError:
-                continue
-            recovered += 1
+                recovered += self._recover_one(message, now)
+            except Exception:
+                logger.exception(
+                    "the sweep could not recover a message; the next sweep tries again",
+                    extra={"message_id": message.message_id, "status": message.status.value},
+                )
         return recovered
+
+    def _recover_one(self, message: Message, now: datetime) -> int:
+        if message.status in (MessageStatus.QUEUED, MessageStatus.RETRYING):
+            return self._requeue_if_lost(message, now)
+        if message.status is not MessageStatus.SENDING or now - message.updated_at < STUCK_SENDING_AFTER:
+            return 0
+        failure = SendFailed(FailureKind.AMBIGUOUS, "the send was interrupted; checking with the carrier")
+        try:
+            self._record_failure(message, failure)
+        except ConflictError:
+            return 0
+        return 1
 
     def _requeue_if_lost(self, message: Message, now: datetime) -> int:
         """Queue a waiting text again if its job seems lost; 1 if it was."""
@@ -981,53 +1060,84 @@ class SendService:
         return 1
 
     def release_due(self, due: list[Message]) -> int:
-        """Hand scheduled or held messages whose time has come to the send queue."""
+        """Hand scheduled or held messages whose time has come to the send queue. One message that
+        can't be written is logged and left for the next sweep; the others are still released."""
         now = self._clock()
         released = 0
         for message in due:
-            if message.status not in (MessageStatus.SCHEDULED, MessageStatus.HELD):
-                continue  # cancelled or already released since the view was read
-            if message.next_attempt_at is not None and message.next_attempt_at > now:
-                continue
-            sender = self._numbers.get(message.our_number)
-            opens = self._quiet_opens(sender, message.customer_number, now) if sender else None
-            if opens is not None:  # a scheduled text that falls due at night waits for the morning
-                with contextlib.suppress(ConflictError):
-                    self._messages.update(
-                        message.model_copy(
-                            update={
-                                "status": MessageStatus.HELD,
-                                "next_attempt_at": opens,
-                                "history": [
-                                    *message.history,
-                                    _change(MessageStatus.HELD, now, "quiet hours"),
-                                ],
-                            }
-                        ),
-                        expected_version=message.version,
-                    )
-                continue
-            try:  # a plain versioned write: if it was cancelled meanwhile, the write loses
+            try:
+                released += self._release_one(message, now)
+            except Exception:
+                logger.exception(
+                    "the sweep could not release a message; the next sweep tries again",
+                    extra={"message_id": message.message_id, "status": message.status.value},
+                )
+        return released
+
+    def _release_one(self, message: Message, now: datetime) -> int:
+        if message.status not in (MessageStatus.SCHEDULED, MessageStatus.HELD):
+            return 0  # cancelled or already released since the view was read
+        if message.next_attempt_at is not None and message.next_attempt_at > now:
+            return 0
+        sender = self._numbers.get(message.our_number)
+        opens = self._quiet_opens(sender, message.customer_number, now) if sender else None
+        if opens is not None:  # a scheduled text that falls due at night waits for the morning
+            with contextlib.suppress(ConflictError):
                 self._messages.update(
                     message.model_copy(
                         update={
-                            "status": MessageStatus.QUEUED,
-                            "history": [*message.history, _change(MessageStatus.QUEUED, now, "due")],
+                            "status": MessageStatus.HELD,
+                            "next_attempt_at": opens,
+                            "history": [*message.history, _change(MessageStatus.HELD, now, "quiet hours")],
                         }
                     ),
                     expected_version=message.version,
                 )
-            except ConflictError:
-                continue
-            self._send_queue.send({"message_id": message.message_id})
-            released += 1
-        return released
+            return 0
+        try:  # a plain versioned write: if it was cancelled meanwhile, the write loses
+            self._messages.update(
+                message.model_copy(
+                    update={
+                        "status": MessageStatus.QUEUED,
+                        "history": [*message.history, _change(MessageStatus.QUEUED, now, "due")],
+                    }
+                ),
+                expected_version=message.version,
+            )
+        except ConflictError:
+            return 0
+        self._send_queue.send({"message_id": message.message_id})
+        return 1
 
 
 def may_send_from(number: OurNumber, team: str, user: str | None = None) -> bool:
     """A team sends from its own numbers, the pool's (numbers left on the default team) and, for a
     person, the numbers they own."""
     return number.team in (team, "default") or (user is not None and number.owner == user)
+
+
+def request_fingerprint(request: SendRequest) -> str:
+    """What a request asks each recipient for, hashed: its text or template with merge values, its
+    sender and its time. Who asked, the metadata and the recipient list are not part of it."""
+    asked = {
+        "body": request.body,
+        "template_id": request.template_id,
+        "merge_values": request.merge_values,
+        "from": request.from_number,
+        "send_at": request.send_at.astimezone(UTC).isoformat() if request.send_at else None,
+    }
+    text = json.dumps(asked, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _same_request(stored: Message, draft: Draft, team: str, fingerprint: str) -> bool:
+    """Whether a message already stored under a draft's id answers this request: the same team's, and
+    what it asked for (for a message stored before fingerprints, its text)."""
+    if stored.team != team:
+        return False
+    if stored.request_fingerprint is not None:
+        return stored.request_fingerprint == fingerprint
+    return stored.body == draft.text
 
 
 def _merge_values(contact: ContactRecord | None, values: Mapping[str, str]) -> dict[str, str | None]:

@@ -2,6 +2,10 @@
 
 A personal template is seen by its owner only (not even by an admin); a shared one by the members of
 its team (of every team, for templates saved before templates had one) and by admins.
+
+Changing or deleting one takes more than seeing it: a personal template is its owner's; a team's
+shared template is its team members' (and admins'); an org-wide one (no team, seen by every team)
+only an admin's, since it changes what every team sends.
 """
 
 from __future__ import annotations
@@ -26,6 +30,10 @@ class TemplateDraft(BaseModel):
 
 class TemplateNotFound(LookupError):
     """Absent, or personal to someone else: the API says the same in both cases."""
+
+
+class TemplateForbidden(PermissionError):
+    """The caller sees the template but may not change or delete it (403, with the reason)."""
 
 
 class TemplateInvalid(ValueError):
@@ -60,13 +68,14 @@ class TemplateService:
 
     def update(self, template_id: str, draft: TemplateDraft, caller: Caller) -> Template:
         current = self.get(template_id, caller)
+        _may_change(caller, current, "change")
         _check(draft.body)
         updated = current.model_copy(update={"name": draft.name, "body": draft.body, "shared": draft.shared})
         self._templates.save(updated)
         return updated
 
     def delete(self, template_id: str, caller: Caller) -> None:
-        self.get(template_id, caller)
+        _may_change(caller, self.get(template_id, caller), "delete")
         self._templates.delete(template_id)
 
 
@@ -74,6 +83,23 @@ def _sees(caller: Caller, template: Template) -> bool:
     if template.owner == caller.user and caller.user:
         return True
     return template.shared and (template.team is None or caller.sees(template.team))
+
+
+def _may_change(caller: Caller, template: Template, action: str) -> None:
+    """TemplateForbidden unless the caller may change a template they see (the module's rules)."""
+    if not template.shared:
+        return  # personal: only its owner sees it, and so only its owner gets here
+    if template.team is None:
+        if not caller.admin:
+            raise TemplateForbidden(
+                f"template {template.template_id} is org-wide (every team uses it): "
+                f"only an admin can {action} it"
+            )
+        return
+    if not (caller.admin or template.team in caller.teams):
+        raise TemplateForbidden(
+            f"template {template.template_id} is team {template.team}'s: only its members can {action} it"
+        )
 
 
 def _check(body: str) -> None:
