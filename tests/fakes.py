@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from parley.adapters.dynamo import iso, shard_of
+from parley.adapters.dynamo import iso, receipt_id, shard_of
 from parley.carriers.base import (
     Carrier,
     FailureKind,
@@ -404,7 +404,7 @@ class InMemoryMessages:
 
 
 class InMemoryReceipts:
-    """Keyed like ReceiptsTable: (carrier ref, occurred_at#status); a repeat overwrites itself."""
+    """Keyed like ReceiptsTable: (carrier ref, occurred_at#status[#part/parts]); a repeat overwrites."""
 
     def __init__(self) -> None:
         self.items: dict[tuple[str, str], StatusUpdate] = {}
@@ -412,10 +412,7 @@ class InMemoryReceipts:
 
     @staticmethod
     def _key(update: StatusUpdate) -> tuple[str, str]:
-        return (
-            carrier_ref(update.carrier, update.carrier_message_id),
-            f"{iso(update.occurred_at)}#{update.status.value}",
-        )
+        return (carrier_ref(update.carrier, update.carrier_message_id), receipt_id(update))
 
     def park(self, update: StatusUpdate) -> None:
         self.items[self._key(update)] = update
@@ -662,9 +659,15 @@ class QueuedJob:
 class RecordingQueue:
     def __init__(self) -> None:
         self.jobs: list[QueuedJob] = []
+        self.batches: list[int] = []  # the size of each send_batch call
 
     def send(self, body: dict[str, Any], *, delay_seconds: int = 0) -> None:
         self.jobs.append(QueuedJob(json.loads(json.dumps(body)), delay_seconds))
+
+    def send_batch(self, bodies: Sequence[dict[str, Any]]) -> None:
+        self.batches.append(len(bodies))
+        for body in bodies:
+            self.jobs.append(QueuedJob(json.loads(json.dumps(body, ensure_ascii=False)), 0))
 
     @property
     def bodies(self) -> list[dict[str, Any]]:

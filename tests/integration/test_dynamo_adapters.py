@@ -589,3 +589,34 @@ def test_eventbridge_publish_reaches_a_rule_target(aws_settings: Settings) -> No
 
 def test_a_publishing_failure_never_fails_the_caller(aws_settings: Settings) -> None:
     EventBridgePublisher("no-such-bus", "us-east-1").publish("MessageSent", {"message_id": "m1"})
+
+
+def test_parked_receipts_keep_each_part_and_every_one_is_reachable_by_the_sweep(
+    aws_settings: Settings,
+) -> None:
+    receipts = DynamoReceipts()
+    for part in (1, 2):  # Plivo: both parts under the parent's id, at the same second
+        receipts.park(
+            StatusUpdate(
+                carrier="plivo",
+                carrier_message_id="parent-1",
+                status=MessageStatus.DELIVERED,
+                carrier_status="delivered",
+                occurred_at=T0,
+                part=part,
+                parts=2,
+            )
+        )
+    assert sorted(u.part or 0 for u in receipts.parked_for("plivo", "parent-1")) == [1, 2]
+    for i in range(10):
+        receipts.park(
+            StatusUpdate(
+                carrier="twilio",
+                carrier_message_id=f"SM{i}",
+                status=MessageStatus.SENT,
+                carrier_status="sent",
+                occurred_at=T0,
+            )
+        )
+    assert len(receipts.all_parked(100)) == 12  # fewer than the limit: every slice is read
+    assert len(receipts.all_parked(5)) == 5

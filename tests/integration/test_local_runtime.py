@@ -571,6 +571,6 @@ def test_python_dash_m_local_runs_the_stack_until_sigterm() -> None:
             child.communicate()
     assert child.returncode == 0, output
     assert f"http://127.0.0.1:{port}/_local/health" in output
-    token = output.split("Dev token", 1)[1].split("\n")[1].strip()
+    token = output.split("Dev token", 1)[1].split("\n")[1].strip().removeprefix("export TOKEN=")
     assert verify_dev_token(token, secret=dev_jwt_secret())["sub"] == "dev"
     assert port_is_free(port)

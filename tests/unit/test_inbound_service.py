@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import json
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 
@@ -31,7 +33,14 @@ from parley.domain.models import (
     StatusChange,
     StatusUpdate,
 )
-from parley.edge import MAX_WEBHOOK_BYTES, WebhookIntake, WebhookTooLarge
+from parley.edge import (
+    MAX_EVENTS_PER_WEBHOOK,
+    MAX_QUEUED_BYTES,
+    MAX_WEBHOOK_BYTES,
+    WebhookIntake,
+    WebhookTooLarge,
+    queue_text,
+)
 from parley.ports import ConflictError, ConversationDelta
 from tests.fakes import T0, World
 
@@ -432,7 +441,8 @@ def test_a_long_text_in_parts_is_stored_once_whole_in_part_order(world: World) -
     (stored,) = world.messages.items.values()
     assert stored.body == "Hello world, again."
     assert stored.segments == 3
-    assert world.receipts.parts(f"fake#{CUSTOMER}#ref-7") == {}  # nothing left behind
+    assert world.receipts.parts(f"fake#{CUSTOMER}#{OURS_A}#ref-7") == {}  # nothing left behind
+    assert world.receipts.part_items  # the group existed: the check above looked in the right place
     assert world.conversations.get(CUSTOMER) is not None
 
 
@@ -608,3 +618,274 @@ def test_a_reply_in_a_thread_another_team_started_from_the_pool_belongs_to_that_
     world.processor().store_inbound(inbound("SM-first", frm="+14155550198", to="+15005550009"))
     first = world.messages.get(inbound_message_id("fake", "SM-first"))
     assert first is not None and first.team == "default"  # a first text takes our number's team
+
+
+def test_two_long_texts_that_reuse_the_handsets_concat_reference_are_both_stored(world: World) -> None:
+    """The reference is a small counter the phone picks and wraps: the second text is not a duplicate."""
+    processor = world.processor()
+    first = [part(1, 2, "First, "), part(2, 2, "one.")]
+    second = [
+        p.model_copy(update={"carrier_message_id": f"B{p.carrier_message_id}"})
+        for p in (part(1, 2, "Second, ", minutes=5), part(2, 2, "two.", minutes=5))
+    ]
+    for event in (*first, *second):
+        processor.handle(envelope(event))
+    assert sorted(m.body for m in world.messages.items.values()) == ["First, one.", "Second, two."]
+    processor.handle(envelope(second[1]))  # a redelivered last part, once the text is stored: nothing new
+    assert len(world.messages.items) == 2
+
+
+def test_a_failure_storing_an_assembled_text_keeps_its_parts_so_the_redelivery_stores_it(
+    world: World,
+) -> None:
+    processor = world.processor()
+    processor.handle(envelope(part(1, 2, "Hello ")))
+    original = world.messages.insert_with_conversation
+
+    def crash(*args: object, **kwargs: object) -> bool:
+        raise ConflictError("the store failed")
+
+    world.messages.insert_with_conversation = crash  # type: ignore[method-assign]
+    with pytest.raises(ConflictError):
+        processor.handle(envelope(part(2, 2, "again.")))
+    world.messages.insert_with_conversation = original  # type: ignore[method-assign]
+    processor.handle(envelope(part(2, 2, "again.")))  # SQS redelivers the last part
+    (stored,) = world.messages.items.values()
+    assert stored.body == "Hello again."
+
+
+def test_parked_receipts_for_each_part_at_the_same_second_are_all_kept_and_applied(world: World) -> None:
+    processor = world.processor()
+    processor.apply_receipt(per_part("SMEARLY", 1, MessageStatus.DELIVERED))
+    processor.apply_receipt(per_part("SMEARLY", 2, MessageStatus.DELIVERED))
+    assert len(world.receipts.parked_for("fake", "SMEARLY")) == 2
+    outbound(world, "out_early", sid="SMEARLY", status=MessageStatus.SENT)
+    assert processor.apply_parked("fake", "SMEARLY") == 2
+    assert world.messages.items["out_early"].status is MessageStatus.DELIVERED
+
+
+def test_an_opt_out_the_carrier_reports_on_a_receipt_that_was_parked_is_recorded(world: World) -> None:
+    processor = world.processor()
+    refused = receipt("SMOPT", MessageStatus.FAILED, code="21610").model_copy(update={"opted_out": True})
+    processor.apply_receipt(refused)  # before the send recorded the carrier's id: parked
+    assert world.opt_outs.get(CUSTOMER) is None
+    outbound(world, "out_opt", sid="SMOPT", status=MessageStatus.ACCEPTED)
+    processor.apply_parked("fake", "SMOPT")
+    recorded = world.opt_outs.get(CUSTOMER)
+    assert recorded is not None and recorded.opted_out
+    assert world.messages.items["out_opt"].status is MessageStatus.FAILED
+
+
+def test_a_redelivered_or_late_stop_does_not_undo_a_later_start(world: World) -> None:
+    processor = world.processor()
+    stop = inbound("SMSTOP", body="STOP", minutes=0)
+    processor.store_inbound(stop)
+    processor.store_inbound(inbound("SMSTART", body="START", minutes=5))
+    processor.store_inbound(stop)  # the carrier posts the STOP again
+    processor.store_inbound(inbound("SMSTOP2", body="STOP", minutes=3))  # an older STOP, arriving late
+    consent = world.opt_outs.get(CUSTOMER)
+    assert consent is not None and not consent.opted_out
+    answers = [(keyword, reference) for keyword, _, _, reference in world.compliance_replies]
+    assert [k for k, _ in answers] == [Keyword.OPT_OUT, Keyword.OPT_IN]  # neither stale STOP is answered
+    late_stop = inbound_message_id("fake", "SMSTOP2")
+    assert late_stop not in {r for _, r in answers}  # no "you're unsubscribed" for a STOP that didn't count
+    # a later carrier refusal still counts: it is newer than the START
+    outbound(world, "out_after", sid="SMAFTER", status=MessageStatus.ACCEPTED)
+    refused = receipt("SMAFTER", MessageStatus.FAILED, code="21610", seconds=600)
+    processor.apply_receipt(refused.model_copy(update={"opted_out": True}))
+    consent = world.opt_outs.get(CUSTOMER)
+    assert consent is not None and consent.opted_out
+
+
+def test_a_stray_part_receipt_writes_no_error_onto_a_delivered_text(world: World) -> None:
+    outbound(world, "out_done", sid="SMDONE", status=MessageStatus.DELIVERED)
+    stray = per_part("SMDONE", 1, MessageStatus.FAILED).model_copy(
+        update={"error_code": "200", "error_message": "opted out"}
+    )
+    world.processor().apply_receipt(stray)
+    done = world.messages.items["out_done"]
+    assert (done.status, done.error_code, done.error_reason) == (MessageStatus.DELIVERED, None, None)
+
+
+def test_an_unverified_event_in_log_only_mode_is_said_so_by_the_processor(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    unverified = CarrierEventEnvelope(event=inbound("SMLOG"), correlation_id="c", verified=False)
+    with caplog.at_level("WARNING", logger="parley"):
+        world.processor().handle(unverified)
+    assert any("did not verify" in r.getMessage() for r in caplog.records)
+    assert CarrierEventEnvelope.model_validate(
+        {"event": inbound("SMX").model_dump(), "correlation_id": "c"}
+    ).verified
+
+
+# -- the intake refuses what could never be stored, and repairs what can be -----------------------
+
+NOW = datetime(2026, 11, 28, 14, 0, tzinfo=UTC)
+
+
+def parsed(sid: str = "SM1", **changes: Any) -> ParsedInbound:
+    fields: dict[str, Any] = {
+        "carrier": "fake",
+        "carrier_message_id": sid,
+        "from_number": CUSTOMER,
+        "to_number": OURS_A,
+        "body": "hello",
+        "received_at": NOW - timedelta(minutes=1),
+    }
+    return ParsedInbound(**{**fields, **changes})
+
+
+def parsed_receipt(sid: str = "SM9", **changes: Any) -> ParsedStatus:
+    fields: dict[str, Any] = {
+        "carrier": "fake",
+        "carrier_message_id": sid,
+        "status": MessageStatus.DELIVERED,
+        "carrier_status": "delivered",
+        "occurred_at": NOW - timedelta(minutes=1),
+    }
+    return ParsedStatus(**{**fields, **changes})
+
+
+def accept(world: World, *events: ParsedEvent) -> list[CarrierEventEnvelope]:
+    """Through the intake at NOW; the envelopes as the processor reads them from the queue's JSON."""
+    world.carrier.events = list(events)
+    WebhookIntake(world.inbound_queue, clock=lambda: NOW).accept(
+        world.carrier, WebhookKind.MESSAGES, webhook(), "corr-1"
+    )
+    return [CarrierEventEnvelope.model_validate_json(json.dumps(j.body)) for j in world.inbound_queue.take()]
+
+
+def test_a_lone_surrogate_in_a_text_becomes_a_replacement_character_not_a_poisoned_event(
+    world: World,
+) -> None:
+    """Half of an emoji split across segments: json.loads gives a lone surrogate, which the queue's
+    JSON would carry as \\ud800, and the processor's parser refuses that for ever."""
+    (envelope,) = accept(world, parsed(body="lone \ud800 surrogate", raw={"text": "lone \ud800 surrogate"}))
+    assert isinstance(envelope.event, InboundMessage)
+    assert envelope.event.body == "lone \ufffd surrogate"
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        datetime(2099, 1, 1, tzinfo=UTC),  # pins the conversation at the top of the inbox
+        datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone(timedelta(hours=-5))),  # not expressible in UTC
+        datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=5))),
+        NOW + timedelta(minutes=6),
+    ],
+    ids=["2099", "year-9999-minus-5h", "year-1-plus-5h", "six-minutes-ahead"],
+)
+def test_a_carrier_time_in_the_future_becomes_the_time_we_received_it(world: World, moment: datetime) -> None:
+    inbound_envelope, receipt_envelope = accept(
+        world, parsed(received_at=moment), parsed_receipt(occurred_at=moment)
+    )
+    assert isinstance(inbound_envelope.event, InboundMessage)
+    assert isinstance(receipt_envelope.event, StatusUpdate)
+    assert inbound_envelope.event.received_at == NOW
+    assert receipt_envelope.event.occurred_at == NOW
+
+
+def test_late_and_slightly_skewed_carrier_times_are_kept(world: World) -> None:
+    late = datetime(2026, 11, 20, 9, 0, tzinfo=timezone(timedelta(hours=2)))  # a delivery days late
+    skewed = NOW + timedelta(minutes=4)
+    first, second = accept(world, parsed("SM1", received_at=late), parsed_receipt(occurred_at=skewed))
+    assert isinstance(first.event, InboundMessage) and isinstance(second.event, StatusUpdate)
+    assert (first.event.received_at, second.event.occurred_at) == (late, skewed)
+
+
+@pytest.mark.parametrize(
+    ("event", "words"),
+    [
+        (parsed("S" * 257), "message id is longer than 256"),
+        (parsed_receipt("S" * 5000), "message id is longer than 256"),
+        (parsed_receipt(client_ref="r" * 257), "client reference is longer"),
+        (parsed(" "), "message id is blank"),
+        (parsed(from_number="1" * 3000), "From is longer than 32"),
+        (parsed(to_number="+1" + "4" * 31), "To is longer than 32"),
+        (parsed(from_number=" "), "From is blank"),
+        (parsed(to_number=" "), "To is blank"),
+        (parsed(media=tuple(ParsedMedia(f"https://m.example/{i}") for i in range(21))), "21 media"),
+    ],
+    ids=[
+        "long-id",
+        "long-receipt-id",
+        "long-client-ref",
+        "blank-id",
+        "long-from",
+        "long-to",
+        "blank-from",
+        "blank-to",
+        "media",
+    ],
+)
+def test_ids_numbers_and_media_the_tables_cannot_hold_are_refused(
+    world: World, event: ParsedEvent, words: str
+) -> None:
+    world.carrier.events = [event]
+    with pytest.raises(PayloadError, match=words):
+        world.intake().accept(world.carrier, WebhookKind.MESSAGES, webhook(), "corr-1")
+    assert world.inbound_queue.jobs == []
+
+
+def test_twenty_media_are_accepted(world: World) -> None:
+    media = tuple(ParsedMedia(f"https://m.example/{i}") for i in range(20))
+    (envelope,) = accept(world, parsed(media=media))
+    assert isinstance(envelope.event, InboundMessage) and len(envelope.event.media) == 20
+
+
+@pytest.mark.parametrize(
+    "sender", ["+", "+abc", "+0", "+999999999999999999", "+1415555\x009701", "+1", "!!!"]
+)
+def test_a_from_that_is_no_number_short_code_or_sender_id_is_refused(world: World, sender: str) -> None:
+    world.carrier.events = [parsed(from_number=sender)]
+    with pytest.raises(PayloadError, match="invalid From number"):
+        world.intake().accept(world.carrier, WebhookKind.MESSAGES, webhook(), "corr-1")
+    assert world.inbound_queue.jobs == []
+
+
+@pytest.mark.parametrize(
+    "sender",
+    [
+        "+14155550100",
+        "14155550100",  # no "+" (Vonage, Plivo)
+        "(415) 555-0100",  # national format
+        "\uff0b14155550100",  # fullwidth plus
+        "+\u0661\u0664\u0661\u0665\u0665\u0665\u0665\u0660\u0661\u0660\u0660",  # Arabic-Indic digits
+        "12345",  # a short code
+        "262966",
+        "AMAZON",  # alphanumeric sender IDs
+        "Acme Bank",
+        "VERIFY2FA",
+        "whatsapp:+14155550100",
+    ],
+)
+def test_real_senders_are_accepted(world: World, sender: str) -> None:
+    (envelope,) = accept(world, parsed(from_number=sender))
+    assert isinstance(envelope.event, InboundMessage)
+
+
+def test_a_long_text_is_queued_once_not_again_inside_raw(world: World) -> None:
+    text = "\U0001f600" * 64_000  # 256 KB of UTF-8: within the webhook limit
+    (envelope,) = accept(world, parsed(body=text, raw={"data": {"payload": {"text": text, "id": "SM1"}}}))
+    assert isinstance(envelope.event, InboundMessage) and envelope.event.body == text
+    assert envelope.event.raw == {"data": {"payload": {"text": "", "id": "SM1"}}}
+    assert len(queue_text(envelope.model_dump(mode="json")).encode()) < MAX_QUEUED_BYTES
+
+
+def test_an_event_too_big_for_the_queue_is_refused_with_a_reason(world: World) -> None:
+    world.carrier.events = [parsed(body="\U0001f600" * 300_000)]  # 1.2 MB once queued
+    with pytest.raises(WebhookTooLarge, match="once queued"):
+        world.intake().accept(world.carrier, WebhookKind.MESSAGES, webhook(), "corr-1")
+    assert world.inbound_queue.jobs == []
+
+
+def test_events_are_queued_in_one_batch_call_and_too_many_are_refused(world: World) -> None:
+    receipts = [parsed_receipt(f"SM{i}") for i in range(MAX_EVENTS_PER_WEBHOOK)]
+    accept(world, *receipts)
+    assert world.inbound_queue.batches == [MAX_EVENTS_PER_WEBHOOK]
+
+    world.carrier.events = [*receipts, parsed_receipt("one-more")]
+    with pytest.raises(WebhookTooLarge, match="events in one webhook"):
+        world.intake().accept(world.carrier, WebhookKind.MESSAGES, webhook(), "corr-1")
+    assert world.inbound_queue.jobs == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import random
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
@@ -64,8 +65,16 @@ M = TypeVar("M", bound=Model)
 
 
 def iso(dt: datetime) -> str:
-    """Fixed-width UTC timestamps sort as strings, which is what the range keys rely on."""
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """Fixed-width UTC timestamps sort as strings, which is what the range keys rely on (the year is
+    padded here: strftime leaves years before 1000 short). A time that has no UTC year from 1 to 9999
+    (0001-01-01 at +01:00) is a ValueError, not an OverflowError."""
+    try:
+        utc = dt.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError(
+            f"{dt.isoformat()} is out of range: its UTC time is before year 1 or after 9999"
+        ) from exc
+    return f"{utc.year:04d}-" + utc.strftime("%m-%dT%H:%M:%S.%fZ")
 
 
 def parse_iso(text: str) -> datetime:
@@ -84,7 +93,8 @@ class InvalidCursor(ValueError):
 
 def decode_cursor(cursor: str | None, partition: tuple[str, str], *keys: str) -> dict[str, Any] | None:
     """The start key in `cursor`, if it is one this query could have issued (the same key names, all
-    strings, the same partition); anything else would reach DynamoDB and come back as a 500."""
+    non-empty strings, the same partition); anything else would reach DynamoDB and come back as a 500
+    (DynamoDB refuses an empty key value, though moto takes it)."""
     if not cursor:
         return None
     try:
@@ -95,7 +105,8 @@ def decode_cursor(cursor: str | None, partition: tuple[str, str], *keys: str) ->
         not isinstance(value, dict)
         or set(value) != {partition[0], *keys}
         or not all(
-            isinstance(v, dict) and list(v) == ["S"] and isinstance(v["S"], str) for v in value.values()
+            isinstance(v, dict) and list(v) == ["S"] and isinstance(v["S"], str) and v["S"]
+            for v in value.values()
         )
         or value[partition[0]] != {"S": partition[1]}
     ):
@@ -983,7 +994,7 @@ class DynamoReceipts:
 
     @staticmethod
     def _receipt_id(update: StatusUpdate) -> str:
-        return f"{iso(update.occurred_at)}#{update.status.value}"
+        return receipt_id(update)
 
     def park(self, update: StatusUpdate) -> None:
         ReceiptItem(
@@ -1004,9 +1015,23 @@ class DynamoReceipts:
         ).delete()
 
     def all_parked(self, limit: int) -> list[StatusUpdate]:
-        # The parked set is tiny and off the hot path (the sweep), so a bounded Scan is acceptable here.
-        items = ReceiptItem.scan(~ReceiptItem.carrier_ref.startswith(_PARTS), limit=limit)
-        return [StatusUpdate.model_validate(i.doc) for i in items]
+        """Up to `limit` parked receipts, read slice by slice (PARKED_SEGMENTS of the table) from a
+        slice picked at random: receipts that will never match (a shared account's, say) stay parked
+        until their TTL, and a scan from the start each time would look at only those. Fewer than
+        `limit` in all: every one is read. Off the hot path (the sweep)."""
+        first = random.randrange(PARKED_SEGMENTS)
+        found: list[StatusUpdate] = []
+        for step in range(PARKED_SEGMENTS):
+            if len(found) >= limit:
+                break
+            items = ReceiptItem.scan(
+                ~ReceiptItem.carrier_ref.startswith(_PARTS),
+                limit=limit - len(found),
+                segment=(first + step) % PARKED_SEGMENTS,
+                total_segments=PARKED_SEGMENTS,
+            )
+            found += [StatusUpdate.model_validate(i.doc) for i in items]
+        return found
 
     # Parts of a long inbound text share the table, under their own key prefix.
     def save_part(self, group: str, part: int, data: dict[str, Any]) -> None:
@@ -1026,6 +1051,14 @@ class DynamoReceipts:
 
 
 _PARTS = "parts#"
+PARKED_SEGMENTS = 4
+
+
+def receipt_id(update: StatusUpdate) -> str:
+    """A parked receipt's sort key: its time, status and part (a carrier such as Plivo gives every
+    part the parent's id, often at the same second, and each part's receipt must be kept)."""
+    part = f"#{update.part}/{update.parts}" if update.part is not None else ""
+    return f"{iso(update.occurred_at)}#{update.status.value}{part}"
 
 
 class DynamoOptOuts:

@@ -6,6 +6,7 @@ processor, where a retry costs nothing and a duplicate is a no-op.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable
 from datetime import datetime
@@ -22,6 +23,7 @@ from parley.domain.models import (
     Media,
     Message,
     MessageStatus,
+    OptOut,
     OurNumber,
     StatusChange,
     StatusUpdate,
@@ -92,21 +94,33 @@ class InboundProcessor:
 
     def handle(self, envelope: CarrierEventEnvelope) -> None:
         event = envelope.event
+        if not envelope.verified:  # log-only mode: kept, and said at every step it touches
+            logger.warning(
+                "processing an event whose signature did not verify (verify mode is log-only)",
+                extra={"carrier": event.carrier, "carrier_message_id": event.carrier_message_id},
+            )
         if isinstance(event, InboundMessage):
             if event.concat is not None and event.concat.total > 1:
-                whole = self._reassemble(event)
-                if whole is None:
+                assembled = self._reassemble(event)
+                if assembled is None:
                     return
-                event = whole
+                whole, group, parts = assembled
+                self.store_inbound(whole, correlation_id=envelope.correlation_id)
+                # Only now: a failure before this redelivers the last part, which finds every part
+                # still there and assembles the same text again (its id derives from the parts').
+                self._receipts.clear_parts(group, parts)
+                return
             self.store_inbound(event, correlation_id=envelope.correlation_id)
         else:
             self.apply_receipt(event)
 
-    def _reassemble(self, part: InboundMessage) -> InboundMessage | None:
-        """Keep each part until all have arrived, then yield the whole text (once per process; the
-        conditional insert makes a concurrent second assembly a no-op)."""
+    def _reassemble(self, part: InboundMessage) -> tuple[InboundMessage, str, list[int]] | None:
+        """Keep each part until all have arrived, then yield the whole text with its group and parts
+        (the caller clears them once it is stored; the conditional insert makes a second assembly a
+        no-op). The handset's concat reference is a small counter that wraps, so the whole text's id
+        derives from its parts' own carrier ids, not from the reference."""
         assert part.concat is not None
-        group = f"{part.carrier}#{part.from_number}#{part.concat.ref}"
+        group = f"{part.carrier}#{part.from_number}#{part.to_number}#{part.concat.ref}"
         self._receipts.save_part(group, part.concat.part, part.model_dump(mode="json"))
         parts = self._receipts.parts(group)
         if len(parts) < part.concat.total:
@@ -116,9 +130,10 @@ class InboundProcessor:
             )
             return None
         pieces = [InboundMessage.model_validate(parts[i]) for i in sorted(parts)]
+        fingerprint = hashlib.sha256("|".join(p.carrier_message_id for p in pieces).encode()).hexdigest()[:16]
         whole = pieces[0].model_copy(
             update={
-                "carrier_message_id": f"concat:{part.concat.ref}:{part.from_number}",
+                "carrier_message_id": f"concat:{part.concat.ref}:{part.from_number}:{fingerprint}",
                 "body": "".join(p.body for p in pieces),
                 "media": tuple(m for p in pieces for m in p.media),
                 "segments": part.concat.total,
@@ -127,8 +142,7 @@ class InboundProcessor:
                 "raw": {"parts": [p.carrier_message_id for p in pieces]},
             }
         )
-        self._receipts.clear_parts(group, list(parts))
-        return whole
+        return whole, group, list(parts)
 
     def store_inbound(self, event: InboundMessage, *, correlation_id: str | None = None) -> Message | None:
         """Returns the stored message, or None when this carrier id was already stored.
@@ -144,14 +158,15 @@ class InboundProcessor:
         our = self._numbers.get(event.to_number)
         carrier_answered = event.opt_out is not None
         keyword = from_carrier_flag(event.opt_out) or keyword_of(event.body)
+        answer_due = True
         if keyword in (Keyword.OPT_OUT, Keyword.OPT_IN):
-            self._record_consent(
+            answer_due = self._record_consent(
                 event,
                 opted_out=keyword is Keyword.OPT_OUT,
                 carrier_answered=carrier_answered,
                 number=our.opt_out_number if our else None,
             )
-        if keyword is not None and not carrier_answered and self._compliance is not None:
+        if keyword is not None and answer_due and not carrier_answered and self._compliance is not None:
             # One answer per keyword message: the reply's id derives from this message's id, so a
             # redelivered webhook can't send it twice.
             self._compliance(
@@ -322,15 +337,22 @@ class InboundProcessor:
 
     def _record_consent(
         self, event: InboundMessage, *, opted_out: bool, carrier_answered: bool, number: str | None
-    ) -> None:
+    ) -> bool:
         """One consent record per customer, across our numbers and carriers; repeats change nothing.
+        False when a later decision stands (a redelivered or late STOP after a START): no answer is due.
 
         `number` is set when the number texted keeps its own opt-outs (scope "number"): the keyword
         then changes consent for that number alone; otherwise for all our numbers.
         """
         current = self._opt_outs.get(event.from_number)
+        if _newer_decision(current, number, event.received_at):
+            logger.info(
+                "a keyword older than the customer's latest consent change; consent unchanged",
+                extra={"customer": mask(event.from_number), "scope": number or "all"},
+            )
+            return False
         if current is not None and current.is_opted_out(number) == opted_out:
-            return
+            return True
         self._opt_outs.record(
             event.from_number,
             opted_out=opted_out,
@@ -347,19 +369,33 @@ class InboundProcessor:
                 "scope": number or "all",
             },
         )
+        return True
+
+    def _carrier_opt_out(self, message: Message, update: StatusUpdate) -> None:
+        """The carrier refused a text because the customer opted out with it: record it, once, unless
+        a later consent decision (a START since) stands."""
+        if not update.opted_out:
+            return
+        our = self._numbers.get(message.our_number)  # the carrier refused texts from this number
+        number = our.opt_out_number if our else None
+        current = self._opt_outs.get(message.customer_number)
+        if _newer_decision(current, number, update.occurred_at) or (
+            current is not None and current.is_opted_out(number)
+        ):
+            return
+        self._opt_outs.record(
+            message.customer_number,
+            opted_out=True,
+            source=f"{update.carrier}:{update.error_code or update.carrier_status}",
+            at=update.occurred_at,
+            detail=update.error_message,
+            number=number,
+        )
 
     def apply_receipt(self, update: StatusUpdate) -> None:
         message = self._find(update)
-        if update.opted_out and message is not None:
-            our = self._numbers.get(message.our_number)  # the carrier refused texts from this number
-            self._opt_outs.record(
-                message.customer_number,
-                opted_out=True,
-                source=f"{update.carrier}:{update.error_code or update.carrier_status}",
-                at=update.occurred_at,
-                detail=update.error_message,
-                number=our.opt_out_number if our else None,
-            )
+        if message is not None:
+            self._carrier_opt_out(message, update)
         if message is None:
             self._receipts.park(update)
             logger.info(
@@ -405,6 +441,7 @@ class InboundProcessor:
             return 0
         for update in parked:
             if not _superseded(message, update):
+                self._carrier_opt_out(message, update)
                 apply_status(self._messages, self._events, message.message_id, _with_part(message, update))
             self._receipts.remove(update)
         return len(parked)
@@ -461,7 +498,9 @@ def apply_status(
                 detail=update.error_code,
             )
             changes.update({"status": reported, "history": [*message.history, change]})
-        if update.error_code:
+        # A part's failure on a text still on its way is worth showing; on a delivered one (a stray or
+        # late part receipt) it would contradict the status.
+        if update.error_code and (advances or message.status is not MessageStatus.DELIVERED):
             changes["error_code"] = update.error_code
             if update.error_message:
                 changes["error_reason"] = update.error_message
@@ -487,6 +526,13 @@ def apply_status(
             events.publish(name, _event_detail(stored))
         return stored
     raise ConflictError(f"message {message_id} kept changing while a receipt was applied")
+
+
+def _newer_decision(current: OptOut | None, number: str | None, at: datetime) -> bool:
+    """Whether the customer made a consent decision for this scope after `at` (it stands)."""
+    if current is None:
+        return False
+    return any(change.number == number and change.at > at for change in current.history)
 
 
 def _superseded(message: Message, update: StatusUpdate) -> bool:
