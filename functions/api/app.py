@@ -366,8 +366,6 @@ def preview_message() -> Response[str]:
         raise ValueError("'from' must be one of our numbers, as a string")
     if not (smart_encoding is None or isinstance(smart_encoding, bool)):
         raise ValueError("'smart_encoding' must be true, false or null (the sender number's setting)")
-    if body is not None and not body.strip():
-        raise ValueError("'body' must not be empty")
     if isinstance(to, list) and len(to) > 1:
         raise ValueError("'to' names one recipient: preview renders for one recipient")
     if isinstance(to, list) and to:
@@ -386,7 +384,10 @@ def preview_message() -> Response[str]:
     result = preview(text, smart_encoding=smart_encoding, sender=sender)
     # A text over the limits is still counted (a writer watches the count grow), and said to be over.
     max_segments = container().settings.max_segments
-    within = result["segments"] <= max_segments and (body is None or len(body) <= MAX_BODY)
+    # An empty text is counted too (the compose box starts empty); a send refuses it.
+    within = (
+        bool(text.strip()) and result["segments"] <= max_segments and (body is None or len(body) <= MAX_BODY)
+    )
     answer = {"text": text, "from": sender.number if sender else None, **result}
     return _json(200, {**answer, "max_segments": max_segments, "within_limit": within})
 

@@ -676,8 +676,8 @@ OPERATIONS: tuple[Operation, ...] = (
             },
             "within_limit": {
                 "type": "boolean",
-                "description": "Whether a send would take it: at most `max_segments` segments and a body of"
-                " at most 1600 characters.",
+                "description": "Whether a send would take it: not empty, at most `max_segments` segments and"
+                " a body of at most 1600 characters.",
             },
         },
         errors=(400,),
