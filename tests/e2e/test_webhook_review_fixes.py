@@ -75,7 +75,7 @@ def _conversations(stack: Stack) -> list[dict[str, Any]]:
 
 
 def test_a_text_with_half_an_emoji_is_stored_with_a_replacement_character(stack: Stack) -> None:
-    customer = "+14155557101"
+    customer = "+14155558601"
     answer = _telnyx(stack, customer, "lone \ud800 surrogate")
     assert answer.status_code == 200, answer.text
     (text,) = _texts(stack, customer)
@@ -84,7 +84,7 @@ def test_a_text_with_half_an_emoji_is_stored_with_a_replacement_character(stack:
 
 def test_a_text_just_under_the_webhook_limit_is_queued_and_stored(stack: Stack) -> None:
     """64,000 emoji: 256 KB of UTF-8, which \\u escapes and a second copy in `raw` made 1.5 MB."""
-    customer = "+14155557102"
+    customer = "+14155558602"
     answer = _telnyx(stack, customer, "\U0001f600" * 64_000)
     assert answer.status_code == 200, answer.text
     (text,) = _texts(stack, customer)
@@ -92,7 +92,7 @@ def test_a_text_just_under_the_webhook_limit_is_queued_and_stored(stack: Stack) 
 
 
 def test_a_text_dated_in_the_future_does_not_pin_the_conversation(stack: Stack) -> None:
-    customer = "+14155557103"
+    customer = "+14155558603"
     assert _telnyx(stack, customer, "clock-skewed text", "2099-01-01T00:00:00+00:00").status_code == 200
     _texts(stack, customer)
     time.sleep(1.1)
@@ -120,7 +120,7 @@ def test_a_receipt_or_a_junk_sender_at_the_inbound_url_gets_a_400_and_stores_not
     receipt = {
         "MessageSid": "SM" + uuid.uuid4().hex,
         "From": TWILIO_NUMBER,
-        "To": "+14155557104",
+        "To": "+14155558604",
         "MessageStatus": "delivered",
         "SmsStatus": "delivered",
     }

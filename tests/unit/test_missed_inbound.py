@@ -114,3 +114,13 @@ def test_a_number_whose_carrier_fails_is_reported_masked_and_the_others_still_sw
 def _inbound(text: ParsedInbound) -> InboundMessage:
     """What the processor makes of a webhook's event."""
     return InboundMessage.model_validate(text.to_wire())
+
+
+def test_a_text_our_webhook_would_refuse_is_refused_by_the_sweep_too_not_queued_to_fail() -> None:
+    world, carrier, sweep, _ = setup()
+    bad = ParsedInbound("listing", "SM5", "+abc", OURS, "from nowhere", received_at=world.clock())
+    carrier.held.setdefault(OURS, []).insert(0, bad)
+    carrier.receive(OURS, "SM6", "a real one", world.clock() - timedelta(minutes=1))
+    report = sweep.run()
+    assert (report.recovered, report.refused) == (1, 1)
+    assert [j.body["event"]["carrier_message_id"] for j in world.inbound_queue.jobs] == ["SM6"]

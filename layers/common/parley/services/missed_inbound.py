@@ -5,7 +5,9 @@ down): without this sweep such a text never reaches the inbox. Each run looks ba
 of our numbers whose carrier can list what it received (`ReceivedLookup`), reads which of those
 texts we already hold (one batch read of ids, which derive from the carrier's id), and puts only the
 missing ones on the inbound queue, where the processor stores them exactly as a webhook would: the
-same conditional insert, so a text that arrives late by webhook too is still stored once.
+same checks first (a text our webhook refused, such as one from an invalid sender, is refused here
+too, not queued to fail), then the same conditional insert, so a text that arrives late by webhook
+too is still stored once.
 
 Run every 15 minutes over an hour, each text is looked at about four times: an outage shorter than
 45 minutes is fully recovered, at the cost of one carrier list call per number and run.
@@ -18,8 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from parley.carriers.base import Carrier, ReceivedLookup
+from parley.carriers.base import Carrier, PayloadError, ReceivedLookup
 from parley.domain.ids import inbound_message_id
+from parley.edge import queued_event
 from parley.observability import MetricsSink, NoMetrics
 from parley.ports import JobQueue, MessageRepository, NumberRepository
 from parley.redact import mask
@@ -34,6 +37,7 @@ class SweepReport:
     numbers_checked: int = 0
     texts_listed: int = 0
     recovered: int = 0
+    refused: int = 0  # held by the carrier, but what our webhook refuses too (logged each run)
     numbers_failed: list[str] = field(default_factory=list)  # masked: a log line may hold them
 
     def as_dict(self) -> dict[str, object]:
@@ -41,6 +45,7 @@ class SweepReport:
             "numbers_checked": self.numbers_checked,
             "texts_listed": self.texts_listed,
             "recovered": self.recovered,
+            "refused": self.refused,
             "numbers_failed": self.numbers_failed,
         }
 
@@ -79,7 +84,7 @@ class MissedInboundSweep:
                 continue  # this carrier retries its webhooks itself, or can't be asked
             report.numbers_checked += 1
             try:
-                recovered, listed = self._recover(carrier, number.number, since)
+                recovered, listed, refused = self._recover(carrier, number.number, since)
             except Exception as exc:
                 report.numbers_failed.append(mask(number.number))
                 logger.warning(
@@ -89,17 +94,33 @@ class MissedInboundSweep:
                 continue
             report.texts_listed += listed
             report.recovered += recovered
+            report.refused += refused
             if recovered:
                 self._metrics.put("InboundRecovered", recovered, Carrier=carrier.name)
         return report
 
-    def _recover(self, carrier: ReceivedLookup, our_number: str, since: datetime) -> tuple[int, int]:
+    def _recover(self, carrier: ReceivedLookup, our_number: str, since: datetime) -> tuple[int, int, int]:
+        """(recovered, listed, refused) for one of our numbers."""
         listed = carrier.list_received(our_number, since)
         ids = {inbound_message_id(t.carrier, t.carrier_message_id): t for t in listed}
         held = self._messages.existing(list(ids))
         missing = [(message_id, text) for message_id, text in ids.items() if message_id not in held]
+        recovered = 0
         for message_id, text in missing:
-            self._queue.send({"event": text.to_wire(), "correlation_id": f"recovered:{message_id}"})
+            try:
+                event = queued_event(text, self._clock())
+            except PayloadError as exc:
+                logger.warning(
+                    "the carrier holds a text our webhook refuses; not stored",
+                    extra={
+                        "carrier": text.carrier,
+                        "carrier_message_id": text.carrier_message_id,
+                        "reason": str(exc),
+                    },
+                )
+                continue
+            self._queue.send({"event": event, "correlation_id": f"recovered:{message_id}"})
+            recovered += 1
             logger.warning(
                 "a text whose webhook never arrived was found at the carrier; storing it",
                 extra={
@@ -109,4 +130,4 @@ class MissedInboundSweep:
                     "received_at": text.received_at.isoformat(),
                 },
             )
-        return len(missing), len(listed)
+        return recovered, len(listed), len(missing) - recovered
