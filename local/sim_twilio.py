@@ -291,36 +291,46 @@ class SimulatedTwilio(Simulator[TwilioApiError]):
         logger.info("sim twilio: inbound %s %s -> %s answered %s", sid, from_, to, responses)
         return {"message_sid": sid, "responses": responses}
 
-    def _keep_received(self, sid: str, from_: str, to: str, body: str, media_urls: Sequence[str]) -> None:
-        now = _rfc2822(datetime.now(UTC))
+    def _resource(
+        self, sid: str, to: str, from_: str | None, body: str, media: int, now: str
+    ) -> dict[str, Any]:
+        """A message resource's fields shared by both directions, as Twilio's API shows them."""
         base_uri = f"/{API_VERSION}/Accounts/{self.account_sid}/Messages/{sid}"
-        resource: dict[str, Any] = {
+        return {
             "sid": sid,
             "account_sid": self.account_sid,
             "api_version": API_VERSION,
             "to": to,
             "from": from_,
-            "messaging_service_sid": None,
             "body": body,
-            "status": "received",
             "num_segments": str(count_segments(body)),
-            "num_media": str(len(media_urls)),
-            "direction": "inbound",
+            "num_media": str(media),
             "date_created": now,
             "date_updated": now,
-            "date_sent": now,
             "error_code": None,
             "error_message": None,
             "price": None,
             "price_unit": "USD",
             "uri": f"{base_uri}.json",
             "subresource_uris": {"media": f"{base_uri}/Media.json"},
-            "_media": [
-                (f"ME{uuid.uuid5(uuid.NAMESPACE_URL, sid + str(i)).hex}", url)
-                for i, url in enumerate(media_urls)
-            ],
-            "_at": datetime.now(UTC).isoformat(timespec="microseconds"),
         }
+
+    def _keep_received(self, sid: str, from_: str, to: str, body: str, media_urls: Sequence[str]) -> None:
+        now = _rfc2822(datetime.now(UTC))
+        resource = self._resource(sid, to, from_, body, len(media_urls), now)
+        resource.update(
+            {
+                "messaging_service_sid": None,
+                "status": "received",
+                "direction": "inbound",
+                "date_sent": now,
+                "_media": [
+                    (f"ME{uuid.uuid5(uuid.NAMESPACE_URL, sid + str(i)).hex}", url)
+                    for i, url in enumerate(media_urls)
+                ],
+                "_at": datetime.now(UTC).isoformat(timespec="microseconds"),
+            }
+        )
         with self._lock:
             self._received[sid] = resource
 
@@ -394,30 +404,15 @@ class SimulatedTwilio(Simulator[TwilioApiError]):
         final: tuple[str, str] | None,
     ) -> dict[str, Any]:
         sid = f"SM{uuid.uuid4().hex}"
-        now = _rfc2822(datetime.now(UTC))
-        base_uri = f"/{API_VERSION}/Accounts/{self.account_sid}/Messages/{sid}"
-        resource: dict[str, Any] = {
-            "sid": sid,
-            "account_sid": self.account_sid,
-            "api_version": API_VERSION,
-            "to": to,
-            "from": from_ or None,
-            "messaging_service_sid": messaging_service_sid,
-            "body": body,
-            "status": "accepted" if messaging_service_sid else "queued",
-            "num_segments": str(count_segments(body)),
-            "num_media": str(len(media_urls)),
-            "direction": "outbound-api",
-            "date_created": now,
-            "date_updated": now,
-            "date_sent": None,
-            "error_code": None,
-            "error_message": None,
-            "price": None,
-            "price_unit": "USD",
-            "uri": f"{base_uri}.json",
-            "subresource_uris": {"media": f"{base_uri}/Media.json"},
-        }
+        resource = self._resource(sid, to, from_ or None, body, len(media_urls), _rfc2822(datetime.now(UTC)))
+        resource.update(
+            {
+                "messaging_service_sid": messaging_service_sid,
+                "status": "accepted" if messaging_service_sid else "queued",
+                "direction": "outbound-api",
+                "date_sent": None,
+            }
+        )
         stored = _Stored(
             resource=resource, status_callback=status_callback or None, media_urls=list(media_urls)
         )

@@ -45,6 +45,26 @@ class Stack:
         headers = {"Authorization": f"Bearer {self.token}", **kwargs.pop("headers", {})}
         return requests.request(method, self.url(path), headers=headers, timeout=15, **kwargs)
 
+    def thread(self, number: str, *, limit: int = 200) -> list[dict[str, Any]]:
+        """A conversation's messages, as its team sees them; [] while it has none."""
+        response = self.api("GET", f"/v1/conversations/{number}/messages", params={"limit": limit})
+        if response.status_code == 404:
+            return []
+        assert response.status_code == 200, response.text
+        messages: list[dict[str, Any]] = response.json()["messages"]
+        return messages
+
+    def issue_token(self, *args: str) -> str:
+        """A dev token from `parley token ARGS` (e.g. "--user", "ana", "--teams", "sales")."""
+        made = self.cli("token", *args)
+        assert made.returncode == 0, made.stderr
+        return made.stdout.strip()
+
+    def as_(self, bearer: str, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """A request to the stack with another person's token."""
+        headers = {"Authorization": f"Bearer {bearer}", **kwargs.pop("headers", {})}
+        return requests.request(method, self.url(path), headers=headers, timeout=15, **kwargs)
+
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "local", *args],

@@ -10,7 +10,6 @@ import json
 from typing import Any
 
 import pytest
-import requests
 
 from tests.e2e.conftest import Stack, wait_until
 
@@ -20,30 +19,19 @@ CUSTOMER = "+14155550391"
 SECRET = "e2e-sales-secret"
 
 
-def token(stack: Stack, *args: str) -> str:
-    made = stack.cli("token", *args)
-    assert made.returncode == 0, made.stderr
-    return made.stdout.strip()
-
-
-def as_(stack: Stack, bearer: str, method: str, path: str, **kwargs: Any) -> requests.Response:
-    headers = {"Authorization": f"Bearer {bearer}"}
-    return requests.request(method, stack.url(path), headers=headers, timeout=15, **kwargs)
-
-
 def test_an_outsider_gets_404_or_nothing_and_members_and_admins_see_it(stack: Stack) -> None:
-    sales = token(stack, "--user", "ana", "--teams", "sales")
-    outsider = token(stack, "--user", "cy", "--team", "support")
-    both = token(stack, "--user", "di", "--teams", "support,sales")
-    admin = token(stack, "--user", "root", "--teams", "ops", "--admin")
+    sales = stack.issue_token("--user", "ana", "--teams", "sales")
+    outsider = stack.issue_token("--user", "cy", "--team", "support")
+    both = stack.issue_token("--user", "di", "--teams", "support,sales")
+    admin = stack.issue_token("--user", "root", "--teams", "ops", "--admin")
 
-    sent = as_(stack, sales, "POST", "/v1/messages", json={"to": [CUSTOMER], "body": f"{SECRET} text"})
+    sent = stack.as_(sales, "POST", "/v1/messages", json={"to": [CUSTOMER], "body": f"{SECRET} text"})
     assert sent.status_code == 202, sent.text
     message = sent.json()["messages"][0]
     assert message["team"] == "sales"
-    template = as_(stack, sales, "POST", "/v1/templates", json={"name": "T", "body": f"{SECRET} tpl"})
+    template = stack.as_(sales, "POST", "/v1/templates", json={"name": "T", "body": f"{SECRET} tpl"})
     assert template.status_code == 201, template.text
-    record = as_(stack, sales, "POST", "/v1/records", json={"name": f"{SECRET} rec", "phones": [CUSTOMER]})
+    record = stack.as_(sales, "POST", "/v1/records", json={"name": f"{SECRET} rec", "phones": [CUSTOMER]})
     assert record.status_code == 201, record.text
     things = [
         ("GET", f"/v1/messages/{message['message_id']}"),
@@ -53,21 +41,19 @@ def test_an_outsider_gets_404_or_nothing_and_members_and_admins_see_it(stack: St
     ]
 
     for method, path in things:
-        assert as_(stack, outsider, method, path).status_code == 404, path
+        assert stack.as_(outsider, method, path).status_code == 404, path
         for who in (sales, both, admin):
-            seen = as_(stack, who, method, path)
+            seen = stack.as_(who, method, path)
             assert seen.status_code == 200 and SECRET in seen.text, (path, seen.text)
 
-    cancel = as_(stack, outsider, "POST", f"/v1/messages/{message['message_id']}/cancel")
+    cancel = stack.as_(outsider, "POST", f"/v1/messages/{message['message_id']}/cancel")
     assert cancel.status_code == 404
     lists = ["/v1/conversations", "/v1/messages?view=all", "/v1/templates", f"/v1/records?phone={CUSTOMER}"]
     for path in lists:
-        answer = as_(stack, outsider, "GET", path)
+        answer = stack.as_(outsider, "GET", path)
         assert answer.status_code == 200, (path, answer.text)
         assert SECRET not in answer.text and CUSTOMER not in json.dumps(answer.json()), (path, answer.text)
-    named = as_(
-        stack, outsider, "POST", "/v1/messages", json={"to": [CUSTOMER], "body": "x", "team": "sales"}
-    )
+    named = stack.as_(outsider, "POST", "/v1/messages", json={"to": [CUSTOMER], "body": "x", "team": "sales"})
     assert named.status_code == 400 and named.json()["errors"][0]["field"] == "team"
 
 
@@ -75,9 +61,9 @@ def test_a_team_texting_from_the_pool_owns_its_customers_answer(stack: Stack) ->
     """Sales has no number of its own and sends from the pool's (team default); the customer's reply
     is sales' to read, answer and delete, and not in the pool team's Received view."""
     customer = "+14155550392"
-    sales = token(stack, "--user", "ana", "--teams", "sales")
-    pool = token(stack, "--user", "dee", "--teams", "default")
-    sent = as_(stack, sales, "POST", "/v1/messages", json={"to": [customer], "body": "Your quote is ready"})
+    sales = stack.issue_token("--user", "ana", "--teams", "sales")
+    pool = stack.issue_token("--user", "dee", "--teams", "default")
+    sent = stack.as_(sales, "POST", "/v1/messages", json={"to": [customer], "body": "Your quote is ready"})
     assert sent.status_code == 202, sent.text
     our_number = sent.json()["messages"][0]["our_number"]
 
@@ -85,16 +71,16 @@ def test_a_team_texting_from_the_pool_owns_its_customers_answer(stack: Stack) ->
     assert texted.returncode == 0, texted.stderr
 
     def reply() -> dict[str, Any] | None:
-        thread = as_(stack, sales, "GET", f"/v1/conversations/{customer}/messages").json()["messages"]
+        thread = stack.as_(sales, "GET", f"/v1/conversations/{customer}/messages").json()["messages"]
         return next((m for m in thread if m["direction"] == "inbound"), None)
 
     answer = wait_until(reply)
     assert answer["team"] == "sales"
-    assert as_(stack, sales, "GET", f"/v1/messages/{answer['message_id']}").status_code == 200
-    replied = as_(stack, sales, "POST", f"/v1/messages/{answer['message_id']}/reply", json={"body": "Great"})
+    assert stack.as_(sales, "GET", f"/v1/messages/{answer['message_id']}").status_code == 200
+    replied = stack.as_(sales, "POST", f"/v1/messages/{answer['message_id']}/reply", json={"body": "Great"})
     assert replied.status_code == 202, replied.text
-    received = as_(stack, sales, "GET", "/v1/messages", params={"view": "received", "limit": 100}).json()
+    received = stack.as_(sales, "GET", "/v1/messages", params={"view": "received", "limit": 100}).json()
     assert answer["message_id"] in {m["message_id"] for m in received["messages"]}
-    pool_view = as_(stack, pool, "GET", "/v1/messages", params={"view": "received", "limit": 100}).json()
+    pool_view = stack.as_(pool, "GET", "/v1/messages", params={"view": "received", "limit": 100}).json()
     assert answer["message_id"] not in {m["message_id"] for m in pool_view["messages"]}
-    assert as_(stack, pool, "GET", f"/v1/messages/{answer['message_id']}").status_code == 404
+    assert stack.as_(pool, "GET", f"/v1/messages/{answer['message_id']}").status_code == 404

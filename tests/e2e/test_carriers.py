@@ -96,15 +96,6 @@ def _conversation(stack: Stack, number: str) -> dict[str, Any] | None:
         cursor = page["cursor"]
 
 
-def _thread(stack: Stack, number: str) -> list[dict[str, Any]]:
-    response = stack.api("GET", f"/v1/conversations/{number}/messages", params={"limit": 200})
-    if response.status_code == 404:
-        return []
-    assert response.status_code == 200, response.text
-    messages: list[dict[str, Any]] = response.json()["messages"]
-    return messages
-
-
 def _inbound_drained(stack: Stack) -> bool:
     depth: dict[str, int] = requests.get(stack.url("/_local/queues"), timeout=10).json()["InboundQueue"]
     return depth["visible"] == 0 and depth["in_flight"] == 0 and depth["delayed"] == 0
@@ -226,7 +217,7 @@ def test_a_text_the_carrier_delivers_three_times_is_one_unread_message(stack: St
     assert conversation is not None
     assert conversation["unread_count"] == 1 and conversation["message_count"] == 1
     assert conversation["our_numbers"] == [ours]
-    (message,) = _thread(stack, phone)
+    (message,) = stack.thread(phone)
     assert message["direction"] == "inbound" and message["carrier"] == carrier
     assert message["body"] == f"Hello over {carrier}" and message["our_number"] == ours
 
@@ -508,7 +499,7 @@ def test_a_signed_sample_payload_is_accepted_and_stored_at_most_once(stack: Stac
     if sample.inbound:
         wait_until(lambda: _conversation(stack, phone))
     wait_until(lambda: _inbound_drained(stack))
-    thread = _thread(stack, phone)
+    thread = stack.thread(phone)
     if not sample.inbound:  # a receipt for an id we never sent: parked, nothing stored
         assert thread == [] and _conversation(stack, phone) is None
         return
@@ -547,7 +538,7 @@ def test_a_sample_payload_altered_after_signing_is_refused_and_stores_nothing(
     assert answer.status_code in (401, 403), (answer.status_code, answer.text)
     wait_until(lambda: _inbound_drained(stack))
     for number in (signed_for, altered_to):
-        assert _thread(stack, number) == [] and _conversation(stack, number) is None
+        assert stack.thread(number) == [] and _conversation(stack, number) is None
 
 
 # -- Vonage: a long inbound text arrives in parts ---------------------------------------------------
@@ -567,12 +558,12 @@ def test_a_long_text_in_parts_is_stored_once_when_the_last_part_arrives(stack: S
     for _ in range(2):  # part one, delivered twice
         assert 200 <= _post(stack, part_one, *_sign(stack, part_one, first)).status_code < 300
     wait_until(lambda: _inbound_drained(stack))
-    assert _thread(stack, phone) == []  # waiting for the rest
+    assert stack.thread(phone) == []  # waiting for the rest
 
     assert 200 <= _post(stack, part_one, *_sign(stack, part_one, second)).status_code < 300
 
-    wait_until(lambda: _thread(stack, phone))
+    wait_until(lambda: stack.thread(phone))
     wait_until(lambda: _inbound_drained(stack))
-    (message,) = _thread(stack, phone)
+    (message,) = stack.thread(phone)
     assert message["body"] == fields["text"] + " Thanks!"
     assert message["segments"] == 2

@@ -4,8 +4,6 @@ is not stored again. This test's customers are +14155550770 to +14155550779."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from tests.e2e.conftest import OUR_NUMBER, Stack, wait_until
@@ -16,31 +14,22 @@ LOST = "+14155550770"
 ARRIVED = "+14155550771"
 
 
-def thread(stack: Stack, customer: str) -> list[dict[str, Any]]:
-    response = stack.api("GET", f"/v1/conversations/{customer}/messages", params={"limit": 50})
-    if response.status_code == 404:
-        return []
-    assert response.status_code == 200, response.text
-    messages: list[dict[str, Any]] = response.json()["messages"]
-    return messages
-
-
 def test_a_lost_webhook_is_recovered_from_the_carrier_once_and_an_arrived_one_is_not_repeated(
     stack: Stack,
 ) -> None:
     arrived = stack.cli("sim", "sms", "--from", ARRIVED, "--to", OUR_NUMBER, "--body", "Got my order, thanks")
     assert arrived.returncode == 0, arrived.stderr
-    wait_until(lambda: thread(stack, ARRIVED))
+    wait_until(lambda: stack.thread(ARRIVED))
 
     lost = stack.cli("sim", "sms", "--from", LOST, "--to", OUR_NUMBER, "--body", "Is anyone there?", "--lost")
     assert lost.returncode == 0, lost.stderr
     assert "no webhook was posted" in lost.stdout
-    assert thread(stack, LOST) == []  # the carrier has it; we don't
+    assert stack.thread(LOST) == []  # the carrier has it; we don't
 
     report = stack.fire("MissedInbound")
     assert report["recovered"] >= 1 and report["numbers_failed"] == []
 
-    (recovered,) = wait_until(lambda: thread(stack, LOST))
+    (recovered,) = wait_until(lambda: stack.thread(LOST))
     assert (recovered["direction"], recovered["body"]) == ("inbound", "Is anyone there?")
     assert (recovered["our_number"], recovered["carrier"]) == (OUR_NUMBER, "twilio")
     listed = stack.api("GET", "/v1/conversations", params={"q": LOST[1:]}).json()["conversations"]
@@ -50,7 +39,7 @@ def test_a_lost_webhook_is_recovered_from_the_carrier_once_and_an_arrived_one_is
     wait_until(lambda: sum(stack.control("GET", "/_local/queues")["InboundQueue"].values()) == 0)
     again = stack.fire("MissedInbound")  # everything the carrier holds is ours now: nothing queued
     assert (again["recovered"], again["numbers_failed"]) == (0, [])
-    assert len(thread(stack, LOST)) == 1 and len(thread(stack, ARRIVED)) == 1
+    assert len(stack.thread(LOST)) == 1 and len(stack.thread(ARRIVED)) == 1
 
 
 def test_a_lost_webhook_can_only_be_simulated_for_a_carrier_that_does_not_retry(stack: Stack) -> None:

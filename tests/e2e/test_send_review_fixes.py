@@ -27,18 +27,6 @@ REUSED = "+14155550873"
 DELETED = "+14155550874"
 
 
-def token(stack: Stack, *args: str) -> str:
-    made = stack.cli("token", *args)
-    assert made.returncode == 0, made.stderr
-    return made.stdout.strip()
-
-
-def as_(stack: Stack, bearer: str, method: str, path: str, **kwargs: Any) -> requests.Response:
-    return requests.request(
-        method, stack.url(path), headers={"Authorization": f"Bearer {bearer}"}, timeout=15, **kwargs
-    )
-
-
 def text_in(stack: Stack, customer: str, body: str) -> None:
     payload = {"from": customer, "to": OUR_NUMBER, "body": body}
     response = requests.post(stack.url("/_sim/twilio/_inbound"), json=payload, timeout=15)
@@ -79,19 +67,17 @@ def test_metadata_compliance_does_not_let_a_text_reach_an_opted_out_customer(
 
 def test_two_teams_reusing_one_key_each_send_their_own_text(stack: Stack) -> None:
     sales, support = (
-        token(stack, "--user", "alice", "--teams", "sales"),
-        token(stack, "--user", "bob", "--teams", "support"),
+        stack.issue_token("--user", "alice", "--teams", "sales"),
+        stack.issue_token("--user", "bob", "--teams", "support"),
     )
     key = f"order-{uuid.uuid4().hex[:8]}"
-    first = as_(
-        stack,
+    first = stack.as_(
         sales,
         "POST",
         "/v1/messages",
         json={"to": [SHARED_KEY], "body": f"SECRET offer {key}", "idempotency_key": key},
     )
-    second = as_(
-        stack,
+    second = stack.as_(
         support,
         "POST",
         "/v1/messages",
@@ -103,7 +89,7 @@ def test_two_teams_reusing_one_key_each_send_their_own_text(stack: Stack) -> Non
     assert ours["message_id"] != theirs["message_id"]
     assert (ours["team"], ours["body"]) == ("support", f"hello from support {key}")
     assert "SECRET" not in second.text
-    assert as_(stack, support, "GET", f"/v1/messages/{ours['message_id']}").status_code == 200
+    assert stack.as_(support, "GET", f"/v1/messages/{ours['message_id']}").status_code == 200
     wait_until(
         lambda: (
             {m["body"] for m in stack.sim_messages(SHARED_KEY)}
@@ -111,8 +97,7 @@ def test_two_teams_reusing_one_key_each_send_their_own_text(stack: Stack) -> Non
         )
     )
 
-    again = as_(
-        stack,
+    again = stack.as_(
         support,
         "POST",
         "/v1/messages",
@@ -124,11 +109,10 @@ def test_two_teams_reusing_one_key_each_send_their_own_text(stack: Stack) -> Non
 
 def test_another_team_s_record_fills_no_merge_field_in_a_preview_or_a_send(stack: Stack) -> None:
     sales, support = (
-        token(stack, "--user", "alice", "--teams", "sales"),
-        token(stack, "--user", "bob", "--teams", "support"),
+        stack.issue_token("--user", "alice", "--teams", "sales"),
+        stack.issue_token("--user", "bob", "--teams", "support"),
     )
-    record = as_(
-        stack,
+    record = stack.as_(
         support,
         "POST",
         "/v1/records",
@@ -140,8 +124,7 @@ def test_another_team_s_record_fills_no_merge_field_in_a_preview_or_a_send(stack
         },
     )
     assert record.status_code in (200, 201), record.text
-    made = as_(
-        stack,
+    made = stack.as_(
         sales,
         "POST",
         "/v1/templates",
@@ -154,29 +137,25 @@ def test_another_team_s_record_fills_no_merge_field_in_a_preview_or_a_send(stack
     assert made.status_code == 201, made.text
     template_id = made.json()["template_id"]
 
-    preview = as_(
-        stack, sales, "POST", "/v1/messages/preview", json={"template_id": template_id, "to": MERGE}
-    )
+    preview = stack.as_(sales, "POST", "/v1/messages/preview", json={"template_id": template_id, "to": MERGE})
     assert preview.status_code == 200, preview.text
     assert preview.json()["text"] == "- / - / -"
-    sent = as_(stack, sales, "POST", "/v1/messages", json={"to": [MERGE], "template_id": template_id})
+    sent = stack.as_(sales, "POST", "/v1/messages", json={"to": [MERGE], "template_id": template_id})
     assert sent.status_code == 202, sent.text
     assert sent.json()["messages"][0]["body"] == "- / - / -"
-    found = as_(stack, sales, "GET", "/v1/conversations", params={"q": "victor"})
+    found = stack.as_(sales, "GET", "/v1/conversations", params={"q": "victor"})
     assert found.status_code == 200, found.text
     assert [c for c in found.json()["conversations"] if c["customer_number"] == MERGE] == []
 
     # the record's own team does get it
-    theirs = as_(
-        stack,
+    theirs = stack.as_(
         support,
         "POST",
         "/v1/templates",
         json={"name": f"probe {uuid.uuid4().hex[:6]}", "shared": False, "body": "{{name|-}} / {{deal|-}}"},
     )
     assert theirs.status_code == 201, theirs.text
-    mine = as_(
-        stack,
+    mine = stack.as_(
         support,
         "POST",
         "/v1/messages/preview",

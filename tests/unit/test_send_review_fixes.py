@@ -33,6 +33,7 @@ from parley.services.sending import (
     SendService,
 )
 from tests.fakes import T0, World
+from tests.unit.test_send_service import message, req
 
 POOL = "+15005550006"
 SECOND = "+15005550007"
@@ -50,20 +51,6 @@ def world() -> World:
     w.numbers.save(OurNumber(number=SECOND, carrier="fake"))
     w.numbers.save(OurNumber(number=SUPPORT, carrier="fake", team="support", is_default=True))
     return w
-
-
-def req(*to: str, **fields: Any) -> SendRequest:
-    data: dict[str, Any] = {"to": list(to) or [ANA]}
-    if "template_id" not in fields:
-        data["body"] = "Your order is ready."
-    data.update(fields)
-    return SendRequest.model_validate(data)
-
-
-def stored(world: World, message_id: str) -> Message:
-    found = world.messages.get(message_id)
-    assert found is not None, message_id
-    return found
 
 
 def opt_out(world: World, number: str) -> None:
@@ -94,10 +81,10 @@ def test_metadata_compliance_in_a_request_does_not_skip_the_opt_out_check(world:
     opt_out(world, ANA)  # the customer opts out while the text waits
     world.clock.advance(timedelta(minutes=3))
 
-    assert sender.release_due([stored(world, tagged.message_id)]) == 1
+    assert sender.release_due([message(world, tagged.message_id)]) == 1
     deliver_queued(world, sender)
 
-    assert stored(world, tagged.message_id).status is MessageStatus.SUPPRESSED
+    assert message(world, tagged.message_id).status is MessageStatus.SUPPRESSED
     assert world.carrier.sent == []
     # sent now, it is suppressed at once, as any text
     (now,) = sender.submit(req(ANA, metadata={"compliance": "HELP"}), "k-2")
@@ -110,7 +97,7 @@ def test_metadata_compliance_does_not_skip_the_opt_out_check_or_quiet_hours_on_r
     failed(world, sender, sent)
     opt_out(world, ANA)
 
-    resent, _ = sender.resend(stored(world, sent.message_id), by="alice")
+    resent, _ = sender.resend(message(world, sent.message_id), by="alice")
 
     assert resent.status is MessageStatus.SUPPRESSED
 
@@ -135,7 +122,7 @@ def test_only_the_keyword_answer_is_marked_and_reaches_an_opted_out_customer(wor
 
 def legacy_message(world: World, body: str, status: MessageStatus = MessageStatus.QUEUED) -> Message:
     """A message stored before the compliance mark and request fingerprints had fields."""
-    message = Message(
+    legacy = Message(
         message_id="out_legacy",
         direction="outbound",
         customer_number=ANA,
@@ -148,8 +135,8 @@ def legacy_message(world: World, body: str, status: MessageStatus = MessageStatu
         request_id="compliance:in_old",
         metadata={"compliance": "opt_out"},
     )
-    world.messages.insert(message)
-    return message
+    world.messages.insert(legacy)
+    return legacy
 
 
 def test_a_keyword_answer_stored_before_the_mark_existed_still_reaches_an_opted_out_customer(
@@ -183,7 +170,7 @@ def test_two_teams_with_the_same_key_each_send_their_own_message(world: World) -
 
     assert sales.message_id != support.message_id
     assert (support.team, support.body) == ("support", "hello from support")
-    assert stored(world, sales.message_id).body == "SECRET sales offer"
+    assert message(world, sales.message_id).body == "SECRET sales offer"
     deliver_queued(world, sender)
     assert sorted(t.body for t in world.carrier.sent) == ["SECRET sales offer", "hello from support"]
 
@@ -388,10 +375,10 @@ def test_one_message_that_cannot_be_written_does_not_stop_the_sweep_recovering_t
     world.clock.advance(STUCK_SENDING_AFTER + timedelta(minutes=1))
     break_writes_of(world, sent[0].message_id)
 
-    recovered = sender.recover_stuck([stored(world, m.message_id) for m in sent])
+    recovered = sender.recover_stuck([message(world, m.message_id) for m in sent])
 
     assert recovered == 1
-    assert stored(world, sent[1].message_id).status is MessageStatus.RETRYING
+    assert message(world, sent[1].message_id).status is MessageStatus.RETRYING
     assert any(getattr(r, "message_id", None) == sent[0].message_id for r in caplog.records)
 
 
@@ -402,10 +389,10 @@ def test_one_message_that_cannot_be_written_does_not_stop_the_release_of_the_oth
     world.clock.advance(timedelta(minutes=2))
     break_writes_of(world, sent[0].message_id)
 
-    released = sender.release_due([stored(world, m.message_id) for m in sent])
+    released = sender.release_due([message(world, m.message_id) for m in sent])
 
     assert released == 1
-    assert stored(world, sent[1].message_id).status is MessageStatus.QUEUED
+    assert message(world, sent[1].message_id).status is MessageStatus.QUEUED
 
 
 # -- no resend of a deleted message; no text to our own numbers ----------------------------------
@@ -414,10 +401,10 @@ def test_one_message_that_cannot_be_written_does_not_stop_the_release_of_the_oth
 def test_a_deleted_failed_message_is_not_resent_until_restored(world: World) -> None:
     sender = world.sender()
     (sent,) = sender.submit(req(ANA), "k")
-    message = failed(world, sender, sent)
+    failing = failed(world, sender, sent)
     deleted = world.messages.update(
-        message.model_copy(update={"deleted_at": world.clock(), "deleted_by": "alice"}),
-        expected_version=message.version,
+        failing.model_copy(update={"deleted_at": world.clock(), "deleted_by": "alice"}),
+        expected_version=failing.version,
     )
     resender = world.resender(sender)
     alice = Caller("alice", frozenset({"default"}))
@@ -426,7 +413,7 @@ def test_a_deleted_failed_message_is_not_resent_until_restored(world: World) -> 
         resender.resend_one(deleted.message_id, caller=alice, by="alice")
     (result,) = resender.resend_ids([deleted.message_id], caller=alice, by="alice")
     assert result.result == "refused" and "restore it first" in (result.reason or "")
-    assert stored(world, sent.message_id).status is MessageStatus.FAILED
+    assert message(world, sent.message_id).status is MessageStatus.FAILED
     assert world.send_queue.take() == []
 
 

@@ -350,24 +350,13 @@ class TwilioCarrier:
         Twilio has no idempotency key for messages, so the only way to avoid a second text is to
         look for one with the same recipient, sender and body created since the first attempt.
         """
-        import requests
-
-        from parley.carriers.http import CONNECT_TIMEOUT_SECONDS, json_object
-
-        params = {"To": text.to_number, "From": text.from_number, "DateSent>": since.strftime("%Y-%m-%d")}
-        try:
-            response = self._session.get(
-                self._url("Messages.json"),
-                params={**params, "PageSize": "50"},
-                auth=(self.account_sid, self._auth_token),
-                timeout=(CONNECT_TIMEOUT_SECONDS, self.timeout),
-                allow_redirects=False,
-            )
-        except requests.RequestException as exc:
-            raise TwilioLookupError(f"message search failed: {type(exc).__name__}") from exc
-        if response.status_code != 200:
-            raise TwilioLookupError(f"message search failed (HTTP {response.status_code})")
-        listed = json_object(response).get("messages")
+        params = {
+            "To": text.to_number,
+            "From": text.from_number,
+            "DateSent>": since.strftime("%Y-%m-%d"),
+            "PageSize": "50",
+        }
+        listed = self._get_json(self._url("Messages.json"), params, "message search").get("messages")
         for item in listed if isinstance(listed, list) else []:
             if not isinstance(item, dict) or item.get("body") != text.body:
                 continue

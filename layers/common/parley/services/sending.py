@@ -1010,17 +1010,23 @@ class SendService:
         before anything is resent. One message that can't be written is logged and left for the next
         sweep; the others are still recovered.
         """
+        return self._one_by_one(pending, self._recover_one, "recover")
+
+    def _one_by_one(
+        self, messages: list[Message], step: Callable[[Message, datetime], int], what: str
+    ) -> int:
+        """`step` for each message, counting what it did; one that raises is logged and skipped."""
         now = self._clock()
-        recovered = 0
-        for message in pending:
+        done = 0
+        for message in messages:
             try:
-                recovered += self._recover_one(message, now)
+                done += step(message, now)
             except Exception:
                 logger.exception(
-                    "the sweep could not recover a message; the next sweep tries again",
+                    f"the sweep could not {what} a message; the next sweep tries again",
                     extra={"message_id": message.message_id, "status": message.status.value},
                 )
-        return recovered
+        return done
 
     def _recover_one(self, message: Message, now: datetime) -> int:
         if message.status in (MessageStatus.QUEUED, MessageStatus.RETRYING):
@@ -1062,17 +1068,7 @@ class SendService:
     def release_due(self, due: list[Message]) -> int:
         """Hand scheduled or held messages whose time has come to the send queue. One message that
         can't be written is logged and left for the next sweep; the others are still released."""
-        now = self._clock()
-        released = 0
-        for message in due:
-            try:
-                released += self._release_one(message, now)
-            except Exception:
-                logger.exception(
-                    "the sweep could not release a message; the next sweep tries again",
-                    extra={"message_id": message.message_id, "status": message.status.value},
-                )
-        return released
+        return self._one_by_one(due, self._release_one, "release")
 
     def _release_one(self, message: Message, now: datetime) -> int:
         if message.status not in (MessageStatus.SCHEDULED, MessageStatus.HELD):
