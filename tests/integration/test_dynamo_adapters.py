@@ -33,6 +33,7 @@ from parley.domain.models import (
     Message,
     MessageStatus,
     OurNumber,
+    StatusChange,
     StatusUpdate,
     Template,
 )
@@ -194,6 +195,16 @@ def test_the_stored_item_keeps_only_what_the_keys_do_not_hold(messages: DynamoMe
     assert not {"message_id", "customer_number", "created_at", "status", "version"} & set(item.doc)
     assert "attempts" not in item.doc and "media" not in item.doc
     assert messages.get("m1") == msg("m1", sid="SM1")
+
+    history = [
+        StatusChange(status=MessageStatus.QUEUED, at=T0),  # Parley's own: its source is the default
+        StatusChange(status=MessageStatus.DELIVERED, at=T0, source="twilio:delivered"),
+    ]
+    insert(messages, msg("m2", sid="SM2").model_copy(update={"history": history}))
+    stored = MessageItem.get("m2").doc["history"]
+    assert [change.get("source") for change in stored] == [None, "twilio:delivered"]
+    found = messages.get("m2")
+    assert found is not None and [c.source for c in found.history] == ["parley", "twilio:delivered"]
 
 
 def test_a_message_stored_with_a_full_doc_still_reads(messages: DynamoMessages) -> None:

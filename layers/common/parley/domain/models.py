@@ -209,7 +209,9 @@ class SendRequest(BaseModel):
 class StatusChange(BaseModel):
     status: MessageStatus
     at: datetime
-    source: str
+    # Who moved it: Parley itself, or "<carrier>:<its word>". The default is left out of the stored
+    # item (a short text's item stays under the 1 KB a write unit covers).
+    source: str = "parley"
     detail: str | None = None
 
 
