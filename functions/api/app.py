@@ -142,14 +142,9 @@ def mark_all_conversations_read() -> Response[str]:
     our_number, cursor = data.get("our_number"), data.get("cursor")
     if not (our_number is None or isinstance(our_number, str)):
         raise ValueError("'our_number' must be one of our numbers, as a string")
+    number = None if our_number is None else _e164("our_number", our_number)
     if not (cursor is None or isinstance(cursor, str)):
         raise ValueError("'cursor' must be the cursor a previous call answered")
-    number = None
-    if our_number is not None:
-        try:
-            number = normalize_e164(our_number, require_mobile=False)
-        except InvalidPhoneNumber as exc:
-            raise ValueError(f"'our_number': {exc}") from exc
     done = container().conversation_service.mark_all_read(_caller(), our_number=number, cursor=cursor)
     return _json(200, {"marked": done.marked, "cursor": done.cursor})
 
@@ -448,7 +443,7 @@ def resend_messages() -> Response[str]:
         if not (cursor is None or isinstance(cursor, str)):
             raise ValueError("'cursor' must be the cursor a previous call answered")
         where = FailedFilter(
-            our_number=normalize_e164(our_number, require_mobile=False) if our_number else None,
+            our_number=_e164("our_number", our_number) if our_number else None,
             since=_aware_time("since", since) if since else None,
         )
         done = resender.resend_failed(where, caller=caller, by=caller.user or None, cursor=cursor)
@@ -515,6 +510,14 @@ def resolve_crm_conflict(conflict_id: str) -> Response[str]:
 # -- the CRM digest: runs, one conversation's day, auto-log ------------------------------------------
 
 _DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _e164(name: str, raw: str) -> str:
+    """A body field's number in E.164 (landlines and short codes too), or a 400 naming the field."""
+    try:
+        return normalize_e164(raw, require_mobile=False)
+    except InvalidPhoneNumber as exc:
+        raise ValueError(f"'{name}': {exc}") from exc
 
 
 def _only(data: dict[str, Any], *allowed: str) -> None:
@@ -599,10 +602,7 @@ def log_crm_day() -> Response[str]:
     raw = data.get("customer_number")
     if not isinstance(raw, str):
         raise ValueError("'customer_number' is required: the customer's number in E.164, e.g. +14155550100")
-    try:
-        number = normalize_e164(raw, require_mobile=False)
-    except InvalidPhoneNumber as exc:
-        raise ValueError(f"'customer_number': {exc}") from exc
+    number = _e164("customer_number", raw)
     day = _past_day(data.get("day"))
     app_container = container()
     app_container.inbox.conversation(number, caller)  # another team's conversation: 404
@@ -664,10 +664,7 @@ def set_crm_auto_log() -> Response[str]:
     else:
         if not isinstance(our_number, str):
             raise ValueError("'our_number' must be one of the team's numbers, as a string")
-        try:
-            normalized = normalize_e164(our_number, require_mobile=False)
-        except InvalidPhoneNumber as exc:
-            raise ValueError(f"'our_number': {exc}") from exc
+        normalized = _e164("our_number", our_number)
         number = app_container.numbers.get(normalized)
         if number is None or not caller.sees(number.team):
             raise NotFound(f"no number {normalized} in your team")
@@ -684,10 +681,7 @@ def list_message_view() -> Response[str]:
     view = event.get_query_string_value("view", "all") or "all"
     our_number = event.get_query_string_value("our_number")
     since, until = event.get_query_string_value("since"), event.get_query_string_value("until")
-    try:
-        number = normalize_e164(our_number, require_mobile=False) if our_number else None
-    except InvalidPhoneNumber as exc:
-        raise ValueError(f"'our_number': {exc}") from exc
+    number = _e164("our_number", our_number) if our_number else None
     where = ViewFilter(
         our_number=number,
         since=_aware_time("since", since) if since else None,
@@ -809,10 +803,7 @@ def erase_customer() -> Response[str]:
     raw = data.get("number")
     if not isinstance(raw, str):
         raise ValueError("'number' is required: the customer's number, e.g. +14155550100")
-    try:
-        number = normalize_e164(raw, require_mobile=False)
-    except InvalidPhoneNumber as exc:
-        raise ValueError(f"'number': {exc}") from exc
+    number = _e164("number", raw)
     erased = container().erasure.erase(number, by=caller.user)
     return _json(200 if erased.done else 202, asdict(erased))
 
