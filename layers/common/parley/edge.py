@@ -119,13 +119,8 @@ class WebhookIntake:
                 raise WebhookTooLarge(
                     f"an event is {size} bytes once queued; the limit is {MAX_QUEUED_BYTES}"
                 )
-        send_batch = getattr(self._queue, "send_batch", None)
-        if send_batch is not None:
-            if envelopes:
-                send_batch(envelopes)
-        else:
-            for envelope in envelopes:
-                self._queue.send(envelope)
+        if envelopes:
+            self._queue.send_batch(envelopes)
         return WebhookOutcome(ack=carrier.ack(kind), events=len(events), verified=verified)
 
 
