@@ -475,6 +475,9 @@ class LocalStack:
     def _start_moto(self) -> None:
         from moto.server import ThreadedMotoServer
 
+        from local.moto_atomic import make_dynamodb_requests_atomic
+
+        make_dynamodb_requests_atomic()  # the functions run in threads against one moto
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._moto.start()
         host, port = self._moto.get_host_and_port()

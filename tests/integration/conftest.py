@@ -10,6 +10,7 @@ import pynamodb.connection.base
 import pytest
 from moto import mock_aws
 
+from local.moto_atomic import make_dynamodb_requests_atomic
 from parley.adapters.dynamo import bind_tables, create_all_tables
 from parley.config import Settings
 
@@ -41,6 +42,7 @@ def moto_account(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    make_dynamodb_requests_atomic()  # DynamoDB is atomic per request; moto under threads is not
     with mock_aws():
         yield
 

@@ -13,6 +13,7 @@ import pytest
 from parley.adapters import aws
 from parley.adapters.aws import EventBridgePublisher, SqsQueue
 from parley.adapters.dynamo import (
+    DigestRunItem,
     DynamoAutoLogSettings,
     DynamoContacts,
     DynamoConversations,
@@ -385,6 +386,29 @@ def test_one_conversation_s_day_is_one_key_range(aws_settings: Settings) -> None
     assert [m.message_id for m in messages.list_conversation_day("+1415555010", "2024-05-06")] == ["short"]
 
 
+def test_a_failure_kept_while_another_job_writes_its_own_loses_neither(
+    aws_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs = DynamoDigestRuns(aws_settings)
+    runs.start("2024-05-06", 2, T0)
+    read_run = DigestRunItem.get
+    interrupted: list[bool] = []
+
+    def read_then_the_other_job_finishes(*args: Any, **kwargs: Any) -> DigestRunItem:
+        item = read_run(*args, **kwargs)
+        if not interrupted:  # between this job's read and its write, the other job keeps its failure
+            interrupted.append(True)
+            runs.record("2024-05-06", {"failed": 1}, [{"reason": "theirs"}], shard_done=True)
+        return item
+
+    monkeypatch.setattr(DigestRunItem, "get", read_then_the_other_job_finishes)
+    runs.record("2024-05-06", {"failed": 1}, [{"reason": "mine"}], shard_done=True)
+
+    run = runs.get("2024-05-06")
+    assert run is not None and interrupted and run.counts == {"failed": 2}
+    assert sorted(f["reason"] for f in run.failures) == ["mine", "theirs"]
+
+
 def test_digest_runs_add_up_jobs_that_finish_in_parallel(aws_settings: Settings) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
@@ -401,7 +425,7 @@ def test_digest_runs_add_up_jobs_that_finish_in_parallel(aws_settings: Settings)
     run = runs.get("2024-05-06")
     assert run is not None and run.finished and run.started_at == T0
     assert run.counts == {"conversations": 20, "created": 16, "failed": 4}
-    assert 1 <= len(run.failures) <= 4 and all("503" in f["reason"] for f in run.failures)
+    assert sorted(f["reason"] for f in run.failures) == [f"503 on shard {s}" for s in range(4)]  # none lost
     runs.start("2024-05-06", 4, T0 + timedelta(hours=1))  # starting again starts from zero
     again = runs.get("2024-05-06")
     assert again is not None and (again.shards_done, again.counts) == (0, {})

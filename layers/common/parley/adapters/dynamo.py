@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import random
 import re
 from collections.abc import Iterable, Iterator, Sequence
@@ -62,6 +63,7 @@ from parley.ports import (
 )
 
 M = TypeVar("M", bound=Model)
+logger = logging.getLogger(__name__)
 
 
 def iso(dt: datetime) -> str:
@@ -1368,6 +1370,7 @@ class DynamoConflicts:
 
 _RUN_PREFIX = "run#"
 _FAILURES_KEPT = 20
+_FAILURE_WRITE_ATTEMPTS = 8  # jobs finishing together each retry at most this often
 
 
 class DynamoDigestRuns:
@@ -1398,10 +1401,35 @@ class DynamoDigestRuns:
             ExpressionAttributeValues=values,
         )
         if failures:  # the first few of the run are kept for a person; the log has them all
+            self._keep_failures(day, failures)
+
+    def _keep_failures(self, day: str, failures: list[dict[str, str]]) -> None:
+        """Append to the kept list only if no other job changed it since it was read, so none is lost."""
+        for _ in range(_FAILURE_WRITE_ATTEMPTS):
             item = DigestRunItem.get(_RUN_PREFIX + day, consistent_read=True)
             kept = list(item.failures or [])
-            if len(kept) < _FAILURES_KEPT:
-                item.update(actions=[DigestRunItem.failures.set((kept + failures)[:_FAILURES_KEPT])])
+            if len(kept) >= _FAILURES_KEPT:
+                return
+            unchanged = (
+                DigestRunItem.failures.does_not_exist()
+                if item.failures is None
+                else DigestRunItem.failures == item.failures
+            )
+            try:
+                item.update(
+                    actions=[DigestRunItem.failures.set((kept + failures)[:_FAILURES_KEPT])],
+                    condition=unchanged,
+                )
+                return
+            except UpdateError as exc:
+                if exc.cause_response_code != "ConditionalCheckFailedException":
+                    raise
+        logger.warning(
+            "digest run %s: %d failures not kept after %d attempts (they are in this log)",
+            day,
+            len(failures),
+            _FAILURE_WRITE_ATTEMPTS,
+        )
 
     def get(self, day: str) -> DigestRun | None:
         found = self._connection.client.get_item(
