@@ -255,6 +255,65 @@ def test_a_repeated_key_asking_for_something_else_is_refused(world: World, chang
     assert world.messages.get(outbound_message_id("order-1001", BO)) is None  # nothing written
 
 
+def _race(world: World, monkeypatch: pytest.MonkeyPatch, winner: SendRequest, key: str) -> None:
+    """The winner is stored under `key` between the loser's check for it and the loser's write."""
+    read = world.messages.get
+    raced: list[str] = []
+
+    def stored_just_after_this_read(message_id: str) -> Message | None:
+        found = read(message_id)
+        if found is None and not raced:
+            raced.append(message_id)
+            world.sender().submit(winner, key)
+        return found
+
+    monkeypatch.setattr(world.messages, "get", stored_just_after_this_read)
+
+
+def test_a_different_request_losing_the_race_for_its_key_is_refused(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _race(world, monkeypatch, req(ANA, body="Your order is ready."), "order-7")
+
+    with pytest.raises(KeyReused) as refused:
+        world.sender().submit(req(ANA, body="Your order was cancelled."), "order-7")
+
+    assert ANA in str(refused.value)
+    stored = world.messages.get(outbound_message_id("order-7", ANA))
+    assert stored is not None and stored.body == "Your order is ready."
+
+
+def test_the_same_request_losing_the_race_gets_the_winner_s_message(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _race(world, monkeypatch, req(ANA), "order-8")
+
+    (loser,) = world.sender().submit(req(ANA), "order-8")
+
+    assert loser.message_id == outbound_message_id("order-8", ANA)
+    assert len([m for m in world.messages.items.values() if m.customer_number == ANA]) == 1
+
+
+def test_a_race_lost_after_writing_to_another_recipient_keeps_what_was_written(
+    world: World, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    bo_id = outbound_message_id("order-9", BO)
+    insert = world.messages.insert_with_conversation
+
+    def another_request_stores_bo_first(message: Message, delta: Any) -> bool:
+        if message.message_id == bo_id:
+            insert(message.model_copy(update={"body": "another text", "request_fingerprint": "x"}), delta)
+        return insert(message, delta)
+
+    monkeypatch.setattr(world.messages, "insert_with_conversation", another_request_stores_bo_first)
+
+    sent = world.sender().submit(req(ANA, BO), "order-9")
+
+    assert [m.customer_number for m in sent] == [ANA, BO]
+    assert world.messages.get(outbound_message_id("order-9", ANA)) is not None  # ANA's is kept and answered
+    assert "reused for a different request at the same instant" in caplog.text
+
+
 def test_a_repeat_that_differs_only_in_metadata_or_requester_replays(world: World) -> None:
     sender = world.sender()
     (first,) = sender.submit(req(ANA, metadata={"a": 1}, requested_by="u"), "k")

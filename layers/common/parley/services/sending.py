@@ -454,11 +454,7 @@ class SendService:
         drafts = self.plan(request, request_key, team=team)
         found = {d.message_id: self._messages.get(d.message_id) for d in drafts}
         reused = [
-            FieldError(
-                "idempotency_key",
-                f"{request_key!r:.80} was already used for a different request to {d.to}; "
-                "a new request needs a new key",
-            )
+            _key_reused(request_key, d.to)
             for d in drafts
             if (stored := found[d.message_id]) is not None and not _same_request(stored, d, team, fingerprint)
         ]
@@ -518,8 +514,14 @@ class SendService:
                 contact_id=draft.contact.contact_id if draft.contact else None,
             )
             created = self._messages.insert_with_conversation(message, delta)
-            if not created:  # a concurrent delivery of the same request won the race
+            if not created:  # a concurrent request under the same key won the race
                 stored = self._messages.get(draft.message_id)
+                if (
+                    stored is not None
+                    and not compliance
+                    and not _same_request(stored, draft, team, fingerprint)
+                ):
+                    self._refuse_race_loser(request_key, draft, stored, wrote=any(c for _, c in out))
                 out.append((stored or message, False))
                 continue
             logger.info(
@@ -536,6 +538,18 @@ class SendService:
             )
             out.append((message, True))
         return out
+
+    @staticmethod
+    def _refuse_race_loser(request_key: str, draft: Draft, stored: Message, *, wrote: bool) -> None:
+        """A different request stored under this key at the same instant: refused as KeyReused, as
+        it would have been a moment later, unless this request already stored a message to another
+        recipient (refusing then would leave that one unannounced; the log says what happened)."""
+        if not wrote:
+            raise KeyReused([_key_reused(request_key, draft.to)])
+        logger.warning(
+            "idempotency key reused for a different request at the same instant",
+            extra={"message_id": stored.message_id, "to": mask(draft.to), "request_id": request_key},
+        )
 
     def _is_compliance(self, message: Message) -> bool:
         """Whether the message is the legally required answer to a keyword (sent whatever the consent).
@@ -1124,6 +1138,14 @@ def request_fingerprint(request: SendRequest) -> str:
     }
     text = json.dumps(asked, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _key_reused(request_key: str, to: str) -> FieldError:
+    return FieldError(
+        "idempotency_key",
+        f"{request_key!r:.80} was already used for a different request to {to}; "
+        "a new request needs a new key",
+    )
 
 
 def _same_request(stored: Message, draft: Draft, team: str, fingerprint: str) -> bool:
