@@ -25,6 +25,7 @@ SHARED_KEY = "+14155550871"
 MERGE = "+14155550872"
 REUSED = "+14155550873"
 DELETED = "+14155550874"
+LATE = "+14155550875"
 
 
 def text_in(stack: Stack, customer: str, body: str) -> None:
@@ -234,3 +235,13 @@ def test_a_deleted_failed_message_is_not_resent_until_restored(stack: Stack) -> 
     assert stack.api("POST", "/v1/messages/restore", json={"ids": [message_id]}).status_code == 200
     again = stack.api("POST", f"/v1/messages/{message_id}/resend")
     assert again.status_code == 200, again.text
+
+
+def test_a_send_at_in_the_past_or_as_a_number_is_refused_with_the_reason(stack: Stack) -> None:
+    yesterday = (dt.datetime.now(dt.UTC) - dt.timedelta(days=1)).isoformat()
+    for send_at, reason in ((yesterday, "24 hours in the past"), (1764320400, "not a number")):
+        refused = stack.api("POST", "/v1/messages", json={"to": [LATE], "body": "late", "send_at": send_at})
+        assert refused.status_code == 400, refused.text
+        (error,) = refused.json()["errors"]
+        assert error["field"] == "send_at" and reason in error["reason"], error
+    assert stack.thread(LATE) == [] and stack.sim_messages(LATE) == []  # nothing stored, nothing sent

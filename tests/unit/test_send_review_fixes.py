@@ -483,3 +483,60 @@ def test_a_text_to_one_of_our_own_numbers_is_refused(world: World, ours: str) ->
     (error,) = refused.value.errors
     assert error.field == "to" and ours in error.reason and "our own numbers" in error.reason
     assert world.messages.items == {}
+
+
+# -- send_at in the past, and as a number -------------------------------------------------------------
+
+
+def test_an_api_send_at_well_in_the_past_is_refused_and_nothing_is_stored(world: World) -> None:
+    with pytest.raises(SendRejected) as refused:
+        world.sender().submit(req(ANA, send_at=T0 - timedelta(hours=3)), "late-1")
+
+    (error,) = refused.value.errors
+    assert error.field == "send_at" and "3 hours in the past" in error.reason and "time zone" in error.reason
+    assert world.messages.get(outbound_message_id("late-1", ANA)) is None
+    assert not world.send_queue.take() and not world.carrier.sent
+
+
+def test_a_send_at_a_moment_ago_is_clock_skew_and_sends_now(world: World) -> None:
+    (sent,) = world.sender().submit(req(ANA, send_at=T0 - timedelta(minutes=4)), "late-2")
+    assert sent.status is MessageStatus.QUEUED and [
+        j.body["message_id"] for j in world.send_queue.take()
+    ] == [sent.message_id]
+
+
+def test_a_queued_request_that_arrives_after_its_time_sends_now_and_says_so(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    world.sender().handle_request(req(ANA, send_at=T0 - timedelta(days=1)), "eb:late")
+
+    assert [t.body for t in world.carrier.sent] == ["Your order is ready."]
+    assert "send_at is in the past: sending now" in caplog.text
+
+
+def test_repeating_a_stored_request_after_its_time_replays_it(world: World) -> None:
+    sender = world.sender()
+    (first,) = sender.submit(req(ANA, send_at=T0 + timedelta(minutes=2)), "late-3")
+    world.clock.advance(hours=1)
+
+    (again,) = sender.submit(req(ANA, send_at=T0 + timedelta(minutes=2)), "late-3")
+
+    assert again.message_id == first.message_id
+
+
+def test_rescheduling_into_the_past_is_refused_and_the_time_kept(world: World) -> None:
+    sender = world.sender()
+    (scheduled,) = sender.submit(req(ANA, send_at=T0 + timedelta(hours=2)), "late-4")
+
+    with pytest.raises(SendRejected) as refused:
+        sender.reschedule(scheduled, T0 - timedelta(days=3))
+
+    assert "3 days in the past" in str(refused.value)
+    assert message(world, scheduled.message_id).next_attempt_at == T0 + timedelta(hours=2)
+
+
+@pytest.mark.parametrize("raw", [1764320400, "1764320400", 1764320400.5, True])
+def test_a_send_at_given_as_a_number_is_refused(raw: Any) -> None:
+    with pytest.raises(ValidationError) as refused:
+        req(ANA, send_at=raw)
+    assert "send_at" in str(refused.value) and "not a number" in str(refused.value)

@@ -347,6 +347,7 @@ async function send() {
   if (MODES[mode].sendAt && el["compose-send-at"].value) {
     const when = new Date(el["compose-send-at"].value);
     if (Number.isNaN(when.getTime())) return fail("Send at: not a date and time.");
+    if (when.getTime() < Date.now() - 5 * 60 * 1000) return fail("Send at: that time has passed. Clear it to send now.");
     sendAt = when.toISOString();
   }
   el["compose-send"].disabled = true;

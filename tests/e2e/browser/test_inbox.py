@@ -33,6 +33,7 @@ BULK = ("+14155550903", "+14155550904")
 PRIVATE = "+14155550905"
 PICTURE = "+14155550906"
 ELSEWHERE = "+14155550907"
+LATE = "+14155550908"
 # Whether an image loads from a URL: the page's policy lets images (not fetch) read blob: URLs.
 LOADS = """url => new Promise((done) => {
   const probe = new Image();
@@ -244,6 +245,22 @@ def test_a_failed_send_shows_its_reason_and_resend_delivers_it(
     ]
     history = [h["detail"] or "" for h in cy.api("GET", f"/v1/messages/{message_id}").json()["history"]]
     assert any(d.startswith("resent by web-cy") for d in history), history
+
+
+def test_a_send_at_that_has_passed_is_refused_in_compose(stack: Stack, browse: Browse) -> None:
+    di = person(stack, "web-di", "default")
+    page = browse()
+    sign_in(page, stack, di)
+    page.get_by_role("button", name="New message").click()
+    compose = page.get_by_test_id("compose")
+    compose.get_by_label("To", exact=True).fill(LATE)
+    compose.get_by_label("Message", exact=True).fill("See you at nine")
+    compose.get_by_label("Send at", exact=True).fill("2020-01-01T09:00")
+    compose.get_by_role("button", name="Send").click()
+
+    expect(compose.get_by_role("alert")).to_contain_text("that time has passed")
+    expect(compose).to_be_visible()
+    assert di.api("GET", f"/v1/conversations/{LATE}/messages").status_code == 404  # nothing was sent
 
 
 def test_messages_are_deleted_and_restored_in_bulk_from_a_view(stack: Stack, browse: Browse) -> None:

@@ -7,6 +7,7 @@ vocabulary; records are what the repositories store and the API returns.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from contextlib import suppress
 from datetime import datetime, timedelta
@@ -21,6 +22,8 @@ from parley.domain.rate import NumberType
 from parley.domain.vocabulary import Direction as Direction
 from parley.domain.vocabulary import MessageStatus as MessageStatus
 from parley.domain.vocabulary import OptOutScope as OptOutScope
+
+_NUMBER = re.compile(r"[+-]?\d+(\.\d+)?")
 
 
 class Frozen(BaseModel):
@@ -149,7 +152,15 @@ class SendRequest(BaseModel):
     template_id: str | None = None
     merge_values: dict[str, str] = Field(default_factory=dict)
     from_number: str | None = Field(default=None, alias="from")
-    send_at: AwareDatetime | None = None  # a naive time can't be compared with now (and means nothing)
+    # a naive time can't be compared with now (and means nothing)
+    send_at: AwareDatetime | None = Field(
+        default=None,
+        description=(
+            "When to send: an ISO 8601 time with its offset (2026-12-01T09:00:00-05:00), at most a year"
+            " ahead; leave it out to send now. Through the API a time more than 5 minutes past is"
+            " refused; a queued request that arrives after its time sends at once."
+        ),
+    )
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
     # In the published schema, so services that send know what null means.
     smart_encoding: bool | None = Field(
@@ -184,6 +195,16 @@ class SendRequest(BaseModel):
     def _bounded_metadata(cls, value: dict[str, Any]) -> dict[str, Any]:
         """Metadata travels with every copy of the message (the table, events, the API): keep it small."""
         return bounded_metadata(value)
+
+    @field_validator("send_at", mode="before")
+    @classmethod
+    def _written_time(cls, value: Any) -> Any:
+        """A number could be seconds or milliseconds since 1970, and pydantic would guess: refuse it."""
+        if isinstance(value, int | float) or (isinstance(value, str) and _NUMBER.fullmatch(value.strip())):
+            raise ValueError(
+                "send_at must be an ISO 8601 time with a time zone (e.g. 2026-12-01T09:00:00Z), not a number"
+            )
+        return value
 
     @field_validator("send_at")
     @classmethod

@@ -80,6 +80,9 @@ LOST_JOB_AFTER = timedelta(minutes=5)
 # been waiting longer than the horizon (its job lost, say) no longer holds the later ones back.
 ORDER_LOOKBACK = 20
 ORDER_HORIZON = timedelta(hours=1)
+# A `send_at` further in the past than this, asked through the API, is a mistake (a wrong time zone,
+# usually) rather than clock skew: refused, not sent at once. A queued request that arrives late sends.
+PAST_SEND_AT_TOLERANCE = timedelta(minutes=5)
 MAX_QUEUE_DELAY_SECONDS = 900  # SQS's ceiling for DelaySeconds
 RESERVE_AHEAD_SECONDS = MAX_QUEUE_DELAY_SECONDS  # a text holds a rate turn at most this far ahead
 # A text back from the queue this close to its turn goes: the queue's clock and ours differ a little,
@@ -281,6 +284,8 @@ class SendService:
             raise ValueError("send_at needs a time zone (e.g. 2026-12-01T09:00:00Z)")
         if send_at > now + timedelta(days=366):
             raise ValueError("send_at can be at most a year ahead")
+        if send_at < now - PAST_SEND_AT_TOLERANCE:
+            raise SendRejected([_past_send_at(send_at, now)])
         try:
             return self._messages.update(
                 message.model_copy(
@@ -433,7 +438,13 @@ class SendService:
     # -- accepting: store one message per recipient, idempotently --------------------------------
 
     def accept(
-        self, request: SendRequest, request_key: str, *, team: str = "default", compliance: bool = False
+        self,
+        request: SendRequest,
+        request_key: str,
+        *,
+        team: str = "default",
+        compliance: bool = False,
+        refuse_past_send_at: bool = False,
     ) -> list[tuple[Message, bool]]:
         """Store the planned messages. Returns (message, created); created is False for a repeat.
 
@@ -442,7 +453,8 @@ class SendService:
 
         Keys are per team (the message ids derive from the team, the key and the recipient). A repeat
         that asks for something else than the request first stored under its key raises KeyReused
-        before anything is written.
+        before anything is written. With `refuse_past_send_at` (the API), a new request whose
+        `send_at` is well in the past is refused; a repeat of a stored one is answered as before.
         """
         team = request.team or team  # a request that names its team (the API checked the caller's)
         # the journey's id: the request key (stored on each message as its request id), or the inbound
@@ -460,6 +472,12 @@ class SendService:
         ]
         if reused and not compliance:
             raise KeyReused(reused)
+        if request.send_at is not None and request.send_at < now - PAST_SEND_AT_TOLERANCE:
+            if refuse_past_send_at and any(found[d.message_id] is None for d in drafts):
+                raise SendRejected([_past_send_at(request.send_at, now)])
+            logger.warning(
+                "send_at is in the past: sending now", extra={"send_at": _utc_text(request.send_at)}
+            )
         out: list[tuple[Message, bool]] = []
         for draft in drafts:
             existing = found[draft.message_id]
@@ -589,7 +607,7 @@ class SendService:
 
     def submit(self, request: SendRequest, request_key: str, *, team: str = "default") -> list[Message]:
         """API entry point: store, then hand each new message to the send queue."""
-        results = self.accept(request, request_key, team=team)
+        results = self.accept(request, request_key, team=team, refuse_past_send_at=True)
         for message, _created in results:
             if message.status is MessageStatus.QUEUED:
                 self._send_queue.send({"message_id": message.message_id})
@@ -1138,6 +1156,27 @@ def request_fingerprint(request: SendRequest) -> str:
     }
     text = json.dumps(asked, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _utc_text(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _past_send_at(send_at: datetime, now: datetime) -> FieldError:
+    return FieldError(
+        "send_at",
+        f"{_utc_text(send_at)} is {_ago(now - send_at)} in the past (now {_utc_text(now)}); "
+        "leave send_at out to send now, or check its time zone",
+    )
+
+
+def _ago(elapsed: timedelta) -> str:
+    minutes = int(elapsed.total_seconds() // 60)
+    if minutes < 120:
+        return f"{minutes} minutes"
+    if minutes < 48 * 60:
+        return f"{minutes // 60} hours"
+    return f"{minutes // (24 * 60)} days"
 
 
 def _key_reused(request_key: str, to: str) -> FieldError:
