@@ -47,6 +47,7 @@ from parley.domain.models import (
     StatusUpdate,
     Template,
     day_of,
+    team_default,
 )
 from parley.domain.rate import BucketState
 from parley.domain.rate import reserve as reserve_tokens
@@ -475,11 +476,7 @@ class InMemoryNumbers:
         return self.items.get(number)
 
     def default_for_team(self, team: str) -> OurNumber | None:
-        # the same rule as DynamoNumbers: the team's default, else any of its numbers, else any number
-        numbers = list(self.items.values())
-        team_numbers = [n for n in numbers if n.team == team] or [n for n in numbers if n.team == "default"]
-        defaults = [n for n in team_numbers if n.is_default] or team_numbers
-        return sorted(defaults, key=lambda n: n.number)[0] if defaults else None
+        return team_default(self.items.values(), team)
 
     def save(self, number: OurNumber) -> None:
         self.items[number.number] = number

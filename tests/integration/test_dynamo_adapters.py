@@ -25,6 +25,7 @@ from parley.adapters.dynamo import (
     DynamoTemplates,
     InvalidCursor,
     MessageItem,
+    NumberItem,
     shard_of,
 )
 from parley.config import Settings
@@ -655,3 +656,80 @@ def test_parked_receipts_keep_each_part_and_every_one_is_reachable_by_the_sweep(
         )
     assert len(receipts.all_parked(100)) == 12  # fewer than the limit: every slice is read
     assert len(receipts.all_parked(5)) == 5
+
+
+# -- our numbers: the list a warm function keeps ----------------------------------------------------
+
+
+class _Ticks:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _by_hand(number: str) -> None:
+    """A row written straight into the table (the console, a script), not through the repository."""
+    NumberItem(number=number, doc=OurNumber(number=number, carrier="twilio").model_dump()).save()
+
+
+def _scans(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    counted: list[int] = []
+    scan = NumberItem.scan
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        counted.append(1)
+        return scan(*args, **kwargs)
+
+    monkeypatch.setattr(NumberItem, "scan", counting)
+    return counted
+
+
+def test_the_numbers_list_is_read_again_only_after_a_number_is_saved(
+    aws_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    send_function, api_function = DynamoNumbers(), DynamoNumbers()  # two warm functions
+    api_function.save(OurNumber(number="+15005550006", carrier="twilio", is_default=True))
+    scans = _scans(monkeypatch)
+
+    assert [n.number for n in send_function.all()] == ["+15005550006"]
+    assert send_function.default_for_team("sales") == send_function.all()[0]
+    assert len(scans) == 1  # kept while nothing changed
+
+    api_function.save(OurNumber(number="+15005550007", carrier="twilio", team="sales"))
+
+    assert [n.number for n in send_function.all()] == ["+15005550006", "+15005550007"]
+    sales_default = send_function.default_for_team("sales")
+    assert sales_default is not None and sales_default.number == "+15005550007"
+    assert len(scans) == 2
+    assert send_function.get("#version") is None  # the version row is no number
+
+
+def test_a_number_written_by_hand_is_seen_within_the_maximum_age(
+    aws_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ticks = _Ticks()
+    numbers = DynamoNumbers(clock=ticks)
+    numbers.save(OurNumber(number="+15005550006", carrier="twilio"))
+    assert len(numbers.all()) == 1
+    NumberItem(
+        number="+15005550008", doc=OurNumber(number="+15005550008", carrier="twilio").model_dump()
+    ).save()
+
+    ticks.now = 59.0
+    assert len(numbers.all()) == 1
+    ticks.now = 61.0
+    assert [n.number for n in numbers.all()] == ["+15005550006", "+15005550008"]
+
+
+def test_numbers_with_no_version_row_are_read_each_time(aws_settings: Settings) -> None:
+    numbers = DynamoNumbers()
+    NumberItem(
+        number="+15005550006", doc=OurNumber(number="+15005550006", carrier="twilio").model_dump()
+    ).save()
+    assert len(numbers.all()) == 1
+    NumberItem(
+        number="+15005550008", doc=OurNumber(number="+15005550008", carrier="twilio").model_dump()
+    ).save()
+    assert len(numbers.all()) == 2

@@ -7,7 +7,9 @@ import json
 import logging
 import random
 import re
-from collections.abc import Iterable, Iterator, Sequence
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -40,6 +42,7 @@ from parley.domain.models import (
     StatusUpdate,
     Template,
     day_of,
+    team_default,
 )
 from parley.domain.rate import BucketState
 from parley.domain.rate import reserve as reserve_tokens
@@ -1118,25 +1121,55 @@ class DynamoOptOuts:
         raise ConflictError(f"opt-out record for {customer_number} kept changing")
 
 
+_NUMBERS_VERSION = "#version"  # a row whose token changes with every saved number (not a number)
+_NUMBERS_MAX_AGE = 60.0  # seconds: a row put by hand (docs/deploy.md) is seen within this
+
+
 class DynamoNumbers:
+    """Our numbers. The whole list (for defaults, owners, "is this ours") is read by a Scan, which
+    grows with the pool; a warm function keeps it and checks a version token (one small read) that
+    every save changes, so a send reads the table only after a number changed."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._cached: tuple[str | None, float, list[OurNumber]] | None = None
+
     def get(self, number: str) -> OurNumber | None:
+        if number == _NUMBERS_VERSION:
+            return None
         try:
             return OurNumber.model_validate(NumberItem.get(number).doc)
         except NumberItem.DoesNotExist:
             return None
 
     def default_for_team(self, team: str) -> OurNumber | None:
-        # Our numbers are a handful of rows; reading them all is cheaper than an index.
-        numbers = [OurNumber.model_validate(i.doc) for i in NumberItem.scan()]
-        team_numbers = [n for n in numbers if n.team == team] or [n for n in numbers if n.team == "default"]
-        defaults = [n for n in team_numbers if n.is_default] or team_numbers
-        return sorted(defaults, key=lambda n: n.number)[0] if defaults else None
+        return team_default(self.all(), team)
 
     def save(self, number: OurNumber) -> None:
         NumberItem(number=number.number, doc=number.model_dump(mode="json")).save()
+        NumberItem(number=_NUMBERS_VERSION, doc={"token": uuid.uuid4().hex}).save()
+        self._cached = None
 
     def all(self) -> list[OurNumber]:
-        return sorted((OurNumber.model_validate(i.doc) for i in NumberItem.scan()), key=lambda n: n.number)
+        version = self._version()
+        now = self._clock()
+        if self._cached is not None:
+            cached_version, read_at, numbers = self._cached
+            if cached_version == version and version is not None and now - read_at < _NUMBERS_MAX_AGE:
+                return list(numbers)
+        numbers = sorted(
+            (OurNumber.model_validate(i.doc) for i in NumberItem.scan(NumberItem.number != _NUMBERS_VERSION)),
+            key=lambda n: n.number,
+        )
+        self._cached = (version, now, numbers)
+        return list(numbers)
+
+    def _version(self) -> str | None:
+        try:
+            token = NumberItem.get(_NUMBERS_VERSION, attributes_to_get=["doc"]).doc
+        except NumberItem.DoesNotExist:
+            return None  # numbers written by hand only: the list is read each time it is needed
+        return str(token.get("token")) if isinstance(token, dict) else None
 
 
 _LOOKUP = "phone#"

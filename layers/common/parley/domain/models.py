@@ -421,6 +421,14 @@ class OurNumber(BaseModel):
         return self.number if self.opt_out_scope is OptOutScope.NUMBER else None
 
 
+def team_default(numbers: Iterable[OurNumber], team: str) -> OurNumber | None:
+    """The team's default number, else any of its numbers, else the pool's (the default team's)."""
+    listed = list(numbers)
+    team_numbers = [n for n in listed if n.team == team] or [n for n in listed if n.team == "default"]
+    defaults = [n for n in team_numbers if n.is_default] or team_numbers
+    return min(defaults, key=lambda n: n.number) if defaults else None
+
+
 def smart_encoding_for(requested: bool | None, sender: OurNumber | None) -> bool:
     """Whether a text gets smart encoding: an explicit request wins, else the sender number's setting,
     so a preview and the send it previews decide the same way."""
