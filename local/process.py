@@ -99,8 +99,8 @@ def stack_process(
         if process.poll() is not None:
             raise AssertionError(f"parley local exited early:\n{log_path.read_text()[-4000:]}")
         try:
-            return requests.get(f"{base_url}/_local/health", timeout=2).status_code == 200
-        except requests.ConnectionError:
+            return requests.get(f"{base_url}/_local/health", timeout=5).status_code == 200
+        except (requests.ConnectionError, requests.Timeout):  # still starting; slow on a busy machine
             return False
 
     try:

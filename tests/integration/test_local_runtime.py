@@ -562,7 +562,7 @@ def test_python_dash_m_local_runs_the_stack_until_sigterm() -> None:
                 assert child.poll() is None, child.stdout.read() if child.stdout else ""
                 return False
 
-        wait_for(healthy, timeout=60, what="the CLI stack to become healthy")
+        wait_for(healthy, timeout=90, what="the CLI stack to become healthy")
         child.send_signal(signal.SIGTERM)
         output, _ = child.communicate(timeout=10)
     finally:

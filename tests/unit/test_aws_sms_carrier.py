@@ -816,7 +816,7 @@ def test_unreadable_success_is_ambiguous(fake_aws: FakeCarrierApi) -> None:
 def test_read_timeout_after_the_request_arrived_is_ambiguous(fake_aws: FakeCarrierApi) -> None:
     fake_aws.slow(200, {"MessageId": "late"}, "application/x-amz-json-1.0")
     outcome = sender(fake_aws.url, timeout=0.2).send(TEXT)
-    assert fake_aws.received.is_set()  # AWS had the request: it may send the text
+    assert fake_aws.received.wait(5)  # AWS had the request: it may send the text
     assert isinstance(outcome, SendFailed)
     assert (outcome.kind, outcome.error_code, outcome.http_status) == (FailureKind.AMBIGUOUS, None, None)
     assert len(fake_aws.seen) == 1

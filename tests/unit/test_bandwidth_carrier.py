@@ -805,7 +805,7 @@ def test_redirect_is_not_followed(fake: FakeCarrierApi) -> None:
 def test_read_timeout_after_the_request_arrived_is_ambiguous(fake: FakeCarrierApi) -> None:
     fake.slow(202, accepted_body())
     outcome = send_via(fake, timeout=0.2)
-    assert fake.received.is_set()  # Bandwidth had the request: it may send the text
+    assert fake.received.wait(5)  # Bandwidth had the request: it may send the text
     assert isinstance(outcome, SendFailed)
     assert outcome.kind is FailureKind.AMBIGUOUS
     assert (outcome.error_code, outcome.http_status) == (None, None)

@@ -926,7 +926,7 @@ def test_redirect_is_not_followed(fake_plivo: FakeCarrierApi) -> None:
 def test_read_timeout_after_the_request_arrived_is_ambiguous(fake_plivo: FakeCarrierApi) -> None:
     fake_plivo.slow(202, QUEUED)
     outcome = via(fake_plivo, timeout=0.2).send(TEXT)
-    assert fake_plivo.received.is_set()  # Plivo had the request: it may send the text
+    assert fake_plivo.received.wait(5)  # Plivo had the request: it may send the text
     assert isinstance(outcome, SendFailed)
     assert outcome.kind is FailureKind.AMBIGUOUS
     assert (outcome.error_code, outcome.http_status) == (None, None)

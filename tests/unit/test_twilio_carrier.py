@@ -621,7 +621,7 @@ def test_redirect_is_not_followed(fake_twilio: FakeCarrierApi) -> None:
 def test_read_timeout_after_the_request_arrived_is_ambiguous(fake_twilio: FakeCarrierApi) -> None:
     fake_twilio.slow(201, '{"sid": "SMlate", "status": "queued"}')
     outcome = send_via(fake_twilio, timeout=0.2)
-    assert fake_twilio.received.is_set()  # Twilio had the request: it may send the text
+    assert fake_twilio.received.wait(5)  # Twilio had the request: it may send the text
     assert isinstance(outcome, SendFailed)
     assert outcome.kind is FailureKind.AMBIGUOUS
     assert outcome.error_code is None and outcome.http_status is None
