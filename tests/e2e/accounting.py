@@ -58,9 +58,20 @@ class Accounting:
         return self.by_status.get("canceled", 0)
 
 
-def queue_depths(stack: Stack) -> dict[str, int]:
-    """Messages per queue (visible + in flight + delayed), by logical id, from /_local/queues."""
-    response = requests.get(stack.url("/_local/queues"), timeout=10)
+def queue_depths(stack: Stack, *, patience: float = 60.0) -> dict[str, int]:
+    """Messages per queue (visible + in flight + delayed), by logical id, from /_local/queues.
+
+    A slow answer (a busy machine) is asked again until `patience` runs out, so one slow poll inside
+    a wait does not end the wait.
+    """
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            response = requests.get(stack.url("/_local/queues"), timeout=10)
+            break
+        except requests.Timeout:
+            if time.monotonic() > deadline:
+                raise
     assert response.status_code == 200, response.text
     return {name: sum(int(v) for v in depth.values()) for name, depth in response.json().items()}
 

@@ -43,7 +43,7 @@ class Stack:
 
     def api(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         headers = {"Authorization": f"Bearer {self.token}", **kwargs.pop("headers", {})}
-        return requests.request(method, self.url(path), headers=headers, timeout=15, **kwargs)
+        return requests.request(method, self.url(path), headers=headers, timeout=60, **kwargs)
 
     def thread(self, number: str, *, limit: int = 200) -> list[dict[str, Any]]:
         """A conversation's messages, as its team sees them; [] while it has none."""

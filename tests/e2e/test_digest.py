@@ -73,20 +73,21 @@ def test_auto_log_off_logs_nothing_until_a_person_asks(stack: Stack) -> None:
     assert {"number": OFF, "auto_log": "off"} in [
         {"number": n["number"], "auto_log": n["auto_log"]} for n in settings.json()["numbers"]
     ]
+    day = _today()  # once, before the text arrives: every step below asks about that same day
     _text(stack, customer, OFF, "Please don't log this yet")
     wait_until(lambda: _stored(stack, customer, 1))
 
-    run = stack.cli("digest", "--day", _today())
+    run = stack.cli("digest", "--day", day)
     assert run.returncode == 0, run.stderr
     assert _records_for(stack, customer) == []
 
-    asked = stack.api("POST", "/v1/crm/log", json={"customer_number": customer, "day": _today()})
+    asked = stack.api("POST", "/v1/crm/log", json={"customer_number": customer, "day": day})
     assert asked.status_code == 200, asked.text
     assert asked.json()["created"] == 1
     (record,) = _records_for(stack, customer)
     assert _bodies(record) == ["Please don't log this yet"]
 
-    again = stack.api("POST", "/v1/crm/log", json={"customer_number": customer, "day": _today()})
+    again = stack.api("POST", "/v1/crm/log", json={"customer_number": customer, "day": day})
     assert again.status_code == 200 and again.json()["unchanged"] == 1  # asking twice posts once
 
 
@@ -95,15 +96,16 @@ def test_a_contact_with_two_numbers_gets_one_record_for_the_day(stack: Stack) ->
         "POST", "/v1/records", json={"record_id": "c-jo", "name": "Jo Park", "phones": [JO_MOBILE, JO_OFFICE]}
     )
     assert created.status_code == 201, created.text
+    day = _today()  # once, before the texts arrive
     _text(stack, JO_MOBILE, OUR_NUMBER, "From my mobile")
     _text(stack, JO_OFFICE, OUR_NUMBER, "And now from the office")
     wait_until(lambda: _stored(stack, JO_MOBILE, 1) and _stored(stack, JO_OFFICE, 1))
 
-    run = stack.cli("digest", "--day", _today())
+    run = stack.cli("digest", "--day", day)
     assert run.returncode == 0, run.stderr
 
     records = _records_for(stack, JO_MOBILE)
-    assert [r["external_id"] for r in records] == [external_id("c-jo", _today())]
+    assert [r["external_id"] for r in records] == [external_id("c-jo", day)]
     assert records[0]["payload"]["customer_numbers"] == [JO_MOBILE, JO_OFFICE]
     assert _bodies(records[0]) == ["From my mobile", "And now from the office"]
     assert _records_for(stack, JO_OFFICE) == records  # not a second record for the office line

@@ -21,6 +21,7 @@ from werkzeug.exceptions import NotFound
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.wrappers import Request, Response
 
+from local.process import wait_until
 from local.sim_bandwidth import (
     DEFAULT_ACCOUNT_ID,
     DEFAULT_APPLICATION_ID,
@@ -297,7 +298,7 @@ def test_timeout_fault_is_ambiguous_and_nothing_is_found(world: World) -> None:
     since = datetime.now(UTC)
     outcome = _send_with_timeout(world, 0.3)
     assert isinstance(outcome, SendFailed) and outcome.kind is FailureKind.AMBIGUOUS
-    assert world.sim.held_requests == 1
+    assert wait_until(lambda: world.sim.held_requests) == 1
     world.sim.release_held()
     assert world.plugin().find_sent(text_to(), since) is None  # the held request created nothing
 
@@ -313,6 +314,7 @@ def test_timeout_after_accept_is_reconciled_by_find_sent(world: World) -> None:
     since = datetime.now(UTC)
     outcome = _send_with_timeout(world, 0.3)
     assert isinstance(outcome, SendFailed) and outcome.kind is FailureKind.AMBIGUOUS
+    wait_until(lambda: world.sim.held_requests)  # accepted and held (the client may give up before that)
     world.sim.release_held()
     [stored] = world.sim.messages()
     found = world.plugin().find_sent(text_to(), since)

@@ -25,6 +25,7 @@ from werkzeug.exceptions import NotFound
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.wrappers import Request, Response
 
+from local.process import wait_until
 from local.sim_plivo import LOCAL_AUTH_ID, LOCAL_AUTH_TOKEN, SimulatedPlivo
 from parley.carriers.base import (
     FailureKind,
@@ -388,31 +389,32 @@ def test_429_fault_is_transient_and_only_hits_its_recipient(
 
 
 def test_timeout_after_accept_is_reconciled_by_find_sent(
-    sim: SimulatedPlivo, sim_url: str, receiver: Receiver
+    plugin: PlivoCarrier, sim: SimulatedPlivo, sim_url: str, receiver: Receiver
 ) -> None:
     since = _now()
     sim.add_fault("timeout_after_accept", hold_seconds=10)
     impatient = local_plugin(sim_url, PARLEY_CARRIER_TIMEOUT_SECONDS="0.3")
     outcome = impatient.send(text(receiver))
     assert isinstance(outcome, SendFailed) and outcome.kind is FailureKind.AMBIGUOUS
+    wait_until(lambda: sim.held_requests)  # the client gave up; the simulator may not have got that far yet
     sim.release_held()
-    found = impatient.find_sent(text(receiver), since)
+    found = plugin.find_sent(text(receiver), since)
     [stored] = sim.messages()
     assert isinstance(found, SendAccepted)
     assert found.carrier_message_id == stored["message_uuid"]  # so the retry must not send again
-    assert impatient.find_sent(text(receiver, to=OTHER_CUSTOMER), since) is None
+    assert plugin.find_sent(text(receiver, to=OTHER_CUSTOMER), since) is None
 
 
 def test_timeout_fault_holds_then_nothing_was_queued(
-    sim: SimulatedPlivo, sim_url: str, receiver: Receiver
+    plugin: PlivoCarrier, sim: SimulatedPlivo, sim_url: str, receiver: Receiver
 ) -> None:
     sim.add_fault("timeout", hold_seconds=10)
     impatient = local_plugin(sim_url, PARLEY_CARRIER_TIMEOUT_SECONDS="0.3")
     outcome = impatient.send(text(receiver))
     assert isinstance(outcome, SendFailed) and outcome.kind is FailureKind.AMBIGUOUS
-    assert sim.held_requests == 1
+    assert wait_until(lambda: sim.held_requests) == 1
     sim.release_held()
-    assert impatient.find_sent(text(receiver), _now()) is None
+    assert plugin.find_sent(text(receiver), _now()) is None
     assert sim.messages() == []
 
 

@@ -262,10 +262,10 @@ def test_timeout_fault_accepts_and_the_retry_gets_the_same_message(
 
     outcome = impatient.send(text(receiver))
     assert isinstance(outcome, SendFailed) and outcome.kind is FailureKind.TRANSIENT
-    assert len(sim.messages(CUSTOMER)) == 1  # Telnyx has it although we never heard back
     wait_until(lambda: sim.held_requests == 1, what="the held response")
+    assert len(sim.messages(CUSTOMER)) == 1  # Telnyx has it although we never heard back
 
-    retried = impatient.send(text(receiver))  # the retry function's resend, same message id
+    retried = plugin.send(text(receiver))  # the retry function's resend, same message id
     assert isinstance(retried, SendAccepted)
     assert retried.carrier_message_id == sim.messages(CUSTOMER)[0]["id"]
     assert len(sim.messages(CUSTOMER)) == 1  # one text for the customer

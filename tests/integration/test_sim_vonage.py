@@ -19,6 +19,7 @@ from vonage_http_client.auth import Auth  # type: ignore[import-untyped]
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.wrappers import Request, Response
 
+from local.process import wait_until
 from local.sim_vonage import (
     DEFAULT_API_KEY,
     DEFAULT_API_SECRET,
@@ -319,7 +320,7 @@ def test_timeout_before_acceptance_is_ambiguous_and_sends_nothing(
     outcome = plugin(stack, PARLEY_CARRIER_TIMEOUT_SECONDS="0.2").send(text_for(stack))
     assert isinstance(outcome, SendFailed)
     assert outcome.kind is FailureKind.AMBIGUOUS
-    assert sim.held_requests == 1
+    assert wait_until(lambda: sim.held_requests) == 1
     sim.release_held()
     assert sim.messages() == []
 
@@ -331,6 +332,7 @@ def test_timeout_after_acceptance_is_ambiguous_but_sent(
     sim.add_fault("timeout_after_accept", hold_seconds=10)
     outcome = plugin(stack, PARLEY_CARRIER_TIMEOUT_SECONDS="0.2").send(text_for(stack))
     assert isinstance(outcome, SendFailed) and outcome.kind is FailureKind.AMBIGUOUS
+    wait_until(lambda: sim.held_requests)  # accepted and held (the client may give up before that)
     assert len(sim.messages()) == 1  # the customer gets it: exactly why a blind retry is wrong
     sim.release_held()
     calls = stack.receiver.wait_for(receipts_done(2), "receipts of the text sent anyway")

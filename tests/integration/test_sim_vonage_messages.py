@@ -20,6 +20,7 @@ from werkzeug.exceptions import NotFound
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.wrappers import Request, Response
 
+from local.process import wait_until
 from local.sim_vonage_messages import (
     DEFAULT_API_KEY,
     DEFAULT_API_SECRET,
@@ -296,7 +297,7 @@ def test_timeout_fault_is_ambiguous(sim_url: str, sim: SimulatedVonageMessages) 
     outcome = sender(sim_url, timeout=0.2).send(text())
     assert isinstance(outcome, SendFailed)
     assert (outcome.kind, outcome.http_status) == (FailureKind.AMBIGUOUS, None)
-    assert sim.held_requests == 1
+    assert wait_until(lambda: sim.held_requests) == 1
     sim.release_held()
     assert sim.messages() == []
 

@@ -291,6 +291,7 @@ def test_timeout_after_accept_creates_the_message_but_the_client_times_out(
         impatient.messages.create(to=CUSTOMER, from_=OUR_NUMBER, body="did it go?")
 
     # the ambiguous outcome: the carrier has it although the client never heard back
+    wait_until(lambda: sim.held_requests > 0, what="the held response")
     assert len(sim.messages(CUSTOMER)) == 1
     assert sim.held_requests == 1
     assert requests.delete(f"{sim_url}/_faults", timeout=5).status_code == 204
@@ -316,6 +317,7 @@ def test_timeout_fault_creates_nothing_and_close_releases_it(sim: SimulatedTwili
     with pytest.raises(requests.Timeout):
         impatient.messages.create(to=CUSTOMER, from_=OUR_NUMBER, body="hello?")
 
+    wait_until(lambda: sim.held_requests > 0, what="the held request")
     assert sim.held_requests == 1
     started = time.monotonic()
     sim.close()
