@@ -429,7 +429,7 @@ def _digest_progress(run: dict[str, Any]) -> str:
 
 def _digest_bar(run: dict[str, Any], width: int = 24) -> str:
     shards = max(int(run.get("shards", 0) or 0), 1)
-    done = min(max(int(run.get("shards_done", 0) or 0), 0), shards)  # a redelivered job may count twice
+    done = min(max(int(run.get("shards_done", 0) or 0), 0), shards)  # whatever the stack answers
     filled = width * done // shards
     return "[" + "#" * filled + "." * (width - filled) + "]"
 

@@ -10,8 +10,9 @@ Mounted as a WSGI app (e.g. at ``/_sim/telnyx``); paths below are relative to th
 
 Telnyx API (``Authorization: Bearer <api_key>``):
     POST /v2/messages        send: 200 ``{"data": message}`` or a Telnyx error; same Idempotency-Key
-                             and same body → the first answer again, no second text; same key with
-                             another body → 422
+                             and same body within 24 h of its first success → that answer again, no
+                             second text; same key with another body → 422; only a success is
+                             replayed, so a key whose attempt was refused sends afresh
     GET  /v2/messages/{id}   the message as it is now, or 404 code 10005
 Control plane (no auth; JSON):
     POST /_faults   {"kind", "count", "to", "error_code", "hold_seconds"} → 201 with the fault
@@ -54,7 +55,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -94,6 +95,7 @@ CALLBACK_ATTEMPTS = 3  # per URL, as Telnyx documents
 MAX_MEDIA = 10
 MAX_INBOUND_REPEAT = 20
 PRICE_PER_PART = 0.004
+REPLAY_SECONDS = 24 * 3600  # Telnyx replays a key's successful answer for 24 hours
 
 _IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_:-]{1,255}")
 _E164 = re.compile(r"\+[1-9]\d{7,14}")
@@ -206,6 +208,7 @@ class _Accepted:
 class _Replay:
     body: bytes
     response: dict[str, Any]
+    at: float  # when the key's first answer was given (the simulator's clock)
 
 
 def _encoding_and_parts(text: str) -> tuple[str, int]:
@@ -243,9 +246,11 @@ class SimulatedTelnyx(Simulator[TelnyxApiError]):
         callback_delay: float = 0.0,
         callback_retry_delay: float = 0.05,
         http_timeout: float = 10.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         """`http_timeout`: how long a webhook may take. Telnyx gives up after 2 s; the default is
-        kinder because a local cold start is slow. Pass 2.0 to hold the stack to Telnyx's deadline."""
+        kinder because a local cold start is slow. Pass 2.0 to hold the stack to Telnyx's deadline.
+        `clock`: seconds since the epoch, for how long an Idempotency-Key is replayed."""
         faults = FaultBook(
             FAULT_KINDS, default_error_code="40006", new_id=lambda: f"fault_{uuid.uuid4().hex}"
         )
@@ -257,6 +262,7 @@ class SimulatedTelnyx(Simulator[TelnyxApiError]):
         self._create_lock = threading.Lock()
         self._messages: dict[str, _Stored] = {}
         self._replays: dict[str, _Replay] = {}
+        self._clock = clock
         self._blocked: set[str] = set()
 
     @property
@@ -312,6 +318,9 @@ class SimulatedTelnyx(Simulator[TelnyxApiError]):
             if idempotency_key is not None:
                 with self._lock:
                     replay = self._replays.get(idempotency_key)
+                    if replay is not None and self._clock() - replay.at >= REPLAY_SECONDS:
+                        del self._replays[idempotency_key]  # expired: the key sends afresh
+                        replay = None
                 if replay is not None:
                     if replay.body != raw:
                         raise TelnyxApiError(
@@ -533,7 +542,7 @@ class SimulatedTelnyx(Simulator[TelnyxApiError]):
         with self._lock:
             self._messages[message_id] = _Stored(resource=resource, idempotency_key=idempotency_key)
             if idempotency_key is not None:
-                self._replays[idempotency_key] = _Replay(body=raw, response=response)
+                self._replays[idempotency_key] = _Replay(body=raw, response=response, at=self._clock())
         logger.info("sim telnyx: accepted %s %s -> %s", message_id, from_ or profile, to)
         steps = [("message.sent", "sent", None), ("message.finalized", *final)]
         self._callbacks.start(

@@ -11,8 +11,12 @@ Twilio API (HTTP Basic ``account_sid:auth_token``):
     POST /2010-04-01/Accounts/{sid}/Messages.json              create (201) or a Twilio error
     GET  /2010-04-01/Accounts/{sid}/Messages/{MessageSid}.json  fetch, or 404 code 20404
     GET  /2010-04-01/Accounts/{sid}/Messages.json?To=&From=&DateSent>=&PageSize=&Page=
-                                                                {"messages": [...]}, newest first,
-                                                                outbound and received texts alike
+                                                                {"messages": [...]}, outbound and
+                                                                received texts alike, by DateSent,
+                                                                newest first (texts not sent yet
+                                                                first); DateSent> leaves out texts
+                                                                not sent yet (no date_sent), as
+                                                                Twilio does; next_page_uri pages on
     GET  /2010-04-01/Accounts/{sid}/Messages/{MessageSid}/Media.json   a received text's media list
     GET  /2010-04-01/Accounts/{sid}/Messages/{MessageSid}/Media/{MediaSid}   307 to the picture
 Control plane (no auth; JSON):
@@ -23,8 +27,9 @@ Control plane (no auth; JSON):
                     keeps the text in the account but never posts its webhook, as when our
                     endpoint was down: Twilio does not retry it)
     GET  /_media/<name>  the picture a phone attached (local.sim_media), no auth
-    GET  /_messages every accepted outbound message with its callbacks and `received_at` (when the
-                    simulator accepted it: ISO 8601, microseconds, real time); DELETE resets everything
+    GET  /_messages every accepted outbound message with its callbacks, `received_at` (when the
+                    simulator accepted it: ISO 8601, microseconds, real time) and `sent_at` (when
+                    it was sent; null before); DELETE resets everything
 
 Order of checks on create: authentication, request validation and Twilio's magic test numbers (a
 400 never consumes a fault), then faults (the first active fault matching the recipient takes one
@@ -158,10 +163,12 @@ class _Stored:
     callbacks: list[dict[str, Any]] = field(default_factory=list)
     # Twilio's date_created is to the second; a rate (5 a second) needs finer times, so keep our own.
     received_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="microseconds"))
+    sent_at: str | None = None  # the same, for date_sent (empty until the text is sent)
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = json.loads(json.dumps(self.resource))
         data["received_at"] = self.received_at
+        data["sent_at"] = self.sent_at
         data["status_callback"] = self.status_callback
         data["media_urls"] = list(self.media_urls)
         data["callbacks"] = json.loads(json.dumps(self.callbacks))
@@ -457,6 +464,7 @@ class SimulatedTwilio(Simulator[TwilioApiError]):
             resource["date_updated"] = _rfc2822(now)
             if status == "sent":
                 resource["date_sent"] = _rfc2822(now)
+                stored.sent_at = now.isoformat(timespec="microseconds")
             if error_code is not None:
                 resource["error_code"] = int(error_code) if error_code.isdigit() else error_code
                 resource["error_message"] = UNDELIVERED_MESSAGES.get(error_code, "Message undelivered")
@@ -561,15 +569,19 @@ class SimulatedTwilio(Simulator[TwilioApiError]):
             raise TwilioApiError(400, 20001, "PageSize and Page must be integers") from exc
         with self._lock:
             received = [dict(r) for r in self._received.values()]
-        every = [*(_public(m) | {"_at": m["received_at"]} for m in self.messages(to)), *received]
+        every = [
+            *(_public(m) | {"_at": m["received_at"], "_sent": m["sent_at"]} for m in self.messages(to)),
+            *({**r, "_sent": r["_at"]} for r in received),
+        ]
         chosen = [
             m
             for m in every
             if (to is None or m["to"] == to)
             and (from_ is None or m["from"] == from_)
-            and (day is None or _day(m) >= day)
+            and (day is None or _sent_since(m, day))
         ]
-        chosen.sort(key=lambda m: str(m["_at"]), reverse=True)  # newest first, as Twilio lists
+        # By DateSent, newest first, as Twilio lists; texts not sent yet (no DateSent) come first.
+        chosen.sort(key=lambda m: (m["_sent"] is None, str(m["_sent"] or m["_at"])), reverse=True)
         found = [_public(m) for m in chosen[page * page_size : (page + 1) * page_size]]
         uri = f"/{API_VERSION}/Accounts/{self.account_sid}/Messages.json"
         query = urlencode([(k, v) for k, v in (("To", to), ("From", from_), ("DateSent>", day)) if v])
@@ -616,12 +628,31 @@ class SimulatedTwilio(Simulator[TwilioApiError]):
         raise TwilioApiError(404, 20404, f"The requested resource {request.path} was not found")
 
 
-def _day(message: Mapping[str, Any]) -> str:
-    """The UTC day a listed message was sent (or created), as Twilio's DateSent filter compares it."""
-    return str(message["_at"])[:10]
+def _sent_since(message: Mapping[str, Any], value: str) -> bool:
+    """Twilio's DateSent> filter: sent on or after a UTC day ("YYYY-MM-DD"), or a moment (the SDK
+    sends "YYYY-MM-DDTHH:MM:SSZ"). A text Twilio has not sent yet has no date_sent: never listed."""
+    sent = message["_sent"]
+    if sent is None:
+        return False
+    if len(value) == 10:
+        return str(sent)[:10] >= value
+    try:
+        since = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise TwilioApiError(400, 20001, f"DateSent> {value!r} is not a date") from exc
+    return datetime.fromisoformat(str(sent)) >= (since if since.tzinfo else since.replace(tzinfo=UTC))
 
 
 def _public(message: Mapping[str, Any]) -> dict[str, Any]:
     """The resource as Twilio's API shows it (without the simulator's bookkeeping)."""
-    bookkeeping = ("status_callback", "media_urls", "callbacks", "received_at", "_media", "_at")
+    bookkeeping = (
+        "status_callback",
+        "media_urls",
+        "callbacks",
+        "received_at",
+        "sent_at",
+        "_media",
+        "_at",
+        "_sent",
+    )
     return {k: v for k, v in message.items() if k not in bookkeeping}

@@ -53,7 +53,7 @@ from parley.domain.rate import BucketState
 from parley.domain.rate import reserve as reserve_tokens
 from parley.domain.retry import RetryPolicy
 from parley.domain.search import terms_for
-from parley.domain.views import box_for, indexed_view, team_box
+from parley.domain.views import box_for, due_entry, indexed_view, team_box, view_attribute
 from parley.edge import WebhookIntake
 from parley.observability import MetricsSink, ObservedEvents
 from parley.ports import (
@@ -89,8 +89,10 @@ from parley.ports import (
     Page,
     Partition,
     RateLimiter,
+    RunPage,
     SearchHit,
     SearchIndex,
+    ShardProgress,
     SyncState,
     SyncStateRepository,
     TemplateRepository,
@@ -336,6 +338,25 @@ class InMemoryMessages:
         items, next_cursor = _page_after(ordered, lambda m: [m.message_id], limit, cursor)
         return Page([m.model_copy(deep=True) for m in items], next_cursor)
 
+    def list_due(self, partition: str, *, until: datetime, limit: int, cursor: str | None) -> Page[Message]:
+        """As the adapter's `by-due` index: due at or before `until`, oldest due first; the cursor is
+        a key position, so a page goes on after it even when that message has left the partition."""
+        after = tuple(json.loads(cursor)) if cursor else None
+        found = sorted(
+            ((due[1].astimezone(UTC).isoformat(), m.message_id), m)
+            for m in self.items.values()
+            if (due := due_entry(m)) is not None and due[0] == partition and due[1] <= until
+        )
+        ordered = [(key, m) for key, m in found if after is None or key > after]
+        page = ordered[:limit]
+        more = len(ordered) > limit
+        return Page(
+            [m.model_copy(deep=True) for _, m in page], json.dumps(page[-1][0]) if more and page else None
+        )
+
+    def reindex_legacy(self, *, limit: int) -> int:
+        return 0  # every fake message is indexed as it is written
+
     def list_merged(
         self,
         partitions: Sequence[Partition],
@@ -345,32 +366,52 @@ class InMemoryMessages:
         since: datetime | None = None,
         until: datetime | None = None,
     ) -> Page[Message]:
-        """As the adapter keys its indexes (parley.domain.views): `by-view` and `by-team`."""
+        """As the adapter keys its indexes (parley.domain.views): `by-view`, `by-team` and, ordered
+        by due time, `by-due`."""
         wanted = set(partitions)
+
+        def at(m: Message) -> datetime:
+            due = due_entry(m)
+            return due[1] if due and ("due_view", due[0]) in wanted else m.created_at
 
         def keys(m: Message) -> set[Partition]:
             deleted = m.deleted_at is not None
             found = {("team_box", team_box(m.team, box_for(m.direction, deleted=deleted)))}
-            view = indexed_view(m.status, deleted=deleted)
-            return found | ({("view", view)} if view else set())
+            view = view_attribute(m.status, deleted=deleted)
+            due = due_entry(m)
+            return found | ({("view", view)} if view else set()) | ({("due_view", due[0])} if due else set())
 
         ordered = sorted(
             (
                 m
                 for m in self.items.values()
                 if keys(m) & wanted
-                and (since is None or m.created_at >= since)
-                and (until is None or m.created_at <= until)
+                and (since is None or at(m) >= since)
+                and (until is None or at(m) <= until)
             ),
-            key=lambda m: (m.created_at, m.message_id),
+            key=lambda m: (at(m), m.message_id),
             reverse=True,
         )
         items, next_cursor = _page_after(ordered, lambda m: [m.message_id], limit, cursor)
         return Page([m.model_copy(deep=True) for m in items], next_cursor)
 
-    def list_for_conversation(self, customer_number: str, *, limit: int, cursor: str | None) -> Page[Message]:
+    def list_for_conversation(
+        self,
+        customer_number: str,
+        *,
+        limit: int,
+        cursor: str | None,
+        since: datetime | None = None,
+        before: datetime | None = None,
+    ) -> Page[Message]:
         ordered = sorted(
-            (m for m in self.items.values() if m.customer_number == customer_number),
+            (
+                m
+                for m in self.items.values()
+                if m.customer_number == customer_number
+                and (since is None or m.created_at >= since)
+                and (before is None or m.created_at < before)
+            ),
             key=lambda m: (m.created_at, m.message_id),
             reverse=True,
         )
@@ -536,15 +577,36 @@ class InMemoryDigests:
 class InMemoryDigestRuns:
     def __init__(self) -> None:
         self.items: dict[str, DigestRun] = {}
+        self.shards: dict[str, dict[int, ShardProgress]] = {}
+        self.retrying: dict[str, set[str]] = {}
+        self.retention: int | None = None
+        self.starts = 0
 
     def start(self, day: str, shards: int, at: datetime) -> DigestRun:
-        self.items[day] = DigestRun(day=day, shards=shards, started_at=at)
+        self.starts += 1
+        self.items[day] = DigestRun(day=day, shards=shards, started_at=at, run_id=f"run-{self.starts}")
+        self.shards[day], self.retrying[day] = {}, set()
         return self.items[day]
 
     def record(
-        self, day: str, counts: dict[str, int], failures: list[dict[str, str]], *, shard_done: bool
-    ) -> None:
+        self,
+        day: str,
+        counts: dict[str, int],
+        failures: list[dict[str, str]],
+        *,
+        shard_done: bool,
+        page: RunPage | None = None,
+        retrying: Sequence[str] = (),
+    ) -> bool:
         run = self.items.get(day) or DigestRun(day=day, shards=0, started_at=None)
+        if page is not None:
+            progress = self.shard(day, page.run_id, page.shard)
+            if progress is None or progress.recorded >= page.seq:
+                return False
+            self.shards[day][page.shard] = replace(
+                progress, recorded=page.seq, following=page.following, done=shard_done
+            )
+            self.retrying[day].update(retrying)
         merged = {k: run.counts.get(k, 0) + counts.get(k, 0) for k in {*run.counts, *counts}}
         self.items[day] = replace(
             run,
@@ -552,9 +614,40 @@ class InMemoryDigestRuns:
             counts=merged,
             failures=(run.failures + tuple(failures))[:20],
         )
+        return True
+
+    def shard(self, day: str, run_id: str, shard: int) -> ShardProgress | None:
+        run = self.items.get(day)
+        if run is None or run.run_id != run_id:
+            return None
+        return self.shards[day].get(shard, ShardProgress())
+
+    def handed_on(self, day: str, run_id: str, shard: int, seq: int) -> None:
+        progress = self.shard(day, run_id, shard)
+        if progress is not None and progress.handed_on < seq:
+            self.shards[day][shard] = replace(progress, handed_on=seq)
+
+    def retried(self, day: str, run_id: str, customer_number: str, counts: dict[str, int]) -> bool:
+        run = self.items.get(day)
+        if run is None or run.run_id != run_id or customer_number not in self.retrying[day]:
+            return False
+        self.retrying[day].discard(customer_number)
+        moved = {**counts, "failed": -1}
+        self.items[day] = replace(
+            run,
+            counts={k: run.counts.get(k, 0) + moved.get(k, 0) for k in {*run.counts, *moved}},
+            failures=tuple(f for f in run.failures if f.get("customer_number") != customer_number),
+        )
+        return True
 
     def get(self, day: str) -> DigestRun | None:
         return self.items.get(day)
+
+    def keep_retention(self, days: int) -> None:
+        self.retention = days
+
+    def retention_days(self) -> int | None:
+        return self.retention
 
 
 class InMemoryAutoLogSettings:
@@ -593,8 +686,17 @@ class InMemoryConflicts:
         items, next_cursor = _page_after(ordered, lambda c: [c.conflict_id], limit, cursor)
         return Page(items, next_cursor)
 
-    def resolve(self, entry: ConflictEntry) -> None:
+    def reopen(self, entry: ConflictEntry) -> bool:
+        if entry.conflict_id not in self.items or not self.items[entry.conflict_id].resolved:
+            return False
         self.items[entry.conflict_id] = entry
+        return True
+
+    def resolve(self, entry: ConflictEntry) -> bool:
+        if entry.conflict_id not in self.items or self.items[entry.conflict_id].resolved:
+            return False
+        self.items[entry.conflict_id] = entry
+        return True
 
 
 class InMemoryMediaStore:

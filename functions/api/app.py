@@ -26,7 +26,7 @@ from parley.domain.models import AutoLog, SendRequest, effective_auto_log
 from parley.domain.phone import InvalidPhoneNumber, normalize_e164
 from parley.observability import api_request_id, function_logger, observed
 from parley.openapi import openapi_json
-from parley.ports import ConflictEntry, DigestRun
+from parley.ports import ConflictCandidate, ConflictEntry, DigestRun
 from parley.services.conversations import AlreadyLinked, conversation_filter
 from parley.services.digest import COUNTS, ConflictAlreadyResolved, ConflictNotFound
 from parley.services.digest import conflict_id as held_conflict_id
@@ -477,9 +477,29 @@ def _aware_time(name: str, raw: str) -> datetime:
     return at
 
 
-def _conflict(entry: ConflictEntry) -> dict[str, Any]:
+def _candidate_teams(caller: Caller, entries: list[ConflictEntry]) -> dict[str, str]:
+    """The team of each candidate record of `entries`, read now in one batch (a record's team may have
+    changed since the day was held); nothing for an admin, who sees every candidate. A record that no
+    longer exists has no team."""
+    ids = [c.record_id for entry in entries for c in entry.candidates]
+    if caller.admin or not ids:
+        return {}
+    return {record.contact_id: record.team for record in container().contacts.get_many(ids)}
+
+
+def _shown_candidates(caller: Caller, entry: ConflictEntry, teams: dict[str, str]) -> list[ConflictCandidate]:
+    """The candidates whose records the caller sees (an admin: all). Another team's record, like one
+    that no longer exists, is left out: the conflict says only how many were."""
+    if caller.admin:
+        return list(entry.candidates)
+    return [c for c in entry.candidates if c.record_id in teams and caller.sees(teams[c.record_id])]
+
+
+def _conflict(entry: ConflictEntry, shown: list[ConflictCandidate]) -> dict[str, Any]:
     return {
         **asdict(entry),
+        "candidates": [asdict(c) for c in shown],
+        "hidden_candidates": len(entry.candidates) - len(shown),
         "found_at": entry.found_at.isoformat(),
         "resolved_at": entry.resolved_at.isoformat() if entry.resolved_at else None,
         "resolved": entry.resolved,
@@ -488,22 +508,46 @@ def _conflict(entry: ConflictEntry) -> dict[str, Any]:
 
 @app.get("/v1/crm/conflicts")
 def list_crm_conflicts() -> Response[str]:
+    caller = _caller()
     cursor = app.current_event.get_query_string_value("cursor")
-    page = container().digest.open_conflicts(_visible_teams(_caller()), limit=_limit(), cursor=cursor)
-    return _json(200, {"conflicts": [_conflict(c) for c in page.items], "cursor": page.cursor})
+    page = container().digest.open_conflicts(_visible_teams(caller), limit=_limit(), cursor=cursor)
+    teams = _candidate_teams(caller, page.items)
+    conflicts = [_conflict(c, _shown_candidates(caller, c, teams)) for c in page.items]
+    return _json(200, {"conflicts": conflicts, "cursor": page.cursor})
 
 
 @app.post("/v1/crm/conflicts/<conflict_id>/resolve")
 def resolve_crm_conflict(conflict_id: str) -> Response[str]:
+    """Only a candidate the caller sees may be picked: another team's record is refused exactly as a
+    record that is no candidate, and no answer names one."""
     caller = _caller()
     data = _body()
     _only(data, "record_id")
     record_id = data.get("record_id")
     if not isinstance(record_id, str) or not record_id:
         raise ValueError("'record_id' is required: the id of one of the conflict's candidate records")
-    outcome = container().digest.resolve(conflict_id, record_id, user=caller.user or "someone", caller=caller)
+    entry = container().conflicts.get(conflict_id)
+    if entry is None or not caller.sees(entry.team):
+        raise ConflictNotFound(f"no conflict {conflict_id!r}")
+    shown = _shown_candidates(caller, entry, _candidate_teams(caller, [entry]))
+    seen = [c.record_id for c in shown]
+    if entry.resolved and entry.record_id not in seen:
+        raise ConflictAlreadyResolved(f"conflict {conflict_id!r} was already resolved by {entry.resolved_by}")
+    if not entry.resolved and record_id not in seen:
+        raise ValueError(f"'record_id' must be one of the candidates ({', '.join(seen)}), not {record_id!r}")
+    try:
+        outcome = container().digest.resolve(
+            conflict_id, record_id, user=caller.user or "someone", caller=caller
+        )
+    except ConflictAlreadyResolved:  # resolved meanwhile: name the record picked only if the caller sees it
+        now = container().conflicts.get(conflict_id)
+        if now is not None and now.record_id not in seen:
+            raise ConflictAlreadyResolved(
+                f"conflict {conflict_id!r} was already resolved by {now.resolved_by}"
+            ) from None
+        raise
     # 202: the choice is saved and the day waits on the digest queue, retried until the CRM takes it
-    body = {**_conflict(outcome.conflict), "logged": outcome.logged, "error": outcome.error}
+    body = {**_conflict(outcome.conflict, shown), "logged": outcome.logged, "error": outcome.error}
     return _json(200 if outcome.logged else 202, body)
 
 
@@ -539,12 +583,13 @@ def _day(raw: object) -> date:
 
 def _past_day(raw: object) -> date:
     """A day that can have texts: up to today in the organisation's time zone, with a day of slack
-    for a caller whose own zone is already on tomorrow."""
+    for a caller whose own zone is already on tomorrow, and not past retention (RetentionDays)."""
     day = _day(raw)
     zone = container().settings.org_timezone
     today = utc_now().astimezone(ZoneInfo(zone)).date()
     if day > today + timedelta(days=1):
         raise ValueError(f"'day' {day} is in the future: it is {today} in {zone}")
+    container().digest.check_kept(day)  # retention blanked its texts: the CRM keeps what it was sent
     return day
 
 

@@ -5,18 +5,19 @@ webhook never reached us (asked of the carriers that can list what they received
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from parley.batching import TimedBatchProcessor, worst_case_send_seconds
 from parley.observability import bind_correlation_id, function_logger, observe_batch, observed, tracer
 from parley.wiring import container
 
 logger = function_logger()
 tracing = tracer()
-batch = BatchProcessor(event_type=EventType.SQS)
 
 
 def process(record: SQSRecord) -> None:
@@ -29,30 +30,30 @@ def process(record: SQSRecord) -> None:
 @observed()
 def handler(event: dict[str, Any], context: Any) -> PartialItemFailureResponse | dict[str, Any]:
     if "Records" in event:
-        observe_batch(container().metrics, "retry", event)
+        app = container()
+        observe_batch(app.metrics, "retry", event)
+        batch = TimedBatchProcessor(worst_case_send_seconds(app.settings.carrier_timeout_seconds))
         return process_partial_response(event=event, record_handler=process, processor=batch, context=context)
     if event.get("task") == "missed-inbound":  # the MissedInbound schedule
         report = container().missed_inbound.run().as_dict()
         logger.info("missed-webhook sweep finished", extra=report)
         return report
     app = container()
+    parked = app.processor.sweep_parked()
+    due = app.due_sweep.run(time_left=_seconds_left(context))  # scheduled, held, stuck and lost texts
     result = {
-        "receipts_applied": app.processor.sweep_parked(),
-        "released": app.sender.release_due(
-            app.messages.list_view("scheduled", limit=100, cursor=None).items
-            + [
-                m
-                for m in app.messages.list_view("pending", limit=100, cursor=None).items
-                if m.status == "held"
-            ]
-        ),
-        "recovered": app.sender.recover_stuck(
-            app.messages.list_view("pending", limit=100, cursor=None).items
-        ),
+        "receipts_applied": parked,
+        "released": due.released,
+        "recovered": due.recovered,
         # each DLQ: how many dead letters became failed messages (a person sees them in Failed)
         "dead_letters": app.dead_letters.drain(),
     }
     app.queue_gauges.measure()  # DlqDepth per queue (after the drain), one GetQueueAttributes each
     bind_correlation_id(None)  # the sweep's own line belongs to no single message
-    logger.info("sweep finished", extra=result)
+    logger.info("sweep finished", extra={**result, "due": due.as_dict()})
     return result
+
+
+def _seconds_left(context: Any) -> Callable[[], float] | None:
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    return None if remaining is None else (lambda: remaining() / 1000)

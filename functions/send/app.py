@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pydantic import ValidationError
 
+from parley.batching import TimedBatchProcessor, worst_case_send_seconds
 from parley.observability import bind_correlation_id, function_logger, observe_batch, observed, tracer
 from parley.services.sending import SendRejected, parse_send_record
 from parley.wiring import container
 
 logger = function_logger()
 tracing = tracer()
-batch = BatchProcessor(event_type=EventType.SQS)
 
 
 def process(record: SQSRecord) -> None:
@@ -54,5 +54,7 @@ def _reason(exc: Exception) -> str:
 @tracing.capture_lambda_handler(capture_response=False, capture_error=False)  # neither may hold a number
 @observed()
 def handler(event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
-    observe_batch(container().metrics, "send", event)
+    app = container()
+    observe_batch(app.metrics, "send", event)
+    batch = TimedBatchProcessor(worst_case_send_seconds(app.settings.carrier_timeout_seconds))
     return process_partial_response(event=event, record_handler=process, processor=batch, context=context)

@@ -39,7 +39,7 @@ from parley.domain.models import (
     StatusUpdate,
     Template,
 )
-from parley.ports import ConflictError, ConversationDelta, DigestEntry
+from parley.ports import ConflictError, ConversationDelta, DigestEntry, RunPage, ShardProgress
 
 T0 = datetime(2024, 5, 6, 9, 0, tzinfo=UTC)
 OURS = "+15005550006"
@@ -431,6 +431,89 @@ def test_digest_runs_add_up_jobs_that_finish_in_parallel(aws_settings: Settings)
     again = runs.get("2024-05-06")
     assert again is not None and (again.shards_done, again.counts) == (0, {})
     assert runs.get("2024-05-07") is None
+
+
+def test_a_page_is_counted_once_and_only_into_its_own_run(aws_settings: Settings) -> None:
+    runs = DynamoDigestRuns(aws_settings)
+    first = runs.start("2024-05-06", 2, T0)
+    assert first.run_id and runs.shard("2024-05-06", first.run_id, 0) == ShardProgress()
+    page = RunPage(first.run_id, 0, 0, following=ANA)
+
+    assert runs.record("2024-05-06", {"conversations": 3, "created": 3}, [], shard_done=False, page=page)
+    assert not runs.record("2024-05-06", {"conversations": 3, "created": 3}, [], shard_done=False, page=page)
+    last = RunPage(first.run_id, 0, 1, following=None)
+    assert runs.record("2024-05-06", {"conversations": 1, "created": 1}, [], shard_done=True, page=last)
+
+    run = runs.get("2024-05-06")
+    assert run is not None and run.run_id == first.run_id
+    assert (run.counts, run.shards_done) == ({"conversations": 4, "created": 4}, 1)
+    assert runs.shard("2024-05-06", first.run_id, 0) == ShardProgress(recorded=1, following=None, done=True)
+    runs.handed_on("2024-05-06", first.run_id, 0, 0)
+    runs.handed_on("2024-05-06", first.run_id, 0, 0)  # again: no harm
+    assert runs.shard("2024-05-06", first.run_id, 0) == ShardProgress(1, None, True, handed_on=0)
+
+    second = runs.start("2024-05-06", 2, T0 + timedelta(minutes=1))  # started again
+    assert second.run_id != first.run_id
+    late = RunPage(first.run_id, 1, 0, following=None)
+    assert not runs.record("2024-05-06", {"conversations": 5, "created": 5}, [], shard_done=True, page=late)
+    runs.handed_on("2024-05-06", first.run_id, 1, 0)
+    assert runs.shard("2024-05-06", first.run_id, 1) is None
+    again = runs.get("2024-05-06")
+    assert again is not None and (again.counts, again.shards_done) == ({}, 0)
+    assert runs.shard("2024-05-06", str(second.run_id), 1) == ShardProgress()
+
+
+def test_pages_of_one_run_in_parallel_keep_every_count_and_failure(aws_settings: Settings) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    runs = DynamoDigestRuns(aws_settings)
+    run_id = str(runs.start("2024-05-06", 4, T0).run_id)
+
+    def one_job(shard: int) -> bool:
+        failures = [{"customer_number": f"+1415555070{shard}", "day": "2024-05-06", "reason": f"503 {shard}"}]
+        page = RunPage(run_id, shard, 0, following=None)
+        counted = {"conversations": 5, "created": 4, "failed": 1}
+        return runs.record("2024-05-06", counted, failures, shard_done=True, page=page, retrying=[ANA])
+
+    with ThreadPoolExecutor(8) as pool:  # each page twice: SQS delivers at least once
+        assert sorted(pool.map(one_job, [*range(4), *range(4)])) == [False] * 4 + [True] * 4
+
+    run = runs.get("2024-05-06")
+    assert run is not None and run.finished
+    assert run.counts == {"conversations": 20, "created": 16, "failed": 4}
+    assert sorted(f["reason"] for f in run.failures) == [f"503 {s}" for s in range(4)]
+
+
+def test_a_failed_day_logged_on_a_retry_moves_out_of_failed_once(aws_settings: Settings) -> None:
+    runs = DynamoDigestRuns(aws_settings)
+    run_id = str(runs.start("2024-05-06", 1, T0).run_id)
+    failures = [
+        {"customer_number": ANA, "day": "2024-05-06", "reason": "429"},
+        {"customer_number": BO, "day": "2024-05-06", "reason": "400 bad field"},
+    ]
+    page = RunPage(run_id, 0, 0, following=None)
+    runs.record(
+        "2024-05-06", {"conversations": 2, "failed": 2}, failures, shard_done=True, page=page, retrying=[ANA]
+    )
+
+    assert not runs.retried("2024-05-06", run_id, BO, {"created": 1})  # a refusal is not retried
+    assert not runs.retried("2024-05-06", "another-run", ANA, {"created": 1})
+    assert runs.retried("2024-05-06", run_id, ANA, {"created": 1})
+    assert not runs.retried("2024-05-06", run_id, ANA, {"created": 1})  # the retry delivered again
+
+    run = runs.get("2024-05-06")
+    assert run is not None and run.counts == {"conversations": 2, "created": 1, "failed": 1}
+    assert [f["customer_number"] for f in run.failures] == [BO]
+    assert not runs.retried("2024-05-07", run_id, ANA, {"created": 1})  # no such run
+
+
+def test_the_retention_the_sweep_runs_with_is_kept(aws_settings: Settings) -> None:
+    runs = DynamoDigestRuns(aws_settings)
+    assert runs.retention_days() is None
+    runs.keep_retention(30)
+    runs.keep_retention(7)
+    assert runs.retention_days() == 7
+    assert runs.get("2024-05-06") is None
 
 
 def test_auto_log_settings_per_user(aws_settings: Settings) -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from parley.adapters.dynamo import (
     ConversationItem,
+    DigestItem,
     DynamoConflicts,
     DynamoConversations,
     DynamoDigests,
@@ -99,3 +100,73 @@ def test_linking_a_conversation_clears_its_candidates(aws_settings: Settings) ->
         "chosen by u-ana",
         [],
     )
+
+
+def test_only_the_first_resolve_of_an_open_conflict_is_stored(aws_settings: Settings) -> None:
+    conflicts = DynamoConflicts()
+    held = _entry("+14155550230", "2024-05-06", T0)
+    assert conflicts.add(held)
+    first = dataclasses.replace(
+        held, resolved_at=T0 + timedelta(hours=1), resolved_by="u-ana", record_id="c-sam"
+    )
+    second = dataclasses.replace(
+        held, resolved_at=T0 + timedelta(hours=1), resolved_by="u-bo", record_id="c-kim"
+    )
+
+    assert conflicts.resolve(first)
+    assert not conflicts.resolve(second)  # it was resolved meanwhile: the first one stays
+
+    assert conflicts.get(held.conflict_id) == first
+    assert not conflicts.resolve(_entry("+14155550231", "2024-05-06", T0))  # no such conflict: nothing stored
+    assert conflicts.get("conflict-14155550231-2024-05-06") is None
+
+
+def test_a_resolved_conflict_is_reopened_once_and_lists_again(aws_settings: Settings) -> None:
+    conflicts = DynamoConflicts()
+    held = _entry("+14155550232", "2024-05-06", T0)
+    conflicts.add(held)
+    conflicts.resolve(dataclasses.replace(held, resolved_at=T0, resolved_by="u-ana", record_id="c-sam"))
+    tied_again = dataclasses.replace(
+        held,
+        candidates=(ConflictCandidate(record_id="c-lee", name="Lee", record_type="contact", owner=None),),
+        found_at=T0 + timedelta(days=1),
+    )
+
+    assert conflicts.reopen(tied_again)
+    assert not conflicts.reopen(dataclasses.replace(tied_again, found_at=T0 + timedelta(days=2)))  # open now
+
+    assert conflicts.get(held.conflict_id) == tied_again
+    assert [c.conflict_id for c in conflicts.list_open("default", limit=10, cursor=None).items] == [
+        held.conflict_id
+    ]
+    assert not conflicts.reopen(_entry("+14155550233", "2024-05-06", T0))  # never held: `add` stores it
+    assert conflicts.get("conflict-14155550233-2024-05-06") is None
+
+
+def test_a_digest_entry_keeps_its_external_id_and_an_older_item_reads_without_one(
+    aws_settings: Settings,
+) -> None:
+    digests = DynamoDigests()
+    entry = DigestEntry(
+        digest_key="+14155550240#2024-05-06",
+        crm_id="crm-1",
+        content_hash="abc",
+        version=2,
+        posted_at=T0,
+        message_count=3,
+        external_id="parley-sms-lead-14155550240-2024-05-06",
+        conversations=2,
+    )
+    digests.save(entry)
+    assert digests.get(entry.digest_key) == entry
+
+    DigestItem(
+        digest_key="+14155550241#2024-05-06",
+        crm_id="crm-2",
+        content_hash="def",
+        version=1,
+        posted_at=iso(T0),
+        message_count=1,
+    ).save()  # as items were written before external ids were kept
+    older = digests.get("+14155550241#2024-05-06")
+    assert older is not None and (older.external_id, older.conversations) == (None, 1)

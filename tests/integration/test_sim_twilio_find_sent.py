@@ -30,7 +30,9 @@ CUSTOMER = "+14155550100"
 MOUNT = "/_sim/twilio"
 
 
+@Request.application
 def _ok(_request: Request) -> Response:
+    """Our webhook endpoint, for the simulator's receipts: takes them all."""
     return Response("", status=200)
 
 
@@ -67,13 +69,18 @@ def sending() -> Iterator[tuple[SimulatedTwilio, str, Client]]:
 def test_a_queued_text_has_no_date_sent_and_the_date_sent_filter_leaves_it_out(
     held_in_queue: tuple[SimulatedTwilio, str, Client],
 ) -> None:
-    _, _, client = held_in_queue
+    sim, _, client = held_in_queue
     created = client.messages.create(to=CUSTOMER, from_=OUR_NUMBER, body="Your order is ready")
+    received = sim.send_inbound(CUSTOMER, OUR_NUMBER, "a text Twilio has delivered to us", lost=True)
     today = datetime.now(UTC).date()
 
     assert created.status == "queued" and created.date_sent is None
     assert [m.sid for m in client.messages.list(to=CUSTOMER, from_=OUR_NUMBER)] == [created.sid]
     assert client.messages.list(to=CUSTOMER, date_sent_after=today) == []
+    sent_today = client.messages.list(to=OUR_NUMBER, date_sent_after=today)  # a sent text is listed
+    assert [m.sid for m in sent_today] == [received["message_sid"]]
+    later = datetime.now(UTC) + timedelta(minutes=1)
+    assert client.messages.list(to=OUR_NUMBER, date_sent_after=later) == []
 
 
 def test_our_search_finds_a_text_twilio_has_not_sent_yet(

@@ -219,10 +219,16 @@ def test_a_crm_outage_in_a_run_queues_the_day_again_and_a_refusal_is_only_report
         "CRM answered 503: maintenance",
     ]
     (job,) = world.digest_queue.take()  # the outage only: retrying a refusal can't help
-    assert job.body == {"kind": "digest-log", "customer_number": down, "day": DAY.isoformat()}
-    assert job.delay_seconds > 0
     run = world.digest_runs.get(DAY.isoformat())
-    assert run is not None and run.counts["failed"] == 2 and len(run.failures) == 2
+    assert run is not None
+    assert job.body == {
+        "kind": "digest-log",
+        "customer_number": down,
+        "day": DAY.isoformat(),
+        "run": run.run_id,
+    }
+    assert job.delay_seconds > 0
+    assert run.counts["failed"] == 2 and len(run.failures) == 2
 
 
 def test_a_rate_limited_day_waits_as_long_as_the_crm_asked(world: World) -> None:

@@ -16,7 +16,7 @@ from parley.services.inbound import apply_status
 from parley.services.inbox import NotFound
 from parley.services.resend import MAX_BATCH, MAX_FILTER_RESENDS, MAX_PAGES, FailedFilter, ResendService
 from parley.services.sending import NotResendable, SendService
-from tests.fakes import T0, World
+from tests.fakes import T0, FakeLookupCarrier, World
 
 MEMBER = Caller("alice", frozenset({"default"}))
 OUTSIDER = Caller("bob", frozenset({"support"}))
@@ -342,7 +342,7 @@ def test_two_resends_while_the_first_is_on_its_way_send_it_once(world: World) ->
     assert (first.result, first.reason) == ("resent", None)
     assert (second.result, second.reason) == ("resent", "already resent; it is on its way")
     assert again.status is MessageStatus.QUEUED
-    assert len(world.send_queue.jobs) == 1
+    assert len(world.send_queue.jobs) == 3  # a repeat queues the job again, in case it went missing
     assert len(world.events.of("MessageResent")) == 1
     deliver_queued(world, sender)
     assert len(world.carrier.sent) == 2  # the failed attempt, and one resend
@@ -514,3 +514,27 @@ def test_a_receipt_matched_just_before_a_resend_is_not_applied_after_it(world: W
     result = apply_status(world.messages, world.events, undelivered.message_id, late)
     assert result is not None and result.status is MessageStatus.QUEUED
     assert stored(world, undelivered.message_id).status is MessageStatus.QUEUED
+
+
+def test_an_ambiguous_attempt_after_a_resend_is_not_matched_to_the_text_before_it() -> None:
+    carrier = FakeLookupCarrier()
+    world = World(carrier=carrier)
+    world.numbers.save(OurNumber(number=DEFAULT, carrier="fake", is_default=True))
+    sender = world.sender()
+    undelivered = undelivered_text(world, sender)
+    old_sid = undelivered.carrier_message_id
+    assert old_sid is not None
+    carrier.known[ANA] = SendAccepted(old_sid, "undelivered")  # the carrier still lists the first text
+    world.clock.advance(minutes=10)
+    world.resender(sender).resend_one(undelivered.message_id, caller=MEMBER, by="alice")
+    world.carrier.script(SendFailed(FailureKind.AMBIGUOUS, "the carrier did not answer in time"))
+    deliver_queued(world, sender)
+
+    checked = sender.deliver(undelivered.message_id)  # the retry asks the carrier first
+
+    ((_, since),) = carrier.lookups
+    assert since >= T0 + timedelta(minutes=10)  # from the resend on, not from the first round
+    assert checked is not None and checked.carrier_message_id != old_sid
+    assert checked.status is MessageStatus.FAILED and "check with the customer" in (
+        checked.error_reason or ""
+    )

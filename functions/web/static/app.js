@@ -820,6 +820,13 @@ function conflictItem(conflict) {
     h("p", { class: "sub" }, "Held ", timeEl(conflict.found_at), ` for team ${conflict.team}.`),
     h("fieldset", {}, h("legend", {}, "Which record is this customer?"), choices),
   );
+  const hidden = conflict.hidden_candidates || 0;
+  if (hidden) {
+    const others = hidden === 1 ? "1 record of another team also has" : `${hidden} records of other teams also have`;
+    const who = choices.length ? "" : " Someone in that team, or an admin, resolves this one.";
+    item.append(h("p", { class: "sub", "data-testid": "hidden-candidates" }, `${others} this number.${who}`));
+  }
+  if (!choices.length) return item;
   const resolve = async () => {
     const picked = item.querySelector(`input[name="${CSS.escape(group)}"]:checked`);
     if (!picked) {

@@ -276,7 +276,13 @@ class CrmConflict(BaseModel):
     customer_number: str
     day: str = Field(description="The day (org time zone), YYYY-MM-DD.")
     team: str
-    candidates: list[ConflictCandidateModel]
+    candidates: list[ConflictCandidateModel] = Field(
+        description="The tied records the caller sees (an admin: all); only these may be picked."
+    )
+    hidden_candidates: int = Field(
+        description="How many tied records are of teams the caller doesn't see. With no candidate "
+        "left to pick, a member of the records' team or an admin resolves the conflict."
+    )
     found_at: AwareDatetime = Field(description="When the digest held the day.")
     resolved: bool
     resolved_at: AwareDatetime | None = None
@@ -327,7 +333,11 @@ class DigestCounts(BaseModel):
     conflicts: int = Field(description="Days held because several records have the number.")
     skipped: int = Field(description="Auto-log off: not logged until a person asks.")
     merged: int = Field(description="Posted with another number of the same record.")
-    failed: int = Field(description="Records the CRM refused.")
+    no_texts: int = Field(description="Conversations with no texts that day to log.")
+    expired: int = Field(
+        description="Days whose texts retention has blanked: not posted, the CRM keeps what it was sent."
+    )
+    failed: int = Field(description="Records the CRM refused (a refusal logged on a later try moves out).")
 
 
 class DigestFailure(BaseModel):
@@ -356,8 +366,8 @@ class LogDayRequest(BaseModel):
 
 
 class DayLogged(BaseModel):
-    """What logging one conversation's day did: one of created, updated or unchanged is 1 (all 0 when
-    the conversation had no texts that day); `merged` is never counted here."""
+    """What logging one conversation's day did: one of created, updated or unchanged is 1, or
+    `no_texts` when the conversation had no texts that day; `merged` is never counted here."""
 
     day: str
     conversations: int
@@ -367,6 +377,8 @@ class DayLogged(BaseModel):
     conflicts: int
     skipped: int
     merged: int
+    no_texts: int = Field(description="1: the conversation had no texts that day, nothing was posted.")
+    expired: int
     failed: list[DigestFailure]
 
 
@@ -720,7 +732,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "get", "/v1/messages", "list_message_view", tag="messages",
         summary="List a message view (all, received, sent, failed, pending, scheduled, ...)",
         description=(
-            "The caller's teams' messages (an admin's: every team's), newest first. A deleted message "
+            "The caller's teams' messages (an admin's: every team's), newest first; in `pending` and "
+            "`scheduled` by when each is next due, which `since`/`until` then filter. A deleted message "
             "is only in `deleted`, keeping its status; conversation threads leave it out too."
         ),
         status=200, answer=MessageViewPage, answer_description="One page of the view.",
@@ -873,7 +886,7 @@ OPERATIONS: tuple[Operation, ...] = (
             "Safe to repeat: an unchanged day posts nothing. The run's counts start again from zero. "
             "With the digest queue, one job per shard is queued and the call returns at once; follow "
             "the run with `GET /v1/crm/digest/{day}`. Each conversation follows its auto-log: `off` "
-            "is skipped."
+            "is skipped. A day past retention (`RetentionDays`: its texts are blanked) is 400."
         ),
         body=StartDigestRequest,
         status=202, answer=DigestStarted, answer_description="Started.",
@@ -893,7 +906,8 @@ OPERATIONS: tuple[Operation, ...] = (
             "The same idempotent upsert as the digest: asking twice posts once. The conversation "
             "must be the caller's team's (else 404). A day held as a conflict is 409 with its "
             "`conflict_id`: resolve it, which logs the day. If the CRM refuses the day, 502 with "
-            "the reason: nothing is recorded as logged, so asking again is safe."
+            "the reason: nothing is recorded as logged, so asking again is safe. A day past "
+            "retention (`RetentionDays`: its texts are blanked) is 400."
         ),
         body=LogDayRequest,
         status=200, answer=DayLogged, answer_description="Logged (or already logged as it is).",

@@ -85,8 +85,17 @@ class MessageRepository(Protocol):
         ...
 
     def list_for_conversation(
-        self, customer_number: str, *, limit: int, cursor: str | None
-    ) -> Page[Message]: ...
+        self,
+        customer_number: str,
+        *,
+        limit: int,
+        cursor: str | None,
+        since: datetime | None = None,
+        before: datetime | None = None,
+    ) -> Page[Message]:
+        """One page of the conversation's messages, newest first: created at or after `since` and
+        before `before`, where given (a key range, so an older page costs no more than the newest)."""
+        ...
 
     def day_conversations(
         self, day: str, shard: int, *, after: str | None, limit: int
@@ -106,12 +115,26 @@ class MessageViews(Protocol):
     def list_view(
         self, view: str, *, limit: int, cursor: str | None, since: datetime | None = None
     ) -> Page[Message]:
-        """One page of the view, newest first; `since` keeps messages created at or after it."""
+        """One page of the view, newest first; `since` keeps messages created at or after it (in
+        pending and scheduled: due at or after it, as those are ordered by due time)."""
         ...
 
 
-# An index partition of the message views (parley.domain.views): ("view", "failed") in `by-view`, or
-# ("team_box", "sales#received") in `by-team`.
+class DueMessages(Protocol):
+    """The work views the sweep reads (`parley.domain.views.due_entry`), by due time."""
+
+    def list_due(self, partition: str, *, until: datetime, limit: int, cursor: str | None) -> Page[Message]:
+        """At most `limit` messages of `partition` (pending, held, scheduled) due at or before
+        `until`, oldest due first, as stored, and the cursor to go on from."""
+        ...
+
+    def reindex_legacy(self, *, limit: int) -> int:
+        """Index up to `limit` messages stored before the due index existed; how many were."""
+        ...
+
+
+# An index partition of the message views (parley.domain.views): ("view", "failed") in `by-view`,
+# ("due_view", "scheduled") in `by-due`, or ("team_box", "sales#received") in `by-team`.
 Partition = tuple[str, str]
 
 
@@ -127,8 +150,9 @@ class MessageListing(Protocol):
         since: datetime | None = None,
         until: datetime | None = None,
     ) -> Page[Message]:
-        """At most `limit` messages from the partitions, newest first, created within [since, until];
-        as stored (the caller checks each still belongs where it was listed)."""
+        """At most `limit` messages from the partitions, newest first, created within [since, until]
+        (`by-due` partitions: by due time, and due within them); as stored (the caller checks each
+        still belongs where it was listed)."""
         ...
 
 
@@ -233,6 +257,11 @@ class DigestEntry:
     version: int
     posted_at: datetime
     message_count: int
+    # The CRM record the day went to (None: an entry written before it was kept), and how many
+    # conversations' days that one record holds (a record with several numbers): each of those
+    # conversations has an entry for the day (`<number>#<day>`) with the same external id.
+    external_id: str | None = None
+    conversations: int = 1
 
 
 class DigestRepository(Protocol):
@@ -251,24 +280,76 @@ class DigestRun:
     shards_done: int = 0
     counts: dict[str, int] = field(default_factory=dict)  # conversations, created, updated, ...
     failures: tuple[dict[str, str], ...] = ()  # the last few, for a person to read
+    run_id: str | None = None  # each start has its own: a job of an earlier start records nothing
 
     @property
     def finished(self) -> bool:
         return self.shards_done >= self.shards
 
 
+@dataclass(frozen=True)
+class RunPage:
+    """Where one job's counts go: its run, and its page's place in the shard (0, 1, 2...), so a job
+    delivered twice is counted once and a job of a run started again counts in neither."""
+
+    run_id: str
+    shard: int
+    seq: int
+    following: str | None  # where the shard's next page starts (its `after`), if there is one
+
+
+@dataclass(frozen=True)
+class ShardProgress:
+    """How far one shard of a run is: its last page counted, and the last whose next job was sent."""
+
+    recorded: int = -1  # -1: none yet
+    following: str | None = None  # where the page after `recorded` starts (None: at the beginning)
+    done: bool = False  # the page `recorded` ended the shard
+    handed_on: int = -1
+
+
 class DigestRunRepository(Protocol):
     def start(self, day: str, shards: int, at: datetime) -> DigestRun:
-        """Begin (or begin again) the day's run, with its counts at zero."""
+        """Begin (or begin again) the day's run under a new run id, with its counts at zero."""
         ...
 
     def record(
-        self, day: str, counts: dict[str, int], failures: list[dict[str, str]], *, shard_done: bool
-    ) -> None:
-        """Add one job's counts (atomically: jobs run in parallel)."""
+        self,
+        day: str,
+        counts: dict[str, int],
+        failures: list[dict[str, str]],
+        *,
+        shard_done: bool,
+        page: RunPage | None = None,
+        retrying: Sequence[str] = (),
+    ) -> bool:
+        """Add one job's counts (atomically: jobs run in parallel). With `page`: only into that run,
+        and only once per page (False: the run was started again, or the page is counted already);
+        `retrying` are the customer numbers whose failed day is queued to be tried again."""
+        ...
+
+    def shard(self, day: str, run_id: str, shard: int) -> ShardProgress | None:
+        """None: the day's run is no longer `run_id` (started again, or gone)."""
+        ...
+
+    def handed_on(self, day: str, run_id: str, shard: int, seq: int) -> None:
+        """The job after page `seq` is on the queue."""
+        ...
+
+    def retried(self, day: str, run_id: str, customer_number: str, counts: dict[str, int]) -> bool:
+        """A failed day of the run logged on a later try: counted as `counts` instead of failed, and
+        out of the kept failures. Once only (False: already moved, not failed, or another run)."""
         ...
 
     def get(self, day: str) -> DigestRun | None: ...
+
+    def keep_retention(self, days: int) -> None:
+        """RetentionDays as the Retention sweep runs with it (0: bodies kept forever)."""
+        ...
+
+    def retention_days(self) -> int | None:
+        """What the last sweep ran with; None: no sweep yet, so nothing is blanked."""
+        ...
 
 
 class AutoLogSettings(Protocol):
@@ -313,12 +394,18 @@ class ConflictRepository(Protocol):
         """Store it unless one with its id exists; True when stored."""
         ...
 
+    def reopen(self, entry: ConflictEntry) -> bool:
+        """Store `entry` (open) over a resolved one with its id: the number tied again that day.
+        False when the stored one is open (held again meanwhile)."""
+        ...
+
     def list_open(self, team: str, *, limit: int, cursor: str | None) -> Page[ConflictEntry]:
         """The team's unresolved conflicts, newest found first."""
         ...
 
-    def resolve(self, entry: ConflictEntry) -> None:
-        """Save `entry` (resolved) so it no longer lists as open."""
+    def resolve(self, entry: ConflictEntry) -> bool:
+        """Save `entry` (resolved) so it no longer lists as open, if the stored one is still open;
+        False when it is not (resolved meanwhile: the first resolve wins)."""
         ...
 
 

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from parley.adapters.aws import S3MediaStore
     from parley.adapters.dynamo import (
         DynamoAutoLogSettings,
+        DynamoConflicts,
         DynamoContacts,
         DynamoConversations,
         DynamoMessages,
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
     from parley.services.resend import ResendService
     from parley.services.retention import RetentionSweep
     from parley.services.sending import SendService
+    from parley.services.sweep import DueSweep
     from parley.services.templates import TemplateService
 
 
@@ -132,6 +134,13 @@ class Container:
 
         self.settings  # noqa: B018
         return DynamoContacts()
+
+    @cached_property
+    def conflicts(self) -> DynamoConflicts:
+        from parley.adapters.dynamo import DynamoConflicts
+
+        self.settings  # noqa: B018
+        return DynamoConflicts()
 
     @cached_property
     def templates(self) -> DynamoTemplates:
@@ -259,6 +268,13 @@ class Container:
         return ResendService(messages=self.messages, views=self.messages, sender=self.sender)
 
     @cached_property
+    def due_sweep(self) -> DueSweep:
+        """The frequent sweep's pass over due scheduled, held, stuck and lost texts."""
+        from parley.services.sweep import DueSweep
+
+        return DueSweep(messages=self.messages, sender=self.sender, clock=utc_now)
+
+    @cached_property
     def missed_inbound(self) -> MissedInboundSweep:
         """The sweep that asks carriers for texts whose webhook never reached us."""
         from parley.services.missed_inbound import MissedInboundSweep
@@ -367,11 +383,7 @@ class Container:
 
     @cached_property
     def digest(self) -> DigestService:
-        from parley.adapters.dynamo import (
-            DynamoConflicts,
-            DynamoDigestRuns,
-            DynamoDigests,
-        )
+        from parley.adapters.dynamo import DynamoDigestRuns, DynamoDigests
         from parley.domain.models import AutoLog
         from parley.services.digest import DigestService
 
@@ -383,7 +395,7 @@ class Container:
             shards=self.settings.digest_shards,
             clock=utc_now,
             conversations=self.conversations,
-            conflicts=DynamoConflicts(),
+            conflicts=self.conflicts,
             linker=self.conversations,
             runs=DynamoDigestRuns(self.settings),
             jobs=self.digest_queue,
@@ -410,6 +422,8 @@ class Container:
             timezone=self.settings.org_timezone,
             lookback_days=self.settings.digest_lookback_days,
             count=lambda name, n: self.metrics.put(name, n),
+            # a job stops while one more conversation's CRM calls (up to two, each up to the timeout) fit
+            reserve_seconds=max(60.0, 4 * self.settings.crm_timeout_seconds),
         )
 
     @cached_property

@@ -10,9 +10,10 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+from botocore.exceptions import ClientError
 from pynamodb.attributes import (
     BooleanAttribute,
     JSONAttribute,
@@ -48,7 +49,7 @@ from parley.domain.rate import BucketState
 from parley.domain.rate import reserve as reserve_tokens
 from parley.domain.search import number_terms, terms_for, word_terms
 from parley.domain.status import view_for
-from parley.domain.views import box_for, indexed_view, team_box
+from parley.domain.views import box_for, due_entry, team_box, view_attribute, work_partitions
 from parley.ports import (
     ConflictCandidate,
     ConflictEntry,
@@ -61,7 +62,9 @@ from parley.ports import (
     IndexSlice,
     Page,
     Partition,
+    RunPage,
     SearchHit,
+    ShardProgress,
     SyncState,
 )
 
@@ -152,6 +155,18 @@ class _ByView(GlobalSecondaryIndex["MessageItem"]):
     created_at = UnicodeAttribute(range_key=True)
 
 
+class _ByDue(GlobalSecondaryIndex["MessageItem"]):
+    """The work views the sweep reads (pending, held, scheduled), each keyed by when its messages
+    are next due (`parley.domain.views.due_entry`): a range read up to now is what is due."""
+
+    class Meta:
+        index_name = "by-due"
+        projection = KeysOnlyProjection()
+
+    due_view = UnicodeAttribute(hash_key=True)
+    due_at = UnicodeAttribute(range_key=True)
+
+
 class _ByTeam(GlobalSecondaryIndex["MessageItem"]):
     """Every message under `<team>#<box>` (received, sent, deleted): the inbox's message views.
     The key never changes with the status, so a status change costs this index nothing."""
@@ -185,6 +200,8 @@ class MessageItem(Model):
     created_at = UnicodeAttribute()
     carrier_ref = UnicodeAttribute(null=True)
     view = UnicodeAttribute(null=True)
+    due_view = UnicodeAttribute(null=True)
+    due_at = UnicodeAttribute(null=True)
     team_box = UnicodeAttribute(null=True)  # null only on items written before the message views
     day_shard = UnicodeAttribute()
     day_order = UnicodeAttribute()  # "<customer number>#<created at>"
@@ -197,6 +214,7 @@ class MessageItem(Model):
     by_conversation = _ByConversation()
     by_carrier_ref = _ByCarrierRef()
     by_view = _ByView()
+    by_due = _ByDue()
     by_team = _ByTeam()
     by_day = _ByDay()
 
@@ -317,6 +335,8 @@ class DigestItem(Model):
     version = NumberAttribute()
     posted_at = UnicodeAttribute()
     message_count = NumberAttribute()
+    external_id = UnicodeAttribute(null=True)  # absent on an item from before it was kept
+    conversations = NumberAttribute(null=True)
 
 
 class _OpenConflicts(GlobalSecondaryIndex["ConflictItem"]):
@@ -346,7 +366,8 @@ class ConflictItem(Model):
 
 
 class DigestRunItem(Model):
-    """A day's run progress, `run#<day>` in the Digests table; jobs add to it in parallel (ADD)."""
+    """A day's run progress, `run#<day>` in the Digests table, under its latest start's run id; jobs
+    add to it in parallel (ADD)."""
 
     class Meta:
         table_name = "DigestsTable"
@@ -356,6 +377,7 @@ class DigestRunItem(Model):
     shards = NumberAttribute()
     shards_done = NumberAttribute(default=0)
     failures = JSONAttribute(null=True)
+    run_id = UnicodeAttribute(null=True)  # each start's own; jobs record only into theirs
 
 
 class AutoLogItem(Model):
@@ -431,12 +453,15 @@ class DynamoMessages:
         ref_id = message.carrier_message_id or next(iter(message.superseded_carrier_ids[-1:]), None)
         ref = carrier_ref(message.carrier, ref_id) if ref_id else None
         deleted = message.deleted_at is not None
+        due = due_entry(message)
         return MessageItem(
             message_id=message.message_id,
             customer_number=message.customer_number,
             created_at=iso(message.created_at),
             carrier_ref=ref,
-            view=indexed_view(message.status, deleted=deleted),
+            view=view_attribute(message.status, deleted=deleted),
+            due_view=due[0] if due else None,
+            due_at=iso(due[1]) if due else None,
             team_box=team_box(message.team, box_for(message.direction, deleted=deleted)),
             day_shard=f"{day}#{shard_of(message.customer_number, self._shards)}",
             day_order=f"{message.customer_number}#{iso(message.created_at)}",
@@ -569,9 +594,28 @@ class DynamoMessages:
                 found[item.message_id] = self._from_item(item)
         return [found[i] for i in ids if i in found]
 
-    def list_for_conversation(self, customer_number: str, *, limit: int, cursor: str | None) -> Page[Message]:
+    def list_for_conversation(
+        self,
+        customer_number: str,
+        *,
+        limit: int,
+        cursor: str | None,
+        since: datetime | None = None,
+        before: datetime | None = None,
+    ) -> Page[Message]:
+        condition: Condition | None = None
+        last = None if before is None else before - timedelta(microseconds=1)  # `before` itself is out
+        if since is not None and last is not None:
+            if since > last:
+                return Page([], None)
+            condition = MessageItem.created_at.between(iso(since), iso(last))
+        elif since is not None:
+            condition = MessageItem.created_at >= iso(since)
+        elif last is not None:
+            condition = MessageItem.created_at <= iso(last)
         result = MessageItem.by_conversation.query(
             customer_number,
+            condition,
             scan_index_forward=False,
             limit=limit,
             last_evaluated_key=decode_cursor(
@@ -606,6 +650,9 @@ class DynamoMessages:
     def list_view(
         self, view: str, *, limit: int, cursor: str | None, since: datetime | None = None
     ) -> Page[Message]:
+        if view in ("pending", "scheduled"):  # kept in `by-due`, newest due first
+            page = self.list_merged(work_partitions(view), limit=limit, cursor=cursor, since=since)
+            return Page([m for m in page.items if view_for(m.status) == view], page.cursor)
         result = MessageItem.by_view.query(
             view,
             None if since is None else MessageItem.created_at >= iso(since),
@@ -616,6 +663,49 @@ class DynamoMessages:
         # The index lags the table a little: a message that has just left the view is left out.
         items = [m for m in self._fetch(_take(result, limit)) if view_for(m.status) == view]
         return Page(items, encode_cursor(result.last_evaluated_key))
+
+    def list_due(self, partition: str, *, until: datetime, limit: int, cursor: str | None) -> Page[Message]:
+        """One page of a `by-due` partition (pending, held, scheduled) due at or before `until`,
+        oldest due first: at most `limit` index keys and the items behind them. The items are as
+        stored; the caller checks each is still due (the index lags the table a little)."""
+        result = MessageItem.by_due.query(
+            partition,
+            MessageItem.due_at <= iso(until),
+            limit=limit,
+            page_size=limit,
+            last_evaluated_key=decode_cursor(cursor, ("due_view", partition), "message_id", "due_at"),
+        )
+        keys = _take(result, limit)
+        return Page(self._fetch(keys), encode_cursor(result.last_evaluated_key))
+
+    def reindex_legacy(self, *, limit: int) -> int:
+        """Move up to `limit` messages stored before `by-due` existed (still under pending or
+        scheduled in `by-view`) into `by-due`, oldest first; how many moved. Only the index
+        attributes are written, on the version read: the message itself is left as it was."""
+        moved = 0
+        for view in ("pending", "scheduled"):
+            keys = list(MessageItem.by_view.query(view, limit=limit - moved, page_size=limit - moved))
+            for message in self._fetch(keys):
+                due = due_entry(message)
+                deleted = message.deleted_at is not None
+                actions: list[Any] = [
+                    MessageItem.due_view.set(due[0]) if due else MessageItem.due_view.remove(),
+                    MessageItem.due_at.set(iso(due[1])) if due else MessageItem.due_at.remove(),
+                ]
+                view_now = view_attribute(message.status, deleted=deleted)
+                actions.append(MessageItem.view.set(view_now) if view_now else MessageItem.view.remove())
+                try:
+                    MessageItem(message.message_id).update(
+                        actions=actions, condition=MessageItem.version == message.version
+                    )
+                except UpdateError as exc:
+                    if exc.cause_response_code != "ConditionalCheckFailedException":
+                        raise
+                    continue  # written meanwhile, which indexed it afresh
+                moved += 1
+            if moved >= limit:
+                break
+        return moved
 
     def list_merged(
         self,
@@ -629,25 +719,30 @@ class DynamoMessages:
         """Index partitions merged newest first under one cursor. Each partition is read from where
         the cursor left it, at most `limit + 1` keys, so a page costs at most that many keys per
         partition plus `limit` items, whatever the table holds. The items are as stored: callers
-        check each still belongs (the indexes lag the table a little)."""
+        check each still belongs (the indexes lag the table a little). `by-view` and `by-team`
+        partitions are ordered (and `since`/`until` applied) by creation time, `by-due` ones by due
+        time; one listing merges partitions of one index."""
         names = [f"{index}:{key}" for index, key in partitions]
         positions = _decode_positions(cursor, names)
-        condition: Condition | None = None
-        if since is not None and until is not None:
-            condition = MessageItem.created_at.between(iso(since), iso(until))
-        elif since is not None:
-            condition = MessageItem.created_at >= iso(since)
-        elif until is not None:
-            condition = MessageItem.created_at <= iso(until)
         streams: dict[str, list[MessageItem]] = {}
+        sort_of: dict[str, str] = {}
         for (index_name, key), name in zip(partitions, names, strict=True):
             at = positions[name]
             if at == _DONE:
                 continue
-            index = MessageItem.by_view if index_name == "view" else MessageItem.by_team
+            index, sort = _LISTED_INDEXES[index_name]
+            sort_of[name] = sort
+            attribute = getattr(MessageItem, sort)
+            condition: Condition | None = None
+            if since is not None and until is not None:
+                condition = attribute.between(iso(since), iso(until))
+            elif since is not None:
+                condition = attribute >= iso(since)
+            elif until is not None:
+                condition = attribute <= iso(until)
             start = None
             if isinstance(at, list):
-                start = {index_name: {"S": key}, "created_at": {"S": at[0]}, "message_id": {"S": at[1]}}
+                start = {index_name: {"S": key}, sort: {"S": at[0]}, "message_id": {"S": at[1]}}
             streams[name] = list(
                 index.query(
                     key,
@@ -661,7 +756,9 @@ class DynamoMessages:
         taken: list[MessageItem] = []
         used = dict.fromkeys(streams, 0)
         while len(taken) < limit:  # each partition gives a prefix of its own order
-            heads = [(streams[n][used[n]].created_at, n) for n in streams if used[n] < len(streams[n])]
+            heads = [
+                (getattr(streams[n][used[n]], sort_of[n]), n) for n in streams if used[n] < len(streams[n])
+            ]
             if not heads:
                 break
             _, best = max(heads)
@@ -672,12 +769,18 @@ class DynamoMessages:
                 positions[name] = _DONE  # it had no more than these, and all were taken
             elif used[name]:
                 last = keys[used[name] - 1]
-                positions[name] = [last.created_at, last.message_id]
+                positions[name] = [getattr(last, sort_of[name]), last.message_id]
         more = any(at != _DONE for at in positions.values())
         return Page(self._fetch(taken), _encode_positions(positions) if more else None)
 
 
 _DONE = "done"
+# The indexes a merged listing reads, by their hash attribute: the index and its range attribute.
+_LISTED_INDEXES: dict[str, tuple[Any, str]] = {
+    "view": (MessageItem.by_view, "created_at"),
+    "team_box": (MessageItem.by_team, "created_at"),
+    "due_view": (MessageItem.by_due, "due_at"),
+}
 _ISO = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
 
 
@@ -1207,6 +1310,16 @@ class DynamoContacts:
             return None
         return ContactRecord.model_validate(item.doc) if item.doc is not None else None
 
+    def get_many(self, contact_ids: list[str]) -> list[ContactRecord]:
+        """The records of `contact_ids` that exist, in the order asked (BatchGetItem, 100 a call)."""
+        ids = [i for i in dict.fromkeys(contact_ids) if not i.startswith(_LOOKUP)]
+        found: dict[str, ContactRecord] = {}
+        for start in range(0, len(ids), 100):
+            for item in ContactItem.batch_get(ids[start : start + 100], consistent_read=True):
+                if item.doc is not None:
+                    found[item.contact_id] = ContactRecord.model_validate(item.doc)
+        return [found[i] for i in ids if i in found]
+
     def find_by_phone(self, phone: str) -> list[ContactRecord]:
         ids = list(dict.fromkeys(i.record_id or i.contact_id for i in ContactItem.by_phone.query(phone)))
         found: list[ContactRecord] = []
@@ -1315,6 +1428,8 @@ class DynamoDigests:
             version=int(item.version),
             posted_at=parse_iso(item.posted_at),
             message_count=int(item.message_count),
+            external_id=item.external_id,
+            conversations=int(item.conversations or 1),
         )
 
     def save(self, entry: DigestEntry) -> None:
@@ -1325,6 +1440,8 @@ class DynamoDigests:
             version=entry.version,
             posted_at=iso(entry.posted_at),
             message_count=entry.message_count,
+            external_id=entry.external_id,
+            conversations=entry.conversations,
         ).save()
 
 
@@ -1387,6 +1504,11 @@ class DynamoConflicts:
             raise
         return True
 
+    def reopen(self, entry: ConflictEntry) -> bool:
+        return self._save_if(
+            entry, ConflictItem.digest_key.exists() & ConflictItem.open_team.does_not_exist()
+        )
+
     def list_open(self, team: str, *, limit: int, cursor: str | None) -> Page[ConflictEntry]:
         result = ConflictItem.open_conflicts.query(
             team,
@@ -1397,28 +1519,81 @@ class DynamoConflicts:
         items = [self._from_item(i) for i in _take(result, limit)]
         return Page(items, encode_cursor(result.last_evaluated_key))
 
-    def resolve(self, entry: ConflictEntry) -> None:
-        self._item(entry).save()  # without `open_team`: it leaves the open-conflicts index
+    def resolve(self, entry: ConflictEntry) -> bool:
+        # without `open_team`: it leaves the open-conflicts index; only one resolve finds it open
+        return self._save_if(entry, ConflictItem.open_team.exists())
+
+    def _save_if(self, entry: ConflictEntry, condition: Condition) -> bool:
+        try:
+            self._item(entry).save(condition=condition)
+        except PutError as exc:
+            if exc.cause_response_code == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
 
 
 _RUN_PREFIX = "run#"
+_RETENTION_KEY = "settings#retention"
 _FAILURES_KEPT = 20
 _FAILURE_WRITE_ATTEMPTS = 8  # jobs finishing together each retry at most this often
 
 
+def _conditional_failed(exc: ClientError) -> bool:
+    return bool(exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException")
+
+
+def _too_large(exc: ClientError) -> bool:
+    error = exc.response.get("Error", {})
+    return bool(error.get("Code") == "ValidationException" and "size" in str(error.get("Message", "")))
+
+
 class DynamoDigestRuns:
-    """Counts are top-level numbers (`n_<name>`) so parallel jobs can ADD to them in one write."""
+    """Counts are top-level numbers (`n_<name>`) so parallel jobs can ADD to them in one write.
+
+    Each start has a run id: a job records only into its own run (a condition on `run_id`), and each
+    shard's place is kept beside the counts (`seq_<shard>`: the last page counted, `after_<shard>`
+    where the next starts, `done_<shard>`, `sent_<shard>`: the last page whose next job was queued),
+    so a page is counted once in the same write that adds its counts. `retrying` holds the customer
+    numbers whose failed day is queued to be tried again: a retry that logs it moves it out once."""
 
     def __init__(self, settings: Settings) -> None:
         self._connection = Connection(region=settings.region)
 
     def start(self, day: str, shards: int, at: datetime) -> DigestRun:
-        DigestRunItem(digest_key=_RUN_PREFIX + day, started_at=iso(at), shards=shards, shards_done=0).save()
-        return DigestRun(day=day, shards=shards, started_at=at)
+        run_id = uuid.uuid4().hex
+        DigestRunItem(
+            digest_key=_RUN_PREFIX + day, started_at=iso(at), shards=shards, shards_done=0, run_id=run_id
+        ).save()
+        return DigestRun(day=day, shards=shards, started_at=at, run_id=run_id)
+
+    def _read(self, day: str, *names: str) -> dict[str, Any] | None:
+        """The run's item (only `names`, when given), read consistently."""
+        request: dict[str, Any] = {
+            "TableName": DigestRunItem.Meta.table_name,
+            "Key": {"digest_key": {"S": _RUN_PREFIX + day}},
+            "ConsistentRead": True,
+        }
+        if names:
+            request["ProjectionExpression"] = ", ".join(f"#p{i}" for i in range(len(names)))
+            request["ExpressionAttributeNames"] = {f"#p{i}": name for i, name in enumerate(names)}
+        found: dict[str, Any] | None = self._connection.client.get_item(**request).get("Item")
+        return found
 
     def record(
-        self, day: str, counts: dict[str, int], failures: list[dict[str, str]], *, shard_done: bool
-    ) -> None:
+        self,
+        day: str,
+        counts: dict[str, int],
+        failures: list[dict[str, str]],
+        *,
+        shard_done: bool,
+        page: RunPage | None = None,
+        retrying: Sequence[str] = (),
+    ) -> bool:
+        if page is not None:
+            return self._record_page(
+                day, counts, failures, shard_done=shard_done, page=page, retrying=retrying
+            )
         names = {f"#n{i}": f"n_{name}" for i, name in enumerate(counts)}
         values: dict[str, Any] = {f":n{i}": {"N": str(v)} for i, v in enumerate(counts.values())}
         adds = [f"#n{i} :n{i}" for i in range(len(counts))]
@@ -1435,6 +1610,152 @@ class DynamoDigestRuns:
         )
         if failures:  # the first few of the run are kept for a person; the log has them all
             self._keep_failures(day, failures)
+        return True
+
+    def _record_page(
+        self,
+        day: str,
+        counts: dict[str, int],
+        failures: list[dict[str, str]],
+        *,
+        shard_done: bool,
+        page: RunPage,
+        retrying: Sequence[str],
+    ) -> bool:
+        """One conditional write: the counts, the shard's place, the failures kept (appended only if
+        no other job changed them since they were read) and the numbers to retry."""
+        shard = page.shard
+        for attempt in range(_FAILURE_WRITE_ATTEMPTS):
+            found = self._read(day, "run_id", f"seq_{shard}", "failures")
+            if found is None or found.get("run_id", {}).get("S") != page.run_id:
+                return False
+            if int(found.get(f"seq_{shard}", {"N": "-1"})["N"]) >= page.seq:
+                return False
+            kept = json.loads(found["failures"]["S"]) if "failures" in found else []
+            # the last attempt gives up keeping the failures (the log has them), never the counts
+            keep = bool(failures) and len(kept) < _FAILURES_KEPT and attempt < _FAILURE_WRITE_ATTEMPTS - 1
+            names = {
+                "#run": "run_id",
+                "#seq": f"seq_{shard}",
+                "#after": f"after_{shard}",
+                "#end": f"done_{shard}",
+                **{f"#n{i}": f"n_{name}" for i, name in enumerate(counts)},
+            }
+            values: dict[str, Any] = {
+                ":run": {"S": page.run_id},
+                ":seq": {"N": str(page.seq)},
+                ":after": {"S": page.following or ""},
+                ":end": {"BOOL": shard_done},
+                **{f":n{i}": {"N": str(v)} for i, v in enumerate(counts.values())},
+            }
+            adds = [f"#n{i} :n{i}" for i in range(len(counts))]
+            sets = ["#seq = :seq", "#after = :after", "#end = :end"]
+            condition = "#run = :run AND (attribute_not_exists(#seq) OR #seq < :seq)"
+            if shard_done:
+                names["#done"] = "shards_done"
+                values[":one"] = {"N": "1"}
+                adds.append("#done :one")
+            if retrying:
+                names["#retrying"] = "retrying"
+                values[":retrying"] = {"SS": sorted(set(retrying))}
+                adds.append("#retrying :retrying")
+            if keep:
+                names["#failures"] = "failures"
+                values[":failures"] = {"S": json.dumps((kept + failures)[:_FAILURES_KEPT])}
+                sets.append("#failures = :failures")
+                if "failures" in found:
+                    values[":kept"] = found["failures"]
+                    condition += " AND #failures = :kept"
+                else:
+                    condition += " AND attribute_not_exists(#failures)"
+            try:
+                self._connection.client.update_item(
+                    TableName=DigestRunItem.Meta.table_name,
+                    Key={"digest_key": {"S": _RUN_PREFIX + day}},
+                    UpdateExpression=f"SET {', '.join(sets)}" + (f" ADD {', '.join(adds)}" if adds else ""),
+                    ConditionExpression=condition,
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues=values,
+                )
+                return True
+            except ClientError as exc:
+                if _too_large(exc) and retrying:  # an outage of a huge day: count it, untracked retries
+                    logger.warning("digest run %s: %d retries not tracked (item full)", day, len(retrying))
+                    retrying = ()
+                elif not _conditional_failed(exc):
+                    raise
+        return False
+
+    def shard(self, day: str, run_id: str, shard: int) -> ShardProgress | None:
+        found = self._read(day, "run_id", f"seq_{shard}", f"after_{shard}", f"done_{shard}", f"sent_{shard}")
+        if found is None or found.get("run_id", {}).get("S") != run_id:
+            return None
+        return ShardProgress(
+            recorded=int(found.get(f"seq_{shard}", {"N": "-1"})["N"]),
+            following=found.get(f"after_{shard}", {}).get("S") or None,
+            done=bool(found.get(f"done_{shard}", {}).get("BOOL", False)),
+            handed_on=int(found.get(f"sent_{shard}", {"N": "-1"})["N"]),
+        )
+
+    def handed_on(self, day: str, run_id: str, shard: int, seq: int) -> None:
+        try:
+            self._connection.client.update_item(
+                TableName=DigestRunItem.Meta.table_name,
+                Key={"digest_key": {"S": _RUN_PREFIX + day}},
+                UpdateExpression="SET #sent = :seq",
+                ConditionExpression="#run = :run AND (attribute_not_exists(#sent) OR #sent < :seq)",
+                ExpressionAttributeNames={"#run": "run_id", "#sent": f"sent_{shard}"},
+                ExpressionAttributeValues={":run": {"S": run_id}, ":seq": {"N": str(seq)}},
+            )
+        except ClientError as exc:
+            if not _conditional_failed(exc):  # a run started again, or a later page handed on
+                raise
+
+    def retried(self, day: str, run_id: str, customer_number: str, counts: dict[str, int]) -> bool:
+        for _ in range(_FAILURE_WRITE_ATTEMPTS):
+            found = self._read(day)
+            if (
+                found is None
+                or found.get("run_id", {}).get("S") != run_id
+                or customer_number not in found.get("retrying", {}).get("SS", [])
+            ):
+                return False
+            names = {"#run": "run_id", "#retrying": "retrying", "#failed": "n_failed"}
+            values: dict[str, Any] = {
+                ":run": {"S": run_id},
+                ":number": {"S": customer_number},
+                ":numbers": {"SS": [customer_number]},
+                ":minus": {"N": "-1"},
+            }
+            adds = ["#failed :minus"]
+            for i, (name, n) in enumerate(counts.items()):
+                names[f"#n{i}"] = f"n_{name}"
+                values[f":n{i}"] = {"N": str(n)}
+                adds.append(f"#n{i} :n{i}")
+            update = f"ADD {', '.join(adds)} DELETE #retrying :numbers"
+            condition = "#run = :run AND contains(#retrying, :number)"
+            kept = json.loads(found["failures"]["S"]) if "failures" in found else []
+            left = [f for f in kept if f.get("customer_number") != customer_number]
+            if len(left) != len(kept):
+                names["#failures"] = "failures"
+                values[":failures"] = {"S": json.dumps(left)}
+                values[":kept"] = found["failures"]
+                update += " SET #failures = :failures"
+                condition += " AND #failures = :kept"
+            try:
+                self._connection.client.update_item(
+                    TableName=DigestRunItem.Meta.table_name,
+                    Key={"digest_key": {"S": _RUN_PREFIX + day}},
+                    UpdateExpression=update,
+                    ConditionExpression=condition,
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues=values,
+                )
+                return True
+            except ClientError as exc:
+                if not _conditional_failed(exc):
+                    raise
+        return False
 
     def _keep_failures(self, day: str, failures: list[dict[str, str]]) -> None:
         """Append to the kept list only if no other job changed it since it was read, so none is lost."""
@@ -1481,7 +1802,22 @@ class DynamoDigestRuns:
             shards_done=int(found.get("shards_done", {"N": "0"})["N"]),
             counts=counts,
             failures=tuple(failures),
+            run_id=found["run_id"]["S"] if "run_id" in found else None,
         )
+
+    def keep_retention(self, days: int) -> None:
+        self._connection.client.put_item(
+            TableName=DigestRunItem.Meta.table_name,
+            Item={"digest_key": {"S": _RETENTION_KEY}, "days": {"N": str(days)}},
+        )
+
+    def retention_days(self) -> int | None:
+        found = self._connection.client.get_item(
+            TableName=DigestRunItem.Meta.table_name,
+            Key={"digest_key": {"S": _RETENTION_KEY}},
+            ConsistentRead=True,
+        ).get("Item")
+        return int(found["days"]["N"]) if found else None
 
 
 _USER_PREFIX = "user#"

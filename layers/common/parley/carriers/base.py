@@ -171,6 +171,9 @@ class OutboundText:
     body: str
     status_callback_url: str | None = None
     media_urls: tuple[str, ...] = ()
+    # Attempts made before a person's latest resend (0: never resent). A resend is a new text, so a
+    # carrier's idempotency key must change with this, and only with this: a retry keeps the key.
+    attempts_before_resend: int = 0
 
 
 @dataclass(frozen=True)

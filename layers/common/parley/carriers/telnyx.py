@@ -2,9 +2,10 @@
 
 Telnyx posts every event (inbound texts and delivery receipts) as JSON to one URL, signed with
 Ed25519 over ``"{telnyx-timestamp}|{raw body}"``; the URL is not signed, the timestamp is, so stale
-requests are refused. It answers sends with an id and honours an ``Idempotency-Key``: a resend with
+requests are refused. It answers sends with an id and honours an ``Idempotency-Key``: a retry with
 the same key and the byte-identical body never texts the customer twice, which makes every outcome
-that isn't a definite rejection safe to retry.
+that isn't a definite rejection safe to retry. A person's resend of a text takes a new key, or
+Telnyx would replay the first answer and send nothing.
 
 Only the standard library is imported at module level: the webhook must answer within Telnyx's
 2-second deadline from a cold start. ``cryptography`` is imported on the first verify and
@@ -388,7 +389,7 @@ class TelnyxCarrier:
     # -- sending ----------------------------------------------------------------------------------
 
     def send(self, text: OutboundText) -> SendOutcome:
-        """POST one message with our message id as the Idempotency-Key; never raises.
+        """POST one message with our message id (and resend round) as the Idempotency-Key; never raises.
 
         Because Telnyx replays the successful response for a repeated key (24 h), a 5xx, a read
         timeout or a dropped connection is TRANSIENT: the retry resends the same key and the
@@ -406,7 +407,7 @@ class TelnyxCarrier:
             "Authorization": f"Bearer {api_key}",
             "Content-Type": "application/json",
             "Accept": "application/json",
-            "Idempotency-Key": idempotency_key(text.message_id),
+            "Idempotency-Key": idempotency_key(text.message_id, text.attempts_before_resend),
         }
         try:
             response = self._session().post(
@@ -504,11 +505,19 @@ def build(config: CarrierConfig) -> TelnyxCarrier:
     )
 
 
-def idempotency_key(message_id: str) -> str:
-    """Our message id when Telnyx accepts it as a key, else a stable digest of it (same id, same key)."""
-    if _IDEMPOTENCY_KEY.fullmatch(message_id):
-        return message_id
-    return "parley:" + hashlib.sha256(message_id.encode("utf-8", "surrogatepass")).hexdigest()
+def idempotency_key(message_id: str, attempts_before_resend: int = 0) -> str:
+    """The key for one round of attempts: our message id, and after a person's resend the id plus the
+    attempts made before it; a stable digest of that when Telnyx would refuse it as a key.
+
+    Every retry within a round keeps the key, so Telnyx answers a repeat of an attempt that may have
+    gone through with that attempt's message instead of sending a second text. A resend starts a new
+    round with a new key: with the old one Telnyx would replay the first answer (for 24 h) and send
+    nothing. Telnyx replays only successful answers, so a retry after a refusal sends afresh.
+    """
+    key = f"{message_id}:resend-{attempts_before_resend}" if attempts_before_resend > 0 else message_id
+    if _IDEMPOTENCY_KEY.fullmatch(key):
+        return key
+    return "parley:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 # -- webhook helpers --------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 from parley.carriers.base import (
     FailureKind,
     FetchedMedia,
+    LookupUnavailable,
     OutboundText,
     ParsedEvent,
     ParsedInbound,
@@ -131,6 +132,10 @@ def classify_error(code: str | None, http_status: int | None) -> tuple[FailureKi
 
 RECEIVED_PAGE_SIZE: Final = 100
 RECEIVED_PAGES: Final = 10  # per number and sweep: 1,000 texts in one window is far past any line's pace
+# find_sent reads one conversation's whole list (one sender, one recipient) at Twilio's largest page.
+SEARCH_PAGE_SIZE: Final = 1000
+SEARCH_PAGES: Final = 5
+SEARCH_CLOCK_SKEW: Final = timedelta(minutes=1)  # between our clock and Twilio's date_created
 
 
 class TwilioLookupError(RuntimeError):
@@ -348,28 +353,47 @@ class TwilioCarrier:
         """Find a text Twilio may have created before an ambiguous failure (a 5xx or a read timeout).
 
         Twilio has no idempotency key for messages, so the only way to avoid a second text is to
-        look for one with the same recipient, sender and body created since the first attempt.
+        look for one with the same recipient, sender and body created since the first attempt (less
+        a little clock skew); the earliest such text wins. The list is filtered by the two numbers
+        only, not by DateSent: Twilio leaves date_sent empty until it has sent a text, so that filter
+        would miss the very text a busy Twilio is still holding in its queue. Creation times are
+        compared here instead, and since Twilio orders the list by DateSent, with no documented
+        place for texts not yet sent, every page is read (next_page_uri), up to SEARCH_PAGES pages.
+
+        Raises TwilioLookupError when the search fails (it is tried again later), and
+        LookupUnavailable when there are more pages than that and none of those read holds the text:
+        absence is never guessed, and the text goes to a person rather than out a second time.
         """
-        params = {
+        start = since.astimezone(UTC) - SEARCH_CLOCK_SKEW
+        params: dict[str, str] | None = {
             "To": text.to_number,
             "From": text.from_number,
-            "DateSent>": since.strftime("%Y-%m-%d"),
-            "PageSize": "50",
+            "PageSize": str(SEARCH_PAGE_SIZE),
         }
-        listed = self._get_json(self._url("Messages.json"), params, "message search").get("messages")
-        for item in listed if isinstance(listed, list) else []:
-            if not isinstance(item, dict) or item.get("body") != text.body:
-                continue
-            if item.get("to") != text.to_number or item.get("from") != text.from_number:
-                continue
-            created = _rfc2822(item.get("date_created"))
-            if created is not None and created < since - timedelta(minutes=1):
-                continue
-            sid = item.get("sid")
-            if isinstance(sid, str) and sid:
-                status = item.get("status")
-                return SendAccepted(sid, status if isinstance(status, str) else "queued", None)
-        return None
+        url = self._url("Messages.json")
+        best: tuple[datetime, SendAccepted] | None = None
+        for _ in range(SEARCH_PAGES):
+            page = self._get_json(url, params, "message search")
+            params = None  # the next page's URI carries them
+            listed = page.get("messages")
+            if not isinstance(listed, list):
+                raise TwilioLookupError("message search answered without a message list")
+            for item in listed:
+                found = _search_match(item, text, start)
+                if found is not None and (best is None or found[0] < best[0]):
+                    best = found
+            next_uri = page.get("next_page_uri")
+            if next_uri is None or next_uri == "":
+                return best[1] if best else None
+            if not (isinstance(next_uri, str) and next_uri.startswith("/")):
+                raise TwilioLookupError("message search answered with an unusable next_page_uri")
+            url = f"{self.api_base}{next_uri}"
+        if best is not None:
+            return best[1]
+        raise LookupUnavailable(
+            f"more than {SEARCH_PAGES * SEARCH_PAGE_SIZE} texts between these numbers to search; "
+            "absence can't be proven"
+        )
 
     def list_received(self, our_number: str, since: datetime) -> list[ParsedInbound]:
         """Texts Twilio received for `our_number` since `since`, newest first (ReceivedLookup).
@@ -660,6 +684,24 @@ def _rfc2822(value: object) -> datetime | None:
 
 
 # -- send helpers -----------------------------------------------------------------------------------
+
+
+def _search_match(item: object, text: OutboundText, start: datetime) -> tuple[datetime, SendAccepted] | None:
+    """A listed message that is this text, created at or after `start`: (created, the message)."""
+    if not isinstance(item, dict) or item.get("body") != text.body:
+        return None
+    if item.get("to") != text.to_number or item.get("from") != text.from_number:
+        return None
+    sid = item.get("sid")
+    if not isinstance(sid, str) or not sid:
+        return None
+    created = _rfc2822(item.get("date_created"))
+    if created is not None and created < start:
+        return None
+    status = item.get("status")
+    return created or start, SendAccepted(
+        sid, status if isinstance(status, str) and status else "queued", None
+    )
 
 
 def _accepted(response: requests.Response) -> SendAccepted | None:

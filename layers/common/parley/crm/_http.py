@@ -15,9 +15,18 @@ from typing import Any
 
 import requests
 
-from parley.crm.webhook import CrmError
+from parley.crm.webhook import CrmError, parse_retry_after
 
-__all__ = ["ClientCredentials", "StaticToken", "TokenSource", "call", "day_lines", "retry_after"]
+__all__ = [
+    "ClientCredentials",
+    "StaticToken",
+    "TokenSource",
+    "call",
+    "day_lines",
+    "fit_lines",
+    "media_tag",
+    "retry_after",
+]
 
 TokenSource = Callable[[bool], str]
 """Returns a bearer token; called with True after a 401, to fetch a fresh one if it can."""
@@ -174,13 +183,8 @@ def _send(
 
 
 def retry_after(response: requests.Response) -> float | None:
-    """``Retry-After`` in seconds, when given as a number (the CRMs here send seconds)."""
-    value = response.headers.get("Retry-After", "").strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        return None
-    return seconds if seconds >= 0 else None
+    """``Retry-After`` in seconds (a number or an HTTP date), finite and at most an hour; else None."""
+    return parse_retry_after(response.headers.get("Retry-After"))
 
 
 def error_detail(response: requests.Response) -> str:
@@ -213,14 +217,90 @@ def _json_or_none(response: requests.Response) -> Any:
         return None
 
 
+_KINDS = (("image/", "picture"), ("video/", "video"), ("audio/", "audio recording"))
+
+
+def media_tag(media: Any) -> str:
+    """What a text's attachments were, for a line of text: ``[picture]``, ``[2 pictures]``,
+    ``[2 attachments]`` (of different kinds), or "" for none."""
+    if not isinstance(media, list) or not media:
+        return ""
+    kinds = set()
+    for item in media:
+        content_type = str(item.get("content_type") or "") if isinstance(item, dict) else ""
+        kind = next(
+            (word for prefix, word in _KINDS if content_type.lower().startswith(prefix)), "attachment"
+        )
+        kinds.add(kind)
+    kind = kinds.pop() if len(kinds) == 1 else "attachment"
+    return f"[{kind}]" if len(media) == 1 else f"[{len(media)} {kind}s]"
+
+
 def day_lines(payload: Mapping[str, Any]) -> list[str]:
-    """The day's messages in order, one line each: ``<time> <direction> <from> → <to>: <body> [<status>]``."""
+    """The day's messages in order, one line each:
+    ``<time> <direction> <from> → <to>: <body> <[picture], when it had media> [<status>]``."""
     lines = []
     for message in payload.get("messages") or []:
         if not isinstance(message, dict):
             continue
+        text = " ".join(
+            part for part in (str(message.get("body") or ""), media_tag(message.get("media"))) if part
+        )
         lines.append(
             f"{message.get('at', '')} {message.get('direction', '')} {message.get('from', '')} → "
-            f"{message.get('to', '')}: {message.get('body', '')} [{message.get('status', '')}]"
+            f"{message.get('to', '')}: {text} [{message.get('status', '')}]"
         )
     return lines
+
+
+def omitted_line(count: int) -> str:
+    """The line that stands for the earlier messages a record had no room for."""
+    noun = "message" if count == 1 else "messages"
+    return f"… {count} earlier {noun} not shown; the full day is in Parley"
+
+
+def fit_lines(
+    lines: list[str],
+    limit: int,
+    *,
+    head: tuple[str, ...] = (),
+    sep: str = "\n",
+    escape: Callable[[str], str] = lambda text: text,
+) -> str:
+    """`head` (as it is) then `lines` (each escaped), joined by `sep`, in at most `limit` characters.
+
+    When they don't all fit, whole lines go from the oldest (the first) and a line saying how many
+    follows `head`, so the latest messages always show. When even the newest line alone has no room,
+    it is cut (before escaping, so an escape is never split) and ends with "…".
+    """
+    shown = [escape(line) for line in lines]
+    whole = sep.join([*head, *shown])
+    if len(whole) <= limit:
+        return whole
+    fixed = sum(len(h) + len(sep) for h in head)  # head and the separator after each part
+    kept = 0
+    used = 0  # the kept lines and the separator before each
+    while kept < len(lines):
+        candidate = used + len(sep) + len(shown[-1 - kept])
+        if fixed + len(escape(omitted_line(len(lines) - kept - 1))) + candidate > limit:
+            break
+        used = candidate
+        kept += 1
+    parts = list(head)
+    if kept == 0:
+        if len(lines) > 1:
+            parts.append(escape(omitted_line(len(lines) - 1)))
+        room = limit - sum(len(p) + len(sep) for p in parts)
+        last = lines[-1] if lines else ""
+        low, high = 0, len(last)  # the longest prefix whose escaped text, with "…", fits
+        while low < high:
+            middle = (low + high + 1) // 2
+            if len(escape(last[:middle] + "…")) <= room:
+                low = middle
+            else:
+                high = middle - 1
+        if room > 0:
+            parts.append(escape(last[:low] + "…"))
+        return sep.join(parts)[:limit]  # only a head longer than the limit itself is cut here
+    parts.append(escape(omitted_line(len(lines) - kept)))
+    return sep.join([*parts, *shown[len(lines) - kept :]])

@@ -5,7 +5,8 @@ alternate key through the Web API.
     Authorization: Bearer <token>
     OData-MaxVersion: 4.0 / OData-Version: 4.0 / Accept: application/json
     Prefer: return=representation
-    {"subject": ..., "description": <the day's messages, in order>, "phonenumber": <customer>,
+    {"subject": ..., "description": <the day's messages, in order; the newest 2,000 characters' worth,
+     whole lines, when they don't all fit>, "phonenumber": <customer>,
      "actualstart": ..., "actualend": ..., "regardingobjectid_contact@odata.bind": "/contacts(<id>)"}
 
 Without ``If-Match``/``If-None-Match`` a PATCH to an alternate-key URL is an upsert: Dataverse creates the
@@ -42,7 +43,7 @@ from urllib.parse import quote
 
 import requests
 
-from parley.crm._http import TokenSource, call, day_lines
+from parley.crm._http import TokenSource, call, day_lines, fit_lines
 from parley.crm.changes import PageBuilder, RecordPage, parse_crm_time
 from parley.crm.webhook import CrmError, CrmUpsertResult
 
@@ -77,7 +78,7 @@ def activity_fields(payload: dict[str, Any]) -> dict[str, Any]:
     messages = [m for m in payload.get("messages") or [] if isinstance(m, dict)]
     fields: dict[str, Any] = {
         "subject": str(payload.get("subject") or f"SMS on {payload.get('day', '')}")[:SUBJECT_MAX],
-        "description": "\n".join(day_lines(payload))[:DESCRIPTION_MAX],
+        "description": fit_lines(day_lines(payload), DESCRIPTION_MAX),
         "phonenumber": payload.get("customer_number"),
     }
     if messages:

@@ -37,7 +37,7 @@ from typing import Any
 
 import requests
 
-from parley.crm._http import TokenSource, call, day_lines
+from parley.crm._http import TokenSource, call, day_lines, fit_lines
 from parley.crm.changes import PageBuilder, RecordPage, parse_crm_time
 from parley.crm.webhook import CrmError, CrmUpsertResult
 
@@ -47,6 +47,7 @@ logger = logging.getLogger(__name__)
 
 NOTE_TO_CONTACT = 202  # HUBSPOT_DEFINED association type id, note → contact
 BODY_MAX = 65_536  # hs_note_body
+SUBJECT_MAX = 255  # of the note's first line, so the messages always have room
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SEARCH_CAP = 10_000  # the search API answers at most this many results for one query, however paged
 CONTACT_PROPERTIES = ("firstname", "lastname", "phone", "mobilephone", "hubspot_owner_id", "lastmodifieddate")
@@ -63,11 +64,12 @@ def note_properties(external_id: str, payload: dict[str, Any], id_property: str)
     """The note's properties: placed on the timeline at the day's last message, the messages in order."""
     messages = [m for m in payload.get("messages") or [] if isinstance(m, dict) and m.get("at")]
     timestamp = _utc_millis(str(messages[-1]["at"])) if messages else f"{payload.get('day')}T00:00:00.000Z"
-    subject = html.escape(str(payload.get("subject") or ""))
-    lines = [f"<strong>{subject}</strong>", *(html.escape(line) for line in day_lines(payload))]
+    subject = f"<strong>{html.escape(str(payload.get('subject') or '')[:SUBJECT_MAX])}</strong>"
     return {
         "hs_timestamp": timestamp,
-        "hs_note_body": "<br>".join(lines)[:BODY_MAX],
+        "hs_note_body": fit_lines(
+            day_lines(payload), BODY_MAX, head=(subject,), sep="<br>", escape=html.escape
+        ),
         id_property: external_id,
     }
 

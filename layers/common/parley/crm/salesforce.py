@@ -2,7 +2,8 @@
 
     PATCH {instance}/services/data/{version}/sobjects/Task/{external_id_field}/{external_id}
     Authorization: Bearer <token>
-    {"Subject": ..., "Description": <the day's messages, in order>, "ActivityDate": "YYYY-MM-DD",
+    {"Subject": ..., "Description": <the day's messages, in order; the newest that fit in 32,000
+     characters, whole lines, when they don't all>, "ActivityDate": "YYYY-MM-DD",
      "Status": "Completed", "WhoId": <the contact's Salesforce id, when the payload links one>}
 
 Salesforce answers 201 when it created the Task and, from API version 46.0, 200 with
@@ -40,7 +41,7 @@ from urllib.parse import quote, quote_plus
 
 import requests
 
-from parley.crm._http import TokenSource, call, day_lines
+from parley.crm._http import TokenSource, call, day_lines, fit_lines
 from parley.crm.changes import PageBuilder, RecordPage, parse_crm_time
 from parley.crm.webhook import CrmError, CrmUpsertResult
 
@@ -56,10 +57,9 @@ DESCRIPTION_MAX = 32_000  # Task.Description (a long text area)
 
 def task_fields(payload: dict[str, Any]) -> dict[str, Any]:
     """The Task's fields for one digest day (the external-id field is in the URL, not the body)."""
-    description = "\n".join(day_lines(payload))
     fields: dict[str, Any] = {
         "Subject": str(payload.get("subject") or f"SMS on {payload.get('day', '')}")[:SUBJECT_MAX],
-        "Description": description[:DESCRIPTION_MAX],
+        "Description": fit_lines(day_lines(payload), DESCRIPTION_MAX),
         "ActivityDate": payload.get("day"),
         "Status": "Completed",
     }

@@ -18,9 +18,15 @@ The CRM upserts by external id and answers ``200`` (updated, or unchanged) or ``
 ``{"id": "<crm record id>", "created": true|false, "version": n}``. Re-sending an identical body is a
 no-op that keeps the version, which is what makes a digest re-run harmless.
 
-Failures: 5xx, 429, timeouts and connection errors are transient (retry later); any other 4xx is
-permanent (fix the request or the configuration); a 2xx without a record id is a broken receiver,
-also not worth retrying blindly.
+Size: a body is at most ``BODY_MAX`` bytes (256 KiB), well under the request limits receivers
+commonly run with (1 MiB by default in nginx, 256 KiB in a queue such as SQS or EventBridge). A day
+larger than that keeps its newest messages: the oldest are left out of ``messages``, and
+``messages_omitted`` (present only then) says how many; ``message_count`` is still the whole day's.
+
+Failures: 5xx, 429, timeouts and connection errors are transient (retry later; a ``Retry-After`` in
+seconds or as an HTTP date is kept on the error, at most an hour); any other 4xx is permanent (fix
+the request or the configuration); a 2xx without a record id is a broken receiver, also not worth
+retrying blindly.
 
 Record changes (the other direction: the CRM's contacts, accounts, opportunities and leads, which Parley
 keeps so it can route texts to them). Parley asks every 15 minutes for what changed since its watermark:
@@ -48,9 +54,11 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
@@ -60,11 +68,15 @@ if TYPE_CHECKING:
     from parley.crm.changes import RecordPage
 
 __all__ = [
+    "BODY_MAX",
+    "RETRY_AFTER_MAX",
     "SIGNATURE_HEADER",
     "TIMESTAMP_HEADER",
     "CrmError",
     "CrmUpsertResult",
     "WebhookCrm",
+    "fit_body",
+    "parse_retry_after",
     "sign",
     "verify",
 ]
@@ -75,6 +87,8 @@ SIGNATURE_HEADER = "X-Parley-Signature"
 TIMESTAMP_HEADER = "X-Parley-Timestamp"
 SIGNATURE_VERSION = "v1"
 DEFAULT_TOLERANCE_SECONDS = 300
+BODY_MAX = 256 * 1024  # bytes of one upsert's body
+RETRY_AFTER_MAX = 3600.0  # seconds: a longer wait asked for is waited this long, then tried again
 
 
 @dataclass(frozen=True)
@@ -100,6 +114,53 @@ class CrmError(Exception):
         self.transient = transient
         self.status_code = status_code
         self.retry_after = retry_after  # seconds the CRM asked us to wait (429 Retry-After), if it said
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """A ``Retry-After`` header as seconds to wait: a number of seconds or an HTTP date (RFC 9110
+    §10.2.3), at most `RETRY_AFTER_MAX`; None when absent or unreadable (negative, NaN)."""
+    text = (value or "").strip()
+    if not text:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = max(0.0, when.timestamp() - (time.time() if now is None else now))
+    if math.isnan(seconds) or seconds < 0:
+        return None
+    return min(seconds, RETRY_AFTER_MAX)  # also turns inf and 1e400 into a wait we can schedule
+
+
+def _dumps(payload: dict[str, Any]) -> bytes:
+    # sorted keys and no spaces: the same record always serialises to the same bytes
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def fit_body(payload: dict[str, Any], limit: int = BODY_MAX) -> bytes:
+    """The upsert's body, within `limit` bytes: the newest messages that fit, and ``messages_omitted``
+    for the earlier ones left out (a day that fits is sent whole, without that field)."""
+    body = _dumps(payload)
+    messages = payload.get("messages")
+    if len(body) <= limit or not isinstance(messages, list) or not messages:
+        return body
+    sizes = [len(_dumps({"m": m})) - len(b'{"m":}') for m in messages]  # each one as it is in the list
+    omitted = len(messages)
+    room = limit - len(_dumps({**payload, "messages": [], "messages_omitted": omitted}))
+    used = 0
+    while omitted > 0 and used + sizes[omitted - 1] + (1 if used else 0) <= room:
+        used += sizes[omitted - 1] + (1 if used else 0)
+        omitted -= 1
+    while True:  # the count's own digits can only shrink, so this settles at once in practice
+        body = _dumps({**payload, "messages": messages[omitted:], "messages_omitted": omitted})
+        if len(body) <= limit or omitted == len(messages):
+            return body
+        omitted += 1
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -162,8 +223,7 @@ class WebhookCrm:
         """Create or update the record keyed by `external_id`; raise CrmError if the CRM didn't."""
         if not external_id:
             raise ValueError("external_id must not be empty")
-        # sorted keys and no spaces: the same record always serialises to the same bytes
-        body = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        body = fit_body(payload)
         timestamp = str(int(time.time()))
         headers = {
             "Content-Type": "application/json",
@@ -182,7 +242,14 @@ class WebhookCrm:
 
         status = response.status_code
         if status == 429 or status >= 500:
-            raise CrmError(f"CRM answered {status}: {_detail(response)}", transient=True, status_code=status)
+            wait = parse_retry_after(response.headers.get("Retry-After"))
+            hint = f" (Retry-After {wait:g}s)" if wait is not None else ""
+            raise CrmError(
+                f"CRM answered {status}{hint}: {_detail(response)}",
+                transient=True,
+                status_code=status,
+                retry_after=wait,
+            )
         if not 200 <= status < 300:
             raise CrmError(
                 f"CRM rejected the record with {status}: {_detail(response)}",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from datetime import date, datetime, timedelta
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -24,6 +25,9 @@ logger = logging.getLogger(__name__)
 
 Count = Callable[[str, int], None]  # a metric name and a count
 OVERDUE_AFTER = timedelta(hours=2)  # a nightly run still unfinished this long after it started is stuck
+# Time a shard job keeps back when it starts another conversation: one conversation's CRM calls (a
+# HubSpot record makes two, each up to the CRM timeout), then counting the page and queueing the next.
+RESERVE_SECONDS = 60.0
 
 
 class DigestJobs:
@@ -35,12 +39,14 @@ class DigestJobs:
         timezone: str,
         lookback_days: int,
         count: Count | None = None,
+        reserve_seconds: float = RESERVE_SECONDS,
     ) -> None:
         self._digest = digest
         self._queue = queue
         self._timezone = timezone
         self._lookback = lookback_days
         self._count = count or (lambda _name, _n: None)
+        self._reserve_ms = reserve_seconds * 1000
 
     def nightly_days(self, now: datetime) -> list[date]:
         """Yesterday in the organisation's time zone, and the days before it that late messages and
@@ -87,12 +93,20 @@ class DigestJobs:
             report, job = self._digest.work(job)
             self._measure(report)
 
-    def handle(self, records: list[dict[str, Any]], parse: Callable[[str], Any]) -> list[str]:
-        """Work an SQS batch; answer the ids of the records to try again."""
+    def handle(
+        self,
+        records: list[dict[str, Any]],
+        parse: Callable[[str], Any],
+        *,
+        remaining_ms: Callable[[], int] | None = None,
+    ) -> list[str]:
+        """Work an SQS batch; answer the ids of the records to try again. `remaining_ms` is the time
+        the invocation has left (the Lambda context's): shard jobs stop in time and hand on the rest."""
+        out_of_time = None if remaining_ms is None else partial(self._out_of_time, remaining_ms)
         retry: list[str] = []
         for record in records:
             try:
-                self._handle_one(parse(record["body"]))
+                self._handle_one(parse(record["body"]), out_of_time)
             except Exception:
                 logger.exception(
                     "digest job failed; the queue will hand it back", extra={"id": record.get("messageId")}
@@ -100,7 +114,10 @@ class DigestJobs:
                 retry.append(record["messageId"])
         return retry
 
-    def _handle_one(self, body: Any) -> None:
+    def _out_of_time(self, remaining_ms: Callable[[], int]) -> bool:
+        return remaining_ms() < self._reserve_ms
+
+    def _handle_one(self, body: Any, out_of_time: Callable[[], bool] | None = None) -> None:
         if not isinstance(body, dict):
             raise ValueError(f"a digest job must be a JSON object, not {type(body).__name__}")
         kind = body.get("kind")
@@ -110,16 +127,18 @@ class DigestJobs:
             detail.get("correlation_id") or (f"digest:{body['day']}" if body.get("day") else None)
         )
         if kind == "digest-shard":
-            report, following = self._digest.work(ShardJob.parse(body))
+            job = ShardJob.parse(body)
+            report, following = self._digest.work(job, out_of_time=out_of_time)
             self._measure(report)
             if following is not None:
                 if self._queue is None:
                     self._work_through(following)
                 else:
                     self._queue.send(following.as_dict())
+                    self._digest.handed_on(job)
         elif kind == "digest-log":
             number, day = str(body["customer_number"]), date.fromisoformat(str(body["day"]))
-            report = self._digest.log_day(number, day)
+            report = self._digest.log_again(number, day, str(body["run"]) if body.get("run") else None)
             self._measure(report)
             if report.failed:
                 raise RuntimeError(f"the CRM refused {mask(number)} on {day}: {report.failed[0]['reason']}")

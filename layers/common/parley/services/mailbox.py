@@ -20,7 +20,15 @@ from typing import Literal
 
 from parley.access import Caller
 from parley.domain.models import Message, SendRequest
-from parley.domain.views import BOX_VIEWS, VIEWS, WORK_VIEWS, box_for, indexed_view, team_box
+from parley.domain.views import (
+    BOX_VIEWS,
+    VIEWS,
+    WORK_VIEWS,
+    box_for,
+    indexed_view,
+    team_box,
+    work_partitions,
+)
 from parley.ports import ConflictError, MessageListing, MessageRepository, NumberRepository, Page, Partition
 from parley.services.inbox import NotFound
 from parley.services.sending import SendRejected, SendService
@@ -100,7 +108,7 @@ class Mailbox:
             boxes = BOX_VIEWS[name]
             partitions = [("team_box", team_box(t, b)) for t in self.teams_of(caller) for b in boxes]
         else:
-            partitions = [("view", WORK_VIEWS[name])]
+            partitions = work_partitions(name)
         page = self._listing.list_merged(
             partitions, limit=limit, cursor=cursor, since=where.since, until=where.until
         )

@@ -76,10 +76,19 @@ STUCK_SENDING_AFTER = timedelta(minutes=5)
 LOST_JOB_AFTER = timedelta(minutes=5)
 
 # Ordering to one recipient: a text waits while an earlier one to the same person from the same number
-# is still waiting to go. Only the recipient's latest texts are looked at, and an earlier text that has
+# is still on its way (queued, retrying or sending). The texts created just before it are looked at (a
+# key range ending at its own creation, at most ORDER_LOOKBACK of them), and an earlier text that has
 # been waiting longer than the horizon (its job lost, say) no longer holds the later ones back.
 ORDER_LOOKBACK = 20
 ORDER_HORIZON = timedelta(hours=1)
+# A text held back for order looks again when the earlier text is next due; while that one is in flight
+# or overdue, after a wait that grows with how long it has been so, up to this.
+ORDER_POLL_MAX_SECONDS = 60
+# A text waiting this long or longer for an earlier one writes when it is back (as its next attempt),
+# so the texts behind it wait as long; a shorter wait writes nothing, unless the sweep would take its
+# job for lost before it is back (counting this much slack, for a job that comes back late).
+ORDER_NOTE_SECONDS = 5.0
+ORDER_BACK_SLACK = timedelta(minutes=1)
 # A `send_at` further in the past than this, asked through the API, is a mistake (a wrong time zone,
 # usually) rather than clock skew: refused, not sent at once. A queued request that arrives late sends.
 PAST_SEND_AT_TOLERANCE = timedelta(minutes=5)
@@ -331,11 +340,17 @@ class SendService:
         A message already resent and still on its way is left alone (resent now: False): two resends
         send it once. Anything else that isn't failed is refused with NotResendable.
         """
-        for _ in range(5):
+        for tries in range(5):
             if message.deleted_at is not None:
                 raise NotResendable("the message is deleted; restore it first")
             if not resend_allowed(message.status):
                 if message.resent_at is not None and message.status in PENDING:
+                    if message.status is MessageStatus.QUEUED and tries == 0:
+                        # A repeat (not a resend that raced this one: that one queues its own job),
+                        # after a queue write that failed, say, and the caller was told to send the
+                        # same request again: the job may be missing, so it is queued again. A second
+                        # job sends nothing twice: delivering is a claim on the message's version.
+                        self._send_queue.send({"message_id": message.message_id})
                     return message, False
                 raise NotResendable(f"the message is not failed: it is {message.status.value}")
             if message.direction is not Direction.OUTBOUND or not message.carrier or not message.our_number:
@@ -671,16 +686,24 @@ class SendService:
                 extra={"message_id": message_id, "status": message.status.value},
             )
             return message
-        if not self._is_compliance(message):
+        compliance = self._is_compliance(message)
+        if not compliance:
             # Checked again here: a STOP may have come in while the text was scheduled, held or waiting.
             reason = self._suppression(message.customer_number, message.our_number)
             if reason is not None:
                 return self._suppress(message, reason)
-        message, wait = self._turn(message)
+        sender = self._numbers.get(message.our_number)
+        if sender is not None and not compliance:
+            # Checked again too: a retry, a wait for the rate or for an earlier text, or a sweep's
+            # re-queue can reach the recipient's evening. The legally required answers are never held.
+            opens = self._quiet_opens(sender, message.customer_number, self._clock())
+            if opens is not None:
+                return self._hold(message, opens)
+        message, wait, why = self._turn(message, sender)
         if 0 < wait < 1 and self._sleep is not None:
             self._metrics.put("RateLimitWaits", Carrier=message.carrier or "none")
             self._sleep(wait)
-            message, wait = self._turn(message)
+            message, wait, why = self._turn(message, sender)
         if wait > 0:
             # Back a little early and sleep the rest where we can; else back at or after the turn.
             seconds = math.floor(wait) if self._sleep is not None else math.ceil(wait - 1e-6)
@@ -688,7 +711,7 @@ class SendService:
             self._retry_queue.send({"message_id": message.message_id}, delay_seconds=delay)
             self._metrics.put("RateLimitWaits", Carrier=message.carrier or "none")
             logger.info(
-                f"rate limit: waiting {delay}s",
+                f"{why}: waiting {delay}s",
                 extra={"message_id": message_id, "from": message.our_number, "delay_seconds": delay},
             )
             return message
@@ -720,40 +743,103 @@ class SendService:
             return self._record_accepted(claimed, outcome, outcome="accepted")
         return self._record_failure(claimed, outcome)
 
-    def _turn(self, message: Message) -> tuple[Message, float]:
-        """Seconds until this text's turn at its sender's rate (0: now), and the message as stored.
+    def _turn(self, message: Message, sender: OurNumber | None) -> tuple[Message, float, str]:
+        """Seconds until this text may go (0: now), the message as stored, and what it waits for.
 
-        A text that must wait reserves its turn once: the bucket goes into debt and the turn is kept on
-        the message, so it comes back when due and goes without asking again. A burst is then sent at
-        exactly the rate, in the order it asked, with one re-queue per waiting text. A text never
-        overtakes an earlier one to the same recipient from the same number that is still waiting.
+        A text never overtakes an earlier one to the same recipient from the same number that is still
+        on its way: while there is one, it waits (see `_order_wait`) without asking for a rate turn, so
+        it never holds a turn it can't use. Otherwise a text that must wait for its sender's rate
+        reserves its turn once: the bucket goes into debt and the turn is kept on the message, so it
+        comes back when due and goes without asking again. A burst is then sent at exactly the rate, in
+        the order it asked, with one re-queue per waiting text. A turn that finds an earlier text on its
+        way after all is given up, never spent later: the text asks for a fresh one when it may go.
         """
         if self._rate_limiter is None:
-            return message, 0.0
+            return message, 0.0, "rate limit"
         now = self._clock()
-        if message.rate_turn_at is None:
-            sender = self._numbers.get(message.our_number)
-            rate = rate_for(
-                sender.number_type if sender else None, sender.rate_per_second if sender else None
+        if message.rate_turn_at is not None:
+            ahead = (message.rate_turn_at - now).total_seconds()
+            if ahead > TURN_TOLERANCE_SECONDS:
+                return message, ahead, "rate limit"
+        earlier = self._earlier_waiting(message, now)
+        if earlier:
+            wait = self._order_wait(earlier, now)
+            return self._wait_for_order(message, now, wait), wait, "an earlier text to the recipient"
+        if message.rate_turn_at is not None:
+            return message, 0.0, "rate limit"  # its turn has come
+        rate = rate_for(sender.number_type if sender else None, sender.rate_per_second if sender else None)
+        wait, reserved = self._rate_limiter.reserve(
+            message.our_number, now, float(message.segments or 1), rate, horizon=RESERVE_AHEAD_SECONDS
+        )
+        if not reserved:  # too far ahead, or the bucket kept changing: ask again after `wait`
+            if wait > RESERVE_AHEAD_SECONDS:  # say when it comes back, so the sweep knows it isn't lost
+                back = now + timedelta(seconds=MAX_QUEUE_DELAY_SECONDS)
+                return self._update(message, {"next_attempt_at": back}), wait, "rate limit"
+            return message, wait, "rate limit"
+        if wait > 0:
+            turn = now + timedelta(seconds=wait)
+            return self._update(message, {"rate_turn_at": turn, "next_attempt_at": turn}), wait, "rate limit"
+        return message, 0.0, "rate limit"
+
+    def _order_wait(self, earlier: list[Message], now: datetime) -> float:
+        """How long a text held back for order waits before looking again: until the last of the
+        earlier texts is next due (a retry's backoff, a rate turn, its own wait for order). For one in
+        flight or overdue, a second at first and longer the longer it takes (half of how long it has
+        been so, at most ORDER_POLL_MAX_SECONDS): a text stuck in `sending` waits for the sweep."""
+        waits = [1.0]
+        for other in earlier:
+            due = other.next_attempt_at
+            if other.status is not MessageStatus.SENDING and due is not None and due > now:
+                waits.append((due - now).total_seconds())
+                continue
+            since = max(other.updated_at, due or other.updated_at)
+            waits.append(min(ORDER_POLL_MAX_SECONDS, (now - since).total_seconds() / 2))
+        return min(float(MAX_QUEUE_DELAY_SECONDS), max(waits))
+
+    def _wait_for_order(self, message: Message, now: datetime, wait: float) -> Message:
+        """Note what a text held back for order must: a turn it holds is given up (the bucket's later
+        turns went to others meanwhile), and a long wait, or one the sweep would otherwise take for a
+        lost job, is written as its next attempt. A short wait writes nothing."""
+        back = now + timedelta(seconds=wait)
+        changes: dict[str, Any] = {}
+        if message.rate_turn_at is not None:
+            changes["rate_turn_at"] = None
+        # the sweep looks for lost jobs from the latest of these (and of the last write) on
+        due = max(
+            t for t in (message.created_at, message.resent_at, message.next_attempt_at) if t is not None
+        )
+        if wait >= ORDER_NOTE_SECONDS or back + ORDER_BACK_SLACK > due + LOST_JOB_AFTER:
+            changes["next_attempt_at"] = back
+        return self._update(message, changes) if changes else message
+
+    def _hold(self, message: Message, opens: datetime) -> Message:
+        """A text about to go inside the recipient's quiet hours waits, `held`, until they end; the
+        sweep releases it then. A turn it held is given up. If it changed meanwhile (another job
+        claimed it, a person cancelled it), that change stands."""
+        now = self._clock()
+        try:
+            stored = self._messages.update(
+                message.model_copy(
+                    update={
+                        "status": MessageStatus.HELD,
+                        "next_attempt_at": opens,
+                        "rate_turn_at": None,
+                        "history": [*message.history, _change(MessageStatus.HELD, now, "quiet hours")],
+                    }
+                ),
+                expected_version=message.version,
             )
-            wait, reserved = self._rate_limiter.reserve(
-                message.our_number, now, float(message.segments or 1), rate, horizon=RESERVE_AHEAD_SECONDS
-            )
-            if not reserved:  # too far ahead, or the bucket kept changing: ask again after `wait`
-                if wait > RESERVE_AHEAD_SECONDS:  # say when it comes back, so the sweep knows it isn't lost
-                    back = now + timedelta(seconds=MAX_QUEUE_DELAY_SECONDS)
-                    return self._update(message, {"next_attempt_at": back}), wait
-                return message, wait
-            if wait > 0:
-                turn = now + timedelta(seconds=wait)
-                return self._update(message, {"rate_turn_at": turn, "next_attempt_at": turn}), wait
-        elif (message.rate_turn_at - now).total_seconds() > TURN_TOLERANCE_SECONDS:
-            return message, (message.rate_turn_at - now).total_seconds()
-        if self._earlier_waiting(message, now):
-            if message.rate_turn_at is None:  # keep the turn just paid for
-                message = self._update(message, {"rate_turn_at": now})
-            return message, 1.0
-        return message, 0.0
+        except ConflictError:
+            return self._messages.get(message.message_id) or message
+        logger.info(
+            "quiet hours: held until they end",
+            extra={
+                "message_id": message.message_id,
+                "status": message.status.value,
+                "until": _utc_text(opens),
+            },
+        )
+        return stored
 
     def _suppress(self, message: Message, reason: str) -> Message:
         now = self._clock()
@@ -772,19 +858,27 @@ class SendService:
         )
         return stored
 
-    def _earlier_waiting(self, message: Message, now: datetime) -> bool:
-        recent = self._messages.list_for_conversation(
-            message.customer_number, limit=ORDER_LOOKBACK, cursor=None
+    def _earlier_waiting(self, message: Message, now: datetime) -> list[Message]:
+        """The texts to the same recipient from the same number, created before this one and still on
+        their way, among the conversation's ORDER_LOOKBACK messages created just before it (within the
+        horizon). Each of those waits behind the one before it, so the nearest ones tell."""
+        earlier = self._messages.list_for_conversation(
+            message.customer_number,
+            limit=ORDER_LOOKBACK,
+            cursor=None,
+            since=now - ORDER_HORIZON,
+            before=message.created_at,
         ).items
-        return any(
-            other.message_id != message.message_id
+        return [
+            other
+            for other in earlier
+            if other.message_id != message.message_id
             and other.direction is Direction.OUTBOUND
             and other.our_number == message.our_number
-            and other.status in (MessageStatus.QUEUED, MessageStatus.RETRYING)
+            and other.status in (MessageStatus.QUEUED, MessageStatus.RETRYING, MessageStatus.SENDING)
             and other.created_at < message.created_at
             and now - other.created_at < ORDER_HORIZON
-            for other in recent
-        )
+        ]
 
     def _reconcile(self, message: Message, carrier: Carrier) -> Message | None:
         """Before resending after an ambiguous outcome, ask the carrier whether it already has the text.
@@ -805,6 +899,9 @@ class SendService:
             return self._needs_a_person(message)
         if found is None:
             return None
+        if found.carrier_message_id in message.superseded_carrier_ids:
+            # The search matched the text a person resent this one after: it says nothing of this round.
+            return self._needs_a_person(message)
         owner = self._messages.find_by_carrier_ref(message.carrier, found.carrier_message_id)
         if owner is not None and owner.message_id != message.message_id:
             # The carrier's search matched a text we already own (same people, same words, close
@@ -879,7 +976,9 @@ class SendService:
         attempts, age = self._this_round(message)
         last = attempts[-1] if attempts else None
         reason = f"gave up after {len(attempts)} attempts over {describe_span(age)}: " + (
-            f"{last.detail}; {why}" if last is not None and last.detail else why
+            f"{last.detail.split('; it will be retried')[0]}; {why}"
+            if last is not None and last.detail
+            else why
         )
         stored = self._update(
             message,
@@ -949,8 +1048,9 @@ class SendService:
             self._events.publish("MessageRetried", _detail(stored))
             return stored
         reason = failure.reason
-        if retryable:
-            reason = f"gave up after {len(this_round)} attempts over {describe_span(age)}: {failure.reason}"
+        if retryable:  # the carrier's reason may promise a retry: not any more
+            why = failure.reason.split("; it will be retried")[0]
+            reason = f"gave up after {len(this_round)} attempts over {describe_span(age)}: {why}"
         stored = self._update(
             message,
             {
@@ -1077,14 +1177,15 @@ class SendService:
         due = max(message.updated_at, message.next_attempt_at or message.updated_at)
         if now - due < LOST_JOB_AFTER:
             return 0
-        try:  # the write dates the recovery, so the next sweep waits again before repeating it
+        try:  # the write dates the recovery (and its due key), so the next sweep waits again
             stored = self._update(
                 message,
                 {
+                    "next_attempt_at": now,
                     "history": [
                         *message.history,
                         _change(message.status, now, "its job was lost; queued again"),
-                    ]
+                    ],
                 },
             )
         except ConflictError:
@@ -1220,18 +1321,25 @@ def _outbound(message: Message, status_callback_url: str | None) -> OutboundText
         to_number=message.customer_number,
         body=message.body,
         status_callback_url=status_callback_url,
+        attempts_before_resend=message.attempts_before_resend,
     )
 
 
 def _first_handed_over(message: Message) -> datetime:
-    """Since when the carrier may have the text: its first claim (`sending`), else its first attempt.
+    """Since when the carrier may have the text: its first claim (`sending`), else its first attempt,
+    of the current round (since a person's resend, if there was one).
 
     Not simply the first recorded attempt: a worker that died after the carrier call recorded none,
     and the attempt the sweep records for it comes minutes later, past the text the search must find.
     """
-    tried = [h.at for h in message.history if h.status is MessageStatus.SENDING]
-    tried += [a.at for a in message.attempts[:1]]
-    return min(tried, default=message.created_at)
+    since = message.resent_at  # after a person's resend, the earlier round's text is not this one
+    tried = [
+        h.at
+        for h in message.history
+        if h.status is MessageStatus.SENDING and (since is None or h.at >= since)
+    ]
+    tried += [a.at for a in message.attempts[message.attempts_before_resend :][:1]]
+    return min(tried, default=since or message.created_at)
 
 
 def _change(status: MessageStatus, at: datetime, detail: str | None = None) -> StatusChange:
