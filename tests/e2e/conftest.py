@@ -54,6 +54,17 @@ class Stack:
         messages: list[dict[str, Any]] = response.json()["messages"]
         return messages
 
+    def tied_conversation(self, number: str) -> dict[str, Any]:
+        """The conversation with `number`, once routing has found it ties between records."""
+
+        def tied() -> dict[str, Any] | None:
+            response = self.api("GET", "/v1/conversations", params={"limit": 200})
+            found = [c for c in response.json()["conversations"] if c["customer_number"] == number]
+            return found[0] if found and found[0]["conflict_candidates"] else None
+
+        conversation: dict[str, Any] = wait_until(tied)
+        return conversation
+
     def issue_token(self, *args: str) -> str:
         """A dev token from `parley token ARGS` (e.g. "--user", "ana", "--teams", "sales")."""
         made = self.cli("token", *args)

@@ -9,7 +9,6 @@ import datetime as dt
 import json
 from typing import Any
 
-from local.process import wait_until
 from parley.services.digest import conflict_id
 from tests.e2e.conftest import OUR_NUMBER, Stack
 
@@ -72,12 +71,7 @@ def test_the_default_team_sees_no_sales_record_in_a_conflict_and_cant_resolve_to
     sim = stack.cli("sim", "sms", "--from", CUSTOMER, "--to", OUR_NUMBER, "--body", "Which of you is this?")
     assert sim.returncode == 0, sim.stderr
 
-    def tied() -> dict[str, Any] | None:
-        response = stack.api("GET", "/v1/conversations", params={"limit": 200})
-        found = [c for c in response.json()["conversations"] if c["customer_number"] == CUSTOMER]
-        return found[0] if found and found[0]["conflict_candidates"] else None
-
-    assert wait_until(tied)["team"] == "default"
+    assert stack.tied_conversation(CUSTOMER)["team"] == "default"
     day = dt.datetime.now(dt.UTC).date().isoformat()
     digest = stack.cli("digest", "--day", day)
     assert digest.returncode == 0, digest.stderr

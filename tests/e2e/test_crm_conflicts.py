@@ -8,7 +8,6 @@ from typing import Any
 
 import requests
 
-from local.process import wait_until
 from parley.services.digest import conflict_id, external_id
 from tests.e2e.conftest import OUR_NUMBER, Stack
 
@@ -33,12 +32,7 @@ def test_a_shared_line_is_held_listed_resolved_and_then_logged_once(stack: Stack
     sim = stack.cli("sim", "sms", "--from", SHARED, "--to", OUR_NUMBER, "--body", "Which Moss is this for?")
     assert sim.returncode == 0, sim.stderr
 
-    def conversation() -> dict[str, Any] | None:
-        response = stack.api("GET", "/v1/conversations", params={"limit": 200})
-        found = [c for c in response.json()["conversations"] if c["customer_number"] == SHARED]
-        return found[0] if found and found[0]["conflict_candidates"] else None
-
-    assert wait_until(conversation)["conflict_candidates"] == ["c-eve", "c-max"]
+    assert stack.tied_conversation(SHARED)["conflict_candidates"] == ["c-eve", "c-max"]
     day = dt.datetime.now(dt.UTC).date().isoformat()
 
     held = stack.cli("digest", "--day", day)

@@ -6,12 +6,10 @@ This module's customer is +14155550228."""
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 import pytest
 from playwright.sync_api import Page, expect
 
-from local.process import wait_until
 from tests.e2e.browser.conftest import Browse, person, sign_in
 from tests.e2e.conftest import OUR_NUMBER, Stack
 from tests.e2e.test_crm_conflict_visibility import SECRET, sales_contacts
@@ -27,12 +25,7 @@ def _held_day(stack: Stack) -> str:
     sim = stack.cli("sim", "sms", "--from", CUSTOMER, "--to", OUR_NUMBER, "--body", "Who is this?")
     assert sim.returncode == 0, sim.stderr
 
-    def tied() -> dict[str, Any] | None:
-        response = stack.api("GET", "/v1/conversations", params={"limit": 200})
-        found = [c for c in response.json()["conversations"] if c["customer_number"] == CUSTOMER]
-        return found[0] if found and found[0]["conflict_candidates"] else None
-
-    wait_until(tied)
+    stack.tied_conversation(CUSTOMER)
     day = dt.datetime.now(dt.UTC).date().isoformat()
     digest = stack.cli("digest", "--day", day)
     assert digest.returncode == 0, digest.stderr
