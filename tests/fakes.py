@@ -533,6 +533,9 @@ class InMemoryContacts:
     def get(self, contact_id: str) -> ContactRecord | None:
         return self.items.get(contact_id)
 
+    def get_many(self, contact_ids: list[str]) -> list[ContactRecord]:
+        return [self.items[i] for i in dict.fromkeys(contact_ids) if i in self.items]
+
     def find_by_phone(self, phone: str) -> list[ContactRecord]:
         return sorted((c for c in self.items.values() if phone in c.phones), key=lambda c: c.contact_id)
 

@@ -60,7 +60,9 @@ class Stack:
         def tied() -> dict[str, Any] | None:
             response = self.api("GET", "/v1/conversations", params={"limit": 200})
             found = [c for c in response.json()["conversations"] if c["customer_number"] == number]
-            return found[0] if found and found[0]["conflict_candidates"] else None
+            # the tied records the caller doesn't see are only counted
+            is_tied = found and (found[0]["conflict_candidates"] or found[0].get("hidden_candidates"))
+            return found[0] if is_tied else None
 
         conversation: dict[str, Any] = wait_until(tied)
         return conversation

@@ -174,14 +174,8 @@ def test_a_linked_contact_names_the_record(world: World) -> None:
     assert record["subject"] == f"SMS with Ana Silva on {DAY.isoformat()}"
 
 
-def test_without_a_single_contact_the_record_names_the_number(world: World) -> None:
-    # Two records share the number (an unknown number would get a lead of its own: see routing).
-    world.contacts.save(ContactRecord(contact_id="c1", name="Ana Silva", phone=ANA))
-    world.contacts.save(ContactRecord(contact_id="c2", name="Ana's office", phone=ANA))
-    text_in(world, "SM1", ANA, T0, "hi")
-    # A conversation from before routing kept its candidates (now such a day is a conflict: see
-    # test_digest_conflicts.py).
-    world.conversations.items[ANA].conflict_candidates = []
+def test_without_a_record_the_day_names_the_number(world: World) -> None:
+    text_out(world, "req-1", ANA, T0, "Your order shipped")  # outbound only: no lead is made
     world.digest().run(DAY)
     record = world.crm.records[external_id(ANA, DAY.isoformat())]
     assert record["contact_id"] is None

@@ -269,7 +269,7 @@ function optOutWords(c) {
 }
 
 function hasConflict(c) {
-  return !c.contact_id && (c.conflict_candidates || []).length > 0;
+  return !c.contact_id && ((c.conflict_candidates || []).length > 0 || (c.hidden_candidates || 0) > 0);
 }
 
 function upsertConversation(c) {

@@ -225,6 +225,10 @@ class NumberRepository(Protocol):
 class ContactRepository(Protocol):
     def get(self, contact_id: str) -> ContactRecord | None: ...
 
+    def get_many(self, contact_ids: list[str]) -> list[ContactRecord]:
+        """The records of `contact_ids` that exist, in one batch read."""
+        ...
+
     def find_by_phone(self, phone: str) -> list[ContactRecord]:
         """Every record with `phone` among its `phones`."""
         ...

@@ -323,6 +323,11 @@ class ConversationView(Conversation):
 
     opted_out: bool = False  # from all our numbers
     opted_out_of: list[str] = Field(default_factory=list)  # our numbers they opted out of one by one
+    hidden_candidates: int = Field(
+        default=0,
+        description="How many tied records the caller doesn't see (another team's, or since deleted): "
+        "their ids are left out of `conflict_candidates`.",
+    )
 
 
 RecordType = Literal["contact", "account", "opportunity", "lead"]

@@ -1,6 +1,11 @@
 """Which record an incoming text belongs to, when its customer number matches records. Pure.
 
-The rules, in order; each keeps the candidates it prefers and decides when one is left:
+First, the lead Parley made for an unknown number (`lead-<digits>`, no `crm_id`) stands in only until
+a real record has the number: once one from the CRM or made by a person does, the lead is no longer
+a candidate, even when the conversation is linked to it, so the conversation moves to the real record
+(or, when several tie, becomes a conflict).
+
+Then the rules, in order; each keeps the candidates it prefers and decides when one is left:
 
 1. the record already linked to the conversation (while it still has this number);
 2. a record owned by the user the text is addressed to (the owner of our number);
@@ -30,6 +35,7 @@ ACTIVE = "the only active record"
 RECENT = "the most recently updated record"
 NEW_LEAD = "created a lead for an unknown number"
 NO_RECORD = "no record has this number"
+OVER_LEAD = "the only record with this number besides the lead Parley made for it"
 
 
 def _type_reason(record_type: str) -> str:
@@ -81,8 +87,24 @@ def route(
         return Routing(None, (), NO_RECORD)
     if len(records) == 1:
         return Routing(records[0], records, ONLY)
+    real = [r for r in records if not made_by_parley(r)]
+    if real and len(real) < len(records):  # the lead yields to the real records
+        if len(real) == 1:
+            return Routing(real[0], records, OVER_LEAD)
+        return _ranked(real, records, linked_id=linked_id, number=number)
+    return _ranked(list(records), records, linked_id=linked_id, number=number)
+
+
+def _ranked(
+    remaining: list[ContactRecord],
+    records: tuple[ContactRecord, ...],
+    *,
+    linked_id: str | None,
+    number: OurNumber | None,
+) -> Routing:
+    """Rules 1 to 6 over `remaining` (`records`: every record considered, kept on the decision)."""
     if linked_id is not None:
-        for record in records:
+        for record in remaining:
             if record.contact_id == linked_id:
                 return Routing(record, records, LINKED)
     rules: list[
@@ -99,7 +121,6 @@ def route(
         (lambda rs: [r for r in rs if r.active], lambda _: ACTIVE),
         (_most_recent, lambda _: RECENT),
     ]
-    remaining = list(records)
     for keep, reason in rules:
         kept = keep(remaining)
         if kept:
@@ -123,6 +144,17 @@ def _best_type(records: list[ContactRecord]) -> list[ContactRecord]:
 def _most_recent(records: list[ContactRecord]) -> list[ContactRecord]:
     latest = max(_updated(r) for r in records)
     return [r for r in records if _updated(r) == latest]
+
+
+def made_by_parley(record: ContactRecord) -> bool:
+    """Whether `record` is the lead routing made for an unknown number: its id derives from one of its
+    numbers, and it is a lead with no CRM id. A record from the CRM, or one a person made or gave a
+    CRM id or another type, is a real record."""
+    return (
+        record.record_type == "lead"
+        and record.crm_id is None
+        and any(record.contact_id == lead_id_for(phone) for phone in record.phones)
+    )
 
 
 def lead_id_for(number: str) -> str:

@@ -180,7 +180,7 @@ class ConversationService:
             t: self._browser.slice_by_activity(t, where, start=p, limit=limit) for t, p in starts.items()
         }
         items, positions = merge(slices, starts, limit, descending=True)
-        return ConversationPage(self._shown(items), Positions("activity", positions).encode())
+        return ConversationPage(self._shown(caller, items), Positions("activity", positions).encode())
 
     def search(
         self,
@@ -209,20 +209,36 @@ class ConversationService:
         items = [
             found[n] for n in numbers if n in found and caller.sees(found[n].team) and keeps(where, found[n])
         ]
-        return ConversationPage(self._shown(items), Positions(kind, positions).encode())
+        return ConversationPage(self._shown(caller, items), Positions(kind, positions).encode())
 
     @staticmethod
     def _counts(query: SearchQuery, hit: SearchHit) -> bool:
         return query.matches(hit.customer_number, hit.name, hit.term)
 
-    def _shown(self, conversations: Sequence[Conversation]) -> builtins.list[ConversationView]:
-        """With each customer's consent: one batch read of the opt-out records for the page."""
+    def _shown(
+        self, caller: Caller, conversations: Sequence[Conversation]
+    ) -> builtins.list[ConversationView]:
+        """With each customer's consent (one batch read of the opt-out records for the page) and only
+        the conflict candidates the caller sees (one batch read of those records, when any)."""
         if not conversations:
             return []
         consent = {
             o.customer_number: o for o in self._opt_outs.get_many([c.customer_number for c in conversations])
         }
-        return [with_consent(c, consent.get(c.customer_number)) for c in conversations]
+        teams = self._candidate_teams(caller, conversations)
+        return [
+            with_candidates(caller, with_consent(c, consent.get(c.customer_number)), teams)
+            for c in conversations
+        ]
+
+    def _candidate_teams(self, caller: Caller, conversations: Sequence[Conversation]) -> dict[str, str]:
+        """The team of each conflict candidate of `conversations`, read now in one batch (a record's
+        team may have changed since the text was routed); nothing for an admin, who sees them all. A
+        record that no longer exists has no team."""
+        ids = [i for c in conversations for i in c.conflict_candidates]
+        if caller.admin or not ids:
+            return {}
+        return {record.contact_id: record.team for record in self._contacts.get_many(ids)}
 
     # -- one conversation -------------------------------------------------------------------------
     def get(self, caller: Caller, number: str) -> ConversationView:
@@ -230,7 +246,8 @@ class ConversationService:
         conversation = self._conversations.get(customer_number)
         if conversation is None or not caller.sees(conversation.team):
             raise NotFound(f"no conversation with {number}")
-        return with_consent(conversation, self._opt_outs.get(customer_number))
+        shown = with_consent(conversation, self._opt_outs.get(customer_number))
+        return with_candidates(caller, shown, self._candidate_teams(caller, [conversation]))
 
     def mark_read(self, caller: Caller, number: str) -> ConversationView:
         conversation = self.get(caller, number)
@@ -309,6 +326,19 @@ def with_consent(conversation: Conversation, opt_out: OptOut | None) -> Conversa
         opted_out=opt_out is not None and opt_out.opted_out,
         opted_out_of=list(opt_out.numbers) if opt_out is not None else [],
     )
+
+
+def with_candidates(
+    caller: Caller, conversation: ConversationView, teams: dict[str, str]
+) -> ConversationView:
+    """The conversation with only the conflict candidates whose records the caller sees (an admin:
+    all); another team's record, like one that no longer exists, is left out and only counted in
+    `hidden_candidates`, so a conversation whose tied records are all hidden still shows as tied."""
+    if caller.admin or not conversation.conflict_candidates:
+        return conversation
+    shown = [i for i in conversation.conflict_candidates if i in teams and caller.sees(teams[i])]
+    hidden = len(conversation.conflict_candidates) - len(shown)
+    return conversation.model_copy(update={"conflict_candidates": shown, "hidden_candidates": hidden})
 
 
 def keeps(where: ConversationFilter, conversation: Conversation) -> bool:

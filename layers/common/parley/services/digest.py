@@ -48,10 +48,12 @@ from parley.domain.models import (
     Conversation,
     Message,
     MessageStatus,
+    OurNumber,
     day_of,
     effective_auto_log,
 )
 from parley.domain.phone import mask
+from parley.domain.routing import route
 from parley.ports import (
     AutoLogSettings,
     Clock,
@@ -447,11 +449,12 @@ class DigestService:
         if nightly and self._mode(conversation, lookups) is AutoLog.OFF:
             report.skipped += 1
             return
-        if conversation is not None and _tied(conversation) and self._conflicts is not None:
-            self._hold(customer_number, day, conversation.team, conversation.conflict_candidates)
+        record, tied = self._record_for(customer_number, conversation, lookups)
+        if conversation is not None and tied and self._conflicts is not None:
+            self._hold(customer_number, day, conversation.team, tied)
             report.conflicts += 1
             return
-        the_day = self._gather(customer_number, day, conversation, defer_to_first=nightly)
+        the_day = self._gather(customer_number, day, record, lookups, defer_to_first=nightly)
         if the_day is None:
             report.merged += 1
             return
@@ -464,18 +467,40 @@ class DigestService:
             return
         self._post(the_day, day, report)
 
+    def _record_for(
+        self, customer_number: str, conversation: Conversation | None, lookups: _Lookups
+    ) -> tuple[ContactRecord | None, list[str]]:
+        """The record a conversation's day goes to, or the records tied for its number (none linked).
+
+        The record the conversation is linked to, while that record still has the number. Otherwise
+        the records with the number decide, by the routing rules (`parley.domain.routing`, for our
+        number it last used): the one they pick, or, when several tie, those (the ones inbound
+        routing kept, if it found a tie). A conversation linked to a record that has since dropped
+        its number is routed again, never posted into that record."""
+        if conversation is not None and conversation.contact_id:
+            linked = self._contacts.get(conversation.contact_id)
+            if linked is not None and customer_number in linked.phones:
+                return linked, []
+        elif conversation is not None and conversation.conflict_candidates:
+            return None, list(conversation.conflict_candidates)
+        found = self._contacts.find_by_phone(customer_number)
+        our = lookups.our(conversation.last_our_number) if conversation is not None else None
+        routing = route(found, number=our)
+        return routing.record, routing.tied_ids
+
     def _gather(
-        self, customer_number: str, day: str, conversation: Conversation | None, *, defer_to_first: bool
+        self,
+        customer_number: str,
+        day: str,
+        record: ContactRecord | None,
+        lookups: _Lookups,
+        *,
+        defer_to_first: bool,
     ) -> _Day | None:
         """The day's texts for one CRM record: this conversation's, and those of the record's other
-        numbers whose conversations are linked to it. None: another of its numbers comes first in
-        the run and posts them all."""
-        record: ContactRecord | None = None
-        if conversation is not None and conversation.contact_id:
-            record = self._contacts.get(conversation.contact_id)
-        elif conversation is None or not conversation.conflict_candidates:
-            found = self._contacts.find_by_phone(customer_number)
-            record = found[0] if len(found) == 1 else None
+        numbers whose conversations go to it too (`_record_for`) and are logged (auto-log not `off`;
+        an `off` one only if its day was logged already, on request). None: another of its numbers
+        is logged by the nightly run and comes first in it, so it posts them all."""
         if record is None:
             only = self._messages.list_conversation_day(customer_number, day)
             return _Day(customer_number, [customer_number], only, None)
@@ -483,12 +508,19 @@ class DigestService:
         messages: list[Message] = []
         for other in sorted(set(record.phones) - {customer_number}):
             linked = self._conversation(other)
-            if linked is None or linked.contact_id != record.contact_id:
+            if linked is None:
                 continue
+            if linked.contact_id != record.contact_id:
+                goes_to, _ = self._record_for(other, linked, lookups)
+                if goes_to is None or goes_to.contact_id != record.contact_id:
+                    continue
             theirs = self._messages.list_conversation_day(other, day)
             if not theirs:
                 continue
-            if defer_to_first and other < customer_number:
+            nightly = self._mode(linked, lookups) is not AutoLog.OFF
+            if not nightly and self._digests.get(digest_key(other, day)) is None:
+                continue  # auto-log off, and nobody asked for its day
+            if defer_to_first and nightly and other < customer_number:
                 return None
             numbers.append(other)
             messages.extend(theirs)
@@ -691,6 +723,8 @@ class DigestService:
         linked = None
         if conversation is not None and conversation.contact_id:
             linked = self._contacts.get(conversation.contact_id)  # None: that record is gone, pick again
+            if linked is not None and entry.customer_number not in linked.phones:
+                linked = None  # that record dropped the number: the link no longer holds, pick again
         if linked is not None and conversation is not None and linked.contact_id != record_id:
             settled = self._settle(entry, linked.contact_id, by=BY_LINK)
             if settled is None:  # resolved meanwhile
@@ -835,11 +869,6 @@ def _settled(entry: ConflictEntry, record_id: str) -> ResolveOutcome:
     )
 
 
-def _tied(conversation: Conversation) -> bool:
-    """Several records tie for the number and nobody has picked one yet."""
-    return not conversation.contact_id and bool(conversation.conflict_candidates)
-
-
 def log_job(customer_number: str, day: str, *, run: str | None = None) -> dict[str, Any]:
     """A job-queue body asking for one conversation's day (a retry after the CRM refused it), with
     the run that counted it failed, if any."""
@@ -853,16 +882,19 @@ class _Lookups:
     def __init__(self, numbers: NumberRepository | None, users: AutoLogSettings | None) -> None:
         self._numbers = numbers
         self._users = users
-        self._number_modes: dict[str, AutoLog | None] = {}
+        self._ours: dict[str, OurNumber | None] = {}
         self._user_modes: dict[str, AutoLog | None] = {}
 
-    def number(self, number: str) -> AutoLog | None:
-        if self._numbers is None:
+    def our(self, number: str | None) -> OurNumber | None:
+        if self._numbers is None or not number:
             return None
-        if number not in self._number_modes:
-            found = self._numbers.get(number)
-            self._number_modes[number] = found.auto_log if found else None
-        return self._number_modes[number]
+        if number not in self._ours:
+            self._ours[number] = self._numbers.get(number)
+        return self._ours[number]
+
+    def number(self, number: str) -> AutoLog | None:
+        found = self.our(number)
+        return found.auto_log if found else None
 
     def user(self, user: str | None) -> AutoLog | None:
         if self._users is None or not user:
