@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,25 @@ class Stack:
         assert response.status_code == 200, response.text
         messages: list[dict[str, Any]] = response.json()["messages"]
         return messages
+
+    def tied_crm_people(
+        self, number: str, *first_names: str, last_name: str, team: str = "default", owner: str = "dev"
+    ) -> list[str]:
+        """People in the simulated CRM who share `number` and rank equal at every routing rule (the
+        same last change), synced in: their record ids, in order."""
+        now = datetime.now(UTC)
+        tie = (now + timedelta(seconds=2)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        ids = []
+        for first in first_names:
+            person = {"first_name": first, "last_name": last_name, "phones": [number], "owner": owner}
+            made = self.control(
+                "POST", "/_sim/crm/_people", expect=201, json={**person, "team": team, "updated_at": tie}
+            )
+            ids.append(f"crm-{made['ids']['webhook']}")
+        wait_until(lambda: datetime.now(UTC) > now + timedelta(seconds=2) or None)  # no change after it
+        report = self.fire("CrmSync")
+        assert report["error"] is None, report
+        return ids
 
     def tied_conversation(self, number: str) -> dict[str, Any]:
         """The conversation with `number`, once routing has found it ties between records."""

@@ -47,27 +47,7 @@ def _record(stack: Stack, body: dict[str, Any]) -> str:
 
 def _tied_people(stack: Stack, number: str) -> list[str]:
     """Two CRM people with `number`, of equal rank at every routing rule, synced in: their record ids."""
-    now = dt.datetime.now(dt.UTC)
-    tie = (now + dt.timedelta(seconds=2)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    ids = []
-    for first in ("Dup", "Twin"):
-        person = stack.control(
-            "POST",
-            "/_sim/crm/_people",
-            expect=201,
-            json={
-                "first_name": first,
-                "last_name": "Person",
-                "phones": [number],
-                "owner": "dev",
-                "team": "default",
-                "updated_at": tie,
-            },
-        )
-        ids.append(f"crm-{person['ids']['webhook']}")
-    wait_until(lambda: dt.datetime.now(dt.UTC) > now + dt.timedelta(seconds=2) or None)
-    assert stack.fire("CrmSync")["error"] is None
-    return ids
+    return stack.tied_crm_people(number, "Dup", "Twin", last_name="Person")
 
 
 def test_an_outbound_only_conversation_two_records_share_is_held_and_then_resolved(stack: Stack) -> None:

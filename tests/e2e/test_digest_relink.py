@@ -77,25 +77,7 @@ def test_resolving_one_days_conflict_settles_the_other_day_and_posts_both_once(
 ) -> None:
     now = dt.datetime.now(dt.UTC)
     today, yesterday = now.date().isoformat(), (now.date() - dt.timedelta(days=1)).isoformat()
-    tie = (now + dt.timedelta(seconds=2)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    ids = []
-    for first in ("Ren", "Rae"):
-        person = stack.control(
-            "POST",
-            "/_sim/crm/_people",
-            expect=201,
-            json={
-                "first_name": first,
-                "last_name": "Tanaka",
-                "phones": [SHARED],
-                "owner": "dev",
-                "team": "default",
-                "updated_at": tie,
-            },
-        )
-        ids.append(f"crm-{person['ids']['webhook']}")
-    wait_until(lambda: dt.datetime.now(dt.UTC) > now + dt.timedelta(seconds=2) or None)
-    assert stack.fire("CrmSync")["error"] is None
+    ids = stack.tied_crm_people(SHARED, "Ren", "Rae", last_name="Tanaka")
 
     _text(stack, SHARED, "today's text", 1)
     move_clock({"now": f"{yesterday}T15:00:00+00:00"})
