@@ -16,8 +16,8 @@ from tests.e2e.conftest import OUR_NUMBER, Stack
 
 pytestmark = pytest.mark.e2e
 
-NEW_CUSTOMER = "+14155550650"  # no record: its first text makes a lead
-SHARED = "+14155550651"  # two CRM people put in below, of equal rank
+NEW_CUSTOMER = "+14155550060"  # no record: its first text makes a lead
+SHARED = "+14155550061"  # two CRM people put in below, of equal rank
 
 
 def _records_for(stack: Stack, number: str) -> list[dict[str, Any]]:

@@ -534,6 +534,7 @@ def test_messages_table_indexes(source: dict[str, Any]) -> None:
         "by-conversation": ("customer_number", "created_at"),
         "by-carrier-ref": ("carrier_ref",),
         "by-view": ("view", "created_at"),
+        "by-due": ("due_view", "due_at"),
         "by-team": ("team_box", "created_at"),
         "by-day": ("day_shard", "day_order"),
     }
