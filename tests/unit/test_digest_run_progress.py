@@ -4,19 +4,17 @@ twice, jobs that run out of time, and days whose texts retention has blanked."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
-from parley.domain.models import InboundMessage, OurNumber
+from parley.domain.models import OurNumber
 from parley.services.digest import DayPastRetention, external_id
 from parley.services.digest_jobs import DigestJobs
 from parley.services.retention import RetentionSweep
-from tests.fakes import T0, QueuedJob, World
-
-OURS = "+15005550006"
-DAY = T0.date()
+from tests.fakes import QueuedJob, World
+from tests.unit.test_digest_runs import DAY, OURS, customers, text_in
 
 
 @pytest.fixture
@@ -24,19 +22,6 @@ def world() -> World:
     w = World()
     w.numbers.save(OurNumber(number=OURS, carrier="fake", is_default=True, owner="u-ana"))
     return w
-
-
-def text_in(world: World, sid: str, frm: str, at: datetime = T0, body: str = "hello") -> None:
-    stored = world.processor().store_inbound(
-        InboundMessage(
-            carrier="fake", carrier_message_id=sid, from_number=frm, to_number=OURS, body=body, received_at=at
-        )
-    )
-    assert stored is not None
-
-
-def customers(count: int, base: int = 0) -> list[str]:
-    return [f"+1415555{base + n:04d}" for n in range(count)]
 
 
 def batch(jobs: list[QueuedJob]) -> list[dict[str, Any]]:

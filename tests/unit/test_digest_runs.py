@@ -32,8 +32,8 @@ def text_in(world: World, sid: str, frm: str, at: datetime = T0, body: str = "he
     return next(m.message_id for m in world.messages.items.values() if m.carrier_message_id == sid)
 
 
-def customers(count: int) -> list[str]:
-    return [f"+1415555{n:04d}" for n in range(count)]
+def customers(count: int, base: int = 0) -> list[str]:
+    return [f"+1415555{base + n:04d}" for n in range(count)]
 
 
 def test_a_run_pages_through_every_shard_and_counts_its_progress(world: World) -> None:
