@@ -1,7 +1,7 @@
 """End-to-end: start the local stack as `parley local` on a free port and drive it over HTTP.
 
 One stack per test session (starting it takes a few seconds); tests keep out of each other's way
-by using their own customer numbers.
+by using their own customer numbers (tests/unit/test_e2e_customer_numbers.py holds them to it).
 """
 
 from __future__ import annotations
