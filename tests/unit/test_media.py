@@ -9,15 +9,22 @@ as the local stack's simulators are); whether it also gets credentials depends, 
 from __future__ import annotations
 
 import base64
+import ipaddress
+import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
@@ -76,12 +83,12 @@ class MediaServer:
 
 
 @pytest.fixture
-def serve() -> Iterator[Callable[[], MediaServer]]:
+def serve() -> Iterator[Callable[..., MediaServer]]:
     servers: list[tuple[Any, threading.Thread]] = []
 
-    def start() -> MediaServer:
+    def start(ssl_context: ssl.SSLContext | None = None) -> MediaServer:
         app = MediaServer()
-        server = make_server("127.0.0.1", 0, app, threaded=True)
+        server = make_server("127.0.0.1", 0, app, threaded=True, ssl_context=ssl_context)
         app.port = server.server_port
         thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         thread.start()
@@ -336,8 +343,6 @@ def test_a_refused_connection_is_transient(serve: Callable[[], MediaServer]) -> 
 
 
 def _free_port() -> int:
-    import socket
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -762,12 +767,176 @@ def test_every_redirect_is_resolved_and_checked_before_it_is_followed(
 def test_public_addresses_pass_and_a_name_that_does_not_resolve_is_transient(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    resolving_to(monkeypatch, "93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946")
-    http._public_addresses_only("https://media.example.net/a.jpg", ())
+    both = ["93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946"]
+    resolving_to(monkeypatch, *both)
+    assert http._public_addresses("media.example.net", 443) == both
 
     def no_answer(host: str, port: int, **_: Any) -> list[tuple[Any, ...]]:
         raise OSError("Name or service not known")
 
     monkeypatch.setattr(http, "_resolve", no_answer)
     with pytest.raises(MediaUnavailable, match="does not resolve"):
-        http._public_addresses_only("https://media.example.net/a.jpg", ())
+        http._public_addresses("media.example.net", 443)
+
+
+# -- the address checked is the address connected to (no DNS rebinding) -----------------------------
+
+PUBLIC = "93.184.216.34"
+
+
+@dataclass
+class FakeNetwork:
+    """Names in `dns` get one answer per lookup (the last repeats); every connection is recorded and
+    reaches loopback or the local server an address is `rerouted` to, nothing else."""
+
+    dns: dict[str, list[list[str]]] = field(default_factory=dict)
+    rerouted: dict[tuple[str, int], tuple[str, int]] = field(default_factory=dict)
+    lookups: list[str] = field(default_factory=list)
+    connected: list[tuple[str, int]] = field(default_factory=list)
+
+
+@pytest.fixture
+def network(monkeypatch: pytest.MonkeyPatch) -> FakeNetwork:
+    net = FakeNetwork()
+    real_getaddrinfo, real_connect = socket.getaddrinfo, socket.socket.connect
+
+    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        answers = net.dns.get(str(host))
+        if answers is None:
+            return real_getaddrinfo(host, port, *args, **kwargs)
+        net.lookups.append(str(host))
+        answer = answers.pop(0) if len(answers) > 1 else answers[0]
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port)) for address in answer]
+
+    def connect(sock: socket.socket, address: Any) -> None:
+        net.connected.append((address[0], address[1]))
+        target = net.rerouted.get((address[0], address[1]))
+        if target is None and address[0] != "127.0.0.1":
+            raise ConnectionRefusedError(f"{address[0]} is not reachable from the tests")
+        real_connect(sock, target or address)
+
+    # Both the check's lookup and any lookup the connection could make see the same answers.
+    monkeypatch.setattr(http, "_resolve", getaddrinfo)
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    return net
+
+
+@dataclass
+class TlsServer:
+    media: MediaServer
+    server_names: list[str | None]  # the SNI of each handshake
+
+
+@pytest.fixture
+def tls(
+    serve: Callable[..., MediaServer], tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., TlsServer]:
+    """Start an https media server whose certificate names `names`, issued by a CA requests trusts."""
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Parley test CA")])
+    ca_cert = (
+        _certificate(ca_name, ca_key.public_key(), ca_name)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    (tmp_path / "ca.pem").write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    monkeypatch.setattr(requests.adapters, "DEFAULT_CA_BUNDLE_PATH", str(tmp_path / "ca.pem"))
+
+    def start(*names: x509.GeneralName) -> TlsServer:
+        key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "media server")])
+        cert = (
+            _certificate(subject, key.public_key(), ca_name)
+            .add_extension(x509.SubjectAlternativeName(list(names)), critical=False)
+            .sign(ca_key, hashes.SHA256())
+        )
+        pem = tmp_path / f"server-{cert.serial_number}.pem"
+        pem.write_bytes(
+            cert.public_bytes(serialization.Encoding.PEM)
+            + key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(pem)
+        server_names: list[str | None] = []
+        context.sni_callback = lambda _socket, name, _context: server_names.append(name)
+        return TlsServer(serve(context), server_names)
+
+    return start
+
+
+def _certificate(subject: x509.Name, public_key: Any, issuer: x509.Name) -> x509.CertificateBuilder:
+    now = datetime.now(UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(hours=1))
+    )
+
+
+def host_header(hosts: list[str]) -> Callable[[Request], Response]:
+    def handler(request: Request) -> Response:
+        hosts.append(request.host)
+        return png(request)
+
+    return handler
+
+
+@pytest.mark.parametrize("via_redirect", [False, True], ids=["first-url", "redirect"])
+def test_a_name_that_turns_internal_after_the_check_is_never_connected_to(
+    network: FakeNetwork, tls: Callable[..., TlsServer], serve: Callable[..., MediaServer], via_redirect: bool
+) -> None:
+    media = tls(x509.DNSName("media.example.net"))
+    hosts: list[str] = []
+    media.media.routes["/a.png"] = host_header(hosts)
+    network.dns["media.example.net"] = [[PUBLIC], ["169.254.169.254"]]  # public first, internal after
+    network.rerouted[(PUBLIC, 443)] = ("127.0.0.1", media.media.port)
+    connections: list[tuple[str, int]] = []
+    url = "https://media.example.net/a.png"
+    if via_redirect:
+        carrier = serve()
+        carrier.routes["/m"] = redirect_to(url)
+        url = carrier.url("/m")
+        connections.append(("127.0.0.1", carrier.port))
+
+    got = download(url, allowed_hosts=(ANY_HOST,), auth=None, timeout=5.0, extra_hosts=("127.0.0.1",))
+
+    assert got.content == PNG
+    assert network.connected == [*connections, (PUBLIC, 443)]
+    assert network.lookups == ["media.example.net"]
+    assert media.server_names == ["media.example.net"] and hosts == ["media.example.net"]
+
+
+def test_https_checks_the_certificate_against_the_host_name_not_the_address_connected_to(
+    network: FakeNetwork, tls: Callable[..., TlsServer]
+) -> None:
+    impostor = tls(x509.IPAddress(ipaddress.ip_address(PUBLIC)), x509.DNSName("other.example.net"))
+    impostor.media.routes["/a.png"] = png
+    network.dns["media.example.net"] = [[PUBLIC]]
+    network.rerouted[(PUBLIC, 443)] = ("127.0.0.1", impostor.media.port)
+    with pytest.raises(requests.exceptions.SSLError, match="not valid for 'media.example.net'"):
+        download("https://media.example.net/a.png", allowed_hosts=(ANY_HOST,), auth=None, timeout=5.0)
+    assert network.connected == [(PUBLIC, 443)]
+    assert impostor.media.received == []
+
+
+def test_each_checked_address_is_tried_in_turn_and_none_reached_is_transient(
+    network: FakeNetwork, tls: Callable[..., TlsServer]
+) -> None:
+    media = tls(x509.DNSName("media.example.net"))
+    media.media.routes["/a.png"] = png
+    network.dns["media.example.net"] = [["93.184.216.35", PUBLIC]]
+    network.rerouted[(PUBLIC, 443)] = ("127.0.0.1", media.media.port)
+    assert download("https://media.example.net/a.png", allowed_hosts=(ANY_HOST,), auth=None, timeout=5.0)
+    assert network.connected == [("93.184.216.35", 443), (PUBLIC, 443)]
+
+    network.dns["media.example.net"] = [["93.184.216.35"]]
+    with pytest.raises(requests.ConnectionError) as caught:
+        download("https://media.example.net/a.png", allowed_hosts=(ANY_HOST,), auth=None, timeout=5.0)
+    assert http.never_connected(caught.value)

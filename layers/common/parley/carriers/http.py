@@ -13,7 +13,9 @@ from collections.abc import Collection
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urljoin, urlsplit
 
+import urllib3.connection
 import urllib3.exceptions
+import urllib3.util.connection
 
 from parley.carriers.base import FailureKind, FetchedMedia, MediaRejected, SendFailed
 
@@ -118,31 +120,28 @@ def download(
 
     Redirects are followed here, at most five, each checked like the first URL except that it may
     lead off the allowed hosts (Twilio serves its media from a CDN), and then goes without
-    credentials. The body is streamed and capped at `max_bytes`; the whole download has twice
-    `timeout` to finish.
+    credentials. Every connection, but those to `extra_hosts`, resolves its host once and goes to
+    one of the addresses found, only when all of them are public. The body is streamed and capped
+    at `max_bytes`; the whole download has twice `timeout` to finish.
 
     Raises MediaRejected when retrying can't help (a refused URL, 404/410 and other 4xx, too large,
     too many redirects) and MediaUnavailable or a `requests` exception when it may (5xx, 408, 429,
     timeouts, broken connections). Messages name the host, never the URL: a presigned URL is a
     credential.
     """
-    import requests
-
     if auth is not None and ANY_HOST in allowed_hosts:
         raise ValueError("credentials can't be sent to any host: list the carrier's hosts")
     deadline = time.monotonic() + 2 * timeout
     current = url
-    with requests.Session() as session:
+    with _media_session(checked=False) as simulators, _media_session(checked=True) as public:
         for hop in range(MAX_MEDIA_REDIRECTS + 1):
             host, trusted = _media_target(current, allowed_hosts, extra_hosts, redirected=hop > 0)
-            _public_addresses_only(current, extra_hosts)
             if time.monotonic() > deadline:
                 raise MediaUnavailable(f"the download from {host} took too long; try again later")
-            # A no-op auth callable rather than None: with None, requests would look in ~/.netrc.
-            credentials: Any = auth if (trusted and auth is not None) else (lambda prepared: prepared)
+            session = simulators if _is_local_simulator(current, extra_hosts) else public
             response = session.get(
                 current,
-                auth=credentials,
+                auth=auth if trusted else None,
                 allow_redirects=False,
                 stream=True,
                 timeout=(CONNECT_TIMEOUT_SECONDS, timeout),
@@ -237,35 +236,91 @@ def _is_local_name(host: str) -> bool:
     return True
 
 
+def _is_local_simulator(url: str, extra: Collection[str]) -> bool:
+    parts = urlsplit(url)
+    host = (parts.hostname or "").rstrip(".")
+    return _host_listed(host, parts.port, parts.scheme.lower(), extra, any_port=True)
+
+
+def _media_session(*, checked: bool) -> requests.Session:
+    """A session that ignores the environment (a proxy would resolve names itself, ~/.netrc would add
+    credentials; with no proxy, the public CA bundle is the one that fits) and, when `checked`,
+    connects only to public addresses (see `_CheckedConnection`)."""
+    import requests
+
+    session = requests.Session()
+    session.trust_env = False
+    if checked:
+        adapter = requests.adapters.HTTPAdapter()
+        adapter.poolmanager.pool_classes_by_scheme = {"http": _CheckedPool, "https": _CheckedTLSPool}
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+    return session
+
+
+class _CheckedConnection(urllib3.connection.HTTPConnection):
+    """Resolves the host once, refuses it unless every address is public, and connects to one of those
+    very addresses: a name that changes its answer after the check (DNS rebinding) can't lead inside.
+    TLS is unchanged: SNI and the certificate check use the host name, as does the Host header."""
+
+    def _new_conn(self) -> socket.socket:
+        error: OSError | None = None
+        for address in _public_addresses(self.host.strip("[]"), self.port):
+            try:
+                return urllib3.util.connection.create_connection(
+                    (address, self.port),
+                    self.timeout,
+                    source_address=self.source_address,
+                    socket_options=self.socket_options,
+                )
+            except OSError as exc:
+                error = exc
+        if isinstance(error, TimeoutError):
+            raise urllib3.exceptions.ConnectTimeoutError(
+                self, f"connecting to {self.host} timed out"
+            ) from error
+        raise urllib3.exceptions.NewConnectionError(
+            self, f"could not connect to {self.host}: {error}"
+        ) from error
+
+
+class _CheckedTLSConnection(_CheckedConnection, urllib3.connection.HTTPSConnection):
+    pass
+
+
+class _CheckedPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _CheckedConnection
+
+
+class _CheckedTLSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _CheckedTLSConnection
+
+
 _resolve = socket.getaddrinfo  # replaced in tests
 
 
-def _public_addresses_only(url: str, extra: Collection[str]) -> None:
-    """Resolve the URL's host and refuse it unless every address is a public one (no loopback,
-    private, link-local, shared, reserved, multicast or unspecified address, IPv4-mapped IPv6
-    included), so a public name that resolves inside our network can't be fetched. The local
-    simulators' hosts (`extra`) are exempt. Raises MediaRejected, or MediaUnavailable if the name
-    does not resolve (DNS may recover).
-
-    The connection resolves the name again; a name that changes its answer in between is not
-    caught here (the window is milliseconds and the scheme https).
-    """
-    parts = urlsplit(url)
-    host = (parts.hostname or "").rstrip(".")
-    scheme = parts.scheme.lower()
-    port = parts.port
-    if _host_listed(host, port, scheme, extra, any_port=True):
-        return
+def _public_addresses(host: str, port: int) -> list[str]:
+    """The host's addresses, once every one is known to be public (no loopback, private, link-local,
+    shared, reserved, multicast or unspecified address, IPv4-mapped IPv6 included), so a public name
+    that resolves inside our network can't be fetched. Raises MediaRejected, or MediaUnavailable if
+    the name does not resolve (DNS may recover)."""
     try:
-        infos = _resolve(host, port or _DEFAULT_PORTS[scheme], type=socket.SOCK_STREAM)
+        family = urllib3.util.connection.allowed_gai_family()
+        infos = _resolve(host, port, family=family, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError) as exc:
         raise MediaUnavailable(f"{host} does not resolve; try again later") from exc
+    addresses: dict[str, None] = {}
     for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+        text = str(info[4][0]).split("%", 1)[0]
+        address = ipaddress.ip_address(text)
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
             address = address.ipv4_mapped
         if not _is_public(address):
             raise MediaRejected(f"{host} resolves to an internal address")
+        addresses[text] = None
+    if not addresses:
+        raise MediaUnavailable(f"{host} does not resolve; try again later")
+    return list(addresses)
 
 
 def _is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
