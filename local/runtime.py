@@ -452,6 +452,8 @@ class LocalStack:
                 }.items()
             },
             "PARLEY_RETRY_BASE_SECONDS": "1",
+            # 40 attempts would keep a failing text retrying for hours here too: locally it fails after 5.
+            "PARLEY_RETRY_MAX_ATTEMPTS": os.environ.get("PARLEY_RETRY_MAX_ATTEMPTS", "5"),
             # Off locally unless asked for, so a demo at night still sends (the template's default is on).
             "PARLEY_QUIET_HOURS": os.environ.get("PARLEY_QUIET_HOURS", ""),
         }

@@ -367,7 +367,7 @@ def test_inbound_is_signed_and_parsed(sim_url: str, receiver: Receiver) -> None:
     for event in events:
         assert isinstance(event, ParsedInbound)
         assert event.carrier_message_id == result["message_uuid"]
-        assert (event.from_number, event.to_number) == ("14155550100", "15005550006")  # Vonage's form
+        assert (event.from_number, event.to_number) == ("+14155550100", "+15005550006")  # "+" added
         assert (event.body, event.segments) == ("stop texting me", 1)
         assert event.raw["sms"]["keyword"] == "STOP"
 

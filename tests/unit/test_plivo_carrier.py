@@ -475,12 +475,12 @@ def parse_one(kind: WebhookKind, body: str | bytes, content_type: str | None = F
     return events[0]
 
 
-def test_parse_inbound_sms_keeps_numbers_as_plivo_wrote_them() -> None:
+def test_parse_inbound_sms_adds_the_plus_plivo_leaves_off() -> None:
     event = parse_one(WebhookKind.MESSAGES, urlencode(INBOUND))
     assert isinstance(event, ParsedInbound)
     assert event.carrier == "plivo"
     assert event.carrier_message_id == "1c3a4f2e-8d1b-11ef-9a4e-0242ac110002"
-    assert (event.from_number, event.to_number) == ("14155550100", "15005550006")
+    assert (event.from_number, event.to_number) == ("+14155550100", "+15005550006")
     assert event.body == "Hi! Is order #1234 ready? \U0001f600 a&b=c + 100%"
     assert event.media == ()
     assert event.segments == 1
@@ -768,7 +768,7 @@ def test_every_sample_is_described() -> None:
         (
             "inbound_sms.json",
             WebhookKind.MESSAGES,
-            lambda e: isinstance(e, ParsedInbound) and e.from_number == "14155550100" and e.media == (),
+            lambda e: isinstance(e, ParsedInbound) and e.from_number == "+14155550100" and e.media == (),
         ),
         (
             "inbound_mms.json",

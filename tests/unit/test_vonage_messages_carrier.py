@@ -392,7 +392,7 @@ def test_parse_inbound_sms() -> None:
     assert isinstance(event, ParsedInbound)
     assert event.carrier == "vonage-messages"
     assert event.carrier_message_id == "3f7c2a64-9b1e-4d0a-8c55-2e6f0b9d1a47"
-    assert (event.from_number, event.to_number) == ("14155550100", "15005550006")  # as Vonage wrote them
+    assert (event.from_number, event.to_number) == ("+14155550100", "+15005550006")  # with the "+" added
     assert event.body == "Hi! Is order #1234 ready? \U0001f600 a&b=c"
     assert event.media == ()
     assert event.segments == 2  # sms.num_messages: Vonage joined two parts into this one webhook
@@ -406,8 +406,8 @@ def test_parse_the_published_vector_body() -> None:
     event = parse_one(WebhookKind.MESSAGES, VECTOR_BODY)
     assert isinstance(event, ParsedInbound)
     assert (event.from_number, event.to_number, event.body) == (
-        "447700900001",
-        "447700900000",
+        "+447700900001",
+        "+447700900000",
         "Hello From Vonage!",
     )
 
@@ -448,7 +448,7 @@ def test_parse_accepts_the_beta_number_objects() -> None:
     payload = {**INBOUND, "from": {"type": "sms", "number": "14155550100"}, "to": 15005550006}
     event = parse_one(WebhookKind.MESSAGES, payload)
     assert isinstance(event, ParsedInbound)
-    assert (event.from_number, event.to_number) == ("14155550100", "15005550006")
+    assert (event.from_number, event.to_number) == ("+14155550100", "+15005550006")
 
 
 @pytest.mark.parametrize("kind", [WebhookKind.MESSAGES, WebhookKind.STATUS])
@@ -525,7 +525,7 @@ def test_status_word_case_is_ignored() -> None:
         (
             {"type": "https://developer.nexmo.com/api-errors/messages#1330", "title": 1330},
             "1330",
-            None,
+            "the recipient's carrier reported an unknown error (often an unknown number)",
             False,
         ),
         (
@@ -683,7 +683,7 @@ def test_inbound_samples_parse() -> None:
     sms = parse_one(WebhookKind.MESSAGES, sample_body("inbound_sms.json"))
     mms = parse_one(WebhookKind.MESSAGES, sample_body("inbound_mms.json"))
     assert isinstance(sms, ParsedInbound) and isinstance(mms, ParsedInbound)
-    assert (sms.from_number, sms.to_number, sms.media) == ("14155550100", "15005550006", ())
+    assert (sms.from_number, sms.to_number, sms.media) == ("+14155550100", "+15005550006", ())
     assert sms.body.startswith("Hi!")
     assert len(mms.media) == 1 and mms.media[0].url.startswith("https://") and mms.body
 

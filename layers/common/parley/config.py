@@ -88,7 +88,7 @@ class Settings(BaseSettings):
     # sending and retries
     default_region: str = "US"
     max_segments: int = 10
-    retry_max_attempts: int = 5
+    retry_max_attempts: int = 40  # a backstop: the age limit below is what ends a transient failure
     retry_base_seconds: float = 30.0
     retry_max_delay_seconds: int = 900
     # A transient failure this long after a text's first attempt (or its resend) is final.

@@ -73,6 +73,7 @@ from parley.carriers.sns import (
     parse_timestamp,
     split_list,
 )
+from parley.domain.retry import parse_retry_after
 from parley.domain.vocabulary import MessageStatus
 from parley.redact import mask
 
@@ -514,12 +515,15 @@ def _client_error(response: dict[str, Any]) -> SendFailed:
         and _names_field(response, "DestinationPhoneNumber")
     ):
         words = _INVALID_NUMBER_WORDS
+    headers = metadata.get("HTTPHeaders")  # botocore lower-cases the names
+    asked = headers.get("retry-after") if isinstance(headers, dict) else None
     return SendFailed(
         kind,
         words,
         error_code=reason or code,
         http_status=http_status,
         opted_out=reason == OPTED_OUT_REASON,
+        retry_after=parse_retry_after(asked if isinstance(asked, str) else None),
     )
 
 

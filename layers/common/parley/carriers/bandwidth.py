@@ -38,8 +38,10 @@ from parley.carriers.base import (
     WebhookAck,
     WebhookKind,
     WebhookRequest,
+    receipt_failure,
 )
 from parley.carriers.config import CarrierConfig
+from parley.domain.retry import parse_retry_after
 from parley.domain.vocabulary import MessageStatus
 from parley.redact import mask
 
@@ -367,12 +369,13 @@ class BandwidthCarrier:
         error_code = _error_code(event.get("errorCode"))
         status = STATUS_MAP[event_type]
         error_message: str | None = None
+        retryable = False
         if event_type == "message-failed":
             status = _failed_status(error_code)
             # Our plain words for the code; Bandwidth's `description` is a slug a person can't read.
             description = event.get("description")
             if error_code is not None:
-                error_message = classify_error(error_code, None)[1]
+                retryable, error_message = receipt_failure(*classify_error(error_code, None))
             elif isinstance(description, str) and description.strip():
                 error_message = description.strip()[:500]
         occurred = _timestamp(event.get("eventTime")) if event_type == "message-read" else None
@@ -386,6 +389,7 @@ class BandwidthCarrier:
             occurred_at=occurred or _timestamp(event.get("time")) or _now(),
             opted_out=error_code == OPT_OUT_CODE,
             client_ref=_tag(event),
+            retryable=retryable,
             raw=event,
         )
 
@@ -447,7 +451,8 @@ class BandwidthCarrier:
             )
         except requests.RequestException as exc:
             return network_failure(exc)  # no idempotency: after the request left, reconcile first
-        return _send_outcome(response.status_code, json_object(response))
+        asked = parse_retry_after(response.headers.get("Retry-After"))
+        return _send_outcome(response.status_code, json_object(response), asked)
 
     def find_sent(self, text: OutboundText, since: datetime) -> SendAccepted | None:
         """Find a text Bandwidth may have accepted before an ambiguous failure (a 504 or read timeout).
@@ -714,7 +719,7 @@ def _candidates(
 # -- send helpers -----------------------------------------------------------------------------------
 
 
-def _send_outcome(status: int, data: Mapping[str, Any]) -> SendOutcome:
+def _send_outcome(status: int, data: Mapping[str, Any], retry_after: float | None = None) -> SendOutcome:
     if 200 <= status < 300:
         message_id = data.get("id")
         if isinstance(message_id, str) and message_id:
@@ -734,7 +739,7 @@ def _send_outcome(status: int, data: Mapping[str, Any]) -> SendOutcome:
         description = data.get("description")
         if isinstance(description, str) and description.strip():
             reason = f"carrier rejected the message: {description.strip()[:300]}"
-    return SendFailed(kind, reason, code, status)
+    return SendFailed(kind, reason, code, status, retry_after=retry_after)
 
 
 def _validation_reason(data: Mapping[str, Any]) -> str | None:

@@ -17,6 +17,7 @@ from enum import StrEnum
 from functools import cached_property
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from parley.domain.retry import without_retry_promise
 from parley.domain.vocabulary import MessageStatus
 
 
@@ -91,7 +92,9 @@ class ParsedConcat:
 class ParsedInbound:
     """An inbound text as a carrier plugin reads it; becomes `InboundMessage` in the processor.
 
-    Numbers are passed as the carrier wrote them: the processor normalises them to E.164.
+    Numbers are passed as the carrier wrote them, except that a plugin adds the "+" a carrier
+    leaves off (Plivo, Vonage): ten bare digits would otherwise read as a North American number.
+    The processor normalises them to E.164.
     """
 
     carrier: str
@@ -126,6 +129,8 @@ class ParsedStatus:
     parts: int | None = None
     opted_out: bool = False
     client_ref: str | None = None  # our message id, where the carrier echoes it back
+    # A failure the carrier calls passing (an unreachable phone, throttling): worth another attempt.
+    retryable: bool = False
     raw: dict[str, Any] = field(default_factory=dict)
     kind: Literal["status_update"] = "status_update"
 
@@ -163,6 +168,12 @@ class FailureKind(StrEnum):
     AMBIGUOUS = "ambiguous"  # the carrier may have accepted it; reconcile before any retry
 
 
+def receipt_failure(kind: FailureKind, reason: str) -> tuple[bool, str]:
+    """(retryable, reason) for a failure a delivery receipt reports: the reason without the send
+    path's promise of a retry, since whether one follows is decided when the receipt is applied."""
+    return kind is FailureKind.TRANSIENT, without_retry_promise(reason).split("; it can be sent again")[0]
+
+
 @dataclass(frozen=True)
 class OutboundText:
     message_id: str  # also the idempotency key, for carriers that take one
@@ -193,6 +204,9 @@ class SendFailed:
     error_code: str | None = None  # the carrier's own code, shown beside the reason
     http_status: int | None = None
     opted_out: bool = False  # the carrier refused because the recipient opted out
+    # Seconds the carrier asked us to wait (its Retry-After, at most 900): the next try waits at
+    # least this long, however short the backoff would be.
+    retry_after: float | None = None
 
 
 SendOutcome = SendAccepted | SendFailed

@@ -7,6 +7,7 @@ SSM SecureString named by `PARLEY_<NAME>_PARAM` is read once per process.
 A secret that verifies webhooks may be rotated without downtime: while `<parameter>/previous` exists
 beside the SSM parameter, its value is accepted too (read in the same call, so a cold start still costs
 one SSM request). Locally the same comes from `PARLEY_<NAME>_PREVIOUS`. docs/deploy.md has the steps.
+A list of keys that only some deployments have (`secret_list`) is an optional parameter: absent, none.
 """
 
 from __future__ import annotations
@@ -24,15 +25,13 @@ def _read_ssm(parameter_name: str, region: str) -> str:
     return read_secret(parameter_name, region)
 
 
-def _read_ssm_with_previous(parameter_name: str, region: str) -> tuple[str, str]:
-    """The secret and the value at `<name>/previous` ("" when absent): one GetParameters call, which
-    leaves a name that does not exist out of its answer instead of failing."""
+def _read_ssm_parameters(names: tuple[str, ...], region: str) -> dict[str, str]:
+    """The values of those of `names` that exist: one GetParameters call, which leaves a name that
+    does not exist out of its answer instead of failing."""
     from parley.adapters.aws import client
 
-    names = [parameter_name, parameter_name + PREVIOUS_SUFFIX]
-    answer = client("ssm", region).get_parameters(Names=names, WithDecryption=True)
-    values = {str(p["Name"]): str(p["Value"]) for p in answer.get("Parameters", [])}
-    return values.get(names[0], ""), values.get(names[1], "")
+    answer = client("ssm", region).get_parameters(Names=list(names), WithDecryption=True)
+    return {str(p["Name"]): str(p["Value"]) for p in answer.get("Parameters", [])}
 
 
 class CarrierConfig:
@@ -41,16 +40,26 @@ class CarrierConfig:
         environ: Mapping[str, str] | None = None,
         *,
         ssm: Callable[[str, str], str] | None = None,
-        ssm_with_previous: Callable[[str, str], tuple[str, str]] | None = None,
+        ssm_parameters: Callable[[tuple[str, ...], str], Mapping[str, str]] | None = None,
     ) -> None:
-        """`ssm` reads one secret; `ssm_with_previous` a secret and its rotation value. Given only
-        `ssm` (tests), a secret has no previous value in SSM."""
+        """`ssm` reads one secret; `ssm_parameters` several at once, leaving out those that do not
+        exist. Given only `ssm` (tests), a call reads its first name alone: a secret has no previous
+        value in SSM and nothing is read beside it."""
         self._env = os.environ if environ is None else environ
         self._ssm = cache(ssm or _read_ssm)
-        if ssm_with_previous is None:
+        if ssm_parameters is None:
             single = self._ssm
-            ssm_with_previous = _read_ssm_with_previous if ssm is None else lambda n, r: (single(n, r), "")
-        self._ssm_with_previous = cache(ssm_with_previous)
+            ssm_parameters = _read_ssm_parameters if ssm is None else lambda n, r: {n[0]: single(n[0], r)}
+        self._ssm_parameters = ssm_parameters
+        self._stored: dict[str, str] = {}  # parameter name -> value ("" when absent), per process
+
+    def _parameters(self, *names: str) -> dict[str, str]:
+        """Each named parameter's value, "" when it does not exist; the unread ones in one call."""
+        unread = tuple(dict.fromkeys(n for n in names if n not in self._stored))
+        if unread:
+            found = self._ssm_parameters(unread, self.region)
+            self._stored.update({n: found.get(n, "") for n in unread})
+        return {n: self._stored[n] for n in names}
 
     def get(self, name: str, default: str = "") -> str:
         """`PARLEY_<NAME>`, e.g. get("telnyx_public_key")."""
@@ -75,13 +84,18 @@ class CarrierConfig:
         parameter = self.get(f"{name}_param")
         return self._ssm(parameter, self.region) if parameter else ""
 
-    def secrets(self, name: str) -> tuple[str, ...]:
+    def secrets(self, name: str, *, read_with: tuple[str, ...] = ()) -> tuple[str, ...]:
         """A secret, then during a rotation the previous values: `PARLEY_<NAME>_PREVIOUS` (a comma
-        list) and, when the secret comes from SSM, the parameter `<name>/previous` if it exists."""
+        list) and, when the secret comes from SSM, the parameter `<name>/previous` if it exists.
+
+        `read_with` names `secret_list`s whose parameters are read in the same SSM call, so a cold
+        start still costs one request."""
         current, stored = self.get(name), ""
         parameter = self.get(f"{name}_param")
         if not current and parameter:
-            current, stored = self._ssm_with_previous(parameter, self.region)
+            beside = [self.get(f"{other}_param") for other in read_with if not self.get(other)]
+            found = self._parameters(parameter, parameter + PREVIOUS_SUFFIX, *filter(None, beside))
+            current, stored = found[parameter], found[parameter + PREVIOUS_SUFFIX]
         previous = [v.strip() for v in self.get(f"{name}_previous").split(",") if v.strip()]
         if stored.strip():
             previous.append(stored)
@@ -90,6 +104,15 @@ class CarrierConfig:
             if value and value not in values:
                 values.append(value)
         return tuple(values)
+
+    def secret_list(self, name: str) -> tuple[str, ...]:
+        """A secret comma list: `PARLEY_<NAME>`, else the SSM parameter named by `PARLEY_<NAME>_PARAM`,
+        which is optional: when it does not exist the list is empty."""
+        value = self.get(name)
+        parameter = self.get(f"{name}_param")
+        if not value and parameter:
+            value = self._parameters(parameter)[parameter]
+        return tuple(item.strip() for item in value.split(",") if item.strip())
 
     @property
     def region(self) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import ssl
 import time
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any, Final
@@ -16,6 +17,7 @@ from urllib.parse import urljoin, urlsplit
 import urllib3.connection
 import urllib3.exceptions
 import urllib3.util.connection
+import urllib3.util.ssl_match_hostname
 
 from parley.carriers.base import FailureKind, FetchedMedia, MediaRejected, SendFailed
 
@@ -64,7 +66,8 @@ def network_failure(exc: requests.RequestException, *, idempotent: bool = False)
 
 
 def never_connected(exc: BaseException) -> bool:
-    """True when urllib3 says the TCP connection was never established (refused, DNS, connect timeout)."""
+    """True when no request can have gone out: urllib3 says the TCP connection was never established
+    (refused, DNS, connect timeout), or the TLS handshake failed (nothing is sent before it ends)."""
     seen: set[int] = set()
     pending: list[object] = [exc]
     while pending:
@@ -74,11 +77,26 @@ def never_connected(exc: BaseException) -> bool:
         seen.add(id(current))
         if isinstance(current, urllib3.exceptions.ConnectTimeoutError | urllib3.exceptions.ClosedPoolError):
             return True  # NewConnectionError and NameResolutionError are ConnectTimeoutError subclasses
+        if _failed_handshake(current):
+            return True
         if isinstance(current, urllib3.exceptions.ProtocolError):
             return False  # the connection existed and broke: the request may have gone out
         pending.extend(current.args)
         pending.extend((getattr(current, "reason", None), current.__cause__, current.__context__))
     return False
+
+
+def _failed_handshake(exc: BaseException) -> bool:
+    """A certificate refused (verification, or urllib3's own hostname check), or an SSL error raised
+    inside the handshake itself; an SSL error while reading or writing later is not one."""
+    if isinstance(exc, ssl.SSLCertVerificationError | urllib3.util.ssl_match_hostname.CertificateError):
+        return True
+    if not isinstance(exc, ssl.SSLError):
+        return False
+    frame = exc.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    return frame is not None and frame.tb_frame.f_code.co_name == "do_handshake"
 
 
 def json_object(response: requests.Response) -> dict[str, Any]:

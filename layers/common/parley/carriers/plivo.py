@@ -49,8 +49,10 @@ from parley.carriers.base import (
     WebhookAck,
     WebhookKind,
     WebhookRequest,
+    receipt_failure,
 )
 from parley.carriers.config import CarrierConfig
+from parley.domain.retry import parse_retry_after
 from parley.domain.vocabulary import MessageStatus
 from parley.redact import mask
 
@@ -308,8 +310,8 @@ class PlivoCarrier:
             logger.info("plivo inbound of type %r ignored", kind[:20])
             return []
         uuid = _required(fields, "MessageUUID")
-        from_number = _required(fields, "From")
-        to_number = _required(fields, "To")
+        from_number = _number(_required(fields, "From"))
+        to_number = _number(_required(fields, "To"))
         body = fields.get("Text") or fields.get("Body") or ""
         intent = _INTENTS.get(fields.get("MessageIntent", "").strip().lower())
         return [
@@ -338,17 +340,21 @@ class PlivoCarrier:
         # Every part of a split text names the first part, whose UUID the send call returned.
         parent = fields.get("ParentMessageUUID", "").strip()
         code = _error_code(fields.get("ErrorCode"))
+        retryable, reason = False, None
+        if code is not None:
+            retryable, reason = receipt_failure(*classify_error(code, None))
         return ParsedStatus(
             carrier=self.name,
             carrier_message_id=parent or uuid,
             status=status,
             carrier_status=word,
             error_code=code,
-            error_message=classify_error(code, None)[1] if code is not None else None,
+            error_message=reason,
             occurred_at=_occurred_at(fields, word),
             part=part,
             parts=parts,
             opted_out=code == OPTED_OUT_CODE,
+            retryable=retryable,
             raw=dict(fields),
         )
 
@@ -644,6 +650,14 @@ def _required(fields: Mapping[str, str], name: str) -> str:
     return value
 
 
+def _number(value: str) -> str:
+    """A number in E.164: Plivo writes international numbers as bare digits (14155551234), and
+    without the `+` a ten-digit one such as 6598765432 (Singapore) would read as North American.
+    Short codes (at most 6 digits) and alphanumeric senders are passed through as written."""
+    international = value.isascii() and value.isdigit() and 7 <= len(value) <= 15 and value[0] != "0"
+    return f"+{value}" if international else value
+
+
 def _positive_int(value: str | None) -> int | None:
     """A count we only display: a malformed one must not cost us the customer's text."""
     text = (value or "").strip()
@@ -806,7 +820,8 @@ def _send_outcome(response: requests.Response) -> SendOutcome:
             (kind, reason), opted_out = hint
         elif words:
             reason = f"carrier rejected the message: {words}"
-    return SendFailed(kind, reason, code, status, opted_out)
+    asked = parse_retry_after(response.headers.get("Retry-After"))
+    return SendFailed(kind, reason, code, status, opted_out, retry_after=asked)
 
 
 def _from_words(words: str) -> tuple[tuple[FailureKind, str], bool] | None:

@@ -41,9 +41,11 @@ from parley.carriers.base import (
     WebhookAck,
     WebhookKind,
     WebhookRequest,
+    receipt_failure,
     utc_now,
 )
 from parley.carriers.config import CarrierConfig
+from parley.domain.retry import parse_retry_after
 from parley.domain.vocabulary import MessageStatus
 from parley.redact import mask
 
@@ -352,6 +354,10 @@ class TelnyxCarrier:
             raise PayloadError(f"data.payload.to has more than {_MAX_RECIPIENTS} recipients")
         errors = _errors(payload.get("errors"))
         error_code, error_message = errors[0] if errors else (None, None)
+        # Telnyx replays an accepted send for the same Idempotency-Key for 24 hours, so a text it
+        # failed can't simply be sent again: no receipt failure is retried (see `idempotency_key`).
+        if error_code is not None:
+            error_message = error_message or receipt_failure(*classify_error(error_code, None))[1]
         opted_out = any(code in OPTED_OUT_CODES for code, _ in errors)
         occurred_at = (
             _timestamp(data.get("occurred_at"))
@@ -690,7 +696,15 @@ def _send_outcome(response: requests.Response) -> SendOutcome:
     if kind is _P and code not in ERROR_CODES and words and 400 <= status < 500:
         reason = f"the carrier rejected the message: {words}"
     opted_out = any(c in OPTED_OUT_CODES for c, _ in errors)
-    return SendFailed(kind, reason, code, status, opted_out)
+    return SendFailed(kind, reason, code, status, opted_out, retry_after=_retry_after(response))
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    """Retry-After if Telnyx sent one; on a 429, else the seconds until its rate limit resets."""
+    asked = parse_retry_after(response.headers.get("Retry-After"))
+    if asked is None and response.status_code == 429:
+        asked = parse_retry_after(response.headers.get("x-ratelimit-reset"))
+    return asked
 
 
 def _network_failure(exc: Exception) -> SendFailed:

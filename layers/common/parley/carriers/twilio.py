@@ -3,6 +3,10 @@
 Twilio signs the URL it called plus the form fields, has no replay protection and no idempotency
 for message creation, so this module is strict on signatures and careful to tell "Twilio never got
 it" (retry) from "Twilio may have it" (reconcile first, or the customer gets the text twice).
+
+Twilio answers STOP, START and HELP itself by default, so those keywords come marked as answered
+(Parley records the consent change and sends no second answer) unless
+PARLEY_TWILIO_SELF_MANAGED_OPT_OUTS is true: Twilio's keyword handling is off for our numbers.
 """
 
 from __future__ import annotations
@@ -35,8 +39,11 @@ from parley.carriers.base import (
     WebhookAck,
     WebhookKind,
     WebhookRequest,
+    receipt_failure,
 )
 from parley.carriers.config import CarrierConfig
+from parley.domain.keywords import normalized
+from parley.domain.retry import parse_retry_after
 from parley.domain.vocabulary import MessageStatus
 from parley.redact import mask
 
@@ -53,6 +60,13 @@ _MAX_FORM_FIELDS: Final = 1000  # Twilio sends a few dozen; bounds the work a fo
 # "enforces HTTP Basic Authentication for all media URLs" (carriers.md 1.1) and answers with a redirect
 # to Twilio's media CDN. The account credentials go to twilio.com hosts only; the CDN gets none.
 MEDIA_HOSTS: Final = ("twilio.com",)
+# The keywords Twilio answers itself on long codes and toll-free, and blocks or unblocks the pair
+# for, by default (carriers.md 1.5), without saying so in the webhook unless Advanced Opt-Out is on.
+TWILIO_KEYWORDS: Final = {
+    **dict.fromkeys(("STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"), "STOP"),
+    **dict.fromkeys(("START", "UNSTOP", "YES"), "START"),
+    **dict.fromkeys(("HELP", "INFO"), "HELP"),
+}
 
 _HashFactory = Callable[[], Any]
 _ALGORITHMS: Final[dict[str, _HashFactory]] = {
@@ -89,6 +103,7 @@ ERROR_CODES: Final[dict[str, tuple[FailureKind, str]]] = {
     "21606": (_P, "our sending number can't send text messages"),
     "21608": (_P, "the trial account can only text verified numbers"),
     "21610": (_P, "the recipient has opted out (replied STOP)"),
+    "21611": (_T, "too many of our sending number's texts are waiting at the carrier; it will be retried"),
     "21612": (_P, "the carrier can't deliver texts between these two numbers"),
     "21614": (_P, "the number is not a mobile number and can't receive texts"),
     "21617": (_P, "the message is too long"),
@@ -98,8 +113,18 @@ ERROR_CODES: Final[dict[str, tuple[FailureKind, str]]] = {
     "30006": (_P, "the number is a landline or its carrier can't be reached"),
     "30007": (_P, "the recipient's carrier blocked the message as spam"),
     "30008": (_T, "the carrier reported an unknown delivery error"),
+    "63038": (_T, "the account reached its daily message limit; it will be retried"),
 }
 
+# Sender-side limits that take a while to clear: the next try waits at least this many seconds.
+# 21611: the number's queue holds hours of texts at its rate; 63038: a daily limit.
+MIN_WAIT_SECONDS: Final[dict[str, float]] = {"21611": 300.0, "63038": 900.0}
+
+
+# Codes only a delivery receipt carries (they come after Twilio accepted the text).
+_RECEIPT_CODES: Final[dict[str, tuple[FailureKind, str]]] = {
+    "30001": (FailureKind.TRANSIENT, "Twilio's queue for our number overflowed before the text went out"),
+}
 
 # Codes meaning the recipient opted out (replied STOP): Parley records the opt-out too.
 OPTED_OUT_CODES: Final = frozenset({"21610"})
@@ -162,10 +187,13 @@ class TwilioCarrier:
         secondary_auth_tokens: tuple[str, ...] = (),
         media_hosts: tuple[str, ...] = MEDIA_HOSTS,
         media_hosts_extra: tuple[str, ...] = (),
+        self_managed_opt_outs: bool = False,
     ) -> None:
         """`media_hosts`: where media is fetched, with the credentials (MEDIA_HOSTS by default).
         `media_hosts_extra`: hosts (or host:port) also trusted for media, http allowed; for the
-        local simulator only (PARLEY_TWILIO_MEDIA_HOSTS_EXTRA)."""
+        local simulator only (PARLEY_TWILIO_MEDIA_HOSTS_EXTRA). `self_managed_opt_outs`: Twilio's
+        own keyword handling is off for our numbers, so Parley answers STOP, START and HELP."""
+        self.self_managed_opt_outs = self_managed_opt_outs
         self.account_sid = account_sid
         self._auth_token = auth_token
         self._secondary_auth_tokens = tuple(secondary_auth_tokens)
@@ -258,6 +286,8 @@ class TwilioCarrier:
 
     def _inbound(self, sid: str, raw: dict[str, str]) -> ParsedInbound:
         opt_out = (raw.get("OptOutType") or "").strip().upper()  # only with Advanced Opt-Out
+        if opt_out not in ("STOP", "START", "HELP") and not self.self_managed_opt_outs:
+            opt_out = TWILIO_KEYWORDS.get(normalized(raw.get("Body", "")), "")
         return ParsedInbound(
             carrier=self.name,
             carrier_message_id=sid,
@@ -278,15 +308,20 @@ class TwilioCarrier:
         if status is None:
             raise PayloadError(f"unknown Twilio message status {word!r}")
         error_code = _first(raw, "ErrorCode")
+        retryable, reason = False, None
+        if error_code:
+            code = error_code.strip()
+            found = _RECEIPT_CODES.get(code) or self.classify(code, None)
+            retryable, reason = receipt_failure(*found)
         return ParsedStatus(
             carrier=self.name,
             carrier_message_id=sid,
             status=status,
             carrier_status=word,
             error_code=error_code,
-            error_message=_first(raw, "ErrorMessage")
-            or (self.classify(error_code, None)[1] if error_code else None),
+            error_message=_first(raw, "ErrorMessage") or reason,
             opted_out=error_code in OPTED_OUT_CODES,
+            retryable=retryable,
             raw=raw,
         )
 
@@ -741,7 +776,9 @@ def _send_outcome(response: requests.Response) -> SendOutcome:
     message = next((data[k] for k in ("message", "detail", "title") if isinstance(data.get(k), str)), "")
     if 400 <= status < 500 and kind is FailureKind.PERMANENT and code not in ERROR_CODES and message:
         reason = f"carrier rejected the message: {message}"
-    return SendFailed(kind, reason, code, status, opted_out=code in OPTED_OUT_CODES)
+    asked = parse_retry_after(response.headers.get("Retry-After"))
+    wait = max(asked or 0.0, MIN_WAIT_SECONDS.get(code or "", 0.0)) or None
+    return SendFailed(kind, reason, code, status, opted_out=code in OPTED_OUT_CODES, retry_after=wait)
 
 
 def _log_outcome(text: OutboundText, outcome: SendOutcome) -> None:
@@ -767,12 +804,14 @@ def _log_outcome(text: OutboundText, outcome: SendOutcome) -> None:
 def build(config: CarrierConfig) -> TwilioCarrier:
     """The Twilio plugin from PARLEY_TWILIO_* (the auth token from SSM on AWS).
 
-    Previous auth tokens (during a rotation) and a Webhooks Rule's SharedKey secret are accepted
-    for verification only, from PARLEY_TWILIO_AUTH_TOKEN_PREVIOUS and PARLEY_TWILIO_SHARED_KEYS.
-    PARLEY_TWILIO_MEDIA_HOSTS_EXTRA (local simulator only) adds trusted media hosts.
+    Previous auth tokens (during a rotation) and Webhooks Rules' SharedKey secrets are accepted
+    for verification only, from PARLEY_TWILIO_AUTH_TOKEN_PREVIOUS (or `<parameter>/previous`) and
+    PARLEY_TWILIO_SHARED_KEYS (or the optional parameter PARLEY_TWILIO_SHARED_KEYS_PARAM, read in
+    the auth token's SSM call). PARLEY_TWILIO_MEDIA_HOSTS_EXTRA (local simulator only) adds trusted
+    media hosts.
     """
-    tokens = config.secrets("twilio_auth_token")
-    shared = tuple(k.strip() for k in config.secret("twilio_shared_keys").split(",") if k.strip())
+    tokens = config.secrets("twilio_auth_token", read_with=("twilio_shared_keys",))
+    shared = config.secret_list("twilio_shared_keys")
     return TwilioCarrier(
         config.get("twilio_account_sid"),
         tokens[0] if tokens else "",
@@ -781,4 +820,6 @@ def build(config: CarrierConfig) -> TwilioCarrier:
         secondary_auth_tokens=(*tokens[1:], *shared),
         media_hosts=config.media_hosts(MEDIA_HOSTS),
         media_hosts_extra=config.get_list("twilio_media_hosts_extra"),
+        self_managed_opt_outs=config.get("twilio_self_managed_opt_outs").strip().lower()
+        in ("1", "true", "yes"),
     )

@@ -45,9 +45,11 @@ from parley.carriers.base import (
     WebhookAck,
     WebhookKind,
     WebhookRequest,
+    receipt_failure,
     utc_now,
 )
 from parley.carriers.config import CarrierConfig
+from parley.domain.retry import parse_retry_after
 from parley.domain.vocabulary import MessageStatus
 from parley.redact import mask
 
@@ -371,6 +373,10 @@ class VonageMessagesCarrier:
         if status is None:
             raise PayloadError(f"unknown Vonage message status {word[:40]!r}")
         error_code, error_message = _error(payload.get("error"))
+        retryable = False
+        if error_code is not None:
+            retryable, reason = receipt_failure(*classify_error(error_code, None))
+            error_message = error_message or reason
         return [
             ParsedStatus(
                 carrier=self.name,
@@ -381,6 +387,7 @@ class VonageMessagesCarrier:
                 error_message=error_message,
                 occurred_at=_timestamp(payload.get("timestamp")) or utc_now(),
                 opted_out=error_code in OPTED_OUT_CODES,
+                retryable=retryable,
                 raw=payload,
             )
         ]
@@ -561,7 +568,12 @@ def _required_text(payload: Mapping[str, Any], name: str) -> str:
 
 
 def _number(payload: Mapping[str, Any], name: str) -> str:
-    """A number as Vonage wrote it; v1 sends a string, the older beta an object with `number`."""
+    """A number in E.164; v1 sends a string, the older beta an object with `number`.
+
+    Vonage writes international numbers as bare digits: without the `+` a ten-digit one such as
+    6598765432 (Singapore) would read as a North American number. Short codes (at most 6 digits)
+    and alphanumeric senders are passed through as written.
+    """
     value = payload.get(name)
     if isinstance(value, dict):
         value = value.get("number")
@@ -569,7 +581,9 @@ def _number(payload: Mapping[str, Any], name: str) -> str:
         value = str(value)
     if not isinstance(value, str) or not value.strip():
         raise PayloadError(f"{name} is missing")
-    return value.strip()
+    value = value.strip()
+    international = value.isascii() and value.isdigit() and 7 <= len(value) <= 15 and value[0] != "0"
+    return f"+{value}" if international else value
 
 
 def _count(value: object) -> int | None:
@@ -676,7 +690,8 @@ def _send_outcome(response: requests.Response) -> SendOutcome:
         words = _problem_words(data)
         if words:
             reason = f"carrier rejected the message: {words}"
-    return SendFailed(kind, reason, code, status, opted_out=code in OPTED_OUT_CODES)
+    asked = parse_retry_after(response.headers.get("Retry-After"))
+    return SendFailed(kind, reason, code, status, opted_out=code in OPTED_OUT_CODES, retry_after=asked)
 
 
 def _invalid_parameter(problem: Mapping[str, Any], name: str) -> bool:

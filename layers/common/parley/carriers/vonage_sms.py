@@ -53,9 +53,11 @@ from parley.carriers.base import (
     WebhookAck,
     WebhookKind,
     WebhookRequest,
+    receipt_failure,
     utc_now,
 )
 from parley.carriers.config import CarrierConfig
+from parley.domain.retry import parse_retry_after
 from parley.domain.vocabulary import MessageStatus
 from parley.redact import mask
 
@@ -75,7 +77,7 @@ _MAX_FIELDS: Final = 200  # Vonage sends about fifteen; bounds the work a forged
 _MAX_TIMESTAMP_DIGITS: Final = 12  # bounds int() on a forged timestamp
 _MAX_CONCAT_PARTS: Final = 255  # a one-octet UDH counter
 _DIGITS: Final = re.compile(r"[0-9]+")
-_MSISDN: Final = re.compile(r"[0-9]{7,15}")
+_MSISDN: Final = re.compile(r"[1-9][0-9]{6,14}")  # a country code never starts with 0
 
 # Receipt status words (sms.yml DeliveryReceipt; Vonage support "What kind of DLRs..."): accepted
 # and buffered are intermediate reports from the network; the rest are final.
@@ -326,16 +328,18 @@ class VonageSmsCarrier:
         raw_code = fields.get("err-code", "").strip()
         code = raw_code if raw_code and raw_code != "0" else None
         occurred = _timestamp(fields.get("message-timestamp")) or _scts(fields.get("scts")) or utc_now()
+        retryable, reason = receipt_failure(*classify(code, None)) if code else (False, None)
         return ParsedStatus(
             carrier=NAME,
             carrier_message_id=message_id,
             status=status,
             carrier_status=word,
             error_code=code,
-            error_message=classify(code, None)[1] if code else None,
+            error_message=reason,
             occurred_at=occurred,
             opted_out=code == OPTED_OUT_ERR_CODE,
             client_ref=fields.get("client-ref", "").strip() or None,
+            retryable=retryable,
             raw=dict(fields),
         )
 
@@ -645,7 +649,8 @@ def _send_outcome(response: requests.Response) -> SendOutcome:
     http = response.status_code
     if not 200 <= http < 300:
         kind, reason = classify(None, http)
-        return SendFailed(kind, reason, None, http)
+        asked = parse_retry_after(response.headers.get("Retry-After"))
+        return SendFailed(kind, reason, None, http, retry_after=asked)
     data = json_object(response)
     listed = data.get("messages")
     parts = [m for m in listed if isinstance(m, dict)] if isinstance(listed, list) else []
