@@ -46,6 +46,8 @@ def _twilio(base: str) -> tuple[Any, dict[str, str]]:
         "PARLEY_TWILIO_ACCOUNT_SID": sid,
         "PARLEY_TWILIO_AUTH_TOKEN": token,
         "PARLEY_TWILIO_API_BASE": f"{base}/_sim/twilio",
+        # The simulator answers no keywords (as an account with Twilio's opt-out handling off): Parley does.
+        "PARLEY_TWILIO_SELF_MANAGED_OPT_OUTS": "true",
         **_media_env("twilio", base),
     }
     return SimulatedTwilio(sid, token, base), env

@@ -24,7 +24,8 @@ Local defaults (the local stack's ``PARLEY_VONAGE_*`` settings should match them
 Order of checks on send: credentials, required and well-formed parameters (a refusal never
 consumes a fault), then faults (the first active fault for the recipient takes one count), then
 acceptance. Receipts run on a daemon thread per text: ``accepted`` then ``delivered`` (or
-``failed`` with ``err-code`` for an "undelivered" fault), one receipt per part under that part's
+``failed`` with ``err-code`` for an "undelivered" fault; for "undelivered_last_part", ``failed`` for
+the last part of a long text only, the others ``delivered``), one receipt per part under that part's
 ``messageId``, to the text's ``callback`` or else ``{webhook_base_url}/webhooks/vonage/status``,
 each retried up to 3 more times while our server answers 5xx or can't be reached.
 """
@@ -73,7 +74,16 @@ SIGNATURE_METHODS = ("md5hash", "md5", "sha1", "sha256", "sha512")
 WEBHOOK_FORMATS = ("form", "json", "get")  # the dashboard's POST form / POST-JSON / GET choices
 INBOUND_PATH = "/webhooks/vonage/messages"
 STATUS_PATH = "/webhooks/vonage/status"
-FAULT_KINDS = ("500", "429", "throttled", "timeout", "timeout_after_accept", "undelivered")
+_LAST_PART_FAILED = "failed-last-part"  # the receipt step of an "undelivered_last_part" fault
+FAULT_KINDS = (
+    "500",
+    "429",
+    "throttled",
+    "timeout",
+    "timeout_after_accept",
+    "undelivered",
+    "undelivered_last_part",
+)
 CALLBACK_RETRIES = 3  # retries after the first attempt
 MAX_INBOUND_REPEAT = 20
 MAX_TEXT_CHARS = 3200
@@ -274,6 +284,8 @@ class SimulatedVonage(Simulator[Exception]):
             self._faults.hold(fault.hold_seconds)
             return 500, {"error-text": "Service Unavailable (simulated timeout; nothing was sent)"}
         final = ("failed", fault.error_code) if fault is not None and kind == "undelivered" else None
+        if fault is not None and kind == "undelivered_last_part":
+            final = (_LAST_PART_FAILED, fault.error_code)
         answer = self._accept(to, from_, text, params, final)
         if fault is not None and kind == "timeout_after_accept":
             self._faults.hold(fault.hold_seconds)
@@ -413,14 +425,18 @@ class SimulatedVonage(Simulator[Exception]):
     def _receipts(self, first_id: str, step: tuple[str, str]) -> bool:
         """Move the text on and post one receipt per part; False once the text is forgotten."""
         status, err_code = step
+        last_failed = status == _LAST_PART_FAILED
         with self._lock:
             stored = self._messages.get(first_id)
             if stored is None:
                 return False  # reset meanwhile
-            stored.record["status"] = status
+            stored.record["status"] = "failed" if last_failed else status
             record = dict(stored.record)
         url = record["callback"] or self.status_url
         for message_id in record["message_ids"]:
+            if last_failed:  # one part lost: the customer gets the rest of the text
+                lost = message_id == record["message_ids"][-1]
+                status, err_code = ("failed", step[1]) if lost else ("delivered", "0")
             params = self._receipt(record, message_id, status, err_code)
             receipt = {"message_id": message_id, "status": status, "err_code": err_code, "url": url}
             receipt.update(self._deliver(url, params).record())

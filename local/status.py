@@ -276,6 +276,7 @@ def _recent_failures(sources: Sources, limit: int) -> list[dict[str, Any]]:
                 "created_at": item.get("created_at", {}).get("S"),
                 "failed_at": doc.get("updated_at"),
                 "direction": doc.get("direction"),
+                "status": doc.get("status"),  # failed, undelivered, or partially_delivered
                 "customer": _masked(item.get("customer_number", {}).get("S", "")),
                 "our_number": doc.get("our_number"),
                 "carrier": doc.get("carrier"),
@@ -379,7 +380,8 @@ def render(report: dict[str, Any]) -> str:
         where = f"to {f['customer']}" if f["direction"] == "outbound" else f"from {f['customer']}"
         code = f" {f['error_code']}" if f["error_code"] else ""
         at = f["failed_at"] or f["created_at"] or "-"
-        lines.append(f"  {at}  {f['message_id']}  {where}  {f['carrier'] or '-'}{code}")
+        partly = "  partially delivered" if f.get("status") == "partially_delivered" else ""
+        lines.append(f"  {at}  {f['message_id']}  {where}  {f['carrier'] or '-'}{code}{partly}")
         if f["reason"]:
             lines.append(f"    {f['reason']}")
     lines.append("")

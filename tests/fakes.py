@@ -450,7 +450,8 @@ class InMemoryReceipts:
 
     def __init__(self) -> None:
         self.items: dict[tuple[str, str], StatusUpdate] = {}
-        self.part_items: dict[str, dict[int, dict[str, Any]]] = {}
+        self.part_items: dict[str, dict[str, dict[str, Any]]] = {}
+        self.part_keep_seconds: dict[tuple[str, str], int | None] = {}
 
     @staticmethod
     def _key(update: StatusUpdate) -> tuple[str, str]:
@@ -469,15 +470,18 @@ class InMemoryReceipts:
     def all_parked(self, limit: int) -> list[StatusUpdate]:
         return [u for _, u in sorted(self.items.items())][:limit]
 
-    def save_part(self, group: str, part: int, data: dict[str, Any]) -> None:
-        self.part_items.setdefault(group, {})[part] = json.loads(json.dumps(data))
+    def save_part(
+        self, group: str, key: str, data: dict[str, Any], *, keep_seconds: int | None = None
+    ) -> None:
+        self.part_items.setdefault(group, {})[key] = json.loads(json.dumps(data))
+        self.part_keep_seconds[(group, key)] = keep_seconds
 
-    def parts(self, group: str) -> dict[int, dict[str, Any]]:
+    def parts(self, group: str) -> dict[str, dict[str, Any]]:
         return dict(self.part_items.get(group, {}))
 
-    def clear_parts(self, group: str, parts: Iterable[int]) -> None:
-        for part in parts:
-            self.part_items.get(group, {}).pop(part, None)
+    def clear_parts(self, group: str, keys: Iterable[str]) -> None:
+        for key in keys:
+            self.part_items.get(group, {}).pop(key, None)
 
 
 class InMemoryOptOuts:
@@ -847,6 +851,7 @@ class FakeCarrier:
         self.events: list[ParsedEvent] = []  # what parse() returns
         self.ack_response = WebhookAck(status_code=200, body="<Response/>", content_type="text/xml")
         self.verified: list[WebhookRequest] = []
+        self.classes: dict[str, FailureKind] = {}  # error code -> class; any other code is permanent
         self._counter = 0
 
     def script(self, *outcomes: SendOutcome) -> None:
@@ -858,7 +863,7 @@ class FakeCarrier:
             raise SignatureError(self.signature_error)
 
     def classify(self, error_code: str | None, http_status: int | None) -> tuple[FailureKind, str]:
-        return FailureKind.PERMANENT, f"fake error {error_code}"
+        return self.classes.get(error_code or "", FailureKind.PERMANENT), f"fake error {error_code}"
 
     def parse(self, kind: WebhookKind, request: WebhookRequest) -> list[ParsedEvent]:
         if self.payload_error is not None:
@@ -1011,7 +1016,8 @@ class World:
             raise LookupError(f"no carrier {name!r} in this world")
         return self.carrier
 
-    def processor(self) -> InboundProcessor:
+    def processor(self, *, policy: RetryPolicy | None = None, retries: bool = True) -> InboundProcessor:
+        """`retries`: a receipt's passing failure is retried (through `retry_queue`), as deployed."""
         return InboundProcessor(
             self.messages,
             self.receipts,
@@ -1024,6 +1030,8 @@ class World:
             media=self.media,
             compliance=lambda *reply: self.compliance_replies.append(reply),
             conversations=self.conversations,
+            retry_policy=(policy or RetryPolicy()) if retries else None,
+            retry_queue=self.retry_queue if retries else None,
         )
 
     def sleep(self, seconds: float) -> None:
@@ -1078,7 +1086,12 @@ class World:
         )
 
     def resender(self, sender: SendService | None = None) -> ResendService:
-        return ResendService(messages=self.messages, views=self.messages, sender=sender or self.sender())
+        return ResendService(
+            messages=self.messages,
+            views=self.messages,
+            sender=sender or self.sender(),
+            carriers=self.carriers,
+        )
 
     def dead_letters(self, sender: SendService | None = None, *, per_queue: int = 50) -> DeadLetterService:
         return DeadLetterService(

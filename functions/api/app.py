@@ -107,6 +107,8 @@ def _limit() -> int:
 def _body() -> dict[str, Any]:
     try:
         data = app.current_event.json_body
+    except RecursionError as exc:
+        raise ValueError("the body is not valid JSON: it is nested too deeply") from exc
     except (ValueError, TypeError) as exc:
         raise ValueError("the body is not valid JSON") from exc
     if not isinstance(data, dict):
@@ -415,7 +417,7 @@ def cancel_message(message_id: str) -> Response[str]:
 def resend_messages() -> Response[str]:
     caller = _caller()
     data = _body()
-    _only(data, "ids", "view", "our_number", "since", "cursor")
+    _only(data, "ids", "view", "our_number", "since", "cursor", "partially_delivered")
     ids, view = data.get("ids"), data.get("view")
     resender = container().resender
     if (ids is None) == (view is None):
@@ -431,6 +433,8 @@ def resend_messages() -> Response[str]:
             raise ValueError(f"'ids' can name at most {MAX_BATCH} messages at a time")
         if "cursor" in data:
             raise ValueError("'cursor' goes with 'view': it continues a resend from the Failed view")
+        if "partially_delivered" in data:
+            raise ValueError("'partially_delivered' goes with 'view': ids are resent whatever their status")
         results, more, cursor = resender.resend_ids(ids, caller=caller, by=caller.user or None), False, None
     else:
         if view != "failed":
@@ -442,9 +446,13 @@ def resend_messages() -> Response[str]:
             raise ValueError("'since' must be an ISO 8601 time with a time zone")
         if not (cursor is None or isinstance(cursor, str)):
             raise ValueError("'cursor' must be the cursor a previous call answered")
+        partly = data.get("partially_delivered", False)
+        if not isinstance(partly, bool):
+            raise ValueError("'partially_delivered' must be true or false")
         where = FailedFilter(
             our_number=_e164("our_number", our_number) if our_number else None,
             since=_aware_time("since", since) if since else None,
+            partially_delivered=partly,
         )
         done = resender.resend_failed(where, caller=caller, by=caller.user or None, cursor=cursor)
         results, more, cursor = done.results, done.more, done.cursor

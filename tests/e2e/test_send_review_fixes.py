@@ -212,7 +212,7 @@ def test_oversized_metadata_and_our_own_number_are_refused_with_a_reason(stack: 
 def test_a_deleted_failed_message_is_not_resent_until_restored(stack: Stack) -> None:
     fault = requests.post(
         stack.url("/_sim/twilio/_faults"),
-        json={"kind": "undelivered", "count": 1, "to": DELETED, "error_code": "30003"},
+        json={"kind": "undelivered", "count": 1, "to": DELETED, "error_code": "30006"},
         timeout=10,
     )
     assert fault.status_code == 201, fault.text

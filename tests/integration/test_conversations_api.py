@@ -209,10 +209,14 @@ def test_add_contact_over_a_lead_the_routing_made(stack: Stack) -> None:
     s = stack.settings
     DynamoContacts().save(
         ContactRecord(
-            contact_id="lead-1", name="Walk In", phone="+14155551401", record_type="lead", team="sales"
+            contact_id="lead-14155551401",
+            name="Walk In",
+            phone="+14155551401",
+            record_type="lead",
+            team="sales",
         )
     )
-    text(s, "+14155551401", "sales", minutes=1, contact_id="lead-1")
+    text(s, "+14155551401", "sales", minutes=1, contact_id="lead-14155551401")
     assert numbers(get("/v1/conversations", claims=SALES, query={"q": "walk"})[1]) == ["+14155551401"]
     status, added = post_json(path("+14155551401", "contact"), {"name": "Real Name"}, claims=SALES)
     assert status == 201, added

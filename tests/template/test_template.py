@@ -194,7 +194,7 @@ def _carrier_options() -> set[str]:
     names: set[str] = set()
     for module in (ROOT / "layers/common/parley/carriers").glob("*.py"):
         source = module.read_text()
-        for option in re.findall(r"""(?:get|secret|secrets)\(\s*["']([a-z0-9_]+)["']""", source):
+        for option in re.findall(r"""(?:get|secret|secrets|secret_list)\(\s*["']([a-z0-9_]+)["']""", source):
             names.add(f"PARLEY_{option.upper()}")
             names.add(f"PARLEY_{option.upper()}_PARAM")  # a secret's SSM parameter name
     return names
@@ -209,10 +209,11 @@ def test_global_env_names_are_settings_fields_or_carrier_options(source: dict[st
     assert "PARLEY_MESSAGES_TABLE" in app_names  # the check above is not vacuous
 
 
-# Only the public base URL may be set per function: Send and Retry name our status-callback URL, and
-# only functions that are not API integrations can reference the API without a dependency cycle.
-# It means the same thing in every function, so one process hosting them all locally is unaffected.
-PER_FUNCTION_ENV_ALLOWED = {"PARLEY_PUBLIC_BASE_URL"}
+# Only these may be set per function. Send and Retry name our status-callback URL, and only functions
+# that are not API integrations can reference the API without a dependency cycle. The webhook alone
+# names Twilio's optional shared keys: it alone verifies webhooks, so it alone may read them. Each
+# means the same thing in every function, so one process hosting them all locally is unaffected.
+PER_FUNCTION_ENV_ALLOWED = {"PARLEY_PUBLIC_BASE_URL", "PARLEY_TWILIO_SHARED_KEYS_PARAM"}
 
 
 def test_no_function_overrides_the_shared_environment(source: dict[str, Any]) -> None:
@@ -223,6 +224,18 @@ def test_no_function_overrides_the_shared_environment(source: dict[str, Any]) ->
         if "Environment" in r["Properties"]
     }
     assert {lid: names for lid, names in overriding.items() if names} == {}
+
+
+def test_only_the_webhook_names_twilio_s_shared_keys_and_the_name_is_a_carrier_option(
+    source: dict[str, Any],
+) -> None:
+    named = {
+        lid: r["Properties"]["Environment"]["Variables"]["PARLEY_TWILIO_SHARED_KEYS_PARAM"]
+        for lid, r in _of_type(source, "AWS::Serverless::Function").items()
+        if "PARLEY_TWILIO_SHARED_KEYS_PARAM" in r["Properties"].get("Environment", {}).get("Variables", {})
+    }
+    assert named == {"WebhookFunction": {"Fn::Sub": "/parley/${Stage}/twilio/shared-keys"}}
+    assert "PARLEY_TWILIO_SHARED_KEYS_PARAM" in _carrier_options()
 
 
 def test_global_env_points_at_every_table_queue_bus_and_bucket(source: dict[str, Any]) -> None:
@@ -372,6 +385,26 @@ def test_no_iam_statement_uses_a_wildcard_action(cfn: dict[str, Any]) -> None:
         assert [a for a in actions if "*" in str(a)] == [], f"{lid}: wildcard action in {st}"
 
 
+def _queues_a_role_may_send_to(cfn: dict[str, Any], role_id: str) -> set[str]:
+    queues: set[str] = set()
+    for lid, st in _statements(cfn):
+        actions = st.get("Action", [])
+        actions = [actions] if isinstance(actions, str) else actions
+        if lid != role_id or st.get("Effect") != "Allow" or "sqs:SendMessage" not in actions:
+            continue
+        resources = st.get("Resource", [])
+        for resource in resources if isinstance(resources, list) else [resources]:
+            if isinstance(resource, dict) and "Fn::GetAtt" in resource:
+                queues.add(resource["Fn::GetAtt"][0])
+    return queues
+
+
+def test_the_inbound_processor_may_queue_keyword_answers_and_receipt_retries(cfn: dict[str, Any]) -> None:
+    """Moto does not enforce IAM, so only this test sees a STOP confirmation refused in AWS."""
+    allowed = _queues_a_role_may_send_to(cfn, "InboundProcessorFunctionRole")
+    assert {"SendQueue", "RetryQueue"} <= allowed
+
+
 # Each CRM secret's SecureString, named by the convention parley.crm.config follows.
 CRM_SECRETS = (
     "signing-secret",
@@ -420,7 +453,8 @@ def test_secrets_are_read_from_exactly_their_ssm_parameters(cfn: dict[str, Any])
     carriers |= {f"/parley/${{Stage}}/{name}/previous" for name in rotated}
     crm = {f"/parley/${{Stage}}/crm/{name}" for name in ("config", *CRM_SECRETS)}
     expected = {
-        "WebhookFunction": carriers,
+        # Twilio's optional shared keys (HMAC-SHA256) verify webhooks only, so only the webhook reads them
+        "WebhookFunction": carriers | {"/parley/${Stage}/twilio/shared-keys"},
         "InboundProcessorFunction": carriers,
         "SendFunction": carriers,
         "RetryFunction": carriers,

@@ -11,6 +11,7 @@ import pytest
 
 from parley.access import Caller
 from parley.domain.models import ContactRecord, Conversation, OurNumber
+from parley.domain.routing import lead_id_for
 from parley.domain.search import parse_query, terms_for
 from parley.ports import ConversationDelta, ConversationFilter
 from parley.services.conversations import AlreadyLinked, ConversationService, conversation_filter
@@ -205,9 +206,12 @@ def test_add_contact_creates_a_record_for_the_number_and_links_it() -> None:
 def test_add_contact_replaces_a_lead_the_routing_made() -> None:
     s = Setup()
     s.text("+14155555001", "sales")
-    lead = ContactRecord(contact_id="L1", name="Lead", phone="+14155555001", record_type="lead", team="sales")
+    lead_id = lead_id_for("+14155555001")
+    lead = ContactRecord(
+        contact_id=lead_id, name="Lead", phone="+14155555001", record_type="lead", team="sales"
+    )
     s.contacts.save(lead)
-    s.conversations.link("+14155555001", contact_id="L1", owner=None, reason="lead")
+    s.conversations.link("+14155555001", contact_id=lead_id, owner=None, reason="lead")
     record = s.service.add_contact(SALES, "+14155555001", {"name": "Real Person"})
     assert s.conversations.items["+14155555001"].contact_id == record.contact_id
 

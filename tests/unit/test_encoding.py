@@ -260,6 +260,26 @@ def test_ellipsis_grows_but_gsm7_still_wins() -> None:
     assert smart.characters == 161
 
 
+def test_smart_encoding_that_would_cost_more_segments_keeps_the_original() -> None:
+    text = "\u2026" * 60  # one UCS-2 part; as "..." 180 septets, two GSM-7 parts
+
+    assert analyze(smart_encode(text)).segments == 2
+    info = analyze(text, smart_encoding=True)
+
+    assert info.smart_encoding_applied is False
+    assert info.text == text
+    assert (info.encoding, info.units, info.segments) == (UCS, 60, 1)
+
+
+def test_smart_encoding_at_an_equal_segment_count_still_applies() -> None:
+    text = "\u2026" * 53  # 159 septets as "...": one part either way
+
+    info = analyze(text, smart_encoding=True)
+
+    assert info.smart_encoding_applied is True
+    assert (info.encoding, info.units, info.segments) == (GSM, 159, 1)
+
+
 def test_nbsp_becomes_exactly_one_space() -> None:
     info = analyze("a\u00a0b", smart_encoding=True)
 

@@ -29,6 +29,8 @@ BO = "+14155550101"
 CY = "+14155550102"
 PERMANENT = SendFailed(FailureKind.PERMANENT, "the carrier refused the text", "30007", 400)
 TRANSIENT = SendFailed(FailureKind.TRANSIENT, "the carrier answered 503", "20503", 503)
+# A failure with no carrier code, which a resend by filter takes (a coded permanent one it leaves out).
+UNCODED = SendFailed(FailureKind.PERMANENT, "the carrier refused the text", None, 400)
 
 
 @pytest.fixture
@@ -47,14 +49,20 @@ def stored(world: World, message_id: str) -> Message:
 
 
 def failed_text(
-    world: World, sender: SendService, to: str = ANA, *, key: str = "req-1", **fields: str
+    world: World,
+    sender: SendService,
+    to: str = ANA,
+    *,
+    key: str = "req-1",
+    failure: SendFailed = PERMANENT,
+    **fields: str,
 ) -> Message:
     """A text the carrier refused for good: it ends failed, in the Failed view."""
     team = fields.pop("team", "default")
     request = SendRequest.model_validate({"to": [to], "body": "Your order is ready.", **fields})
     (queued,) = sender.submit(request, key, team=team)
     world.send_queue.take()
-    world.carrier.script(PERMANENT)
+    world.carrier.script(failure)
     result = sender.deliver(queued.message_id)
     assert result is not None and result.status is MessageStatus.FAILED
     return result
@@ -264,12 +272,14 @@ def test_bulk_by_ids_refuses_an_empty_or_oversized_batch(world: World) -> None:
 
 def test_bulk_by_filter_resends_the_teams_failed_texts_from_one_number_since_a_time(world: World) -> None:
     sender = world.sender()
-    old = failed_text(world, sender, ANA, key="req-old")
+    old = failed_text(world, sender, ANA, key="req-old", failure=UNCODED)
     world.clock.advance(hours=30)
     since = world.clock() - timedelta(hours=24)
-    recent = [failed_text(world, sender, to, key=f"req-{to}") for to in (BO, CY)]
-    other_number = failed_text(world, sender, "+14155550103", key="req-x", **{"from": SECOND})
-    other_team = failed_text(world, sender, "+14155550104", key="req-y", team="support")
+    recent = [failed_text(world, sender, to, key=f"req-{to}", failure=UNCODED) for to in (BO, CY)]
+    other_number = failed_text(
+        world, sender, "+14155550103", key="req-x", failure=UNCODED, **{"from": SECOND}
+    )
+    other_team = failed_text(world, sender, "+14155550104", key="req-y", failure=UNCODED, team="support")
 
     done = world.resender(sender).resend_failed(
         FailedFilter(our_number=DEFAULT, since=since), caller=MEMBER, by="alice"
@@ -285,7 +295,10 @@ def test_bulk_by_filter_resends_the_teams_failed_texts_from_one_number_since_a_t
 
 def test_bulk_by_filter_takes_at_most_a_batch_and_says_there_is_more(world: World) -> None:
     sender = world.sender()
-    messages = [failed_text(world, sender, ANA, key=f"req-{i}") for i in range(MAX_FILTER_RESENDS + 3)]
+    messages = [
+        failed_text(world, sender, ANA, key=f"req-{i}", failure=UNCODED)
+        for i in range(MAX_FILTER_RESENDS + 3)
+    ]
 
     resender = world.resender(sender)
     first = resender.resend_failed(FailedFilter(), caller=MEMBER, by="alice")
@@ -311,13 +324,18 @@ class CountingViews:
 def test_bulk_by_filter_reads_a_bounded_number_of_pages_and_goes_on_from_its_cursor(world: World) -> None:
     """A team with few failures among many of other teams' does not read the whole view in one call."""
     sender = world.sender()
-    mine = failed_text(world, sender, ANA, key="req-mine")  # the oldest: at the end of the view
+    mine = failed_text(world, sender, ANA, key="req-mine", failure=UNCODED)  # the oldest: last in the view
     later = mine.created_at + timedelta(seconds=1)
     for i in range(MAX_PAGES * 100 + 50):
         other = {"message_id": f"out_other_{i:05d}", "team": "support", "created_at": later}
         world.messages.insert(mine.model_copy(update=other))
     views = CountingViews(world)
-    resender = ResendService(messages=world.messages, views=views, sender=sender)  # type: ignore[arg-type]
+    resender = ResendService(
+        messages=world.messages,
+        views=views,  # type: ignore[arg-type]
+        sender=sender,
+        carriers=world.carriers,
+    )
 
     first = resender.resend_failed(FailedFilter(), caller=MEMBER, by="alice")
     assert (first.results, first.more, views.pages) == ([], True, MAX_PAGES)

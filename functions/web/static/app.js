@@ -23,7 +23,8 @@ const VIEW_TITLES = {
   deleted: "Deleted",
 };
 const TICKS = { accepted: "\u2713", sent: "\u2713", partially_delivered: "\u2713", delivered: "\u2713\u2713", read: "\u2713\u2713" };
-const FAILED = new Set(["failed", "undelivered"]);
+// The Failed view's statuses: a long text of which only some parts arrived is shown there too.
+const FAILED = new Set(["failed", "undelivered", "partially_delivered"]);
 
 const store = {
   config: null,
@@ -521,6 +522,10 @@ function statusWords(status) {
 }
 
 function plainReason(m) {
+  if (m.status === "partially_delivered") {
+    const why = m.error_reason || (m.error_code ? `code ${m.error_code}` : "");
+    return `Only part of this text was delivered${why ? ` (${why})` : ""}. A resend sends the whole text again.`;
+  }
   if (m.error_reason) return m.error_reason;
   if (m.error_code) return `The carrier refused it (code ${m.error_code}).`;
   return m.status === "suppressed" ? "Not sent." : "Not delivered.";
@@ -609,7 +614,8 @@ async function resendOne(m) {
   try {
     const answer = await api("POST", `/v1/messages/${encodeURIComponent(m.message_id)}/resend`);
     const outcome = answer.results ? answer.results[0] : answer;
-    say(outcome && outcome.result === "refused" ? `Not resent: ${outcome.reason}` : "Resending.");
+    const again = m.status === "partially_delivered" ? " The parts already delivered are sent again." : "";
+    say(outcome && outcome.result === "refused" ? `Not resent: ${outcome.reason}` : `Resending.${again}`);
     await refreshCurrent();
   } catch (error) {
     sayError(error);

@@ -86,7 +86,7 @@ export async function openCompose(mode, options = {}) {
 }
 
 function contextLine(mode, options) {
-  if (mode === "bulk") return `Each selected message's customer gets this reply, from the number of ours it used.`;
+  if (mode === "bulk") return "Each selected message's customer gets this reply, from the number of ours it used (or, if that is another team's, one of your team's).";
   if (mode === "forward") return `Forwarding a text from ${options.message.customer_number}; edit it if you like.`;
   if (mode === "reply") return "Replies go from the number this customer last talked to unless you pick another.";
   return "";

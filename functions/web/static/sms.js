@@ -12,7 +12,7 @@
 // * One part holds 160 septets or 70 UCS-2 units; a part of a longer text 153 or 67. An empty text
 //   is one empty GSM-7 part.
 // * Smart encoding is all-or-nothing: look-alikes are replaced only if the whole result is then
-//   GSM-7; otherwise the original text goes as UCS-2.
+//   GSM-7 and takes no more parts than the original; otherwise the original text goes as UCS-2.
 // The file is ASCII only (every other character is written as an escape), whatever charset it is
 // served with.
 
@@ -124,15 +124,19 @@ function split(weights, capacity) {
  * characters that force UCS-2, in order of first appearance).
  */
 export function countSms(text, { smart = false } = {}) {
-  let sent = text == null ? "" : String(text);
-  let applied = false;
-  if (smart && !isGsm7(sent)) {
-    const candidate = smartEncode(sent);
+  const original = text == null ? "" : String(text);
+  if (smart && !isGsm7(original)) {
+    const candidate = smartEncode(original);
     if (isGsm7(candidate)) {
-      sent = candidate;
-      applied = true;
+      const replaced = count(candidate, true);
+      // "..." for an ellipsis grows the text: keep it only if it takes no more parts
+      if (replaced.segments <= count(original, false).segments) return replaced;
     }
   }
+  return count(original, false);
+}
+
+function count(sent, applied) {
   const atoms = [...sent]; // code points; a lone surrogate is one atom, as in a Python str
   let encoding;
   let single;

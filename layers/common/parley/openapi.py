@@ -100,6 +100,11 @@ class ResendRequest(BaseModel):
     cursor: str | None = Field(
         default=None, description="With `view`: the `cursor` a previous call answered, to go on from there."
     )
+    partially_delivered: bool | None = Field(
+        default=None,
+        description="With `view`: true to resend partly delivered texts too, whose delivered parts then "
+        "reach the customer again. Left out (the default), they are refused with that reason.",
+    )
 
 
 class ResendOutcome(BaseModel):
@@ -111,7 +116,8 @@ class ResendOutcome(BaseModel):
         description="Where the message is now (queued, held or suppressed when resent); null if unknown."
     )
     reason: str | None = Field(
-        description="Why it was refused, held or suppressed, or that it had already been resent."
+        description="Why it was refused, held or suppressed, that it had already been resent, or that the "
+        "parts of a partly delivered text already delivered are sent again."
     )
 
 
@@ -247,7 +253,7 @@ class ContactAdded(BaseModel):
 
 
 class MessagePage(BaseModel):
-    """One conversation's messages, oldest first."""
+    """One conversation's messages, newest first: each next page holds older ones."""
 
     messages: list[Message]
     cursor: str | None = Field(description="Pass back as `cursor` for the next page; null on the last.")
@@ -291,7 +297,8 @@ class CrmConflict(BaseModel):
 
 
 class CrmConflictPage(BaseModel):
-    """The team's open conflicts, the most recently found first."""
+    """The caller's teams' open conflicts (an admin's: every team's), one team after another, each
+    team's most recently found first."""
 
     conflicts: list[CrmConflict]
     cursor: str | None = Field(description="Pass back as `cursor` for the next page; null on the last.")
@@ -476,7 +483,8 @@ _ERRORS = {
 }
 _TEMPLATE_CHANGE = (
     "The caller sees the template but may not change it: an org-wide template (no team) is changed by "
-    "admins only, a team's by its members (and admins), a personal one by its owner."
+    "admins only, a team's by its members (and admins), a personal one by its owner. Only its owner can "
+    "make a shared template personal (`shared: false`)."
 )
 _PATH_PARAMETERS = {
     "number": "The customer's number in E.164, e.g. +14155550100.",
@@ -619,14 +627,15 @@ OPERATIONS: tuple[Operation, ...] = (
         "post", "/v1/conversations/{number}/contact", "add_conversation_contact", tag="conversations",
         summary="Add a contact from a conversation: a record for its number, linked to it",
         description=(
-            "For a conversation with no record, or only a lead the routing linked. The record belongs "
-            "to the conversation's team."
+            "For a conversation with no record, or only the lead the routing made for its unknown "
+            "number (a lead from the CRM or a person is a real record: 409). The record belongs to "
+            "the conversation's team."
         ),
         body=ConversationContact,
         status=201, answer=ContactAdded, answer_description="The new record and the conversation.",
         errors=(400, 404, 409),
-        error_notes=((409, "The conversation is linked to a record other than a lead already, or a "
-                      "record with the `record_id` given exists."),),
+        error_notes=((409, "The conversation is linked to a record other than the routing's lead "
+                      "already, or a record with the `record_id` given exists."),),
     ),
     Operation(
         "get", "/v1/conversations/{number}/messages", "list_messages", tag="conversations",
@@ -715,7 +724,10 @@ OPERATIONS: tuple[Operation, ...] = (
             "through every send rule again: an opted-out recipient ends suppressed, quiet hours hold "
             "it, the rate limit applies. Answers per message: an unknown id or a message that is "
             "not failed is refused with the reason, and the rest are still resent. A message already "
-            "resent and still on its way is not resent again."
+            "resent and still on its way is not resent again. A partly delivered text is resent whole. "
+            "By `view`, texts whose last failure the carrier calls permanent (a landline, an invalid "
+            "number) or that can't be classified are refused with the carrier's reason, and partly "
+            "delivered ones unless `partially_delivered` is true; by `ids` each is resent as named."
         ),
         body=ResendRequest,
         status=200, answer=ResendAnswer, answer_description="One result per message.",
@@ -724,7 +736,8 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "post", "/v1/messages/{message_id}/resend", "resend_message", tag="messages",
         summary="Resend one failed text",
-        description="As for many, for one: refused with 409 when the message is not failed.",
+        description="As for many, for one: refused with 409 when the message is not failed. A partly "
+        "delivered text is resent whole: the customer gets the parts already delivered again.",
         status=200, answer=Message, answer_description="The message, queued, held or suppressed.",
         errors=(404, 409),
     ),
@@ -762,8 +775,10 @@ OPERATIONS: tuple[Operation, ...] = (
         "post", "/v1/messages/{message_id}/reply", "reply_to_message", tag="messages",
         summary="Reply to a message: to its customer, from the number of ours it used",
         description=(
-            "A send (every send rule applies), threaded into the message's conversation. The same "
-            "idempotency key (body or Idempotency-Key header) sends once."
+            "A send (every send rule applies), threaded into the message's conversation. It goes from "
+            "the number of ours the message used when the conversation's team may send from it; a "
+            "text to another team's number is answered from one the team may use, chosen as for any "
+            "send. The same idempotency key (body or Idempotency-Key header) sends once."
         ),
         body=ReplyRequest,
         status=202, answer=AcceptedMessages, answer_description="Accepted: the reply.",
@@ -797,6 +812,8 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "post", "/v1/templates", "create_template", tag="templates",
         summary="Create a template",
+        description="Owned by the caller, and the caller's team's. A personal one (`shared: false`) "
+        "needs a token naming a user: without one it is refused (400).",
         body=TemplateDraft,
         status=201, answer=Template, answer_description="The new template.",
         errors=(400,),

@@ -175,13 +175,18 @@ class ReceiptRepository(Protocol):
 
 
 class PartStore(Protocol):
-    """Pieces that arrive separately and count only together (a long text delivered in parts)."""
+    """Pieces that arrive separately and count only together (a long text delivered in parts).
 
-    def save_part(self, group: str, part: int, data: dict[str, Any]) -> None: ...
+    Each piece is kept under its own key in its group, for 30 days or `keep_seconds`; a save under
+    an existing key replaces it."""
 
-    def parts(self, group: str) -> dict[int, dict[str, Any]]: ...
+    def save_part(
+        self, group: str, key: str, data: dict[str, Any], *, keep_seconds: int | None = None
+    ) -> None: ...
 
-    def clear_parts(self, group: str, parts: Iterable[int]) -> None: ...
+    def parts(self, group: str) -> dict[str, dict[str, Any]]: ...
+
+    def clear_parts(self, group: str, keys: Iterable[str]) -> None: ...
 
 
 class OptOutRepository(Protocol):

@@ -193,8 +193,11 @@ class Container:
     # -- services --
     @cached_property
     def processor(self) -> InboundProcessor:
+        from parley.domain.retry import RetryPolicy
         from parley.services.inbound import InboundProcessor
 
+        settings = self.settings
+        url = settings.retry_queue_url
         return InboundProcessor(
             self.messages,
             self.receipts,
@@ -207,6 +210,14 @@ class Container:
             media=self.media_store,
             compliance=self.queue_compliance_reply,
             conversations=self.conversations,
+            # a receipt's passing failure is retried within the limits of a failed send
+            retry_policy=RetryPolicy(
+                max_attempts=settings.retry_max_attempts,
+                base_seconds=settings.retry_base_seconds,
+                max_delay_seconds=settings.retry_max_delay_seconds,
+                max_age_seconds=settings.retry_max_age_seconds,
+            ),
+            retry_queue=SqsQueue(url, settings.region) if url else None,
         )
 
     def queue_compliance_reply(self, keyword: Keyword, to: str, our_number: str, reference: str) -> None:
@@ -265,7 +276,9 @@ class Container:
     def resender(self) -> ResendService:
         from parley.services.resend import ResendService
 
-        return ResendService(messages=self.messages, views=self.messages, sender=self.sender)
+        return ResendService(
+            messages=self.messages, views=self.messages, sender=self.sender, carriers=self.carrier
+        )
 
     @cached_property
     def due_sweep(self) -> DueSweep:

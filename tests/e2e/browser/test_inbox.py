@@ -210,9 +210,9 @@ def test_a_failed_send_shows_its_reason_and_resend_delivers_it(
     stack: Stack, browse: Browse, carrier_fault: Callable[[dict[str, Any]], dict[str, Any]]
 ) -> None:
     cy = person(stack, "web-cy", "default")
-    # The carrier takes the next text to this customer and reports it undelivered (30003: a
-    # permanent failure, not retried by itself); the fault is then spent.
-    fault = carrier_fault({"kind": "undelivered", "count": 1, "to": FAILING, "error_code": "30003"})
+    # The carrier takes the next text to this customer and reports it undelivered (30006, a
+    # landline: a permanent failure, not retried by itself); the fault is then spent.
+    fault = carrier_fault({"kind": "undelivered", "count": 1, "to": FAILING, "error_code": "30006"})
     assert fault["to"] == FAILING
     body = f"Your table is ready ({uuid.uuid4().hex[:6]})"
 
@@ -230,7 +230,7 @@ def test_a_failed_send_shows_its_reason_and_resend_delivers_it(
     message = page.get_by_test_id("thread").get_by_test_id("message").filter(has_text=body)
     expect(message).to_have_attribute("data-status", "undelivered")
     reason = message.get_by_test_id("failure-reason")
-    expect(reason).to_contain_text("unreachable")
+    expect(reason).to_contain_text("landline")
     message_id = message.get_attribute("data-id")
     assert message_id
 

@@ -107,7 +107,7 @@ def decode_cursor(cursor: str | None, partition: tuple[str, str], *keys: str) ->
         return None
     try:
         value = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, RecursionError) as exc:
         raise InvalidCursor("cursor is not valid") from exc
     if (
         not isinstance(value, dict)
@@ -796,7 +796,7 @@ def _decode_positions(cursor: str | None, names: list[str]) -> dict[str, Any]:
         return dict.fromkeys(names)
     try:
         value = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, RecursionError) as exc:
         raise InvalidCursor("cursor is not valid") from exc
     at = value.get("at") if isinstance(value, dict) else None
     if not isinstance(at, dict) or set(at) != set(names):
@@ -1142,20 +1142,22 @@ class DynamoReceipts:
         return found
 
     # Parts of a long inbound text share the table, under their own key prefix.
-    def save_part(self, group: str, part: int, data: dict[str, Any]) -> None:
+    def save_part(
+        self, group: str, key: str, data: dict[str, Any], *, keep_seconds: int | None = None
+    ) -> None:
         ReceiptItem(
             carrier_ref=_PARTS + group,
-            receipt_id=f"{part:05d}",
+            receipt_id=key,
             doc=data,
-            expires_at=int(_now().timestamp()) + self.RETENTION_SECONDS,
+            expires_at=int(_now().timestamp()) + (keep_seconds or self.RETENTION_SECONDS),
         ).save()
 
-    def parts(self, group: str) -> dict[int, dict[str, Any]]:
-        return {int(i.receipt_id): i.doc for i in ReceiptItem.query(_PARTS + group, consistent_read=True)}
+    def parts(self, group: str) -> dict[str, dict[str, Any]]:
+        return {str(i.receipt_id): i.doc for i in ReceiptItem.query(_PARTS + group, consistent_read=True)}
 
-    def clear_parts(self, group: str, parts: Iterable[int]) -> None:
-        for part in parts:
-            ReceiptItem(carrier_ref=_PARTS + group, receipt_id=f"{part:05d}").delete()
+    def clear_parts(self, group: str, keys: Iterable[str]) -> None:
+        for key in keys:
+            ReceiptItem(carrier_ref=_PARTS + group, receipt_id=key).delete()
 
 
 _PARTS = "parts#"

@@ -128,16 +128,21 @@ def smart_encode(text: str) -> str:
 
 
 def analyze(text: str, *, smart_encoding: bool = False) -> SegmentInfo:
-    """Work out encoding, units and the built parts of `text`, optionally after smart encoding."""
-    applied = False
-    if smart_encoding and not _GSM_ALL.issuperset(text):
+    """Work out encoding, units and the built parts of `text`, optionally after smart encoding.
+
+    Smart encoding is kept only when the whole result is GSM-7 and takes no more segments than the
+    original: "..." for an ellipsis grows the text, and 60 ellipses fit one UCS-2 part but not one
+    GSM-7 part."""
+    if _GSM_ALL.issuperset(text):
+        return _analyze_gsm7(text, False)
+    original = _analyze_ucs2(text, False)
+    if smart_encoding:
         candidate = text.translate(_SMART_TABLE)
         if _GSM_ALL.issuperset(candidate):
-            text = candidate
-            applied = True
-    if _GSM_ALL.issuperset(text):
-        return _analyze_gsm7(text, applied)
-    return _analyze_ucs2(text, applied)
+            smart = _analyze_gsm7(candidate, True)
+            if smart.segments <= original.segments:
+                return smart
+    return original
 
 
 def _analyze_gsm7(text: str, applied: bool) -> SegmentInfo:

@@ -16,16 +16,41 @@ class Keyword(StrEnum):
     HELP = "help"
 
 
-OPT_OUT_WORDS = frozenset({"STOP", "STOPALL", "STOP ALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"})
+# The carriers' defaults together (carriers.md): Twilio adds REVOKE and OPTOUT (1.5), Telnyx STOP ALL
+# (2.5), Plivo UNSUB (6.5), AWS ARRET, OPT-OUT, OPTOUT, REMOVE and TD (9.5). A customer who says one
+# of these to any carrier's number has opted out, whether or not that carrier acts on it.
+OPT_OUT_WORDS = frozenset(
+    {
+        "STOP",
+        "STOPALL",
+        "STOP ALL",
+        "UNSUBSCRIBE",
+        "UNSUB",
+        "CANCEL",
+        "END",
+        "QUIT",
+        "REVOKE",
+        "OPTOUT",
+        "OPT-OUT",
+        "REMOVE",
+        "ARRET",
+        "TD",
+    }
+)
 OPT_IN_WORDS = frozenset({"START", "UNSTOP", "YES"})
 HELP_WORDS = frozenset({"HELP", "INFO"})
 
 _NOISE = re.compile(r"[\s.!?]+")
 
 
+def normalized(body: str) -> str:
+    """The message as keywords are matched: upper case, spaces and trailing punctuation folded."""
+    return _NOISE.sub(" ", body.upper()).strip()
+
+
 def keyword_of(body: str) -> Keyword | None:
     """The keyword this whole message is, if it is one."""
-    text = _NOISE.sub(" ", body.upper()).strip()
+    text = normalized(body)
     if text in OPT_OUT_WORDS:
         return Keyword.OPT_OUT
     if text in OPT_IN_WORDS:

@@ -12,9 +12,10 @@ from collections.abc import Iterable
 from contextlib import suppress
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.config import JsonDict
 
 from parley.clock import utc_now as utc_now  # the clock the local runtime can move; see parley.clock
 from parley.domain.phone import normalize_e164
@@ -74,11 +75,17 @@ class InboundMessage(Frozen):
     @field_validator("from_number", "to_number")
     @classmethod
     def _e164_when_possible(cls, value: str) -> str:
-        """Phones become E.164; short codes and alphanumeric senders stay as the carrier wrote them."""
+        """Phones become E.164; short codes and alphanumeric senders stay as the carrier wrote them.
+
+        Carriers write numbers in international form, some without the "+" (Vonage, Plivo; their
+        plugins add it), so bare digits are read as international first: 6598765432 is Singapore,
+        not a North American number. The national (US) reading is the fallback for the rest; it
+        is meant for what people type into the API, not for carriers.
+        """
         text = value.strip()
         candidates = [text]
-        if text.isdigit() and len(text) >= 10:  # carriers such as Vonage drop the "+"
-            candidates.append("+" + text)
+        if text.isdigit() and len(text) >= 10:
+            candidates.insert(0, "+" + text)
         for candidate in candidates:
             with suppress(ValueError):
                 return normalize_e164(candidate, require_mobile=False)
@@ -100,6 +107,7 @@ class StatusUpdate(Frozen):
     parts: int | None = None
     opted_out: bool = False  # the carrier says the recipient has opted out
     client_ref: str | None = None  # our message id, where the carrier echoes it back
+    retryable: bool = False  # a failure the carrier calls passing: worth another attempt
     raw: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -142,13 +150,33 @@ def bounded_metadata(value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
+# A character `str.strip()` keeps, spelled out so ECMA-262 (JSON Schema) and Python regexes agree.
+NOT_BLANK = r"[^\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+
+
+def _send_request_rules(schema: JsonDict) -> None:
+    """What the validators check, in the published schema too: exactly one of `body` (not blank) and
+    `template_id`."""
+    body = cast(JsonDict, cast(JsonDict, schema["properties"])["body"])
+    for branch in cast(list[JsonDict], body["anyOf"]):
+        if branch.get("type") == "string":
+            branch["pattern"] = NOT_BLANK
+    schema["oneOf"] = [
+        {"required": [name], "properties": {name: {"type": "string"}}} for name in ("body", "template_id")
+    ]
+
+
 class SendRequest(BaseModel):
     """One request to text one or more people; each recipient becomes its own message."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_send_request_rules)
 
     to: list[str] = Field(min_length=1, max_length=100)
-    body: str | None = Field(default=None, max_length=1600)
+    body: str | None = Field(
+        default=None,
+        max_length=1600,
+        description="The text, not blank. Give either it or `template_id`, not both.",
+    )
     template_id: str | None = None
     merge_values: dict[str, str] = Field(default_factory=dict)
     from_number: str | None = Field(default=None, alias="from")
@@ -165,9 +193,10 @@ class SendRequest(BaseModel):
     # In the published schema, so services that send know what null means.
     smart_encoding: bool | None = Field(
         default=None,
+        strict=True,  # 0 or "no" is a mistake, not false
         description=(
             "Replace look-alike characters (curly quotes, dashes, odd spaces) with GSM-7 ones when that"
-            " makes the whole text GSM-7, so it costs fewer segments. null (the default) follows the"
+            " makes the whole text GSM-7 without costing more segments. null (the default) follows the"
             " sending number's own setting; true or false overrides it."
         ),
     )
@@ -467,6 +496,24 @@ class OptOut(BaseModel):
     def is_opted_out(self, number: str | None) -> bool:
         """The state one change would set: from all numbers (None), or from `number` alone."""
         return self.opted_out if number is None else number in self.numbers
+
+    def blocks(self, number: str) -> bool:
+        """Whether texts from our `number` are refused: opted out of it alone, or of all our numbers
+        without a START to `number` itself since (an opt-in counts for the number it was sent to)."""
+        if number in self.numbers:
+            return True
+        return self.opted_out and number not in self.opted_in_since()
+
+    def opted_in_since(self) -> set[str]:
+        """The numbers the customer sent a START to since opting out of all our numbers."""
+        if not self.opted_out:
+            return set()
+        since = max((c.at for c in self.history if c.number is None and c.opted_out), default=None)
+        return {
+            c.number
+            for c in self.history
+            if c.number is not None and not c.opted_out and (since is None or c.at > since)
+        }
 
     def with_change(self, change: ConsentChange) -> OptOut:
         """This record with `change` applied and appended to the trail (the repositories share this)."""

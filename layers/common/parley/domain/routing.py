@@ -157,9 +157,12 @@ def made_by_parley(record: ContactRecord) -> bool:
     )
 
 
+LEAD_ID_PREFIX = "lead-"  # reserved: a record id a person chooses can't start with it
+
+
 def lead_id_for(number: str) -> str:
     """The id of the lead created for an unknown number: derived from it, so it is created once."""
-    return "lead-" + number.lstrip("+")
+    return LEAD_ID_PREFIX + number.lstrip("+")
 
 
 def new_lead(number: str, our: OurNumber | None, at: datetime) -> ContactRecord:

@@ -65,9 +65,21 @@ def receipt_advances(current: S, reported: S) -> bool:
     return _RANK[reported] > _RANK[current]
 
 
+def part_receipt_advances(current: S, reported: S) -> bool:
+    """As `receipt_advances`, for one part of a long text, where a `delivered` after the part's failure
+    also counts: the phone has that part (the failure was the carrier's early word, or came late), so a
+    partly delivered text whose last part arrives becomes delivered."""
+    if current in (S.FAILED, S.UNDELIVERED) and reported in (S.DELIVERED, S.READ):
+        return True
+    return receipt_advances(current, reported)
+
+
 # A person may resend what the Failed view shows. This is the one way out of those final statuses, and
-# it is taken by a person's resend alone (`resend_allowed`): receipts never reopen them.
-RESENDABLE = frozenset({S.FAILED, S.UNDELIVERED})
+# it is taken by a person's resend alone (`resend_allowed`): receipts never reopen them. A partly
+# delivered text is shown there too (the customer got part of it; a late `delivered` still moves it on),
+# and resending it sends every part again.
+FAILED_VIEW = frozenset({S.FAILED, S.UNDELIVERED, S.PARTIALLY_DELIVERED})
+RESENDABLE = FAILED_VIEW
 
 
 def resend_allowed(current: S) -> bool:
@@ -79,7 +91,7 @@ def view_for(status: S) -> str | None:
     """The sparse index partition a message appears under, if it belongs to a work view."""
     if status in PENDING:
         return "pending"
-    if status in (S.FAILED, S.UNDELIVERED):
+    if status in FAILED_VIEW:
         return "failed"
     if status is S.SCHEDULED:
         return "scheduled"

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from parley.access import Caller
 from parley.domain.models import ContactRecord, Conversation, ConversationView, OptOut
 from parley.domain.phone import InvalidPhoneNumber, normalize_e164
+from parley.domain.routing import made_by_parley
 from parley.domain.search import SearchQuery, parse_query
 from parley.ports import (
     ContactRepository,
@@ -79,7 +80,7 @@ class Positions:
             return cls(kind, dict.fromkeys(visible))
         try:
             value = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        except (ValueError, TypeError, binascii.Error) as exc:
+        except (ValueError, TypeError, binascii.Error, RecursionError) as exc:
             raise ValueError("cursor is not valid") from exc
         positions = value.get("p") if isinstance(value, dict) else None
         if (
@@ -295,9 +296,10 @@ class ConversationService:
         conversation = self.get(caller, number)
         if conversation.contact_id:
             linked = self._contacts.get(conversation.contact_id)
-            if linked is not None and linked.record_type != "lead":
+            if linked is not None and not made_by_parley(linked):
                 raise AlreadyLinked(
-                    f"the conversation is linked to {linked.record_type} {linked.contact_id!r} already"
+                    f"the conversation is linked to {linked.record_type} {linked.contact_id!r} already, "
+                    "a record of the CRM's or a person's; only a lead made for an unknown number is replaced"
                 )
         phones = data.get("phones", [])
         if not isinstance(phones, list):

@@ -367,7 +367,7 @@ class DeadLetterService:
 def _json(body: str) -> Any:
     try:
         return json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
 
 

@@ -845,7 +845,7 @@ def _teams_cursor(cursor: str | None, teams: list[str]) -> tuple[int, str | None
         return 0, None
     try:
         data = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-    except (ValueError, binascii.Error) as exc:
+    except (ValueError, binascii.Error, RecursionError) as exc:
         raise ValueError("cursor is not valid") from exc
     if (
         not isinstance(data, dict)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from parley.carriers.base import Carrier, MediaRejected, MediaSource
@@ -29,8 +29,9 @@ from parley.domain.models import (
     StatusUpdate,
 )
 from parley.domain.phone import mask
+from parley.domain.retry import RetryPolicy, describe_span
 from parley.domain.routing import NEW_LEAD, Routing, lead_id_for, new_lead, route
-from parley.domain.status import receipt_advances
+from parley.domain.status import part_receipt_advances, receipt_advances
 from parley.observability import bind_correlation_id, correlation_id, journey_id
 from parley.ports import (
     Clock,
@@ -39,6 +40,7 @@ from parley.ports import (
     ConversationDelta,
     ConversationRepository,
     EventPublisher,
+    JobQueue,
     MediaStore,
     MessageRepository,
     NumberRepository,
@@ -54,6 +56,19 @@ logger = logging.getLogger(__name__)
 ComplianceReply = Callable[[Keyword, str, str, str], None]
 
 
+# Parts of one long text reach the carrier within seconds, and carriers retry a webhook for a day:
+# parts held this long before a group's newest belong to an earlier text.
+PART_WINDOW = timedelta(hours=24)
+# How long an assembled part's carrier id is remembered, so a part sent again is dropped; past the
+# carriers' day of retries and the window above.
+ASSEMBLED_MARK_SECONDS = 7 * 24 * 3600
+_ASSEMBLED = "assembled#"
+
+
+def _part_key(part: int, carrier_message_id: str) -> str:
+    return f"{part:05d}#{carrier_message_id}"
+
+
 class ReceiptStore(ReceiptRepository, PartStore, Protocol):
     """The parked-receipts table also holds the parts of long inbound texts until all have arrived."""
 
@@ -62,7 +77,9 @@ class InboundProcessor:
     """Stores each carrier event exactly once and threads it into its conversation.
 
     With `carriers` and `media`, an MMS's attachments are then copied from the carrier to our store
-    (see `copy_media`); without them they stay at the carrier's URLs.
+    (see `copy_media`); without them they stay at the carrier's URLs. With `retry_policy` and
+    `retry_queue`, a text a receipt says failed for a passing reason is sent again, within the
+    limits a failed send has (see `_retry_failed`).
     """
 
     def __init__(
@@ -79,7 +96,11 @@ class InboundProcessor:
         media: MediaStore | None = None,
         compliance: ComplianceReply | None = None,
         conversations: ConversationRepository | None = None,
+        retry_policy: RetryPolicy | None = None,
+        retry_queue: JobQueue | None = None,
     ) -> None:
+        self._retry_policy = retry_policy
+        self._retry_queue = retry_queue
         self._conversations = conversations
         self._compliance = compliance
         self._carriers = carriers
@@ -104,45 +125,84 @@ class InboundProcessor:
                 assembled = self._reassemble(event)
                 if assembled is None:
                     return
-                whole, group, parts = assembled
+                whole, group, keys = assembled
                 self.store_inbound(whole, correlation_id=envelope.correlation_id)
                 # Only now: a failure before this redelivers the last part, which finds every part
                 # still there and assembles the same text again (its id derives from the parts').
-                self._receipts.clear_parts(group, parts)
+                # The marks come first, so a part the carrier sends again is known for what it is.
+                for key in keys:
+                    self._receipts.save_part(
+                        group, _ASSEMBLED + key.partition("#")[2], {}, keep_seconds=ASSEMBLED_MARK_SECONDS
+                    )
+                self._receipts.clear_parts(group, keys)
                 return
             self.store_inbound(event, correlation_id=envelope.correlation_id)
         else:
             self.apply_receipt(event)
 
-    def _reassemble(self, part: InboundMessage) -> tuple[InboundMessage, str, list[int]] | None:
-        """Keep each part until all have arrived, then yield the whole text with its group and parts
-        (the caller clears them once it is stored; the conditional insert makes a second assembly a
-        no-op). The handset's concat reference is a small counter that wraps, so the whole text's id
+    def _reassemble(self, part: InboundMessage) -> tuple[InboundMessage, str, list[str]] | None:
+        """Keep each part until all have arrived, then yield the whole text with its group and the
+        keys of its parts (the caller marks them assembled and clears them once it is stored; the
+        conditional insert makes a second assembly a no-op).
+
+        The handset's concat reference is a small counter that wraps, so a group (sender, our
+        number, reference, part count) can hold parts of more than one text: each part is kept
+        under its own carrier id, a part already assembled is dropped, and parts received more
+        than PART_WINDOW before the group's newest are stale and removed. The whole text's id
         derives from its parts' own carrier ids, not from the reference."""
         assert part.concat is not None
-        group = f"{part.carrier}#{part.from_number}#{part.to_number}#{part.concat.ref}"
-        self._receipts.save_part(group, part.concat.part, part.model_dump(mode="json"))
-        parts = self._receipts.parts(group)
-        if len(parts) < part.concat.total:
+        total = part.concat.total
+        group = f"{part.carrier}#{part.from_number}#{part.to_number}#{part.concat.ref}#{total}"
+        key = _part_key(part.concat.part, part.carrier_message_id)
+        self._receipts.save_part(group, key, part.model_dump(mode="json"))
+        stored = self._receipts.parts(group)
+        assembled = {k.removeprefix(_ASSEMBLED) for k in stored if k.startswith(_ASSEMBLED)}
+        held = {
+            k: InboundMessage.model_validate(v) for k, v in stored.items() if not k.startswith(_ASSEMBLED)
+        }
+        done = [k for k, p in held.items() if p.carrier_message_id in assembled]
+        newest = max((p.received_at for k, p in held.items() if k not in done), default=part.received_at)
+        stale = [k for k, p in held.items() if newest - p.received_at > PART_WINDOW and k not in done]
+        if done or stale:
+            self._receipts.clear_parts(group, done + stale)
+            logger.info(
+                "parts of a long text dropped: already assembled or received too long before the rest",
+                extra={"carrier": part.carrier, "assembled": len(done), "stale": len(stale)},
+            )
+        if part.carrier_message_id in assembled or key in stale:
+            return None
+        # Two texts with the same reference within the window: each part number takes the part
+        # received nearest to this one.
+        chosen: dict[int, tuple[str, InboundMessage]] = {}
+        for k, p in sorted(held.items()):
+            if k in done or k in stale or p.concat is None:
+                continue
+            current = chosen.get(p.concat.part)
+            if current is None or abs(p.received_at - part.received_at) < abs(
+                current[1].received_at - part.received_at
+            ):
+                chosen[p.concat.part] = (k, p)
+        chosen[part.concat.part] = (key, part)
+        if any(n not in chosen for n in range(1, total + 1)):
             logger.info(
                 "part of a long text stored; waiting for the rest",
-                extra={"carrier": part.carrier, "part": part.concat.part, "total": part.concat.total},
+                extra={"carrier": part.carrier, "part": part.concat.part, "total": total},
             )
             return None
-        pieces = [InboundMessage.model_validate(parts[i]) for i in sorted(parts)]
+        pieces = [chosen[n][1] for n in range(1, total + 1)]
         fingerprint = hashlib.sha256("|".join(p.carrier_message_id for p in pieces).encode()).hexdigest()[:16]
         whole = pieces[0].model_copy(
             update={
                 "carrier_message_id": f"concat:{part.concat.ref}:{part.from_number}:{fingerprint}",
                 "body": "".join(p.body for p in pieces),
                 "media": tuple(m for p in pieces for m in p.media),
-                "segments": part.concat.total,
+                "segments": total,
                 "received_at": max(p.received_at for p in pieces),
                 "concat": None,
                 "raw": {"parts": [p.carrier_message_id for p in pieces]},
             }
         )
-        return whole, group, list(parts)
+        return whole, group, [chosen[n][0] for n in range(1, total + 1)]
 
     def store_inbound(self, event: InboundMessage, *, correlation_id: str | None = None) -> Message | None:
         """Returns the stored message, or None when this carrier id was already stored.
@@ -339,20 +399,40 @@ class InboundProcessor:
         self, event: InboundMessage, *, opted_out: bool, carrier_answered: bool, number: str | None
     ) -> bool:
         """One consent record per customer, across our numbers and carriers; repeats change nothing.
-        False when a later decision stands (a redelivered or late STOP after a START): no answer is due.
+        Returns whether the keyword is answered: not when a later decision stands (a redelivered or
+        late STOP after a START), nor for an opt-in word from a customer this number may text (a
+        "Yes" in a conversation is an ordinary answer). A repeated STOP is answered each time.
 
         `number` is set when the number texted keeps its own opt-outs (scope "number"): the keyword
-        then changes consent for that number alone; otherwise for all our numbers.
+        then changes consent for that number alone; otherwise for all our numbers. A START to such a
+        number from a customer opted out of all our numbers lets that number text them again
+        (`OptOut.blocks`): the opt-in is honoured for the number it was sent to.
         """
         current = self._opt_outs.get(event.from_number)
-        if _newer_decision(current, number, event.received_at):
+        # A START to one number is also overtaken by a later opt-out from all of them.
+        if _newer_decision(current, number, event.received_at) or (
+            not opted_out and number is not None and _newer_decision(current, None, event.received_at)
+        ):
             logger.info(
                 "a keyword older than the customer's latest consent change; consent unchanged",
                 extra={"customer": mask(event.from_number), "scope": number or "all"},
             )
             return False
-        if current is not None and current.is_opted_out(number) == opted_out:
-            return True
+        if not opted_out:
+            blocked = current is not None and (
+                current.opted_out if number is None else current.blocks(number)
+            )
+            if not blocked:  # nothing to lift; answered only if this very text lifted it (a redelivery)
+                return current is not None and any(
+                    c.number == number and not c.opted_out and c.at == event.received_at
+                    for c in current.history
+                )
+        elif (
+            current is not None
+            and current.is_opted_out(number)
+            and (number is not None or not current.opted_in_since())
+        ):
+            return True  # already in effect; a STOP is confirmed each time
         self._opt_outs.record(
             event.from_number,
             opted_out=opted_out,
@@ -415,7 +495,93 @@ class InboundProcessor:
                 extra={"message_id": message.message_id, "status": update.status.value},
             )
             return
-        apply_status(self._messages, self._events, message.message_id, _with_part(message, update))
+        self._apply(message, _with_part(message, update))
+
+    def _apply(self, message: Message, update: StatusUpdate) -> None:
+        """Apply one receipt; a passing failure of the text's current attempt is retried instead."""
+        applied = self._retry_failed(message, update)
+        if applied is not None:
+            apply_status(self._messages, self._events, message.message_id, applied)
+
+    def _retry_failed(self, message: Message, update: StatusUpdate) -> StatusUpdate | None:
+        """Send again a text whose current attempt a receipt says failed for a passing reason (an
+        unreachable phone, throttling), after the backoff and within the attempt and age limits of a
+        failed send. None when a retry was scheduled; else the update to apply as it stands, or, past
+        the limits, saying so.
+
+        The failed attempt's carrier ids are set aside as a resend's are, so a repeat of this receipt
+        or any late one for that attempt can't move the new attempt or schedule a second retry; a
+        text already delivered (or failed, or resent) is left to `apply_status`, which keeps it.
+        A split text whose parts report one by one is not retried: some parts may have arrived.
+        """
+        policy, queue = self._retry_policy, self._retry_queue
+        if not update.retryable or update.status not in _FAILED_PART or policy is None or queue is None:
+            return update
+        if update.parts is not None and update.parts > 1:
+            return update
+        reason = update.error_message or f"the carrier reported the text {update.status.value}"
+        for _ in range(5):
+            current = {message.carrier_message_id, *message.carrier_part_ids}
+            ours = update.carrier_message_id in current
+            if not ours or not receipt_advances(message.status, update.status):
+                return update
+            now = self._clock()
+            attempts = message.attempts[message.attempts_before_resend :]
+            age = (now - attempts[0].at).total_seconds() if attempts else 0.0
+            if not policy.should_retry(len(attempts), age):
+                gave_up = f"gave up after {len(attempts)} attempts over {describe_span(age)}: {reason}"
+                return update.model_copy(update={"error_message": gave_up})
+            delay = policy.delay_seconds(len(attempts))
+            retrying = f"{reason}; trying again in {describe_span(delay)}"
+            kept, last = message.attempts[: len(message.attempts) - 1], message.attempts[-1:]
+            failed = [a.model_copy(update={"error_code": update.error_code, "detail": reason}) for a in last]
+            changes = {
+                "status": MessageStatus.RETRYING,
+                "attempts": [*kept, *failed],
+                "history": [
+                    *message.history,
+                    StatusChange(
+                        status=update.status,
+                        at=update.occurred_at,
+                        source=f"{update.carrier}:{update.carrier_status}",
+                        detail=update.error_code,
+                    ),
+                    StatusChange(status=MessageStatus.RETRYING, at=now, source="parley", detail=retrying),
+                ],
+                "next_attempt_at": now + timedelta(seconds=delay),
+                "rate_turn_at": None,
+                "carrier_message_id": None,
+                "carrier_part_ids": [],
+                "part_statuses": {},
+                "superseded_carrier_ids": list(
+                    dict.fromkeys([*message.superseded_carrier_ids, *filter(None, current)])
+                ),
+                "error_code": update.error_code,
+                "error_reason": retrying,
+            }
+            try:
+                stored = self._messages.update(
+                    message.model_copy(update=changes), expected_version=message.version
+                )
+            except ConflictError:
+                fresh = self._messages.get(message.message_id)
+                if fresh is None:
+                    return None
+                message = fresh
+                continue
+            queue.send({"message_id": stored.message_id}, delay_seconds=delay)
+            logger.warning(
+                "the carrier reported a passing failure; retry scheduled",
+                extra={
+                    "message_id": stored.message_id,
+                    "error_code": update.error_code,
+                    "attempt": len(attempts),
+                    "delay_seconds": delay,
+                },
+            )
+            self._events.publish("MessageRetried", _event_detail(stored))
+            return None
+        raise ConflictError(f"message {message.message_id} kept changing while a receipt was applied")
 
     def _find(self, update: StatusUpdate) -> Message | None:
         """The message a receipt is about: by the carrier's id, else by our id where the carrier echoes it."""
@@ -442,7 +608,8 @@ class InboundProcessor:
         for update in parked:
             if not _superseded(message, update):
                 self._carrier_opt_out(message, update)
-                apply_status(self._messages, self._events, message.message_id, _with_part(message, update))
+                self._apply(message, _with_part(message, update))
+                message = self._messages.get(message.message_id) or message
             self._receipts.remove(update)
         return len(parked)
 
@@ -477,7 +644,7 @@ def apply_status(
         reported = update.status
         if update.part is not None and update.parts is not None and update.parts > 1:
             key = str(update.part)
-            if receipt_advances(message.part_statuses.get(key, MessageStatus.ACCEPTED), update.status):
+            if part_receipt_advances(message.part_statuses.get(key, MessageStatus.ACCEPTED), update.status):
                 part_statuses = {**message.part_statuses, key: update.status}
                 changes["part_statuses"] = part_statuses
                 reported = _overall(part_statuses, update.parts)

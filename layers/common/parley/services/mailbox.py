@@ -31,7 +31,7 @@ from parley.domain.views import (
 )
 from parley.ports import ConflictError, MessageListing, MessageRepository, NumberRepository, Page, Partition
 from parley.services.inbox import NotFound
-from parley.services.sending import SendRejected, SendService
+from parley.services.sending import SendRejected, SendService, may_send_from
 
 MAX_BATCH = 500  # ids in one delete, restore or reply request
 _ATTEMPTS = 3  # tries of one deletion against concurrent status changes
@@ -157,8 +157,8 @@ class Mailbox:
         return message
 
     def reply(self, message_id: str, caller: Caller, content: Content, key: str) -> Message:
-        """Text the message's customer from the number of ours it used, so the reply threads into
-        its conversation (and its team's)."""
+        """Text the message's customer, threaded into its conversation (and its team's), from the
+        number of ours it used if the team may send from it."""
         return self._reply(self.visible(message_id, caller), caller, content, key)
 
     def reply_many(self, ids: list[str], caller: Caller, content: Content, key: str) -> list[BulkResult]:
@@ -186,14 +186,19 @@ class Mailbox:
         return results
 
     def _reply(self, message: Message, caller: Caller, content: Content, key: str) -> Message:
+        # A customer may text another team's number and still be this team's conversation: then the
+        # reply goes from a number the team may use, chosen as for any send.
+        user = caller.user or None
+        ours = self._numbers.get(message.our_number)
+        sender = message.our_number if ours is not None and may_send_from(ours, message.team, user) else None
         request = SendRequest.model_validate(
             {
                 "to": [message.customer_number],
                 "body": content.body,
                 "template_id": content.template_id,
                 "merge_values": content.merge_values or {},
-                "from": message.our_number,
-                "requested_by": caller.user or None,
+                "from": sender,
+                "requested_by": user,
                 "metadata": {"reply_to": message.message_id},
             }
         )

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 from parley.access import Caller
 from parley.domain.models import ContactRecord, RecordType
 from parley.domain.phone import normalize_e164
+from parley.domain.routing import LEAD_ID_PREFIX
 from parley.ports import Clock, ContactRepository
 
 
@@ -71,7 +72,22 @@ class RecordDraft(BaseModel):
 
 
 class NewRecord(RecordDraft):
-    record_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]{1,100}$")
+    record_id: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_.:-]{1,100}$",
+        description=f"Else one is made. Ids starting `{LEAD_ID_PREFIX}` are the routing's: refused (400).",
+    )
+
+    @field_validator("record_id")
+    @classmethod
+    def _not_reserved(cls, record_id: str | None) -> str | None:
+        # The routing's lead ids derive from a number: one taken would tell that the number texted us.
+        if record_id is not None and record_id.startswith(LEAD_ID_PREFIX):
+            raise ValueError(
+                f"ids starting {LEAD_ID_PREFIX!r} are reserved for the leads routing makes: "
+                "choose another id, or leave it out"
+            )
+        return record_id
 
 
 class RecordService:

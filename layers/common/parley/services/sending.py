@@ -47,7 +47,7 @@ from parley.domain.models import (
 from parley.domain.phone import mask
 from parley.domain.quiet_hours import parse_window, recipient_zone
 from parley.domain.rate import rate_for
-from parley.domain.retry import RetryPolicy, describe_span
+from parley.domain.retry import RetryPolicy, describe_span, without_retry_promise
 from parley.domain.status import PENDING, rank, resend_allowed
 from parley.domain.templates import MissingMergeField, render
 from parley.observability import MetricsSink, NoMetrics, bind_correlation_id, journey_id, suppression_reason
@@ -194,8 +194,13 @@ class SendService:
 
     # -- planning: pure decisions, no writes ---------------------------------------------------------
 
-    def plan(self, request: SendRequest, request_key: str, *, team: str = "default") -> list[Draft]:
-        """Decide sender, text and encoding for every recipient, or reject the whole request."""
+    def plan(
+        self, request: SendRequest, request_key: str, *, team: str = "default", compliance: bool = False
+    ) -> list[Draft]:
+        """Decide sender, text and encoding for every recipient, or reject the whole request.
+
+        A keyword's answer (`compliance`) goes from the number the customer texted, whichever team
+        has it, and its id derives from the keyword text alone, whatever the team."""
         errors: list[FieldError] = []
         template_body = None
         if request.template_id is not None:
@@ -209,7 +214,7 @@ class SendService:
             explicit = self._numbers.get(request.from_number)
             if explicit is None:
                 errors.append(FieldError("from", f"{request.from_number} is not one of our numbers"))
-            elif not may_send_from(explicit, team, request.requested_by):
+            elif not compliance and not may_send_from(explicit, team, request.requested_by):
                 errors.append(FieldError("from", f"{request.from_number} belongs to another team"))
         if errors:
             raise SendRejected(errors)
@@ -228,6 +233,11 @@ class SendService:
                 except MissingMergeField as exc:
                     errors.append(FieldError("merge_values", f"{exc} (for {to})"))
                     continue
+                if not text.strip():  # carriers refuse an empty text (Twilio 21602)
+                    errors.append(
+                        FieldError("merge_values", f"the template renders to an empty text for {to}")
+                    )
+                    continue
             sender, reason = self._pick_sender(to, explicit, team, contact)
             if sender is None:
                 errors.append(FieldError("from", "no sender number is configured for this team"))
@@ -244,7 +254,13 @@ class SendService:
                 continue
             drafts.append(
                 Draft(
-                    outbound_message_id(request_key, to, team), to, sender, reason, info.text, info, contact
+                    outbound_message_id(request_key, to, None if compliance else team),
+                    to,
+                    sender,
+                    reason,
+                    info.text,
+                    info,
+                    contact,
                 )
             )
         if errors:
@@ -478,7 +494,7 @@ class SendService:
         now = self._clock()
         scheduled = request.send_at is not None and request.send_at > now
         fingerprint = request_fingerprint(request)
-        drafts = self.plan(request, request_key, team=team)
+        drafts = self.plan(request, request_key, team=team, compliance=compliance)
         found = {d.message_id: self._messages.get(d.message_id) for d in drafts}
         reused = [
             _key_reused(request_key, d.to)
@@ -612,13 +628,11 @@ class SendService:
         if self._opt_outs is None:
             return None
         record = self._opt_outs.get(to)
-        if record is None:
+        if record is None or not record.blocks(sender):
             return None
-        if record.opted_out:
-            return "the recipient has opted out of messages from all our numbers"
-        if sender in record.numbers:
+        if sender in record.numbers and not record.opted_out:
             return f"the recipient has opted out of messages from {sender}"
-        return None
+        return "the recipient has opted out of messages from all our numbers"
 
     def submit(self, request: SendRequest, request_key: str, *, team: str = "default") -> list[Message]:
         """API entry point: store, then hand each new message to the send queue."""
@@ -640,9 +654,12 @@ class SendService:
         """Answer STOP, START or HELP from the number the customer texted, exactly once.
 
         A number that keeps its own opt-outs answers STOP and START with texts that say so. The reply
-        keeps the inbound text's `correlation_id` (in its metadata): one journey in the logs.
+        keeps the inbound text's `correlation_id` (in its metadata): one journey in the logs. It is
+        the conversation's team's, as the keyword was (the number's team on a first contact).
         """
         sender = self._numbers.get(our_number)
+        conversation = self._conversations.get(to)
+        team = conversation.team if conversation is not None else (sender.team if sender else "default")
         text = None
         if sender is not None and sender.opt_out_scope is OptOutScope.NUMBER:
             text = self._number_scope_texts.get(keyword)
@@ -655,7 +672,7 @@ class SendService:
         request = SendRequest.model_validate(
             {"to": [to], "body": text, "from": our_number, "metadata": metadata}
         )
-        (result,) = self.handle_request(request, f"compliance:{reference}", compliance=True)
+        (result,) = self.handle_request(request, f"compliance:{reference}", team=team, compliance=True)
         return result
 
     def handle_request(
@@ -976,9 +993,7 @@ class SendService:
         attempts, age = self._this_round(message)
         last = attempts[-1] if attempts else None
         reason = f"gave up after {len(attempts)} attempts over {describe_span(age)}: " + (
-            f"{last.detail.split('; it will be retried')[0]}; {why}"
-            if last is not None and last.detail
-            else why
+            f"{without_retry_promise(last.detail)}; {why}" if last is not None and last.detail else why
         )
         stored = self._update(
             message,
@@ -1022,7 +1037,7 @@ class SendService:
         if retryable and (
             self._policy.should_retry(len(this_round), age) or failure.kind is FailureKind.AMBIGUOUS
         ):
-            delay = self._policy.delay_seconds(len(this_round))
+            delay = self._policy.delay_seconds(len(this_round), at_least=failure.retry_after)
             stored = self._update(
                 message,
                 {
@@ -1049,7 +1064,7 @@ class SendService:
             return stored
         reason = failure.reason
         if retryable:  # the carrier's reason may promise a retry: not any more
-            why = failure.reason.split("; it will be retried")[0]
+            why = without_retry_promise(failure.reason)
             reason = f"gave up after {len(this_round)} attempts over {describe_span(age)}: {why}"
         stored = self._update(
             message,
@@ -1387,7 +1402,7 @@ def _request_data(body: str) -> dict[str, Any]:
 
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return {}
     if isinstance(data, dict) and "detail-type" in data and isinstance(data.get("detail"), dict):
         data = data["detail"]
@@ -1402,7 +1417,10 @@ def parse_send_record(body: str, record_id: str) -> SendJob:
     """
     import json
 
-    data = json.loads(body)
+    try:
+        data = json.loads(body)
+    except RecursionError as exc:  # a bad request, which retrying can't fix
+        raise ValueError("the send record's JSON is nested too deeply to read") from exc
     if not isinstance(data, dict):
         raise ValueError("a send record must be a JSON object")
     if set(data) == {"message_id"}:

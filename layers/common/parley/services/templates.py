@@ -5,7 +5,8 @@ its team (of every team, for templates saved before templates had one) and by ad
 
 Changing or deleting one takes more than seeing it: a personal template is its owner's; a team's
 shared template is its team members' (and admins'); an org-wide one (no team, seen by every team)
-only an admin's, since it changes what every team sends.
+only an admin's, since it changes what every team sends. Only a template's owner can make it
+personal, and only a person (a token with a user) can have one: else nobody would see it again.
 """
 
 from __future__ import annotations
@@ -25,7 +26,12 @@ class TemplateDraft(BaseModel):
 
     name: str = Field(min_length=1, max_length=100)
     body: str = Field(min_length=1, max_length=1600)
-    shared: bool = Field(default=True, strict=True)  # 0 or "no" is a mistake, not false
+    shared: bool = Field(  # strict: 0 or "no" is a mistake, not false
+        default=True,
+        strict=True,
+        description="True (the default): the team's template. False: personal, seen by its owner only; "
+        "only its owner can make a template personal, and only a token that names a user can own one.",
+    )
 
 
 class TemplateNotFound(LookupError):
@@ -37,7 +43,8 @@ class TemplateForbidden(PermissionError):
 
 
 class TemplateInvalid(ValueError):
-    """The body has something that looks like a merge field but can't be one."""
+    """The draft can't be kept: its body has something that looks like a merge field but can't be one,
+    or it is personal with no user to own it."""
 
 
 class TemplateService:
@@ -55,6 +62,11 @@ class TemplateService:
 
     def create(self, draft: TemplateDraft, caller: Caller) -> Template:
         _check(draft.body)
+        if not draft.shared and not caller.user:
+            raise TemplateInvalid(
+                "a personal template needs a user to own it, and this token names none (no 'sub'): "
+                "leave 'shared' true to make the team's template"
+            )
         template = Template(
             template_id="tpl_" + uuid.uuid4().hex[:16],
             name=draft.name,
@@ -70,6 +82,13 @@ class TemplateService:
         current = self.get(template_id, caller)
         _may_change(caller, current, "change")
         _check(draft.body)
+        if current.shared and not draft.shared and not (caller.user and current.owner == caller.user):
+            # Made personal, it would be seen by its owner alone (or, with none, by nobody).
+            whose = f"its owner's ({current.owner})" if current.owner else "nobody's: it has no owner"
+            raise TemplateForbidden(
+                f"template {current.template_id} can be made personal only by its owner, and it is "
+                f"{whose}; leave 'shared' true"
+            )
         updated = current.model_copy(update={"name": draft.name, "body": draft.body, "shared": draft.shared})
         self._templates.save(updated)
         return updated
