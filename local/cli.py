@@ -281,7 +281,10 @@ def _cmd_sim_sms(args: argparse.Namespace) -> int:
 
 def _cmd_numbers(args: argparse.Namespace) -> int:
     base = (args.url or _default_base()).rstrip("/")
-    token = issue_dev_token("parley-cli", "default", secret=dev_jwt_secret(), ttl_seconds=300)
+    # admin: every team's numbers, not only team default's and the pool
+    token = issue_dev_token(
+        "parley-cli", "default", roles=["admin"], secret=dev_jwt_secret(), ttl_seconds=300
+    )
     try:
         response = requests.get(
             f"{base}/v1/numbers", headers={"Authorization": f"Bearer {token}"}, timeout=30
@@ -513,7 +516,11 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 # Deploy-time parameters without defaults. Locally the front verifies dev tokens itself, so these
 # only need to be well-formed.
-LOCAL_PARAMETERS = {"JwtIssuer": "https://parley.local/dev", "JwtAudience": "parley"}
+LOCAL_PARAMETERS = {
+    "JwtIssuer": "https://parley.local/dev",
+    "JwtAudience": "parley",
+    "OrgName": "Parley local",
+}
 
 
 def _cmd_local(args: argparse.Namespace) -> int:
@@ -600,7 +607,7 @@ def _print_banner(stack: Any) -> None:
         f"  API               {base}/v1/...",
         f"  carrier webhooks  {base}/webhooks/{{carrier}}/{{kind}}",
         *(
-            f"  {'simulated ' + name:<18}{base}/_sim/{name}"
+            f"  {'simulated ' + name:<17} {base}/_sim/{name}"  # a long name still gets its space
             for name in sorted(stack.simulators)
             if name != "crm"
         ),

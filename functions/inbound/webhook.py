@@ -11,7 +11,7 @@ from typing import Any
 
 from parley.apigw import error, response, webhook_request
 from parley.carriers.base import PayloadError, SignatureError, WebhookKind
-from parley.carriers.registry import UnknownCarrier
+from parley.carriers.registry import CarrierNotEnabled, UnknownCarrier
 from parley.edge import WebhookTooLarge
 from parley.observability import api_request_id, correlation_id, emf_metrics, function_logger, observed, timed
 from parley.wiring import container
@@ -46,6 +46,9 @@ def _handle(event: dict[str, Any]) -> tuple[dict[str, Any], str | None, str | No
         carrier = app.carrier(name)
     except UnknownCarrier as exc:
         return error(404, f"no webhook at this path: {exc}"), None, "unknown-path"
+    except CarrierNotEnabled:  # unused here: a 4xx, so a stranger's posts can't raise the 5xx alarm
+        logger.info("webhook for a carrier that is not enabled", extra={"carrier": name[:40]})
+        return error(404, "carrier not enabled"), name.strip().lower(), "not-enabled"
     except Exception:  # a setting is missing or wrong: the carrier retries once it is fixed
         logger.exception("carrier could not be built from its settings", extra={"carrier": name[:40]})
         return error(503, "this carrier is not configured correctly"), name.strip().lower(), "misconfigured"

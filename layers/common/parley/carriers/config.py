@@ -114,6 +114,11 @@ class CarrierConfig:
             value = self._parameters(parameter)[parameter]
         return tuple(item.strip() for item in value.split(",") if item.strip())
 
+    def has_any(self, *names: str) -> bool:
+        """Whether any of these settings has a value: given directly, or stored in SSM under the
+        parameter `PARLEY_<NAME>_PARAM` names (one that does not exist counts as unset)."""
+        return any(value.strip() for name in names for value in self.secrets(name))
+
     @property
     def region(self) -> str:
         return self._env.get("AWS_REGION") or self._env.get("AWS_DEFAULT_REGION") or "us-east-1"

@@ -19,19 +19,30 @@ CarrierFactory = Callable[[CarrierConfig], Carrier]
 
 _FACTORIES: dict[str, str | CarrierFactory] = {}
 _WEBHOOK_KINDS: dict[str, tuple[str, ...]] = {}
+_SETTINGS: dict[str, tuple[str, ...]] = {}
 
 
 class UnknownCarrier(ValueError):
     """No plugin is registered under the requested name (a configuration or URL mistake)."""
 
 
+class CarrierNotEnabled(RuntimeError):
+    """The carrier failed to build and none of its settings has a value: this deployment does not use
+    it (unlike a carrier with some settings wrong or missing, which the operator is setting up)."""
+
+
 def register(
-    name: str, factory: str | CarrierFactory, *, webhooks: tuple[str, ...] = ("messages", "status")
+    name: str,
+    factory: str | CarrierFactory,
+    *,
+    webhooks: tuple[str, ...] = ("messages", "status"),
+    settings: tuple[str, ...] = (),
 ) -> None:
     """Register (or replace, e.g. with a simulator for local runs) the factory for `name`.
 
     `factory` is a callable or a "package.module:function" path imported on first use;
-    `webhooks` are the URL kinds a person configures at the carrier (/webhooks/<name>/<kind>).
+    `webhooks` are the URL kinds a person configures at the carrier (/webhooks/<name>/<kind>);
+    `settings` are the credentials (CarrierConfig names) whose absence means the carrier is unused.
     """
     key = name.strip().lower()
     if not key:
@@ -40,6 +51,7 @@ def register(
         logger.info("carrier %r re-registered", key)
     _FACTORIES[key] = factory
     _WEBHOOK_KINDS[key] = webhooks
+    _SETTINGS[key] = settings
 
 
 def webhook_paths(name: str) -> list[str]:
@@ -51,7 +63,10 @@ def webhook_paths(name: str) -> list[str]:
 
 
 def build_carrier(name: str, config: CarrierConfig | None = None) -> Carrier:
-    """A configured carrier for `name`; UnknownCarrier lists the ones we do have."""
+    """A configured carrier for `name`; UnknownCarrier lists the ones we do have.
+
+    A build that fails while none of the carrier's registered settings has a value raises
+    CarrierNotEnabled; with some of them set, the build's own error propagates."""
     key = name.strip().lower()
     try:
         factory = _FACTORIES[key]
@@ -63,7 +78,14 @@ def build_carrier(name: str, config: CarrierConfig | None = None) -> Carrier:
         module_name, _, function_name = factory.partition(":")
         factory = getattr(importlib.import_module(module_name), function_name)
         _FACTORIES[key] = factory
-    return factory(config or CarrierConfig())
+    config = config or CarrierConfig()
+    try:
+        return factory(config)
+    except Exception:
+        settings = _SETTINGS.get(key, ())
+        if settings and not config.has_any(*settings):
+            raise CarrierNotEnabled(f"carrier {key!r} is not enabled (none of its settings is set)") from None
+        raise
 
 
 def known_carriers() -> list[str]:
@@ -72,8 +94,12 @@ def known_carriers() -> list[str]:
 
 register("twilio", "parley.carriers.twilio:build")
 register("telnyx", "parley.carriers.telnyx:build", webhooks=("events",))
-register("vonage", "parley.carriers.vonage_sms:build")
+register(
+    "vonage",
+    "parley.carriers.vonage_sms:build",
+    settings=("vonage_api_key", "vonage_api_secret", "vonage_signature_secret"),
+)
 register("vonage-messages", "parley.carriers.vonage_messages:build")
 register("bandwidth", "parley.carriers.bandwidth:build", webhooks=("events",))
-register("plivo", "parley.carriers.plivo:build")
+register("plivo", "parley.carriers.plivo:build", settings=("plivo_auth_id", "plivo_auth_token"))
 register("aws", "parley.carriers.aws_sms:build", webhooks=("events",))

@@ -243,6 +243,8 @@ class VonageMessagesCarrier:
         """
         authorization = (request.header("authorization") or "").strip()
         if not authorization:
+            if not self._signature_keys():  # nothing to verify a retry with: no use asking for one
+                raise SignatureError(f"unsigned, and no signature secret (set {_ENV_SIGNATURE_SECRET})")
             raise UnsignedRequest("missing Authorization header")
         scheme, _, token = authorization.partition(" ")
         token = token.strip()
