@@ -32,7 +32,7 @@ from parley.services.digest import COUNTS, ConflictAlreadyResolved, ConflictNotF
 from parley.services.digest import conflict_id as held_conflict_id
 from parley.services.inbox import MediaTooLarge, NotFound, preview
 from parley.services.mailbox import MAX_BATCH as MAILBOX_BATCH
-from parley.services.mailbox import Content, ViewFilter
+from parley.services.mailbox import MAX_REPLIES, Content, ViewFilter
 from parley.services.records import NewRecord, RecordDraft, RecordExists, RecordNotFound
 from parley.services.resend import MAX_BATCH, FailedFilter
 from parley.services.sending import (
@@ -153,7 +153,13 @@ def mark_all_conversations_read() -> Response[str]:
 
 @app.post("/v1/conversations/<number>/read")
 def mark_conversation_read(number: str) -> Response[str]:
-    conversation = container().conversation_service.mark_read(_caller(), number)
+    caller = _caller()
+    data = _body() if (app.current_event.body or "").strip() else {}  # the body is optional
+    _only(data, "seen_message_id")
+    seen = data.get("seen_message_id")
+    if not (seen is None or (isinstance(seen, str) and 0 < len(seen) <= 200)):
+        raise ValueError("'seen_message_id' must be a message id: a string of 1 to 200 characters")
+    conversation = container().conversation_service.mark_read(caller, number, seen)
     return _json(200, conversation.model_dump(mode="json"))
 
 
@@ -748,13 +754,21 @@ def list_message_view() -> Response[str]:
     )
 
 
-def _ids(data: dict[str, Any]) -> list[str]:
+def _ids(data: dict[str, Any], at_most: int = MAILBOX_BATCH) -> list[str]:
     ids = data.get("ids")
     if not isinstance(ids, list) or not ids or not all(isinstance(i, str) and 0 < len(i) <= 200 for i in ids):
         raise ValueError("'ids' is required: a non-empty list of message ids")
-    if len(ids) > MAILBOX_BATCH:
-        raise ValueError(f"'ids' can name at most {MAILBOX_BATCH} messages at a time")
+    if len(ids) > at_most:
+        raise ValueError(f"'ids' can name at most {at_most} messages at a time")
     return ids
+
+
+def _time_left() -> Callable[[], float] | None:
+    """The invocation's remaining seconds, where its context tells them."""
+    remaining = getattr(getattr(app, "lambda_context", None), "get_remaining_time_in_millis", None)
+    if not callable(remaining):
+        return None
+    return lambda: float(remaining()) / 1000
 
 
 @app.post("/v1/messages/delete")
@@ -819,11 +833,15 @@ def reply_to_message(message_id: str) -> Response[str]:
 def reply_to_messages() -> Response[str]:
     caller, data = _caller(), _body()
     _only(data, "ids", *_REPLY_FIELDS)
-    ids, content = _ids(data), _content(data)
+    ids, content = _ids(data, MAX_REPLIES), _content(data)
     _check_template(caller, content.template_id)
-    mailbox = container().mailbox
-    results = _keyed(_idempotency_key(data), lambda key: mailbox.reply_many(ids, caller, content, key))
-    return _json(200, {"results": [asdict(r) for r in results]})
+    mailbox, time_left = container().mailbox, _time_left()
+    results = _keyed(
+        _idempotency_key(data),
+        lambda key: mailbox.reply_many(ids, caller, content, key, time_left=time_left),
+    )
+    more = any(r.result == "not_tried" for r in results)  # out of time: ask again for those
+    return _json(200, {"results": [asdict(r) for r in results], "more": more})
 
 
 @app.post("/v1/messages/<message_id>/forward")

@@ -47,6 +47,7 @@ def mailbox(world: World, sender: SendService | None = None) -> Mailbox:
         numbers=world.numbers,
         sender=sender or world.sender(),
         clock=world.clock,
+        conversations=world.conversations,
     )
 
 
@@ -253,7 +254,7 @@ def test_replying_to_many_sends_once_per_customer_and_once_per_request(world: Wo
     replies = {m.customer_number: m for m in world.messages.items.values() if m.metadata.get("reply_to")}
     assert set(replies) == {ANA, BO}
     assert replies[BO].our_number == SALES_SECOND
-    assert results[0].reply_id == derived_reply_id(world, first.message_id)
+    assert results[0].reply_id == derived_reply_id(world, f"sales\n{ANA}")
     count = len(world.messages.items)
     assert [r.reply_id for r in box.reply_many(selected, SALES, Content(body="Thanks!"), "bulk-1")] == [
         r.reply_id for r in results
@@ -261,8 +262,8 @@ def test_replying_to_many_sends_once_per_customer_and_once_per_request(world: Wo
     assert len(world.messages.items) == count  # the retried request sent nothing new
 
 
-def derived_reply_id(world: World, message_id: str) -> str:
-    key = derived_key("bulk-1", message_id, "reply")
+def derived_reply_id(world: World, conversation: str) -> str:
+    key = derived_key("bulk-1", conversation, "reply")
     return next(m.message_id for m in world.messages.items.values() if m.request_id == key)
 
 

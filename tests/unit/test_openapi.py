@@ -206,6 +206,7 @@ def test_only_operations_that_read_a_body_document_one(document: dict[str, Any])
         ("post", "/v1/records"),
         ("put", "/v1/records/{record_id}"),
         ("post", "/v1/conversations/read"),
+        ("post", "/v1/conversations/{number}/read"),
         ("post", "/v1/conversations/{number}/contact"),
     }
 

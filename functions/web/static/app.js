@@ -419,9 +419,14 @@ async function refreshOpenConversation() {
 async function markRead(number) {
   const c = store.conversations.get(number) || store.openConversation;
   if (!c || !c.unread_count || document.hidden) return;
-  await api("POST", `/v1/conversations/${encodeURIComponent(number)}/read`);
-  if (store.conversations.has(number)) upsertConversation({ ...c, unread_count: 0 });
-  else store.openConversation = { ...c, unread_count: 0 };
+  // read up to the newest text shown: one arriving since the thread loaded stays unread
+  let newest = null;
+  for (const m of store.thread.values()) if (!newest || m.created_at > newest.created_at) newest = m;
+  const body = newest ? { seen_message_id: newest.message_id } : undefined;
+  const read = await api("POST", `/v1/conversations/${encodeURIComponent(number)}/read`, body);
+  const unread_count = read && typeof read.unread_count === "number" ? read.unread_count : 0;
+  if (store.conversations.has(number)) upsertConversation({ ...c, unread_count });
+  else store.openConversation = { ...c, unread_count };
 }
 
 function renderThreadHead() {

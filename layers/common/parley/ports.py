@@ -573,6 +573,23 @@ class ConversationBrowser(Protocol):
     def set_closed(self, customer_number: str, closed: bool) -> None: ...
 
 
+class UnreadCounts(Protocol):
+    """A conversation's unread count and preview as texts in it are deleted, restored or read: each a
+    conditional write, so racing requests neither push the count below zero nor move it twice."""
+
+    def add_unread(self, customer_number: str, delta: int) -> bool:
+        """Move the count by `delta` (+1 or -1); a decrease only while it stays >= 0. True if moved."""
+        ...
+
+    def set_unread(self, customer_number: str, count: int, *, message_count: int) -> bool:
+        """Set the count while the conversation still holds `message_count` texts; True if set."""
+        ...
+
+    def set_preview(self, customer_number: str, message_id: str, preview: str) -> bool:
+        """Replace the preview while `message_id` is still the last message; True if replaced."""
+        ...
+
+
 class SearchIndex(Protocol):
     """Search terms (`parley.domain.search`) per team, sorted, for `begins_with` lookups."""
 

@@ -932,6 +932,26 @@ class DynamoConversations:
             return False
         return True
 
+    def add_unread(self, customer_number: str, delta: int) -> bool:
+        condition = ConversationItem.customer_number.exists()
+        if delta < 0:
+            condition &= ConversationItem.unread_count >= -delta
+        return _updated_if(customer_number, [ConversationItem.unread_count.add(delta)], condition)
+
+    def set_unread(self, customer_number: str, count: int, *, message_count: int) -> bool:
+        return _updated_if(
+            customer_number,
+            [ConversationItem.unread_count.set(count)],
+            ConversationItem.message_count == message_count,
+        )
+
+    def set_preview(self, customer_number: str, message_id: str, preview: str) -> bool:
+        return _updated_if(
+            customer_number,
+            [ConversationItem.last_message_preview.set(preview[:160])],
+            ConversationItem.last_message_id == message_id,
+        )
+
     def get_many(self, customer_numbers: list[str]) -> list[Conversation]:
         numbers = list(dict.fromkeys(customer_numbers))
         found: dict[str, Conversation] = {}
@@ -964,6 +984,17 @@ class DynamoConversations:
             hits.append(IndexHit(item.last_activity_at, str(encode_cursor(key)), self._from_item(item)))
         last = page.get("LastEvaluatedKey")
         return IndexSlice(hits, encode_cursor(last), last["last_activity_at"]["S"] if last else None)
+
+
+def _updated_if(customer_number: str, actions: list[Any], condition: Condition) -> bool:
+    """One conditional conversation update; False when the condition no longer held."""
+    try:
+        ConversationItem(customer_number).update(actions=actions, condition=condition)
+    except UpdateError as exc:
+        if exc.cause_response_code != "ConditionalCheckFailedException":
+            raise
+        return False
+    return True
 
 
 def _conversation_filter(where: ConversationFilter) -> Condition | None:

@@ -5,9 +5,9 @@ Views read keys-only index partitions (`parley.domain.views`) merged newest firs
 bounded number of reads whatever the table holds; filters (our number, a message the index still
 shows where it no longer is) are applied to the page read, so a filtered page may hold fewer than
 `limit` messages and still carry a cursor. Deletion is soft: the message keeps its status and leaves
-its view for Deleted; a restore puts it back. Replies and forwards are ordinary sends
-(`SendService.submit`) as the message's team, so every send rule applies to them, their idempotency
-keys included: those are per team.
+its view for Deleted; a restore puts it back; its conversation's unread count and preview follow.
+Replies and forwards are ordinary sends (`SendService.submit`) as the message's team, so every send
+rule applies to them, their idempotency keys included: those are per team.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Literal
+from datetime import datetime, timedelta
+from typing import Literal, Protocol
 
 from parley.access import Caller
-from parley.domain.models import Message, SendRequest
+from parley.domain.models import Conversation, Direction, Message, SendRequest
 from parley.domain.views import (
     BOX_VIEWS,
     VIEWS,
@@ -29,12 +29,30 @@ from parley.domain.views import (
     team_box,
     work_partitions,
 )
-from parley.ports import ConflictError, MessageListing, MessageRepository, NumberRepository, Page, Partition
+from parley.ports import (
+    ConflictError,
+    ConversationRepository,
+    MessageListing,
+    MessageRepository,
+    NumberRepository,
+    Page,
+    Partition,
+    UnreadCounts,
+)
 from parley.services.inbox import NotFound
 from parley.services.sending import SendRejected, SendService, may_send_from
 
-MAX_BATCH = 500  # ids in one delete, restore or reply request
+MAX_BATCH = 500  # ids in one delete or restore request
+MAX_REPLIES = 100  # ids in one bulk reply request: a send's limit of recipients
+# A bulk reply stops this long before the invocation's end (the API's 30 s), answering `not_tried`
+# for the ids it did not reach: each reply is about a dozen sequential calls.
+REPLY_RESERVE_SECONDS = 8.0
 _ATTEMPTS = 3  # tries of one deletion against concurrent status changes
+_THREAD_PAGES = 5  # pages of 100 read to count a conversation's newer texts, at most
+
+
+class ConversationState(ConversationRepository, UnreadCounts, Protocol):
+    """The conversation's unread count and preview, which deleting, restoring and reading move."""
 
 
 @dataclass(frozen=True)
@@ -48,10 +66,11 @@ class ViewFilter:
 class BulkResult:
     """What became of one id a bulk request named: `ok` (done, or already so), `not_found` (absent
     or not the caller's), `conflict` (it kept changing: ask again), `rejected` (a reply that can't be
-    sent, with the reason) or `skipped` (another selected message already replied to that customer)."""
+    sent, with the reason), `skipped` (another selected message already replied to that customer) or
+    `not_tried` (a bulk reply ran out of time first: ask again for these, with the same key)."""
 
     message_id: str
-    result: Literal["ok", "not_found", "conflict", "rejected", "skipped"]
+    result: Literal["ok", "not_found", "conflict", "rejected", "skipped", "not_tried"]
     deleted: bool | None = None
     reason: str | None = None
     reply_id: str | None = None  # a reply: the message sent
@@ -66,9 +85,30 @@ class Content:
     merge_values: dict[str, str] | None = None
 
 
-def derived_key(key: str, message_id: str, kind: str) -> str:
-    """One idempotency key per message of a bulk request: the same request again sends nothing new."""
-    return f"{kind}_" + hashlib.sha256(f"{key}\n{message_id}".encode()).hexdigest()[:40]
+def derived_key(key: str, subject: str, kind: str) -> str:
+    """One idempotency key per subject of a bulk request: the same request again sends nothing new."""
+    return f"{kind}_" + hashlib.sha256(f"{key}\n{subject}".encode()).hexdigest()[:40]
+
+
+def inbound_newer(
+    messages: MessageRepository, customer_number: str, after: datetime, *, cap: int
+) -> tuple[int, set[str]]:
+    """How many not-deleted inbound texts of the conversation are newer than `after`, counted up to
+    `cap` (also the answer for a thread too long to read), and the ids of the texts read."""
+    count, read, cursor = 0, set[str](), None
+    since = after + timedelta(microseconds=1)
+    for _ in range(_THREAD_PAGES):
+        page = messages.list_for_conversation(customer_number, limit=100, cursor=cursor, since=since)
+        for message in page.items:
+            read.add(message.message_id)
+            if message.direction is Direction.INBOUND and message.deleted_at is None:
+                count += 1
+                if count >= cap:
+                    return cap, read
+        cursor = page.cursor
+        if cursor is None:
+            return count, read
+    return cap, read
 
 
 class Mailbox:
@@ -80,8 +120,10 @@ class Mailbox:
         numbers: NumberRepository,
         sender: SendService,
         clock: Callable[[], datetime],
+        conversations: ConversationState | None = None,
     ) -> None:
         self._messages = messages
+        self._conversations = conversations
         self._listing = listing
         self._numbers = numbers
         self._sender = sender
@@ -136,17 +178,55 @@ class Mailbox:
                 return BulkResult(message_id, "not_found", reason=f"no message with id {message_id}")
             if (message.deleted_at is not None) == deleted:
                 return BulkResult(message_id, "ok", deleted=deleted)  # already so: nothing to write
+            held = self._conversations
+            conversation = None if held is None else held.get(message.customer_number)
+            unread = deleted and self._unread(message, conversation)
             change = (
-                {"deleted_at": self._clock(), "deleted_by": caller.user or None}
+                {"deleted_at": self._clock(), "deleted_by": caller.user or None, "deleted_unread": unread}
                 if deleted
-                else {"deleted_at": None, "deleted_by": None}
+                else {"deleted_at": None, "deleted_by": None, "deleted_unread": False}
             )
             try:
                 self._messages.update(message.model_copy(update=change), expected_version=message.version)
             except ConflictError:
                 continue  # a receipt or a send moved it meanwhile: read it again
+            self._recount(message, conversation, deleted=deleted, unread=unread)
             return BulkResult(message_id, "ok", deleted=deleted)
         return BulkResult(message_id, "conflict", reason="the message kept changing; ask again")
+
+    def _unread(self, message: Message, conversation: Conversation | None, *, restored: bool = False) -> bool:
+        """An inbound text is unread while fewer than its conversation's unread count of not-deleted
+        inbound texts are newer than it (the unread ones are the newest); a restored one, which the
+        count left out, while no more than the count are (no read since has passed it)."""
+        if conversation is None or message.direction is not Direction.INBOUND:
+            return False
+        cap = conversation.unread_count + (1 if restored else 0)
+        if cap <= 0:
+            return False
+        if conversation.last_message_id == message.message_id:
+            return True  # the newest text: nothing newer to count
+        newer, _ = inbound_newer(self._messages, message.customer_number, message.created_at, cap=cap)
+        return newer < cap
+
+    def _recount(
+        self, message: Message, conversation: Conversation | None, *, deleted: bool, unread: bool
+    ) -> None:
+        """The conversation after one of its texts was deleted or restored: its unread count (written
+        only by the request whose message write won, so a text moves it once) and its preview."""
+        conversations = self._conversations
+        if conversations is None or conversation is None:
+            return
+        number, last = message.customer_number, conversation.last_message_id == message.message_id
+        if deleted:
+            if unread:
+                conversations.add_unread(number, -1)  # never below 0, should a read have cleared it
+            if last:
+                conversations.set_preview(number, message.message_id, "")
+            return
+        if message.deleted_unread and self._unread(message, conversation, restored=True):
+            conversations.add_unread(number, 1)
+        if last:
+            conversations.set_preview(number, message.message_id, message.body)
 
     # -- reply and forward ---------------------------------------------------------------------------
 
@@ -161,12 +241,26 @@ class Mailbox:
         number of ours it used if the team may send from it."""
         return self._reply(self.visible(message_id, caller), caller, content, key)
 
-    def reply_many(self, ids: list[str], caller: Caller, content: Content, key: str) -> list[BulkResult]:
-        """One reply per customer among the messages named, each under a key derived from `key` and
-        the message, so the same request again sends nothing twice."""
+    def reply_many(
+        self,
+        ids: list[str],
+        caller: Caller,
+        content: Content,
+        key: str,
+        *,
+        time_left: Callable[[], float] | None = None,
+    ) -> list[BulkResult]:
+        """One reply per customer among the messages named, each under a key derived from `key`, the
+        team and the customer, so the same request again (in any order) sends nothing twice. With
+        `time_left` (seconds), the ids not reached before REPLY_RESERVE_SECONDS remain are `not_tried`."""
         results: list[BulkResult] = []
         replied: set[tuple[str, str]] = set()
-        for message_id in _checked(ids):
+        checked = _checked(ids, at_most=MAX_REPLIES)
+        for done, message_id in enumerate(checked):
+            if time_left is not None and time_left() < REPLY_RESERVE_SECONDS:
+                reason = "out of time before this one: ask again for it with the same key"
+                results += [BulkResult(i, "not_tried", reason=reason) for i in checked[done:]]
+                break
             message = self._messages.get(message_id)
             if message is None or not caller.sees(message.team):
                 results.append(BulkResult(message_id, "not_found", reason=f"no message with id {message_id}"))
@@ -177,7 +271,8 @@ class Mailbox:
                 results.append(BulkResult(message_id, "skipped", reason=reason))
                 continue
             try:
-                sent = self._reply(message, caller, content, derived_key(key, message_id, "reply"))
+                per_customer = derived_key(key, "\n".join(conversation), "reply")
+                sent = self._reply(message, caller, content, per_customer)
             except (SendRejected, ValueError) as exc:
                 results.append(BulkResult(message_id, "rejected", reason=str(exc)))
                 continue
@@ -232,12 +327,12 @@ def _belongs(message: Message, view: str) -> bool:
     return not deleted and indexed_view(message.status, deleted=False) == WORK_VIEWS[view]
 
 
-def _checked(ids: list[str]) -> list[str]:
+def _checked(ids: list[str], *, at_most: int = MAX_BATCH) -> list[str]:
     """The ids, each once, in the order given; the whole request is refused before anything is written."""
     if not isinstance(ids, list) or not ids:
         raise ValueError("'ids' must be a non-empty list of message ids")
     if not all(isinstance(i, str) and 0 < len(i) <= 200 for i in ids):
         raise ValueError("'ids' must be message ids: strings of 1 to 200 characters")
-    if len(ids) > MAX_BATCH:
-        raise ValueError(f"'ids' can name at most {MAX_BATCH} messages at a time")
+    if len(ids) > at_most:
+        raise ValueError(f"'ids' can name at most {at_most} messages at a time")
     return list(dict.fromkeys(ids))
