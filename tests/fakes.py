@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -191,6 +191,27 @@ class InMemoryConversations:
         if found is None or found.last_message_id != message_id:
             return False
         self.items[customer_number] = found.model_copy(update={"last_message_preview": ""})
+        return True
+
+    def add_unread(self, customer_number: str, delta: int) -> bool:
+        found = self.items.get(customer_number)
+        if found is None or found.unread_count + delta < 0:
+            return False
+        found.unread_count += delta
+        return True
+
+    def set_unread(self, customer_number: str, count: int, *, message_count: int) -> bool:
+        found = self.items.get(customer_number)
+        if found is None or found.message_count != message_count:
+            return False
+        found.unread_count = count
+        return True
+
+    def set_preview(self, customer_number: str, message_id: str, preview: str) -> bool:
+        found = self.items.get(customer_number)
+        if found is None or found.last_message_id != message_id:
+            return False
+        found.last_message_preview = preview[:160]
         return True
 
     def get_many(self, customer_numbers: list[str]) -> list[Conversation]:
@@ -893,11 +914,14 @@ class FakeLookupCarrier(FakeCarrier):
         self.lookups: list[tuple[OutboundText, datetime]] = []
         self.lookup_error: Exception | None = None  # set to make the search itself fail
 
-    def find_sent(self, text: OutboundText, since: datetime) -> SendAccepted | None:
+    def find_sent(
+        self, text: OutboundText, since: datetime, skip: Collection[str] = ()
+    ) -> SendAccepted | None:
         self.lookups.append((text, since))
         if self.lookup_error is not None:
             raise self.lookup_error
-        return self.known.get(text.to_number)
+        found = self.known.get(text.to_number)
+        return None if found is not None and found.carrier_message_id in skip else found
 
 
 class FakeMediaCarrier(FakeCarrier):

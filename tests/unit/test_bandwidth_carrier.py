@@ -1140,3 +1140,12 @@ def test_find_sent_since_naive_datetime_is_taken_as_utc(fake: FakeCarrierApi) ->
     fake.json(200, listing())
     carrier(api_base=fake.url).find_sent(TEXT, SINCE.replace(tzinfo=None) + timedelta(hours=1))
     assert dict(fake.seen[0].query)["fromDateTime"] == "2026-11-28T05:03:30.000Z"
+
+
+def test_find_sent_leaves_out_a_set_aside_attempt_and_finds_the_next(fake: FakeCarrierApi) -> None:
+    later = record("bw-retry", receiveTime="2026-11-28T04:05:40.000Z")
+    fake.json(200, listing(record("bw-set-aside"), later))
+    plugin = carrier(api_base=fake.url)
+    assert plugin.find_sent(TEXT, SINCE, skip={"bw-set-aside"}) == SendAccepted("bw-retry", "DELIVERED", 2)
+    fake.json(200, listing(record("bw-set-aside")))
+    assert plugin.find_sent(TEXT, SINCE, skip={"bw-set-aside"}) is None

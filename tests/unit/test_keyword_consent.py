@@ -114,7 +114,7 @@ def test_a_redelivered_start_is_answered_once(world: World) -> None:
     text_in(world, "SM2", "START", to=POOL, minutes=1)
     text_in(world, "SM2", "START", to=POOL, minutes=1)  # the webhook again, after consent was lifted
 
-    assert world.compliance_replies[1] == world.compliance_replies[2]  # the same answer's id
+    assert len(world.compliance_replies) == 2  # the stored START is not answered again
     bodies = [body for _, body in answer_all(world)]
     assert bodies == [
         "You're unsubscribed. Reply START to resubscribe.",

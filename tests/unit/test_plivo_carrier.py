@@ -1221,3 +1221,10 @@ def test_a_text_plain_body_is_a_payload_problem_even_with_a_v3_signature() -> No
     request = webhook(INBOUND_URL, urlencode(INBOUND), v3_headers("abc="), content_type="text/plain")
     with pytest.raises(PayloadError, match="unsupported content type"):
         carrier().verify(request)
+
+
+def test_find_sent_leaves_out_a_set_aside_attempt_and_finds_the_next(fake_plivo: FakeCarrierApi) -> None:
+    fake_plivo.json(200, page(listed("u-retry", at="2026-11-28 04:00:40"), listed("u-set-aside")))
+    assert via(fake_plivo).find_sent(TEXT, SINCE, skip={"u-set-aside"}) == SendAccepted("u-retry", "sent", 1)
+    fake_plivo.json(200, page(listed("u-set-aside")))
+    assert via(fake_plivo).find_sent(TEXT, SINCE, skip={"u-set-aside"}) is None

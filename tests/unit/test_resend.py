@@ -552,7 +552,7 @@ def test_an_ambiguous_attempt_after_a_resend_is_not_matched_to_the_text_before_i
 
     ((_, since),) = carrier.lookups
     assert since >= T0 + timedelta(minutes=10)  # from the resend on, not from the first round
-    assert checked is not None and checked.carrier_message_id != old_sid
-    assert checked.status is MessageStatus.FAILED and "check with the customer" in (
-        checked.error_reason or ""
-    )
+    # The search leaves out the text before the resend: nothing else found, so the text goes again.
+    assert checked is not None and checked.carrier_message_id not in (None, old_sid)
+    assert checked.status is MessageStatus.ACCEPTED
+    assert len(carrier.sent) == 3

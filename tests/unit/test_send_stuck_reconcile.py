@@ -4,6 +4,7 @@ tests/e2e/test_faults.py: the carrier search started at the sweep's attempt, min
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime, timedelta
 
 import pytest
@@ -40,12 +41,14 @@ class TwilioLikeCarrier(FakeLookupCarrier):
             raise WorkerDied
         return outcome
 
-    def find_sent(self, text: OutboundText, since: datetime) -> SendAccepted | None:
+    def find_sent(
+        self, text: OutboundText, since: datetime, skip: Collection[str] = ()
+    ) -> SendAccepted | None:
         self.lookups.append((text, since))
         for sent, at, accepted in self.accepted:
             key = (sent.to_number, sent.from_number, sent.body)
             same = key == (text.to_number, text.from_number, text.body)
-            if same and at >= since - timedelta(minutes=1):
+            if same and at >= since - timedelta(minutes=1) and accepted.carrier_message_id not in skip:
                 return accepted
         return None
 

@@ -156,3 +156,15 @@ def test_a_failing_later_page_raises_rather_than_claiming_absence(fake_twilio: F
     fake_twilio.replies((200, pages(later_texts(50), [])[0]), (503, {}))
     with pytest.raises(TwilioLookupError, match="503"):
         search(fake_twilio)
+
+
+def test_a_set_aside_attempt_is_left_out_and_hides_no_later_match(fake_twilio: FakeCarrierApi) -> None:
+    """After a receipt's passing failure, the earlier attempt (same words, earlier) is not this try's text."""
+    earlier = listed(TEXT.body, "SMearlier", created=SINCE, sent=SINCE, status="undelivered")
+    retry = listed(TEXT.body, "SMretry", created=SINCE + timedelta(seconds=40), sent=None, status="queued")
+    serve(fake_twilio, pages([earlier, retry]))
+    plugin = TwilioCarrier(SID, TOKEN, api_base=fake_twilio.url)
+
+    assert plugin.find_sent(TEXT, SINCE, skip={"SMearlier"}) == SendAccepted("SMretry", "queued", None)
+    serve(fake_twilio, pages([earlier]))
+    assert plugin.find_sent(TEXT, SINCE, skip={"SMearlier"}) is None

@@ -267,7 +267,8 @@ function conversationOf(number) {
 }
 
 /** Each recipient who opted out of the number this text would go from (the one picked, else the one
- * they last talked to, else our default), or of all our numbers: the server suppresses those texts. */
+ * they last talked to, else our default), or of all our numbers without opting back in to that one
+ * since: the server suppresses those texts. */
 function updateConsent() {
   const note = el["opt-out-warning"];
   const lines = [];
@@ -278,7 +279,8 @@ function updateConsent() {
       const c = conversationOf(number);
       if (!c) continue;
       const from = chosen || c.last_our_number || fallback;
-      if (c.opted_out) {
+      // A START to a number since the opt-out from all lets that number text them again.
+      if (c.opted_out && !(from && (c.opted_in_to || []).includes(from))) {
         lines.push(`${number} has opted out of all our texts: this text to them will be suppressed, not sent.`);
       } else if (from && (c.opted_out_of || []).includes(from)) {
         lines.push(`${number} has opted out of texts from ${from}: this text to them will be suppressed, not sent.`);
@@ -367,10 +369,21 @@ async function send() {
 async function deliver(mode, to, text, sendAt) {
   const key = state.key;
   if (mode === "bulk") {
-    const answer = await api("POST", "/v1/messages/reply", { ids: state.options.ids, ...text, idempotency_key: key });
-    const sent = answer.results.filter((r) => r.result === "ok").length;
-    const refused = answer.results.filter((r) => r.result === "rejected").map((r) => r.reason);
-    const skipped = answer.results.filter((r) => r.result === "skipped").length;
+    // at most 100 ids a call, and a call near its time limit leaves the rest `not_tried`: ask again
+    // for them under the same key (a customer's reply is keyed by customer, so it goes once)
+    const results = [];
+    let pending = [...state.options.ids];
+    while (pending.length) {
+      const ids = pending.slice(0, 100);
+      const answer = await api("POST", "/v1/messages/reply", { ids, ...text, idempotency_key: key });
+      const left = answer.results.filter((r) => r.result === "not_tried").map((r) => r.message_id);
+      if (left.length === ids.length) throw new Error("Replying took too long; try again.");
+      results.push(...answer.results.filter((r) => r.result !== "not_tried"));
+      pending = [...left, ...pending.slice(ids.length)];
+    }
+    const sent = new Set(results.filter((r) => r.result === "ok").map((r) => r.reply_id)).size;
+    const refused = results.filter((r) => r.result === "rejected").map((r) => r.reason);
+    const skipped = results.filter((r) => r.result === "skipped").length;
     let message = `Replied to ${sent} customer${sent === 1 ? "" : "s"}.`;
     if (skipped) message += ` ${skipped} selected message${skipped === 1 ? " was" : "s were"} from a customer already answered.`;
     if (refused.length) message += ` Not sent: ${refused.join("; ")}`;

@@ -172,10 +172,11 @@ class MessageIds(BaseModel):
 class MessageOutcome(BaseModel):
     """What became of one message named: `ok` (done, or it already was), `not_found` (absent or not
     the caller's), `conflict` (it kept changing: ask again), `rejected` (a reply that can't be sent,
-    with the reason) or `skipped` (another selected message's reply went to the same customer)."""
+    with the reason), `skipped` (another selected message's reply went to the same customer) or
+    `not_tried` (a bulk reply ran out of time first: ask again for it, with the same key)."""
 
     message_id: str
-    result: Literal["ok", "not_found", "conflict", "rejected", "skipped"]
+    result: Literal["ok", "not_found", "conflict", "rejected", "skipped", "not_tried"]
     deleted: bool | None = Field(description="Delete and restore: whether the message is now deleted.")
     reason: str | None
     reply_id: str | None = Field(description="Reply: the id of the reply sent.")
@@ -185,6 +186,15 @@ class MessageOutcomes(BaseModel):
     """One result per message named, in the order named (each id once)."""
 
     results: list[MessageOutcome]
+
+
+class ReplyOutcomes(MessageOutcomes):
+    """One result per message named, in the order named (each id once)."""
+
+    more: bool = Field(
+        description="The call stopped before the invocation's time ran out: the ids answered "
+        "`not_tried` are still to do; ask again for them with the same idempotency key."
+    )
 
 
 class ReplyRequest(BaseModel):
@@ -199,9 +209,9 @@ class ReplyRequest(BaseModel):
 
 
 class BulkReplyRequest(ReplyRequest):
-    """One reply per selected message's customer; each message's key is derived from the request's."""
+    """One reply per selected message's customer; each customer's key is derived from the request's."""
 
-    ids: list[str] = Field(min_length=1, max_length=500, description="Message ids; at most 500.")
+    ids: list[str] = Field(min_length=1, max_length=100, description="Message ids; at most 100.")
 
 
 class ForwardRequest(BaseModel):
@@ -230,6 +240,18 @@ class MarkAllReadRequest(BaseModel):
 
     our_number: str | None = Field(default=None, description="Only conversations that used this number.")
     cursor: str | None = Field(default=None, description="The `cursor` of the previous call, to go on.")
+
+
+class MarkReadRequest(BaseModel):
+    """Optional: how far the person read."""
+
+    seen_message_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="The newest message the person was shown: inbound texts newer than it stay unread. "
+        "Left out: every text is read.",
+    )
 
 
 class MarkedRead(BaseModel):
@@ -574,6 +596,7 @@ class Operation:
     summary: str
     description: str | None = None
     body: type[BaseModel] | None = None  # the JSON request body
+    body_required: bool = True
     query: tuple[str, ...] = ()  # names in _QUERY_PARAMETERS
     status: int  # the success status
     answer: type[BaseModel] | type[SegmentInfo] | None  # None: no body (204), or a free-form object
@@ -608,8 +631,13 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "post", "/v1/conversations/{number}/read", "mark_conversation_read", tag="conversations",
         summary="Mark a conversation read (reading its messages doesn't)",
+        description=(
+            "The body is optional. With `seen_message_id` (the newest message shown), texts that "
+            "arrived after it stay unread; the answer's `unread_count` says how many."
+        ),
+        body=MarkReadRequest, body_required=False,
         status=200, answer=ConversationView, answer_description="The conversation, read.",
-        errors=(404,),
+        errors=(400, 404),
     ),
     Operation(
         "post", "/v1/conversations/{number}/close", "close_conversation", tag="conversations",
@@ -788,12 +816,14 @@ OPERATIONS: tuple[Operation, ...] = (
         "post", "/v1/messages/reply", "reply_to_messages", tag="messages",
         summary="Reply to many selected messages at once, each in its own conversation",
         description=(
-            "One reply per customer among the messages named. Each message's reply has a key derived "
-            "from the request's idempotency key, so the same request again sends nothing twice "
-            "(without a key, a retried request sends again)."
+            "One reply per customer among the messages named (at most 100). Each customer's reply has a "
+            "key derived from the request's idempotency key, the team and the customer, so the same "
+            "request again, in any order, sends nothing twice (without a key, a retried request sends "
+            "again). A call that nears the invocation's time limit stops: the ids it did not reach are "
+            "`not_tried` and `more` is true; ask again for them with the same key."
         ),
         body=BulkReplyRequest,
-        status=200, answer=MessageOutcomes, answer_description="One result per message.",
+        status=200, answer=ReplyOutcomes, answer_description="One result per message.",
         errors=(400,),
     ),
     Operation(
@@ -1163,7 +1193,7 @@ def _operation(op: Operation, refs: dict[type[Any], dict[str, Any]]) -> dict[str
     if parameters:
         operation["parameters"] = parameters
     if op.body is not None:
-        operation["requestBody"] = {"required": True, "content": _json_content(refs[op.body])}
+        operation["requestBody"] = {"required": op.body_required, "content": _json_content(refs[op.body])}
     operation["responses"] = responses
     if op.public:
         operation["security"] = []  # served without a token (see template.yaml)

@@ -366,6 +366,7 @@ class Container:
             numbers=self.numbers,
             sender=self.sender,
             clock=utc_now,
+            conversations=self.conversations,
         )
 
     @cached_property
@@ -392,6 +393,8 @@ class Container:
             records=self.records,
             opt_outs=self.opt_outs,
             region=self.settings.default_region,
+            messages=self.messages,
+            unread=self.conversations,
         )
 
     @cached_property

@@ -17,7 +17,7 @@ import base64
 import hmac
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote
@@ -454,12 +454,15 @@ class BandwidthCarrier:
         asked = parse_retry_after(response.headers.get("Retry-After"))
         return _send_outcome(response.status_code, json_object(response), asked)
 
-    def find_sent(self, text: OutboundText, since: datetime) -> SendAccepted | None:
+    def find_sent(
+        self, text: OutboundText, since: datetime, skip: Collection[str] = ()
+    ) -> SendAccepted | None:
         """Find a text Bandwidth may have accepted before an ambiguous failure (a 504 or read timeout).
 
         Bandwidth keeps no message text and can't search by tag, so this matches on sender,
         recipient, direction and time since the first attempt, and drops records whose attachment
-        count or text length (when reported) can't be this text's. The earliest match wins.
+        count or text length (when reported) can't be this text's, and the set-aside `skip`.
+        The earliest match wins.
         Raises BandwidthLookupError when the search itself fails: absence is never guessed.
         """
         import requests
@@ -498,7 +501,7 @@ class BandwidthCarrier:
             listed = data.get("messages")
             if not isinstance(listed, list):
                 raise BandwidthLookupError("message search answered without a message list")
-            found.extend(_candidates(listed, text, start))
+            found.extend(c for c in _candidates(listed, text, start) if c[1]["messageId"] not in skip)
             page_info = data.get("pageInfo")
             next_token = page_info.get("nextPageToken") if isinstance(page_info, dict) else None
             if not isinstance(next_token, str) or not next_token:

@@ -11,6 +11,7 @@ phonenumbers and requests stay off that path. A carrier imports `requests` insid
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -283,9 +284,13 @@ class SentLookup(Protocol):
     Carriers without an idempotency key need this, so a retry never texts a customer twice.
     Raises LookupUnavailable when the carrier can't be searched at all, and any other exception
     when this lookup failed (it is tried again later): absence must never be guessed.
+    `skip` holds carrier ids of earlier attempts set aside after they failed: never this attempt,
+    so never returned, and never allowed to hide a later match.
     """
 
-    def find_sent(self, text: OutboundText, since: datetime) -> SendAccepted | None: ...
+    def find_sent(
+        self, text: OutboundText, since: datetime, skip: Collection[str] = ()
+    ) -> SendAccepted | None: ...
 
 
 @runtime_checkable

@@ -28,7 +28,7 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, Literal
 from urllib.parse import parse_qs, quote, urlparse, urlunparse
@@ -395,12 +395,15 @@ class PlivoCarrier:
     def classify(self, error_code: str | None, http_status: int | None) -> tuple[FailureKind, str]:
         return classify_error(error_code, http_status)
 
-    def find_sent(self, text: OutboundText, since: datetime) -> SendAccepted | None:
+    def find_sent(
+        self, text: OutboundText, since: datetime, skip: Collection[str] = ()
+    ) -> SendAccepted | None:
         """Find a text Plivo may have accepted before an ambiguous failure (a 5xx or a read timeout).
 
         Plivo's message records carry no text and no reference of ours, so the match is by sender,
         recipient and time: the earliest outbound message between the two numbers since the first
-        attempt (less a little clock skew). Raises PlivoLookupError when the search itself fails.
+        attempt (less a little clock skew), leaving out the set-aside `skip`. Raises PlivoLookupError
+        when the search itself fails.
         """
         import requests
 
@@ -435,7 +438,9 @@ class PlivoCarrier:
                 raise PlivoLookupError("message search answered without a list of messages")
             for item in objects:
                 found = _listed_match(item, text, start)
-                if found is not None and (best is None or found[0] < best[0]):
+                if found is None or found[1].carrier_message_id in skip:
+                    continue
+                if best is None or found[0] < best[0]:
                     best = found
             meta = data.get("meta")
             if len(objects) < LIST_PAGE_SIZE or not (isinstance(meta, dict) and meta.get("next")):

@@ -4,9 +4,10 @@ Twilio signs the URL it called plus the form fields, has no replay protection an
 for message creation, so this module is strict on signatures and careful to tell "Twilio never got
 it" (retry) from "Twilio may have it" (reconcile first, or the customer gets the text twice).
 
-Twilio answers STOP, START and HELP itself by default, so those keywords come marked as answered
-(Parley records the consent change and sends no second answer) unless
-PARLEY_TWILIO_SELF_MANAGED_OPT_OUTS is true: Twilio's keyword handling is off for our numbers.
+Twilio answers STOP, START and HELP itself by default on long codes and toll-free, so those keywords
+come flagged (Parley records the consent change and, where Twilio answered, sends no second answer:
+never on a short code, see domain/keywords.py) unless PARLEY_TWILIO_SELF_MANAGED_OPT_OUTS is true:
+Twilio's keyword handling is off for our numbers.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import hashlib
 import hmac
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, Final
@@ -121,7 +122,8 @@ ERROR_CODES: Final[dict[str, tuple[FailureKind, str]]] = {
 MIN_WAIT_SECONDS: Final[dict[str, float]] = {"21611": 300.0, "63038": 900.0}
 
 
-# Codes only a delivery receipt carries (they come after Twilio accepted the text).
+# Codes only a delivery receipt carries (they come after Twilio accepted the text): `classify_error`
+# reads them for a receipt (no HTTP status), so a receipt's retry and a bulk resend agree.
 _RECEIPT_CODES: Final[dict[str, tuple[FailureKind, str]]] = {
     "30001": (FailureKind.TRANSIENT, "Twilio's queue for our number overflowed before the text went out"),
 }
@@ -143,6 +145,8 @@ def classify_error(code: str | None, http_status: int | None) -> tuple[FailureKi
         return FailureKind.AMBIGUOUS, f"carrier server error (HTTP {http_status})"
     if code is not None and code in ERROR_CODES:
         return ERROR_CODES[code]
+    if http_status is None and code is not None and code in _RECEIPT_CODES:
+        return _RECEIPT_CODES[code]
     if http_status in (408, 425):
         return FailureKind.TRANSIENT, f"the carrier timed out reading our request (HTTP {http_status})"
     if http_status == 401:
@@ -311,8 +315,7 @@ class TwilioCarrier:
         retryable, reason = False, None
         if error_code:
             code = error_code.strip()
-            found = _RECEIPT_CODES.get(code) or self.classify(code, None)
-            retryable, reason = receipt_failure(*found)
+            retryable, reason = receipt_failure(*self.classify(code, None))
         return ParsedStatus(
             carrier=self.name,
             carrier_message_id=sid,
@@ -384,16 +387,19 @@ class TwilioCarrier:
             raise TwilioLookupError(f"message lookup failed (HTTP {response.status_code})")
         return accepted
 
-    def find_sent(self, text: OutboundText, since: datetime) -> SendAccepted | None:
+    def find_sent(
+        self, text: OutboundText, since: datetime, skip: Collection[str] = ()
+    ) -> SendAccepted | None:
         """Find a text Twilio may have created before an ambiguous failure (a 5xx or a read timeout).
 
         Twilio has no idempotency key for messages, so the only way to avoid a second text is to
         look for one with the same recipient, sender and body created since the first attempt (less
-        a little clock skew); the earliest such text wins. The list is filtered by the two numbers
-        only, not by DateSent: Twilio leaves date_sent empty until it has sent a text, so that filter
-        would miss the very text a busy Twilio is still holding in its queue. Creation times are
-        compared here instead, and since Twilio orders the list by DateSent, with no documented
-        place for texts not yet sent, every page is read (next_page_uri), up to SEARCH_PAGES pages.
+        a little clock skew); the earliest such text wins, leaving out the set-aside `skip`. The list
+        is filtered by the two numbers only, not by DateSent: Twilio leaves date_sent empty until it
+        has sent a text, so that filter would miss the very text a busy Twilio is still holding in its
+        queue. Creation times are compared here instead, and since Twilio orders the list by
+        DateSent, with no documented place for texts not yet sent, every page is read
+        (next_page_uri), up to SEARCH_PAGES pages.
 
         Raises TwilioLookupError when the search fails (it is tried again later), and
         LookupUnavailable when there are more pages than that and none of those read holds the text:
@@ -415,7 +421,9 @@ class TwilioCarrier:
                 raise TwilioLookupError("message search answered without a message list")
             for item in listed:
                 found = _search_match(item, text, start)
-                if found is not None and (best is None or found[0] < best[0]):
+                if found is None or found[1].carrier_message_id in skip:
+                    continue
+                if best is None or found[0] < best[0]:
                     best = found
             next_uri = page.get("next_page_uri")
             if next_uri is None or next_uri == "":

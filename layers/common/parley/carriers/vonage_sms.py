@@ -32,7 +32,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qsl, urlsplit
@@ -398,7 +398,9 @@ class VonageSmsCarrier:
         """See the module-level `classify`: `http_status` given = send answer, None = receipt."""
         return classify(error_code, http_status)
 
-    def find_sent(self, text: OutboundText, since: datetime) -> SendAccepted | None:
+    def find_sent(
+        self, text: OutboundText, since: datetime, skip: Collection[str] = ()
+    ) -> SendAccepted | None:
         """Always raises: there is no message search for the SMS API in our reference.
 
         Returning None would claim Vonage never got the text, and a retry could text the customer

@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from enum import StrEnum
 
+from parley.domain.rate import NumberType
+
 
 class Keyword(StrEnum):
     OPT_OUT = "opt_out"
@@ -61,5 +63,22 @@ def keyword_of(body: str) -> Keyword | None:
 
 
 def from_carrier_flag(flag: str | None) -> Keyword | None:
-    """The keyword a carrier says it already acted on (and answered)."""
+    """The keyword a carrier flagged as one it acts on (whether it answered: `answered_by_carrier`)."""
     return {"STOP": Keyword.OPT_OUT, "START": Keyword.OPT_IN, "HELP": Keyword.HELP}.get(flag or "")
+
+
+# Twilio answers its keywords on long codes and toll-free, not on short codes; on toll-free a network
+# layer handles opt-outs and opts back in on START and UNSTOP alone, not YES (carriers.md 1.5).
+TWILIO_TOLL_FREE_OPT_IN_WORDS = frozenset({"START", "UNSTOP"})
+
+
+def answered_by_carrier(carrier: str, flag: str | None, body: str, number_type: NumberType | None) -> bool:
+    """Whether the carrier itself answered the keyword it flagged, given the type of our number the
+    customer texted (None: unknown, as a long code). Twilio flags its keywords whatever the number."""
+    if flag is None:
+        return False
+    if carrier != "twilio" or number_type is None or number_type is NumberType.LONG_CODE:
+        return True
+    if number_type is NumberType.SHORT_CODE:
+        return False
+    return flag != "START" or normalized(body) in TWILIO_TOLL_FREE_OPT_IN_WORDS

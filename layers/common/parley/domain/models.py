@@ -245,6 +245,9 @@ class SendRequest(BaseModel):
     @field_validator("from_number")
     @classmethod
     def _normalise_sender(cls, value: str | None) -> str | None:
+        """E.164, or one of our short codes (3-8 digits) as written: sending checks it is ours."""
+        if value is not None and re.fullmatch(r"[0-9]{3,8}", value.strip()):
+            return value.strip()
         return None if value is None else normalize_e164(value, require_mobile=False)
 
     @model_validator(mode="after")
@@ -315,10 +318,14 @@ class Message(BaseModel):
     resent_at: datetime | None = None
     attempts_before_resend: int = 0
     superseded_carrier_ids: list[str] = Field(default_factory=list)
+    # Failed while the carrier may already have it (an ambiguous send it can't be asked about, a job
+    # lost mid-send): only a person's resend by id sends it again, once they have checked.
+    may_have_been_sent: bool = False
     # Soft deletion (POST /v1/messages/delete): out of its view and into Deleted, status kept, so a
     # restore puts it back where it was.
     deleted_at: datetime | None = None
     deleted_by: str | None = None
+    deleted_unread: bool = False  # deleted while unread: its conversation counts it unread again if restored
     # When retention blanked the body and dropped the media (docs/retention.md); the rest stays.
     expired_at: datetime | None = None
     version: int = 0
@@ -352,6 +359,11 @@ class ConversationView(Conversation):
 
     opted_out: bool = False  # from all our numbers
     opted_out_of: list[str] = Field(default_factory=list)  # our numbers they opted out of one by one
+    opted_in_to: list[str] = Field(
+        default_factory=list,
+        description="With `opted_out`: our numbers the customer texted START to since, which may text "
+        "them again (an opt-in counts for the number it was sent to).",
+    )
     hidden_candidates: int = Field(
         default=0,
         description="How many tied records the caller doesn't see (another team's, or since deleted): "

@@ -74,8 +74,17 @@ def part_receipt_advances(current: S, reported: S) -> bool:
     return receipt_advances(current, reported)
 
 
-# A person may resend what the Failed view shows. This is the one way out of those final statuses, and
-# it is taken by a person's resend alone (`resend_allowed`): receipts never reopen them. A partly
+def parts_status_advances(current: S, reported: S) -> bool:
+    """As `receipt_advances`, for a long text's status `reported` by its parts' statuses: a part's late
+    `delivered` takes a failed text to `partially_delivered` or `delivered`, as its parts now say, so the
+    outcome does not depend on the order the parts' receipts arrive in."""
+    if current in (S.FAILED, S.UNDELIVERED) and reported in (S.PARTIALLY_DELIVERED, S.DELIVERED):
+        return True
+    return receipt_advances(current, reported)
+
+
+# A person may resend what the Failed view shows. That and a long text's parts (`parts_status_advances`)
+# are the only ways out of those final statuses: a receipt for the whole text never reopens them. A partly
 # delivered text is shown there too (the customer got part of it; a late `delivered` still moves it on),
 # and resending it sends every part again.
 FAILED_VIEW = frozenset({S.FAILED, S.UNDELIVERED, S.PARTIALLY_DELIVERED})

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from parley.access import Caller
-from parley.domain.models import ContactRecord, Conversation, ConversationView, OptOut
+from parley.domain.models import ContactRecord, Conversation, ConversationView, Message, OptOut
 from parley.domain.phone import InvalidPhoneNumber, normalize_e164
 from parley.domain.routing import made_by_parley
 from parley.domain.search import SearchQuery, parse_query
@@ -30,18 +30,22 @@ from parley.ports import (
     ConversationLinker,
     ConversationRepository,
     IndexSlice,
+    MessageRepository,
     NumberRepository,
     OptOutRepository,
     SearchHit,
     SearchIndex,
+    UnreadCounts,
 )
 from parley.services.inbox import NotFound
+from parley.services.mailbox import inbound_newer
 from parley.services.records import NewRecord, RecordService
 
 T = TypeVar("T")
 
 MARK_ALL_PAGE = 100  # conversations read per index read when marking all read
 MARK_ALL_PAGES = 10  # index reads per call: a bigger set answers a cursor to go on from
+_READ_ATTEMPTS = 3  # tries of a read up to a message, against texts arriving meanwhile
 
 
 class AlreadyLinked(Exception):
@@ -143,8 +147,12 @@ class ConversationService:
         records: RecordService,
         opt_outs: OptOutRepository,
         region: str = "US",
+        messages: MessageRepository | None = None,
+        unread: UnreadCounts | None = None,
     ) -> None:
         self._conversations = conversations
+        self._messages = messages
+        self._unread = unread
         self._opt_outs = opt_outs
         self._browser = browser
         self._search = search
@@ -250,10 +258,37 @@ class ConversationService:
         shown = with_consent(conversation, self._opt_outs.get(customer_number))
         return with_candidates(caller, shown, self._candidate_teams(caller, [conversation]))
 
-    def mark_read(self, caller: Caller, number: str) -> ConversationView:
+    def mark_read(self, caller: Caller, number: str, seen: str | None = None) -> ConversationView:
+        """Read; with `seen`, the newest message the person was shown, only up to it: inbound texts
+        that arrived after it stay unread."""
         conversation = self.get(caller, number)
-        self._browser.mark_read(conversation.customer_number)
-        return conversation.model_copy(update={"unread_count": 0})
+        messages, counts = self._messages, self._unread
+        if seen is None or messages is None or counts is None:
+            self._browser.mark_read(conversation.customer_number)
+            return conversation.model_copy(update={"unread_count": 0})
+        shown = messages.get(seen)
+        if shown is None or shown.customer_number != conversation.customer_number:
+            raise ValueError("'seen' must be the id of a message in this conversation")
+        return conversation.model_copy(update={"unread_count": self._read_up_to(shown, messages, counts)})
+
+    def _read_up_to(self, shown: Message, messages: MessageRepository, counts: UnreadCounts) -> int:
+        """Set the unread count to the inbound texts newer than `shown`, while no text arrives
+        meanwhile (the write is conditional on the message count); the count it leaves."""
+        number = shown.customer_number
+        unread = 0
+        for _ in range(_READ_ATTEMPTS):
+            current = self._conversations.get(number)
+            if current is None or current.unread_count == 0:
+                return 0
+            unread = current.unread_count
+            count = 0
+            if current.last_message_id != shown.message_id:
+                count, read = inbound_newer(messages, number, shown.created_at, cap=unread)
+                if count < unread and current.last_message_id not in read:
+                    continue  # the thread's index doesn't list the newest text yet: count again
+            if counts.set_unread(number, count, message_count=current.message_count):
+                return count
+        return unread  # it kept changing: left as it was, so nothing unseen is marked read
 
     def close(self, caller: Caller, number: str) -> ConversationView:
         return self._set_closed(caller, number, True)
@@ -322,11 +357,13 @@ class ConversationService:
 
 
 def with_consent(conversation: Conversation, opt_out: OptOut | None) -> ConversationView:
-    """The conversation as shown: whether its customer opted out, from all our numbers or some."""
+    """The conversation as shown: whether its customer opted out, from all our numbers or some, and
+    the numbers that may text them again despite an opt-out from all (what sending decides by)."""
     return ConversationView(
         **dict(conversation),
         opted_out=opt_out is not None and opt_out.opted_out,
         opted_out_of=list(opt_out.numbers) if opt_out is not None else [],
+        opted_in_to=sorted(n for n in opt_out.opted_in_since() if not opt_out.blocks(n)) if opt_out else [],
     )
 
 

@@ -43,7 +43,7 @@ from parley.ports import (
     EventPublisher,
     MessageRepository,
 )
-from parley.services.sending import SendService, _detail, parse_send_record
+from parley.services.sending import SendService, _detail, last_attempt_unsettled, parse_send_record
 
 logger = logging.getLogger(__name__)
 
@@ -226,6 +226,7 @@ class DeadLetterService:
                 )
                 return []
             reason = _reason_for(message, why)
+            may_have_gone = message.status is MessageStatus.SENDING or last_attempt_unsettled(message)
             now = self._clock()
             change = StatusChange(
                 status=MessageStatus.FAILED,
@@ -241,6 +242,7 @@ class DeadLetterService:
                             "error_reason": reason[:1000],
                             "next_attempt_at": None,
                             "history": [*message.history, change],
+                            "may_have_been_sent": message.may_have_been_sent or may_have_gone,
                         }
                     ),
                     expected_version=message.version,
@@ -410,7 +412,7 @@ def _reason_for(message: Message, why: str) -> str:
     if message.error_reason:
         known.append(f"last error: {message.error_reason}")
     text = f"{why}: {'; '.join(known)}"
-    if message.status is MessageStatus.SENDING:
+    if message.status is MessageStatus.SENDING or last_attempt_unsettled(message):
         text += "; the carrier may already have it, so check with the customer before resending"
     return text
 

@@ -14,8 +14,9 @@ from typing import Protocol
 
 from parley.carriers.base import Carrier, MediaRejected, MediaSource
 from parley.domain.ids import inbound_message_id
-from parley.domain.keywords import Keyword, from_carrier_flag, keyword_of
+from parley.domain.keywords import Keyword, answered_by_carrier, from_carrier_flag, keyword_of
 from parley.domain.models import (
+    Attempt,
     CarrierEventEnvelope,
     Conversation,
     Direction,
@@ -31,7 +32,12 @@ from parley.domain.models import (
 from parley.domain.phone import mask
 from parley.domain.retry import RetryPolicy, describe_span
 from parley.domain.routing import NEW_LEAD, Routing, lead_id_for, new_lead, route
-from parley.domain.status import part_receipt_advances, receipt_advances
+from parley.domain.status import (
+    CARRIER_REPORTED,
+    part_receipt_advances,
+    parts_status_advances,
+    receipt_advances,
+)
 from parley.observability import bind_correlation_id, correlation_id, journey_id
 from parley.ports import (
     Clock,
@@ -216,9 +222,18 @@ class InboundProcessor:
         """
         now = self._clock()
         our = self._numbers.get(event.to_number)
-        carrier_answered = event.opt_out is not None
+        carrier_answered = answered_by_carrier(
+            event.carrier, event.opt_out, event.body, our.number_type if our else None
+        )
         keyword = from_carrier_flag(event.opt_out) or keyword_of(event.body)
         answer_due = True
+        # A keyword text is stored only after its consent change and answer, so one already stored is
+        # a redelivery (Twilio's and Plivo's carry no time of their own to tell it by): it must not
+        # undo a later START or STOP, nor be answered again. One read, for keyword texts alone.
+        if keyword is not None and self._messages.get(
+            inbound_message_id(event.carrier, event.carrier_message_id)
+        ):
+            keyword = None
         if keyword in (Keyword.OPT_OUT, Keyword.OPT_IN):
             answer_due = self._record_consent(
                 event,
@@ -474,6 +489,8 @@ class InboundProcessor:
 
     def apply_receipt(self, update: StatusUpdate) -> None:
         message = self._find(update)
+        if message is not None and _confirms_ambiguous(message, update):
+            message = self._adopt(message, update)
         if message is not None:
             self._carrier_opt_out(message, update)
         if message is None:
@@ -525,6 +542,8 @@ class InboundProcessor:
             ours = update.carrier_message_id in current
             if not ours or not receipt_advances(message.status, update.status):
                 return update
+            if message.deleted_at is not None:
+                return update  # left failed: only a person's resend (after a restore) sends it again
             now = self._clock()
             attempts = message.attempts[message.attempts_before_resend :]
             age = (now - attempts[0].at).total_seconds() if attempts else 0.0
@@ -593,9 +612,66 @@ class InboundProcessor:
                 or update.carrier_message_id in candidate.carrier_part_ids
                 or update.carrier_message_id in candidate.superseded_carrier_ids
             )
-            if candidate is not None and candidate.carrier == update.carrier and known:
+            # Or a receipt proving an ambiguous send went out, the carrier's id we never learned.
+            if candidate is not None and (
+                (candidate.carrier == update.carrier and known) or _confirms_ambiguous(candidate, update)
+            ):
                 message = candidate
         return message
+
+    def _adopt(self, message: Message, update: StatusUpdate) -> Message | None:
+        """Take the carrier's id from a receipt that proves an ambiguous send went out, and take the
+        text out of `failed` (or its pending retry): it is accepted, and the receipt then moves it on
+        as any other would. None when the text has since changed so the receipt no longer speaks for
+        it (a person resent it): the caller parks the receipt."""
+        detail = "the carrier's receipt shows it has the text; not sent again"
+        for _ in range(5):
+            now = self._clock()
+            changes = {
+                "status": MessageStatus.ACCEPTED,
+                "carrier_message_id": update.carrier_message_id,
+                "attempts": [
+                    *message.attempts,
+                    Attempt(number=len(message.attempts) + 1, at=now, outcome="reconciled", detail=detail),
+                ],
+                "history": [
+                    *message.history,
+                    StatusChange(
+                        status=MessageStatus.ACCEPTED,
+                        at=now,
+                        source=f"{update.carrier}:{update.carrier_status}",
+                        detail=detail,
+                    ),
+                ],
+                "next_attempt_at": None,
+                "rate_turn_at": None,
+                # The attempts keep what the ambiguous send said; a failure the receipt reports
+                # replaces the advice to check before resending.
+                "error_code": None,
+                "error_reason": (
+                    update.error_message or f"the carrier reported the text {update.status.value}"
+                    if update.status in _FAILED_PART
+                    else None
+                ),
+            }
+            try:
+                stored = self._messages.update(
+                    message.model_copy(update=changes), expected_version=message.version
+                )
+            except ConflictError:
+                fresh = self._messages.get(message.message_id)
+                if fresh is None or fresh.carrier_message_id == update.carrier_message_id:
+                    return fresh
+                if not _confirms_ambiguous(fresh, update):
+                    return None
+                message = fresh
+                continue
+            logger.warning(
+                "a receipt confirms a send that had no answer; the text is not sent again",
+                extra={"message_id": stored.message_id, "carrier_message_id": update.carrier_message_id},
+            )
+            return stored
+        raise ConflictError(f"message {message.message_id} kept changing while a receipt was applied")
 
     def apply_parked(self, carrier: str, carrier_message_id: str) -> int:
         """Apply every parked receipt for this id, oldest first; returns how many were applied."""
@@ -603,6 +679,8 @@ class InboundProcessor:
         if not parked:
             return 0
         message = self._find(parked[0])
+        if message is not None and _confirms_ambiguous(message, parked[0]):
+            message = self._adopt(message, parked[0])
         if message is None:
             return 0
         for update in parked:
@@ -630,7 +708,8 @@ def apply_status(
     """Move a message forward along the status machine; repeats and late receipts change nothing.
 
     Per-segment receipts are kept per part; the message itself is `delivered` only when every part
-    is, and `partially_delivered` when all parts have reported and only some arrived.
+    is, and `partially_delivered` when all parts have reported and only some arrived. Its status
+    follows its parts even out of `failed`, whatever order their receipts come in.
     """
     for _ in range(5):
         message = messages.get(message_id)
@@ -642,15 +721,17 @@ def apply_status(
             return message
         changes: dict[str, object] = {}
         reported = update.status
+        advances_to = receipt_advances
         if update.part is not None and update.parts is not None and update.parts > 1:
             key = str(update.part)
             if part_receipt_advances(message.part_statuses.get(key, MessageStatus.ACCEPTED), update.status):
                 part_statuses = {**message.part_statuses, key: update.status}
                 changes["part_statuses"] = part_statuses
                 reported = _overall(part_statuses, update.parts)
+                advances_to = parts_status_advances
             else:
                 reported = message.status
-        advances = receipt_advances(message.status, reported)
+        advances = advances_to(message.status, reported)
         if not advances and not changes:
             logger.info(
                 "receipt does not advance the message; ignored",
@@ -671,6 +752,9 @@ def apply_status(
             changes["error_code"] = update.error_code
             if update.error_message:
                 changes["error_reason"] = update.error_message
+        if advances and reported is MessageStatus.DELIVERED and advances_to is parts_status_advances:
+            # Every part arrived: an earlier part's failure no longer says anything about the text.
+            changes.update({"error_code": None, "error_reason": None})
         try:
             stored = messages.update(message.model_copy(update=changes), expected_version=message.version)
         except ConflictError:
@@ -700,6 +784,32 @@ def _newer_decision(current: OptOut | None, number: str | None, at: datetime) ->
     if current is None:
         return False
     return any(change.number == number and change.at > at for change in current.history)
+
+
+# A text waiting on an ambiguous send: failed for a person to check, or waiting to ask the carrier.
+_AWAITING_ANSWER = frozenset({MessageStatus.FAILED, MessageStatus.RETRYING})
+
+
+def _confirms_ambiguous(message: Message, update: StatusUpdate) -> bool:
+    """True for a receipt echoing our id (`client_ref`) for a text whose last attempt got no clear
+    answer and left us no carrier id: the carrier took that attempt. Not after a person's resend
+    (a receipt dated before it belongs to an attempt the resend set aside, and a resend not yet
+    tried has no attempt of its own), nor for a text that failed for a clear reason."""
+    if (
+        update.client_ref != message.message_id
+        or update.carrier != message.carrier
+        or message.direction is not Direction.OUTBOUND
+        or message.status not in _AWAITING_ANSWER
+        or message.carrier_message_id is not None
+        or message.carrier_part_ids
+        or update.carrier_message_id in message.superseded_carrier_ids
+        or update.status not in CARRIER_REPORTED
+    ):
+        return False
+    since_resend = message.attempts[message.attempts_before_resend :]
+    if not since_resend or since_resend[-1].outcome != "ambiguous":
+        return False
+    return message.resent_at is None or update.occurred_at >= message.resent_at
 
 
 def _superseded(message: Message, update: StatusUpdate) -> bool:

@@ -6,8 +6,9 @@ message, so one unknown or refused id never fails the whole batch.
 
 Ids are a person's choice and are resent as named. A filter is not: it leaves out texts whose last
 failure the carrier calls permanent (a landline, an invalid number: sending again is paid for and
-reads as spam), those whose failure can't be classified (a code from a carrier we no longer run), and
-partly delivered texts (resending repeats the parts the customer has) unless asked for.
+reads as spam), those whose failure can't be classified (a code from a carrier we no longer run), those
+the customer may already have (a person checks first), and partly delivered texts (resending repeats
+the parts the customer has) unless asked for.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from parley.carriers.base import Carrier, FailureKind
 from parley.domain.models import Message, MessageStatus
 from parley.ports import MessageRepository, MessageViews
 from parley.services.inbox import NotFound
-from parley.services.sending import NotResendable, SendService
+from parley.services.sending import NotResendable, SendService, last_attempt_unsettled
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ _PAGE = 100
 assert _PAGE <= MAX_FILTER_RESENDS  # one page's matches always fit, so every call moves on
 
 PARTS_AGAIN = "resending it sends the parts already delivered again"
+MAY_HAVE_GONE = "it may already have been sent; resend it by id once you have checked with the customer"
 _SEND_FAILURES = frozenset(kind.value for kind in FailureKind)
 
 
@@ -147,6 +149,8 @@ class ResendService:
                 f"only part of it was delivered and {PARTS_AGAIN}; resend it by id, or ask for "
                 "partly delivered texts",
             )
+        if _may_have_been_sent(message):
+            return self._refused(message, MAY_HAVE_GONE)
         code = message.error_code
         if not code:
             return None  # failed on our side (no carrier answer, retries spent): worth another go
@@ -193,3 +197,21 @@ class ResendService:
         elif stored.status is MessageStatus.HELD:
             reason = "held for the recipient's quiet hours"
         return ResendResult(stored.message_id, "resent", stored.status, reason)
+
+
+def _may_have_been_sent(message: Message) -> bool:
+    """Whether the customer may already have this failed text. Texts failed before the flag was kept
+    are judged by what is stored: an ambiguous last attempt, or a failure straight from `sending` with
+    no attempt recorded since (its job was lost mid-send)."""
+    if message.may_have_been_sent:
+        return True
+    if message.status is not MessageStatus.FAILED:
+        return False
+    if last_attempt_unsettled(message):
+        return True
+    history = message.history
+    if len(history) < 2 or history[-1].status is not MessageStatus.FAILED:
+        return False
+    claimed = history[-2]
+    last = message.attempts[-1] if message.attempts else None
+    return claimed.status is MessageStatus.SENDING and (last is None or last.at < claimed.at)

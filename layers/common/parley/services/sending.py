@@ -97,6 +97,11 @@ RESERVE_AHEAD_SECONDS = MAX_QUEUE_DELAY_SECONDS  # a text holds a rate turn at m
 # A text back from the queue this close to its turn goes: the queue's clock and ours differ a little,
 # and one more whole-second delay for a few milliseconds would cost the number a second of its rate.
 TURN_TOLERANCE_SECONDS = 0.05
+# Why an ambiguous text goes to a person although the carrier answered its search.
+SEARCH_UNCLEAR = (
+    "the carrier may already have sent this text: its search found a matching text but can't tell "
+    "whether it is this one; check with the customer before resending"
+)
 
 
 @dataclass(frozen=True)
@@ -410,6 +415,7 @@ class SendService:
                             ),
                             "error_code": None,  # earlier errors stay in `attempts` and `history`
                             "error_reason": reason,
+                            "may_have_been_sent": False,  # the person resending it has checked
                         }
                     ),
                     expected_version=message.version,
@@ -908,7 +914,7 @@ class SendService:
             if not isinstance(carrier, SentLookup):
                 raise LookupUnavailable(f"{carrier.name} offers no message search")
             since = _first_handed_over(message)
-            found = carrier.find_sent(_outbound(message, None), since)
+            found = carrier.find_sent(_outbound(message, None), since, skip=message.superseded_carrier_ids)
         except LookupUnavailable:
             if len(message.attempts) <= message.attempts_before_resend:
                 # A person was asked to check, and resent it: that was their call to make.
@@ -917,22 +923,23 @@ class SendService:
         if found is None:
             return None
         if found.carrier_message_id in message.superseded_carrier_ids:
-            # The search matched the text a person resent this one after: it says nothing of this round.
-            return self._needs_a_person(message)
+            # A search that ignored `skip` matched an earlier, set-aside attempt: it may have hidden
+            # this one's text behind it.
+            return self._needs_a_person(message, SEARCH_UNCLEAR)
         owner = self._messages.find_by_carrier_ref(message.carrier, found.carrier_message_id)
         if owner is not None and owner.message_id != message.message_id:
             # The carrier's search matched a text we already own (same people, same words, close
             # in time): we can't tell whether this one went out, so neither resend nor claim it.
-            return self._needs_a_person(message)
+            return self._needs_a_person(message, SEARCH_UNCLEAR)
         logger.info(
             "ambiguous send reconciled: the carrier already had the text",
             extra={"message_id": message.message_id, "carrier_message_id": found.carrier_message_id},
         )
         return self._record_accepted(message, found, outcome="reconciled")
 
-    def _needs_a_person(self, message: Message) -> Message:
+    def _needs_a_person(self, message: Message, reason: str | None = None) -> Message:
         now = self._clock()
-        reason = (
+        reason = reason or (
             "the carrier may already have sent this text and can't be asked; "
             "check with the customer before resending"
         )
@@ -943,6 +950,7 @@ class SendService:
                 "history": [*message.history, _change(MessageStatus.FAILED, now, reason)],
                 "next_attempt_at": None,
                 "error_reason": reason,
+                "may_have_been_sent": True,
             },
         )
         logger.warning(
@@ -1260,6 +1268,13 @@ def may_send_from(number: OurNumber, team: str, user: str | None = None) -> bool
     return number.team in (team, "default") or (user is not None and number.owner == user)
 
 
+def last_attempt_unsettled(message: Message) -> bool:
+    """The last attempt since a person's resend was ambiguous: the customer may have the text, unless
+    the carrier was asked since and had no record of it."""
+    attempts = message.attempts[message.attempts_before_resend :]
+    return bool(attempts) and attempts[-1].outcome == FailureKind.AMBIGUOUS.value
+
+
 def request_fingerprint(request: SendRequest) -> str:
     """What a request asks each recipient for, hashed: its text or template with merge values, its
     sender and its time. Who asked, the metadata and the recipient list are not part of it."""
@@ -1342,18 +1357,23 @@ def _outbound(message: Message, status_callback_url: str | None) -> OutboundText
 
 def _first_handed_over(message: Message) -> datetime:
     """Since when the carrier may have the text: its first claim (`sending`), else its first attempt,
-    of the current round (since a person's resend, if there was one).
+    of the current round (since a person's resend, if there was one, and since the carrier last took
+    it: a receipt's passing failure set that text aside, and what follows is a new try).
 
     Not simply the first recorded attempt: a worker that died after the carrier call recorded none,
     and the attempt the sweep records for it comes minutes later, past the text the search must find.
     """
     since = message.resent_at  # after a person's resend, the earlier round's text is not this one
-    tried = [
-        h.at
-        for h in message.history
-        if h.status is MessageStatus.SENDING and (since is None or h.at >= since)
-    ]
-    tried += [a.at for a in message.attempts[message.attempts_before_resend :][:1]]
+    attempts = message.attempts[message.attempts_before_resend :]
+    taken = [i for i, a in enumerate(attempts) if a.outcome in ("accepted", "reconciled")]
+    claims = [h.at for h in message.history if h.status is MessageStatus.SENDING]
+    if taken:  # recorded once the carrier took it: after that try's claim, before the next one's
+        since = attempts[taken[-1]].at
+        attempts = attempts[taken[-1] + 1 :]
+        tried = [at for at in claims if at > since]
+    else:
+        tried = [at for at in claims if since is None or at >= since]
+    tried += [a.at for a in attempts[:1]]
     return min(tried, default=since or message.created_at)
 
 
