@@ -99,3 +99,46 @@ def test_vonage_messages_unsigned_with_a_stored_signature_secret_is_retryable() 
     with pytest.raises(UnsignedRequest) as caught:
         carrier.verify(_unsigned())
     assert caught.value.retryable
+
+
+def test_an_unused_vonage_reads_only_the_signature_secret_with_getparameters() -> None:
+    """The webhook may read the API secret only alone (GetParameter): not enabled costs no other call."""
+    batches: list[tuple[str, ...]] = []
+    singles: list[str] = []
+
+    def ssm_parameters(names: tuple[str, ...], region: str) -> dict[str, str]:
+        batches.append(names)
+        return {}
+
+    def ssm(name: str, region: str) -> str:
+        singles.append(name)
+        return ""
+
+    config = CarrierConfig(TEMPLATE_ENV, ssm=ssm, ssm_parameters=ssm_parameters)
+    with pytest.raises(CarrierNotEnabled):
+        build_carrier("vonage", config)
+    assert batches == [
+        ("/parley/prod/vonage/signature-secret", "/parley/prod/vonage/signature-secret/previous")
+    ]
+    assert singles == []
+
+
+def test_a_carrier_found_unused_costs_later_posts_no_ssm_call() -> None:
+    calls: list[tuple[str, ...]] = []
+
+    def ssm_parameters(names: tuple[str, ...], region: str) -> dict[str, str]:
+        calls.append(names)
+        return {}
+
+    config = CarrierConfig(TEMPLATE_ENV, ssm=lambda n, r: "", ssm_parameters=ssm_parameters)
+    for _ in range(3):
+        with pytest.raises(CarrierNotEnabled):
+            build_carrier("plivo", config)
+    assert len(calls) == 1
+
+
+def test_a_blank_stored_secret_counts_as_unset() -> None:
+    config = _config(TEMPLATE_ENV, {"/parley/prod/plivo/auth-token": "  \n"})
+    assert not config.has_any("plivo_auth_id", "plivo_auth_token")
+    with pytest.raises(CarrierNotEnabled):
+        build_carrier("plivo", _config(TEMPLATE_ENV, {"/parley/prod/plivo/auth-token": " "}))

@@ -323,6 +323,30 @@ def test_a_file_over_the_cap_is_rejected_while_streaming_when_no_length_is_decla
     assert len(sent) < 100
 
 
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
+def test_a_server_trickling_the_file_is_cut_off_at_the_deadline(
+    serve: Callable[[], MediaServer], declared: bool
+) -> None:
+    """Each byte arrives well within the read timeout, yet the whole download stops near its deadline
+    (twice the timeout) instead of holding the function until it times out."""
+
+    def trickle() -> Iterator[bytes]:
+        for _ in range(200):  # 10 s at most
+            yield b"x"
+            time.sleep(0.05)
+
+    def slow_file(_: Request) -> Response:
+        headers = {"Content-Length": "200"} if declared else {}
+        return Response(trickle(), content_type="image/png", headers=headers, direct_passthrough=True)
+
+    carrier = serve()
+    carrier.routes["/trickle"] = slow_file
+    started = time.monotonic()
+    with pytest.raises(MediaUnavailable, match="too slowly"):
+        fetch(carrier, "/trickle", timeout=0.5)
+    assert time.monotonic() - started < 3.0
+
+
 def test_a_timeout_is_transient(serve: Callable[[], MediaServer]) -> None:
     def slow(_: Request) -> Response:
         time.sleep(1.0)
@@ -741,6 +765,11 @@ def resolving_to(monkeypatch: pytest.MonkeyPatch, *addresses: str) -> list[str]:
         "fc00::1",
         "::ffff:127.0.0.1",  # IPv4-mapped
         "::ffff:169.254.169.254",
+        "fec0::1",  # site-local
+        "2002:a9fe:a9fe::1",  # 6to4 around 169.254.169.254
+        "2002:7f00:1::",  # 6to4 around 127.0.0.1
+        "2002:a00:7::1",  # 6to4 around 10.0.0.7
+        "2001:0:4136:e378:8000:63bf:f5ff:fefe",  # Teredo whose client is 10.0.1.1
     ],
 )
 def test_a_public_name_that_resolves_to_an_internal_address_is_refused(
@@ -770,6 +799,8 @@ def test_public_addresses_pass_and_a_name_that_does_not_resolve_is_transient(
     both = ["93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946"]
     resolving_to(monkeypatch, *both)
     assert http._public_addresses("media.example.net", 443) == both
+    resolving_to(monkeypatch, "2002:5db8:d822::1")  # 6to4 around the public 93.184.216.34
+    assert http._public_addresses("media.example.net", 443) == ["2002:5db8:d822::1"]
 
     def no_answer(host: str, port: int, **_: Any) -> list[tuple[Any, ...]]:
         raise OSError("Name or service not known")

@@ -52,6 +52,7 @@ class CarrierConfig:
             ssm_parameters = _read_ssm_parameters if ssm is None else lambda n, r: {n[0]: single(n[0], r)}
         self._ssm_parameters = ssm_parameters
         self._stored: dict[str, str] = {}  # parameter name -> value ("" when absent), per process
+        self._has_any: dict[tuple[str, ...], bool] = {}
 
     def _parameters(self, *names: str) -> dict[str, str]:
         """Each named parameter's value, "" when it does not exist; the unread ones in one call."""
@@ -78,11 +79,13 @@ class CarrierConfig:
         return () if only_extra else carrier_hosts
 
     def secret(self, name: str) -> str:
-        value = self.get(name)
+        """A secret stripped of surrounding blanks; one of blanks only is unset (a key anyone could
+        compute)."""
+        value = self.get(name).strip()
         if value:
             return value
         parameter = self.get(f"{name}_param")
-        return self._ssm(parameter, self.region) if parameter else ""
+        return self._ssm(parameter, self.region).strip() if parameter else ""
 
     def secrets(self, name: str, *, read_with: tuple[str, ...] = ()) -> tuple[str, ...]:
         """A secret, then during a rotation the previous values: `PARLEY_<NAME>_PREVIOUS` (a comma
@@ -97,11 +100,9 @@ class CarrierConfig:
             found = self._parameters(parameter, parameter + PREVIOUS_SUFFIX, *filter(None, beside))
             current, stored = found[parameter], found[parameter + PREVIOUS_SUFFIX]
         previous = [v.strip() for v in self.get(f"{name}_previous").split(",") if v.strip()]
-        if stored.strip():
-            previous.append(stored)
         values: list[str] = []
-        for value in (current, *previous):
-            if value and value not in values:
+        for value in (current.strip(), *previous, stored.strip()):
+            if value and value not in values:  # a blank value is no key: anyone could sign with it
                 values.append(value)
         return tuple(values)
 
@@ -116,8 +117,12 @@ class CarrierConfig:
 
     def has_any(self, *names: str) -> bool:
         """Whether any of these settings has a value: given directly, or stored in SSM under the
-        parameter `PARLEY_<NAME>_PARAM` names (one that does not exist counts as unset)."""
-        return any(value.strip() for name in names for value in self.secrets(name))
+        parameter `PARLEY_<NAME>_PARAM` names (one that does not exist counts as unset). Read as
+        `secrets` reads them (GetParameters with `/previous`), and answered once per process so a
+        stranger's posts to an unused carrier cost no SSM call."""
+        if names not in self._has_any:
+            self._has_any[names] = any(self.secrets(name) for name in names)
+        return self._has_any[names]
 
     @property
     def region(self) -> str:

@@ -319,9 +319,9 @@ _resolve = socket.getaddrinfo  # replaced in tests
 
 def _public_addresses(host: str, port: int) -> list[str]:
     """The host's addresses, once every one is known to be public (no loopback, private, link-local,
-    shared, reserved, multicast or unspecified address, IPv4-mapped IPv6 included), so a public name
-    that resolves inside our network can't be fetched. Raises MediaRejected, or MediaUnavailable if
-    the name does not resolve (DNS may recover)."""
+    shared, reserved, multicast, site-local or unspecified address, nor one inside IPv4-mapped, 6to4
+    or Teredo IPv6), so a public name that resolves inside our network can't be fetched. Raises
+    MediaRejected, or MediaUnavailable if the name does not resolve (DNS may recover)."""
     try:
         family = urllib3.util.connection.allowed_gai_family()
         infos = _resolve(host, port, family=family, type=socket.SOCK_STREAM)
@@ -342,6 +342,13 @@ def _public_addresses(host: str, port: int) -> list[str]:
 
 
 def _is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.is_site_local:  # fec0::/10: deprecated, yet still routed inside some networks
+            return False
+        # 6to4 and Teredo carry an IPv4 address that a relay would reach: it must be public too
+        embedded = (address.sixtofour, *(address.teredo or ()))
+        if not all(_is_public(inner) for inner in embedded if inner is not None):
+            return False
     return address.is_global and not (
         address.is_loopback
         or address.is_private
@@ -358,12 +365,20 @@ def _read_media(response: requests.Response, host: str, max_bytes: int, deadline
         raise MediaRejected(f"the file on {host} is larger than {max_bytes} bytes")
     chunks: list[bytes] = []
     total = 0
-    for chunk in response.iter_content(chunk_size=_CHUNK_BYTES):
+    while True:
+        # read1 returns what has arrived (at most one socket read), so a server trickling a byte at a
+        # time meets the deadline; iter_content would wait for a whole chunk between checks.
+        try:
+            chunk = response.raw.read1(_CHUNK_BYTES, decode_content=True)
+        except urllib3.exceptions.HTTPError as exc:  # timed out, broken off or undecodable: may recover
+            raise MediaUnavailable(f"{host} broke off the download; try again later") from exc
+        if not chunk:
+            break
+        if time.monotonic() > deadline:
+            raise MediaUnavailable(f"{host} is sending the file too slowly; try again later")
         total += len(chunk)
         if total > max_bytes:
             raise MediaRejected(f"the file on {host} is larger than {max_bytes} bytes")
-        if time.monotonic() > deadline:
-            raise MediaUnavailable(f"{host} is sending the file too slowly; try again later")
         chunks.append(chunk)
     content_type = (response.headers.get("Content-Type") or "").split(";")[0].strip().lower()
     return FetchedMedia(content=b"".join(chunks), content_type=content_type or None)

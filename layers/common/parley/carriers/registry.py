@@ -94,10 +94,12 @@ def known_carriers() -> list[str]:
 
 register("twilio", "parley.carriers.twilio:build")
 register("telnyx", "parley.carriers.telnyx:build", webhooks=("events",))
+# Not the API secret: the webhook may read it only alone (GetParameter), and the key and the signature
+# secret already tell an unused Vonage from one being set up.
 register(
     "vonage",
     "parley.carriers.vonage_sms:build",
-    settings=("vonage_api_key", "vonage_api_secret", "vonage_signature_secret"),
+    settings=("vonage_api_key", "vonage_signature_secret"),
 )
 register("vonage-messages", "parley.carriers.vonage_messages:build")
 register("bandwidth", "parley.carriers.bandwidth:build", webhooks=("events",))

@@ -227,7 +227,7 @@ class TwilioCarrier:
         signature = (request.header(SIGNATURE_HEADER) or "").strip()
         if not signature:
             raise SignatureError("missing X-Twilio-Signature header")
-        keys = [t for t in (self._auth_token, *self._secondary_auth_tokens) if t]
+        keys = [t for t in (self._auth_token, *self._secondary_auth_tokens) if t.strip()]  # blank: no key
         if not keys:
             raise SignatureError("no Twilio auth token configured")
         digest = _signature_algorithm(request.header(SIGNATURE_SETTINGS_HEADER))
