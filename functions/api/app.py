@@ -32,7 +32,7 @@ from parley.services.digest import COUNTS, ConflictAlreadyResolved, ConflictNotF
 from parley.services.digest import conflict_id as held_conflict_id
 from parley.services.inbox import MediaTooLarge, NotFound, preview
 from parley.services.mailbox import MAX_BATCH as MAILBOX_BATCH
-from parley.services.mailbox import MAX_REPLIES, Content, ViewFilter
+from parley.services.mailbox import MAX_REPLIES, BulkResult, Content, ViewFilter
 from parley.services.records import NewRecord, RecordDraft, RecordExists, RecordNotFound
 from parley.services.resend import MAX_BATCH, FailedFilter
 from parley.services.sending import (
@@ -836,12 +836,16 @@ def reply_to_messages() -> Response[str]:
     ids, content = _ids(data, MAX_REPLIES), _content(data)
     _check_template(caller, content.template_id)
     mailbox, time_left = container().mailbox, _time_left()
-    results = _keyed(
-        _idempotency_key(data),
-        lambda key: mailbox.reply_many(ids, caller, content, key, time_left=time_left),
-    )
+    used: list[str] = []  # the key it ran under (perhaps made up here): asking again needs it
+
+    def reply(key: str) -> list[BulkResult]:
+        used.append(key)
+        return mailbox.reply_many(ids, caller, content, key, time_left=time_left)
+
+    results = _keyed(_idempotency_key(data), reply)
     more = any(r.result == "not_tried" for r in results)  # out of time: ask again for those
-    return _json(200, {"results": [asdict(r) for r in results], "more": more})
+    answer = {"results": [asdict(r) for r in results], "more": more, "idempotency_key": used[0]}
+    return _json(200, answer)
 
 
 @app.post("/v1/messages/<message_id>/forward")

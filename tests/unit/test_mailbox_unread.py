@@ -3,10 +3,14 @@ keys per customer and its bound on time and size, on the fakes."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+from typing import Any
+
 import pytest
 
 from parley.access import Caller
 from parley.domain.models import Conversation, InboundMessage, Message, OurNumber
+from parley.ports import Page
 from parley.services.conversations import ConversationService
 from parley.services.mailbox import MAX_REPLIES, REPLY_RESERVE_SECONDS, Content, Mailbox
 from parley.services.records import RecordService
@@ -140,6 +144,95 @@ def test_deleting_our_own_text_leaves_the_count_alone(world: World) -> None:
     assert (conversation(world).unread_count, conversation(world).last_message_preview) == (1, "")
 
 
+def receive_stamped(world: World, sid: str, at: datetime) -> Message:
+    """A text the carrier stamped `at` (to the second, as Vonage does), stored now."""
+    event = InboundMessage(
+        carrier="fake", carrier_message_id=sid, from_number=ANA, to_number=SALES_NUMBER, body=sid,
+        received_at=at,
+    )  # fmt: skip
+    stored = world.processor().store_inbound(event)
+    assert stored is not None
+    world.clock.advance(seconds=1)
+    return stored
+
+
+def test_deleting_the_read_one_of_two_texts_stamped_the_same_second_keeps_the_unread_one(
+    world: World,
+) -> None:
+    read = receive_stamped(world, "SM1", T0)
+    service(world).mark_read(SALES, ANA, seen=read.message_id)
+    unread = receive_stamped(world, "SM2", T0)  # the same carrier second, stored later
+    assert conversation(world).unread_count == 1
+
+    mailbox(world).delete([read.message_id], SALES)
+    assert conversation(world).unread_count == 1
+    assert world.messages.items[read.message_id].deleted_unread is False
+    mailbox(world).delete([unread.message_id], SALES)
+    assert conversation(world).unread_count == 0
+
+
+def test_deleting_the_read_last_text_keeps_a_late_text_with_an_older_carrier_time_unread(
+    world: World,
+) -> None:
+    newest = receive_stamped(world, "SM1", T0)
+    service(world).mark_read(SALES, ANA, seen=newest.message_id)
+    receive_stamped(world, "SM2", T0 - timedelta(seconds=30))  # a late webhook, stored after
+    assert (conversation(world).unread_count, conversation(world).last_message_id) == (1, newest.message_id)
+
+    mailbox(world).delete([newest.message_id], SALES)
+    assert conversation(world).unread_count == 1  # unsure which is unread: not lowered
+
+
+def test_deleting_many_texts_of_a_conversation_reads_its_thread_once_and_moves_the_count_once(
+    world: World,
+) -> None:
+    texts = [receive(world, sid=f"SM{i}") for i in range(300)]
+    service(world).mark_read(SALES, ANA, seen=texts[-4].message_id)
+    assert conversation(world).unread_count == 3
+    calls = {"list": 0, "get": 0, "add_unread": 0}
+    real_list, real_get = world.messages.list_for_conversation, world.messages.get
+    real_add = world.conversations.add_unread
+
+    def listing(*args: Any, **kwargs: Any) -> Page[Message]:
+        calls["list"] += 1
+        return real_list(*args, **kwargs)
+
+    def getting(message_id: str) -> Message | None:
+        calls["get"] += 1
+        return real_get(message_id)
+
+    def adding(number: str, delta: int) -> bool:
+        calls["add_unread"] += 1
+        return real_add(number, delta)
+
+    world.messages.list_for_conversation = listing  # type: ignore[method-assign]
+    world.messages.get = getting  # type: ignore[method-assign]
+    world.conversations.add_unread = adding  # type: ignore[method-assign]
+    results = mailbox(world).delete([t.message_id for t in reversed(texts)], SALES)
+
+    assert {r.result for r in results} == {"ok"}
+    assert conversation(world).unread_count == 0 and conversation(world).last_message_preview == ""
+    assert calls == {"list": 2, "get": 300, "add_unread": 1}
+    assert sum(world.messages.items[t.message_id].deleted_unread for t in texts) == 3
+
+
+def test_texts_deleted_before_a_failing_write_still_lower_the_count(world: World) -> None:
+    texts = [receive(world, sid=f"SM{i}") for i in range(3)]
+    real_update = world.messages.update
+    written: list[str] = []
+
+    def fails_third(message: Message, *, expected_version: int) -> Message:
+        if len(written) == 2:
+            raise RuntimeError("throttled")
+        written.append(message.message_id)
+        return real_update(message, expected_version=expected_version)
+
+    world.messages.update = fails_third  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        mailbox(world).delete([t.message_id for t in texts], SALES)
+    assert conversation(world).unread_count == 1
+
+
 # -- read up to what was shown ---------------------------------------------------------------------
 
 
@@ -171,6 +264,19 @@ def test_reading_up_to_another_conversations_message_is_refused(world: World) ->
     with pytest.raises(ValueError, match="seen"):
         service(world).mark_read(SALES, ANA, seen="in_nope")
     assert conversation(world).unread_count == 1
+
+
+def test_reading_up_to_a_text_stamped_the_same_second_as_others_orders_them_by_id(world: World) -> None:
+    # Vonage stamps to the second; these ids sort SM4 < SM3 < SM1, and SM1 comes last
+    middle, first, last = (receive_stamped(world, sid, T0) for sid in ("SM3", "SM4", "SM1"))
+    assert first.message_id < middle.message_id < last.message_id
+    assert conversation(world).unread_count == 3
+
+    assert service(world).mark_read(SALES, ANA, seen=first.message_id).unread_count == 2
+    assert service(world).mark_read(SALES, ANA, seen=middle.message_id).unread_count == 1
+    assert conversation(world).unread_count == 1
+    assert service(world).mark_read(SALES, ANA, seen=last.message_id).unread_count == 0
+    assert conversation(world).unread_count == 0
 
 
 def test_a_text_arriving_during_the_read_is_not_marked_read(world: World) -> None:
@@ -228,3 +334,19 @@ def test_a_bulk_reply_stops_before_the_time_runs_out(world: World) -> None:
 def test_a_bulk_reply_names_at_most_a_sends_worth_of_messages(world: World) -> None:
     with pytest.raises(ValueError, match=str(MAX_REPLIES)):
         mailbox(world).reply_many(["m"] * (MAX_REPLIES + 1), SALES, Content(body="x"), "k1")
+
+
+def test_a_later_chunk_naming_the_customers_text_to_another_number_answers_the_reply_sent(
+    world: World,
+) -> None:
+    to_first = receive(world, to=SALES_NUMBER, sid="SM1")
+    to_second = receive(world, to=SALES_SECOND, sid="SM2")
+    box = mailbox(world)
+
+    (done,) = box.reply_many([to_first.message_id], SALES, Content(body="Thanks!"), "k1")
+    (again,) = box.reply_many([to_second.message_id], SALES, Content(body="Thanks!"), "k1")
+    assert (done.result, again.result) == ("ok", "ok") and again.reply_id == done.reply_id
+    assert len([m for m in world.messages.items.values() if m.metadata.get("reply_to")]) == 1
+
+    (other,) = box.reply_many([to_second.message_id], SALES, Content(body="Something else"), "k1")
+    assert other.result == "rejected" and other.reason is not None and "key" in other.reason

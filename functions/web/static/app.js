@@ -416,12 +416,22 @@ async function refreshOpenConversation() {
   renderThreadHead();
 }
 
+/** Whether text `a` comes after `b` in a thread: by time (the API writes times at varying
+ * precision, so as strings they don't compare), then by id, since carriers stamp to the second. */
+function textAfter(a, b) {
+  const at = Date.parse(a.created_at), bt = Date.parse(b.created_at);
+  return at !== bt ? at > bt : a.message_id > b.message_id;
+}
+
 async function markRead(number) {
+  if (store.openNumber !== number) return; // another conversation was opened meanwhile
   const c = store.conversations.get(number) || store.openConversation;
   if (!c || !c.unread_count || document.hidden) return;
   // read up to the newest text shown: one arriving since the thread loaded stays unread
   let newest = null;
-  for (const m of store.thread.values()) if (!newest || m.created_at > newest.created_at) newest = m;
+  for (const m of store.thread.values()) {
+    if (m.customer_number === number && (!newest || textAfter(m, newest))) newest = m;
+  }
   const body = newest ? { seen_message_id: newest.message_id } : undefined;
   const read = await api("POST", `/v1/conversations/${encodeURIComponent(number)}/read`, body);
   const unread_count = read && typeof read.unread_count === "number" ? read.unread_count : 0;

@@ -195,6 +195,10 @@ class ReplyOutcomes(MessageOutcomes):
         description="The call stopped before the invocation's time ran out: the ids answered "
         "`not_tried` are still to do; ask again for them with the same idempotency key."
     )
+    idempotency_key: str = Field(
+        description="The key the replies went out under: the request's, or one made up for a request "
+        "with none. Asking again (for `not_tried` ids) with it sends no customer a second reply."
+    )
 
 
 class ReplyRequest(BaseModel):
@@ -249,8 +253,8 @@ class MarkReadRequest(BaseModel):
         default=None,
         min_length=1,
         max_length=200,
-        description="The newest message the person was shown: inbound texts newer than it stay unread. "
-        "Left out: every text is read.",
+        description="The newest message the person was shown: inbound texts after it (by time, then "
+        "by id) stay unread. Left out: every text is read.",
     )
 
 

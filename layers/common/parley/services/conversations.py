@@ -268,12 +268,13 @@ class ConversationService:
             return conversation.model_copy(update={"unread_count": 0})
         shown = messages.get(seen)
         if shown is None or shown.customer_number != conversation.customer_number:
-            raise ValueError("'seen' must be the id of a message in this conversation")
+            raise ValueError("'seen_message_id' must be the id of a message in this conversation")
         return conversation.model_copy(update={"unread_count": self._read_up_to(shown, messages, counts)})
 
     def _read_up_to(self, shown: Message, messages: MessageRepository, counts: UnreadCounts) -> int:
-        """Set the unread count to the inbound texts newer than `shown`, while no text arrives
-        meanwhile (the write is conditional on the message count); the count it leaves."""
+        """Set the unread count to the inbound texts after `shown` in thread order (time, then id),
+        while no text arrives meanwhile (the write is conditional on the message count); the count
+        it leaves."""
         number = shown.customer_number
         unread = 0
         for _ in range(_READ_ATTEMPTS):
@@ -283,7 +284,7 @@ class ConversationService:
             unread = current.unread_count
             count = 0
             if current.last_message_id != shown.message_id:
-                count, read = inbound_newer(messages, number, shown.created_at, cap=unread)
+                count, read = inbound_newer(messages, shown, cap=unread)
                 if count < unread and current.last_message_id not in read:
                     continue  # the thread's index doesn't list the newest text yet: count again
             if counts.set_unread(number, count, message_count=current.message_count):

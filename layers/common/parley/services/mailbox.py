@@ -15,10 +15,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Literal, Protocol
 
 from parley.access import Caller
+from parley.domain.ids import outbound_message_id
 from parley.domain.models import Conversation, Direction, Message, SendRequest
 from parley.domain.views import (
     BOX_VIEWS,
@@ -40,7 +41,13 @@ from parley.ports import (
     UnreadCounts,
 )
 from parley.services.inbox import NotFound
-from parley.services.sending import SendRejected, SendService, may_send_from
+from parley.services.sending import (
+    KeyReused,
+    SendRejected,
+    SendService,
+    may_send_from,
+    request_fingerprint,
+)
 
 MAX_BATCH = 500  # ids in one delete or restore request
 MAX_REPLIES = 100  # ids in one bulk reply request: a send's limit of recipients
@@ -90,17 +97,24 @@ def derived_key(key: str, subject: str, kind: str) -> str:
     return f"{kind}_" + hashlib.sha256(f"{key}\n{subject}".encode()).hexdigest()[:40]
 
 
-def inbound_newer(
-    messages: MessageRepository, customer_number: str, after: datetime, *, cap: int
-) -> tuple[int, set[str]]:
-    """How many not-deleted inbound texts of the conversation are newer than `after`, counted up to
-    `cap` (also the answer for a thread too long to read), and the ids of the texts read."""
+def thread_order(message: Message) -> tuple[datetime, str]:
+    """Where a text stands in its thread: by time, then by id, since carriers stamp texts to the
+    second and two can share a time."""
+    return (message.created_at, message.message_id)
+
+
+def inbound_newer(messages: MessageRepository, after: Message, *, cap: int) -> tuple[int, set[str]]:
+    """How many not-deleted inbound texts of `after`'s conversation come after it in thread order,
+    counted up to `cap` (also the answer for a thread too long to read), and the ids of the texts read."""
     count, read, cursor = 0, set[str](), None
-    since = after + timedelta(microseconds=1)
     for _ in range(_THREAD_PAGES):
-        page = messages.list_for_conversation(customer_number, limit=100, cursor=cursor, since=since)
+        page = messages.list_for_conversation(
+            after.customer_number, limit=100, cursor=cursor, since=after.created_at
+        )
         for message in page.items:
             read.add(message.message_id)
+            if thread_order(message) <= thread_order(after):
+                continue
             if message.direction is Direction.INBOUND and message.deleted_at is None:
                 count += 1
                 if count >= cap:
@@ -166,7 +180,49 @@ class Mailbox:
     # -- delete and restore ------------------------------------------------------------------------
 
     def delete(self, ids: list[str], caller: Caller) -> list[BulkResult]:
-        return [self._set_deleted(i, caller, deleted=True) for i in _checked(ids)]
+        """Each id read once; each conversation's thread read once for all its texts named, and its
+        unread count moved once: a request of MAX_BATCH ids stays well inside the API's time."""
+        checked = _checked(ids)
+        results: dict[str, BulkResult] = {}
+        todo: dict[str, list[Message]] = {}
+        for message_id in checked:
+            message = self._messages.get(message_id)
+            if message is None or not caller.sees(message.team):
+                results[message_id] = BulkResult(
+                    message_id, "not_found", reason=f"no message with id {message_id}"
+                )
+            elif message.deleted_at is not None:
+                results[message_id] = BulkResult(message_id, "ok", deleted=True)  # already so
+            else:
+                todo.setdefault(message.customer_number, []).append(message)
+        for number, texts in todo.items():
+            held = self._conversations
+            conversation = None if held is None else held.get(number)
+            unread = self._unread_among(conversation, texts)
+            lowered, blanked = 0, None
+            try:
+                for message in texts:
+                    change = {
+                        "deleted_at": self._clock(),
+                        "deleted_by": caller.user or None,
+                        "deleted_unread": message.message_id in unread,
+                    }
+                    try:
+                        self._messages.update(
+                            message.model_copy(update=change), expected_version=message.version
+                        )
+                    except ConflictError:  # a receipt or a send moved it meanwhile: that one on its own
+                        results[message.message_id] = self._set_deleted(
+                            message.message_id, caller, deleted=True
+                        )
+                        continue
+                    results[message.message_id] = BulkResult(message.message_id, "ok", deleted=True)
+                    lowered += message.message_id in unread
+                    if conversation is not None and conversation.last_message_id == message.message_id:
+                        blanked = message.message_id
+            finally:  # should a write fail, the texts already deleted still move the count
+                self._lower(number, lowered, blanked=blanked)
+        return [results[i] for i in checked]
 
     def restore(self, ids: list[str], caller: Caller) -> list[BulkResult]:
         return [self._set_deleted(i, caller, deleted=False) for i in _checked(ids)]
@@ -180,7 +236,7 @@ class Mailbox:
                 return BulkResult(message_id, "ok", deleted=deleted)  # already so: nothing to write
             held = self._conversations
             conversation = None if held is None else held.get(message.customer_number)
-            unread = deleted and self._unread(message, conversation)
+            unread = deleted and message.message_id in self._unread_among(conversation, [message])
             change = (
                 {"deleted_at": self._clock(), "deleted_by": caller.user or None, "deleted_unread": unread}
                 if deleted
@@ -194,19 +250,58 @@ class Mailbox:
             return BulkResult(message_id, "ok", deleted=deleted)
         return BulkResult(message_id, "conflict", reason="the message kept changing; ask again")
 
-    def _unread(self, message: Message, conversation: Conversation | None, *, restored: bool = False) -> bool:
-        """An inbound text is unread while fewer than its conversation's unread count of not-deleted
-        inbound texts are newer than it (the unread ones are the newest); a restored one, which the
-        count left out, while no more than the count are (no read since has passed it)."""
+    def _unread_among(self, conversation: Conversation | None, texts: list[Message]) -> set[str]:
+        """Which of a conversation's not-deleted `texts` are unread, from one read of its thread.
+
+        The unread ones are taken to be the `unread_count` newest not-deleted inbound texts in thread
+        order (time, then id). A text among them still counts as read when an older one outside them
+        was stored after it, or at once (a late webhook with an older carrier time may be the unread
+        one), and so does one the read could not reach: when unsure, the count is not lowered, since
+        a badge one too high is better than an unread text hidden."""
+        cap = 0 if conversation is None else conversation.unread_count
+        wanted = {t.message_id for t in texts if t.direction is Direction.INBOUND}
+        if cap <= 0 or not wanted:
+            return set()
+        thread: list[Message] = []
+        cursor, last_page = None, False
+        for _ in range(_THREAD_PAGES):
+            page = self._messages.list_for_conversation(texts[0].customer_number, limit=100, cursor=cursor)
+            thread += [m for m in page.items if m.direction is Direction.INBOUND and m.deleted_at is None]
+            cursor = page.cursor
+            if cursor is None or last_page:
+                break
+            # past every text asked about (or the unread ones): one page more, for late arrivals
+            last_page = wanted <= {m.message_id for m in thread} or len(thread) > cap
+        thread.sort(key=thread_order, reverse=True)
+        newest, rest = thread[:cap], thread[cap:]
+        latest_rest = max((m.updated_at for m in rest), default=None)
+        return {
+            m.message_id
+            for m in newest
+            if m.message_id in wanted and (latest_rest is None or latest_rest < m.updated_at)
+        }
+
+    def _unread_restored(self, message: Message, conversation: Conversation | None) -> bool:
+        """A restored text, which the count left out, is unread while no more than the count of
+        not-deleted inbound texts come after it (no read since has passed it)."""
         if conversation is None or message.direction is not Direction.INBOUND:
             return False
-        cap = conversation.unread_count + (1 if restored else 0)
-        if cap <= 0:
-            return False
-        if conversation.last_message_id == message.message_id:
-            return True  # the newest text: nothing newer to count
-        newer, _ = inbound_newer(self._messages, message.customer_number, message.created_at, cap=cap)
+        cap = conversation.unread_count + 1
+        newer, _ = inbound_newer(self._messages, message, cap=cap)
         return newer < cap
+
+    def _lower(self, number: str, by: int, *, blanked: str | None) -> None:
+        """The conversation after `by` of its unread texts (and `blanked`, its last) were deleted: the
+        count lowered once, never below 0 should a read have cleared it meanwhile."""
+        conversations = self._conversations
+        if conversations is None:
+            return
+        if by > 0 and not conversations.add_unread(number, -by):
+            for _ in range(by):  # a read lowered it meanwhile: as far as it still goes
+                if not conversations.add_unread(number, -1):
+                    break
+        if blanked is not None:  # unless a newer text took its place meanwhile
+            conversations.set_preview(number, blanked, "")
 
     def _recount(
         self, message: Message, conversation: Conversation | None, *, deleted: bool, unread: bool
@@ -223,7 +318,7 @@ class Mailbox:
             if last:
                 conversations.set_preview(number, message.message_id, "")
             return
-        if message.deleted_unread and self._unread(message, conversation, restored=True):
+        if message.deleted_unread and self._unread_restored(message, conversation):
             conversations.add_unread(number, 1)
         if last:
             conversations.set_preview(number, message.message_id, message.body)
@@ -270,9 +365,15 @@ class Mailbox:
                 reason = "another selected message's reply already went to this customer"
                 results.append(BulkResult(message_id, "skipped", reason=reason))
                 continue
+            per_customer = derived_key(key, "\n".join(conversation), "reply")
             try:
-                per_customer = derived_key(key, "\n".join(conversation), "reply")
                 sent = self._reply(message, caller, content, per_customer)
+            except KeyReused as exc:
+                earlier = self._earlier_reply(message, caller, content, per_customer)
+                if earlier is None:
+                    results.append(BulkResult(message_id, "rejected", reason=str(exc)))
+                    continue
+                sent = earlier
             except (SendRejected, ValueError) as exc:
                 results.append(BulkResult(message_id, "rejected", reason=str(exc)))
                 continue
@@ -280,13 +381,32 @@ class Mailbox:
             results.append(BulkResult(message_id, "ok", reply_id=sent.message_id))
         return results
 
+    def _earlier_reply(self, message: Message, caller: Caller, content: Content, key: str) -> Message | None:
+        """The reply this customer's derived key already sent with the same content: another chunk of
+        the request (or its retry) named a text of theirs to another number of ours, so only the
+        sender differs. None when the key sent something else."""
+        stored = self._messages.get(outbound_message_id(key, message.customer_number, message.team))
+        if stored is None or stored.team != message.team or stored.request_fingerprint is None:
+            return None
+        asked = self._reply_request(message, caller, content)
+        senders = (None, stored.our_number)
+        same = any(
+            request_fingerprint(asked.model_copy(update={"from_number": s})) == stored.request_fingerprint
+            for s in senders
+        )
+        return stored if same else None
+
     def _reply(self, message: Message, caller: Caller, content: Content, key: str) -> Message:
+        request = self._reply_request(message, caller, content)
+        return self._sender.submit(request, key, team=message.team)[0]
+
+    def _reply_request(self, message: Message, caller: Caller, content: Content) -> SendRequest:
         # A customer may text another team's number and still be this team's conversation: then the
         # reply goes from a number the team may use, chosen as for any send.
         user = caller.user or None
         ours = self._numbers.get(message.our_number)
         sender = message.our_number if ours is not None and may_send_from(ours, message.team, user) else None
-        request = SendRequest.model_validate(
+        return SendRequest.model_validate(
             {
                 "to": [message.customer_number],
                 "body": content.body,
@@ -297,7 +417,6 @@ class Mailbox:
                 "metadata": {"reply_to": message.message_id},
             }
         )
-        return self._sender.submit(request, key, team=message.team)[0]
 
     def forward(
         self, message_id: str, caller: Caller, to: list[str], body: str | None, key: str
