@@ -54,15 +54,15 @@ import hashlib
 import hmac
 import json
 import logging
-import math
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 import requests
+
+from parley.domain.retry import retry_after_seconds
 
 if TYPE_CHECKING:
     from parley.crm.changes import RecordPage
@@ -117,24 +117,10 @@ class CrmError(Exception):
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """A ``Retry-After`` header as seconds to wait: a number of seconds or an HTTP date (RFC 9110
-    §10.2.3), at most `RETRY_AFTER_MAX`; None when absent or unreadable (negative, NaN)."""
-    text = (value or "").strip()
-    if not text:
-        return None
-    try:
-        seconds = float(text)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError, OverflowError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = max(0.0, when.timestamp() - (time.time() if now is None else now))
-    if math.isnan(seconds) or seconds < 0:
-        return None
-    return min(seconds, RETRY_AFTER_MAX)  # also turns inf and 1e400 into a wait we can schedule
+    """A CRM's ``Retry-After`` as seconds to wait, at most `RETRY_AFTER_MAX` (an endless wait
+    included); None when absent or unreadable."""
+    seconds = retry_after_seconds(value, now=now)
+    return None if seconds is None else min(seconds, RETRY_AFTER_MAX)
 
 
 def _dumps(payload: dict[str, Any]) -> bytes:

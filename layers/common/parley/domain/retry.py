@@ -45,9 +45,9 @@ class RetryPolicy:
         return max(1, min(self.max_delay_seconds, delay))
 
 
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """A ``Retry-After`` header as seconds to wait: a number of seconds or an HTTP date (RFC 9110
-    §10.2.3), at most MAX_WAIT_SECONDS; None when absent or unreadable (garbage, negative, inf, NaN)."""
+def retry_after_seconds(value: str | None, *, now: float | None = None) -> float | None:
+    """A ``Retry-After`` header as seconds to wait, uncapped (inf stays inf): a number of seconds or
+    an HTTP date (RFC 9110 §10.2.3); None when absent or unreadable (garbage, negative, NaN)."""
     text = (value or "").strip()
     if not text:
         return None
@@ -61,7 +61,16 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)  # "-0000": RFC 9110 dates are GMT anyway
         seconds = max(0.0, when.timestamp() - (time.time() if now is None else now))
-    if not math.isfinite(seconds) or seconds < 0:
+    if math.isnan(seconds) or seconds < 0:
+        return None
+    return seconds
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """A carrier's ``Retry-After`` as seconds to wait, at most MAX_WAIT_SECONDS; None when absent or
+    unreadable, and for an endless wait (inf), which no carrier means: the backoff decides then."""
+    seconds = retry_after_seconds(value, now=now)
+    if seconds is None or not math.isfinite(seconds):
         return None
     return min(seconds, float(MAX_WAIT_SECONDS))
 
