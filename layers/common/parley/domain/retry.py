@@ -1,5 +1,6 @@
-"""Backoff for transient failures: exponential with full jitter, capped, and bounded in total age (so a
-text isn't still being retried long after anyone wants it) and, as a backstop, in attempts."""
+"""Backoff for transient failures: exponential with jitter (half to all of each step), capped, and
+bounded in total age (so a text isn't still being retried long after anyone wants it) and, as a
+backstop, in attempts."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ class RetryPolicy:
     def delay_seconds(
         self, attempts_made: int, rng: random.Random | None = None, *, at_least: float | None = None
     ) -> int:
-        """Delay before attempt number `attempts_made + 1`; full jitter spreads a burst of failures.
+        """Delay before attempt number `attempts_made + 1`; jitter spreads a burst of failures.
 
         `at_least` is the carrier's own wait (its Retry-After): the delay is the longer of the two,
         still capped at `max_delay_seconds`.
