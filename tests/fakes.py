@@ -1271,12 +1271,14 @@ class InMemoryErasure:
         digests: InMemoryDigests,
         conflicts: InMemoryConflicts,
         search: InMemorySearch | None = None,
+        receipts: InMemoryReceipts | None = None,
     ) -> None:
         self._messages = messages
         self._contacts = contacts
         self._digests = digests
         self._conflicts = conflicts
         self._search = search
+        self._receipts = receipts
 
     def delete_messages(self, messages: Sequence[Message]) -> int:
         ids = {m.message_id for m in messages}
@@ -1304,6 +1306,16 @@ class InMemoryErasure:
         entries = [self._digests.items.pop(k, None) for k in digest_keys]
         conflicts = [self._conflicts.items.pop(c, None) for c in conflict_ids]
         return sum(1 for e in entries if e is not None) + sum(1 for c in conflicts if c is not None)
+
+    def delete_parts(self, customer_number: str, start: str | None) -> tuple[int, str | None]:
+        """All in one page; a group is `carrier#customer#our number#ref#total`."""
+        removed = 0
+        if self._receipts is not None:
+            for group, held in self._receipts.part_items.items():
+                if group.split("#")[1] == customer_number:
+                    removed += len(held)
+                    held.clear()
+        return removed, None
 
 
 _previews: ConversationPreviews = InMemoryConversations()

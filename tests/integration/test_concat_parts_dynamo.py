@@ -12,7 +12,7 @@ from parley.adapters import aws
 from parley.adapters.dynamo import DynamoReceipts, ReceiptItem
 from parley.config import Settings
 from parley.domain.models import CarrierEventEnvelope, Concat, InboundMessage, OurNumber
-from parley.services.inbound import ASSEMBLED_MARK_SECONDS
+from parley.services.inbound import ASSEMBLED_MARK_SECONDS, HELD_PART_SECONDS
 from tests.fakes import T0, World
 
 OURS = "+15005550006"
@@ -53,7 +53,7 @@ def test_a_repeated_part_and_a_leftover_never_join_the_next_text(aws_settings: S
     processor.handle(part("A2", 2, "old-two"))  # sent again once the text was stored
     processor.handle(part("C1", 1, "lost-one "))  # a text whose part 2 never comes
     assert sorted(stored()) == ["00001#C1", "assembled#A1", "assembled#A2"]
-    assert abs(expiry("00001#C1") - (time.time() + DynamoReceipts.RETENTION_SECONDS)) < 120
+    assert abs(expiry("00001#C1") - (time.time() + HELD_PART_SECONDS)) < 120
     processor.handle(part("B2", 2, "new-two", hours=30))  # the reference wrapped back to 7
     processor.handle(part("B1", 1, "new-one ", hours=30))
 

@@ -146,7 +146,7 @@ def test_erasing_again_answers_zeros(ana: dict[str, str]) -> None:
     status, answer = post_json("/v1/erasures", {"number": ANA}, claims=ADMIN)
 
     assert status == 200 and answer["done"] is True
-    assert [v for k, v in answer.items() if k not in ("customer_number", "done")] == [0] * 8
+    assert [v for k, v in answer.items() if k not in ("customer_number", "done")] == [0] * 9
 
 
 def test_the_audit_event_masks_the_number(ana: dict[str, str], stack: Stack) -> None:  # noqa: F811

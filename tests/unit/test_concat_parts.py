@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from parley.domain.models import CarrierEventEnvelope, Concat, InboundMessage, OurNumber
-from parley.services.inbound import ASSEMBLED_MARK_SECONDS, PART_WINDOW
+from parley.services.inbound import ASSEMBLED_MARK_SECONDS, HELD_PART_SECONDS, PART_WINDOW
 from tests.fakes import T0, World
 
 OURS = "+15005550006"
@@ -70,7 +70,9 @@ def test_assembled_parts_are_remembered_for_a_short_time_only(world: World) -> N
         (group(2), "assembled#A2"): ASSEMBLED_MARK_SECONDS,
     }
     assert ASSEMBLED_MARK_SECONDS < 30 * 24 * 3600
-    assert world.receipts.part_keep_seconds[(group(2), "00001#A1")] is None  # a part keeps the default
+    # a held part's body outlives its window by a day only: it can never be assembled after that
+    assert world.receipts.part_keep_seconds[(group(2), "00001#A1")] == HELD_PART_SECONDS
+    assert PART_WINDOW.total_seconds() < HELD_PART_SECONDS <= 2 * 24 * 3600
 
 
 def test_a_text_with_another_part_count_does_not_take_a_leftover_part(world: World) -> None:

@@ -38,7 +38,9 @@ def world() -> World:
 
 
 def service(world: World, *, search: InMemorySearch | None = None, **kwargs: object) -> ErasureService:
-    store = InMemoryErasure(world.messages, world.contacts, world.digests, world.conflicts, search)
+    store = InMemoryErasure(
+        world.messages, world.contacts, world.digests, world.conflicts, search, receipts=world.receipts
+    )
     return ErasureService(
         messages=world.messages,
         store=store,

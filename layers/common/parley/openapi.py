@@ -152,6 +152,7 @@ class ErasureAnswer(BaseModel):
     records_deleted: int = Field(description="Records deleted: those with no other number.")
     records_updated: int = Field(description="Records with other numbers, which lost this one.")
     digest_items: int = Field(description="The digest's entries and held conflicts for the customer's days.")
+    parts: int = Field(description="Held parts of their long texts, and the marks of those assembled.")
 
 
 class MessageViewPage(BaseModel):

@@ -632,3 +632,8 @@ class ErasureStore(Protocol):
     def delete_digest_items(self, digest_keys: Sequence[str], conflict_ids: Sequence[str]) -> int:
         """What the digest kept of the customer's days: its entries and its held conflicts."""
         ...
+
+    def delete_parts(self, customer_number: str, start: str | None) -> tuple[int, str | None]:
+        """One page of the held parts of the customer's long texts and the marks of those assembled:
+        (removed, where the next page starts; None after the last)."""
+        ...

@@ -1974,6 +1974,35 @@ class DynamoErasure:
                 removed += 1
         return removed
 
+    def delete_parts(self, customer_number: str, start: str | None) -> tuple[int, str | None]:
+        """A scan page of the receipts table: a part's group key holds the customer's number, and the
+        table has no index by number (an erasure is rare and off the hot path)."""
+        pages = ReceiptItem.scan(
+            ReceiptItem.carrier_ref.startswith(_PARTS)
+            & ReceiptItem.carrier_ref.contains(f"#{customer_number}#"),
+            page_size=ERASURE_SCAN_PAGE,
+            last_evaluated_key=json.loads(start) if start else None,
+        ).page_iter
+        page: dict[str, Any] = next(pages, {})
+        keys = [
+            (i["carrier_ref"]["S"], i["receipt_id"]["S"])
+            for i in page.get("Items", [])
+            if part_group_sender(i["carrier_ref"]["S"].removeprefix(_PARTS)) == customer_number
+        ]
+        with ReceiptItem.batch_write() as batch:
+            for ref, rid in keys:
+                batch.delete(ReceiptItem(carrier_ref=ref, receipt_id=rid))
+        last = pages.last_evaluated_key
+        return len(keys), json.dumps(last) if last else None
+
+
+ERASURE_SCAN_PAGE = 500
+
+
+def part_group_sender(group: str) -> str:
+    """The customer's number in a parts group (`carrier#customer#our number#ref#total`)."""
+    return group.split("#")[1] if group.count("#") >= 2 else ""
+
 
 def create_all_tables() -> None:
     """For tests on moto only; deployed tables come from template.yaml."""

@@ -1,7 +1,8 @@
 """Erasing one customer's data on request: their messages (both directions, through any of our
 numbers), the media copied from their texts, their conversation with its search terms, the records
-that hold their number, and what the digest kept of their days. Their opt-out record stays: it is
-the legal record of their consent, and it is what keeps them from being texted again.
+that hold their number, what the digest kept of their days, and the parts of long texts held. Their
+opt-out record stays: it is the legal record of their consent, and it is what keeps them from being
+texted again.
 
 An erasure is bounded per call by a time budget. Its progress is the data itself (what is erased is
 gone), so a call that runs out of time answers `done: false` and the same call again goes on; once
@@ -54,6 +55,7 @@ class Erasure:
     records_deleted: int = 0  # records with no other number
     records_updated: int = 0  # records that keep their other numbers
     digest_items: int = 0  # the digest's entries and held conflicts for the customer's days
+    parts: int = 0  # held parts of their long texts, and the marks of those assembled
 
     def counts(self) -> dict[str, int]:
         return {k: v for k, v in asdict(self).items() if isinstance(v, int) and not isinstance(v, bool)}
@@ -89,7 +91,11 @@ class ErasureService:
         """Erase what is left of `customer_number` (E.164) within the time budget."""
         deadline = self._monotonic() + self._budget
         result = Erasure(customer_number)
-        if self._cancel_waiting(result, deadline) and self._delete_messages(result, deadline):
+        if (
+            self._cancel_waiting(result, deadline)
+            and self._delete_messages(result, deadline)
+            and self._delete_parts(result, deadline)
+        ):
             self._delete_records(result)
             result.conversations, result.search_terms = self._store.delete_conversation(customer_number)
             result.done = True
@@ -169,6 +175,19 @@ class ErasureService:
                 return True
             else:
                 cursor = page.cursor  # only keys the index still shows for messages just deleted
+
+    def _delete_parts(self, result: Erasure, deadline: float) -> bool:
+        """The parts of long texts still held (their words) and the marks of those assembled: a part
+        arriving later then finds no group to complete, and waits alone until it expires. A call
+        cut short scans from the start again."""
+        start: str | None = None
+        while True:
+            if self._out_of_time(deadline):
+                return False
+            removed, start = self._store.delete_parts(result.customer_number, start)
+            result.parts += removed
+            if start is None:
+                return True
 
     def _delete_media(self, messages: list[Message], result: Erasure) -> None:
         keys: list[str] = []

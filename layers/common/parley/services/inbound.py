@@ -68,6 +68,9 @@ PART_WINDOW = timedelta(hours=24)
 # How long an assembled part's carrier id is remembered, so a part sent again is dropped; past the
 # carriers' day of retries and the window above.
 ASSEMBLED_MARK_SECONDS = 7 * 24 * 3600
+# How long a held part (body and all) is kept: past PART_WINDOW it can never be assembled; the
+# extra day covers the carrier's retries of the rest.
+HELD_PART_SECONDS = 2 * 24 * 3600
 _ASSEMBLED = "assembled#"
 
 
@@ -160,7 +163,7 @@ class InboundProcessor:
         total = part.concat.total
         group = f"{part.carrier}#{part.from_number}#{part.to_number}#{part.concat.ref}#{total}"
         key = _part_key(part.concat.part, part.carrier_message_id)
-        self._receipts.save_part(group, key, part.model_dump(mode="json"))
+        self._receipts.save_part(group, key, part.model_dump(mode="json"), keep_seconds=HELD_PART_SECONDS)
         stored = self._receipts.parts(group)
         assembled = {k.removeprefix(_ASSEMBLED) for k in stored if k.startswith(_ASSEMBLED)}
         held = {
@@ -645,6 +648,8 @@ class InboundProcessor:
                 ],
                 "next_attempt_at": None,
                 "rate_turn_at": None,
+                # The receipt settles whether the ambiguous send went out.
+                "may_have_been_sent": False,
                 # The attempts keep what the ambiguous send said; a failure the receipt reports
                 # replaces the advice to check before resending.
                 "error_code": None,

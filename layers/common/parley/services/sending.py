@@ -974,6 +974,8 @@ class SendService:
                 "segments": accepted.segments or message.segments,
                 "error_code": None,  # earlier attempts' errors stay in `attempts`
                 "error_reason": None,
+                # A search match proves the ambiguous send went out.
+                **({"may_have_been_sent": False} if outcome == "reconciled" else {}),
             },
         )
         logger.info(
