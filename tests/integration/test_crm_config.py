@@ -369,6 +369,10 @@ WEBHOOK_MODULES = {
     "parley.carriers.twilio",
     "parley.clock",
     "parley.domain",
+    # standard library only: the words, number types and Retry-After reading the carriers share
+    "parley.domain.keywords",
+    "parley.domain.rate",
+    "parley.domain.retry",
     "parley.domain.vocabulary",
     "parley.edge",
     "parley.observability",  # standard library only at import time (its log filter and EMF writer)
